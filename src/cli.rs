@@ -1,0 +1,140 @@
+//! The command line: `bingfa [OPTIONS] [ROOT]`.
+
+use crate::server::{Config, Model};
+use clap::Parser;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A static-file HTTP/1.1 server whose concurrency model you choose.
+#[derive(Debug, Parser)]
+#[command(name = "bingfa", version, about)]
+pub struct Args {
+    /// The folder to serve
+    #[arg(default_value = ".")]
+    pub root: PathBuf,
+
+    /// Address to listen on: IP:PORT, [IPv6]:PORT or HOST:PORT
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_address)]
+    pub bind: SocketAddr,
+
+    /// Concurrency model
+    #[arg(short, long, value_name = "NAME", value_enum, default_value_t = Model::Reactor)]
+    pub model: Model,
+
+    /// Worker threads for models that have several [default: the number of cores]
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
+
+    /// Close a connection whose request head takes longer than this
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Close a keep-alive connection idle for longer than this
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+
+    /// Answer connections beyond this many with 503 [default: from the open-file limit]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+
+    /// Serve dotfiles and dot-directories (hidden by default)
+    #[arg(long)]
+    pub hidden: bool,
+}
+
+impl Args {
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(&self.root);
+        config.model = self.model;
+        if let Some(workers) = self.workers {
+            config.workers = usize::from(workers);
+        }
+        config.header_timeout = Duration::from_secs(self.header_timeout);
+        config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        if let Some(max) = self.max_connections {
+            config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
+        }
+        config.hidden = self.hidden;
+        config
+    }
+}
+
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut resolved = text
+        .to_socket_addrs()
+        .map_err(|_| format!("expected IP:PORT, [IPv6]:PORT or HOST:PORT, got '{text}'"))?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// A clap error as one line: its first line, plus the possible values if it lists them.
+pub fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("error: invalid command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match lines.find(|line| line.starts_with("[possible values:")) {
+        Some(values) => format!("{first} {values}"),
+        None => first.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bingfa").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.root, PathBuf::from("."));
+        assert_eq!(args.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(args.model, Model::Reactor);
+        let config = args.config();
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert!(config.workers >= 1);
+        assert!(!config.hidden);
+    }
+
+    #[test]
+    fn options() {
+        let args = parse(&["-b", "[::1]:9000", "-m", "epoll", "-w", "3", "--hidden", "site"]).unwrap();
+        assert_eq!(args.bind, "[::1]:9000".parse().unwrap());
+        assert_eq!(args.config().model, Model::Epoll);
+        assert_eq!(args.config().workers, 3);
+        assert!(args.config().hidden);
+        assert_eq!(args.root, PathBuf::from("site"));
+    }
+
+    #[test]
+    fn bad_values_are_one_line() {
+        for bad in [
+            &["--model", "nosuch"][..],
+            &["--workers", "0"],
+            &["--workers", "abc"],
+            &["--bind", "nonsense"],
+            &["--header-timeout", "-1"],
+            &["--idle-timeout", "0"],
+            &["--nosuch"],
+        ] {
+            let error = parse(bad).unwrap_err();
+            let line = one_line(&error);
+            assert!(!line.is_empty() && !line.contains('\n'), "{bad:?}: {line}");
+        }
+        let error = parse(&["--model", "nosuch"]).unwrap_err();
+        assert!(
+            one_line(&error).contains("thread, epoll, reactor"),
+            "{}",
+            one_line(&error)
+        );
+    }
+}

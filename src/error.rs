@@ -1,0 +1,27 @@
+//! The errors that stop the server, each one line for the person who started it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot serve {}: {source}", path.display())]
+    Root { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {addr}: address already in use")]
+    AddressInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with what the server was doing when it happened.
+    pub fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+}

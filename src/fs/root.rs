@@ -1,0 +1,526 @@
+//! Opening files under ROOT without ever leaving it.
+//!
+//! ROOT is opened once as a directory file descriptor. With the kernel resolver every
+//! request is opened relative to that descriptor with `openat2(RESOLVE_BENEATH)`, so
+//! the kernel itself refuses any resolution, `..` or symlink included, that would
+//! step outside ROOT. The checked resolver is the fallback where `openat2` is missing.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::path::SitePath;
+
+/// Flags for every file opened on behalf of a client. `NONBLOCK` makes opening a
+/// FIFO return at once instead of parking a worker until a writer shows up, and
+/// `NOCTTY` keeps a terminal device from becoming our controlling terminal; both are
+/// then rejected as "not a regular file".
+const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY);
+
+/// `BENEATH` refuses any resolution that leaves ROOT: `..` above it, absolute paths,
+/// and symlinks whose target lies outside (absolute symlinks always fail, even when
+/// they point back inside ROOT). `NO_MAGICLINKS` refuses `/proc/*/fd`-style links,
+/// which could otherwise jump to any file the process has open.
+const RESOLVE_FLAGS: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+const INDEX_FILE: &[u8] = b"index.html";
+
+/// How a request path is turned into an open file under ROOT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolver {
+    /// `openat2` relative to the ROOT descriptor with `RESOLVE_BENEATH`: race-free.
+    Kernel,
+    /// Canonicalize `ROOT/relative` and require it to stay under the canonical ROOT.
+    Checked,
+}
+
+/// The directory being served.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+    canonical: PathBuf,
+    resolver: Resolver,
+}
+
+/// The outcome of looking up a request path.
+#[derive(Debug)]
+pub enum Lookup {
+    File(OpenFile),
+    /// A directory named without its trailing slash: answer 301 to this location.
+    Redirect(String),
+    NotFound,
+    Forbidden,
+    Failed(io::Error),
+}
+
+/// What identifies one version of a file's content, as seen by `fstat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    pub ctime_sec: i64,
+    pub ctime_nsec: i64,
+}
+
+/// A regular file under ROOT, opened for reading.
+#[derive(Debug)]
+pub struct OpenFile {
+    pub file: File,
+    /// From `fstat` of this very descriptor, so it describes what will be read.
+    pub identity: FileIdentity,
+    pub modified: SystemTime,
+    /// True when this is a directory's `index.html` (its content type is HTML).
+    pub is_index: bool,
+}
+
+impl OpenFile {
+    pub fn len(&self) -> u64 {
+        self.identity.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn new(file: File, metadata: &Metadata, is_index: bool) -> io::Result<OpenFile> {
+        Ok(OpenFile {
+            identity: identity_of(metadata),
+            modified: metadata.modified()?,
+            file,
+            is_index,
+        })
+    }
+}
+
+fn identity_of(metadata: &Metadata) -> FileIdentity {
+    FileIdentity {
+        dev: metadata.dev(),
+        ino: metadata.ino(),
+        len: metadata.size(),
+        mtime_sec: metadata.mtime(),
+        mtime_nsec: metadata.mtime_nsec(),
+        ctime_sec: metadata.ctime(),
+        ctime_nsec: metadata.ctime_nsec(),
+    }
+}
+
+impl Root {
+    /// Opens ROOT, using the kernel resolver when `openat2` works here and the
+    /// checked resolver otherwise.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let mut root = Root::open_with(path, Resolver::Kernel)?;
+        if !root.openat2_available() {
+            root.resolver = Resolver::Checked;
+        }
+        Ok(root)
+    }
+
+    /// Opens ROOT with the given resolver. Fails when ROOT is missing or is not a
+    /// directory (`ErrorKind::NotADirectory`).
+    pub fn open_with(path: &Path, resolver: Resolver) -> io::Result<Root> {
+        let canonical = std::fs::canonicalize(path)?;
+        // Opening the canonical path keeps the descriptor and the path the checked
+        // resolver compares against naming the same directory.
+        let dir = rustix::fs::open(
+            &canonical,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            dir,
+            canonical,
+            resolver,
+        })
+    }
+
+    pub fn canonical(&self) -> &Path {
+        &self.canonical
+    }
+
+    pub fn resolver(&self) -> Resolver {
+        self.resolver
+    }
+
+    /// Finds what `path` names under ROOT. Hidden names (a segment starting with
+    /// `.`) are not found unless `hidden` is set. Anything the resolver refuses to
+    /// reach, such as a symlink leading outside ROOT or (with the kernel resolver)
+    /// any absolute symlink, is reported as not found rather than forbidden, so
+    /// clients learn nothing about what lies outside.
+    pub fn lookup(&self, path: &SitePath, hidden: bool) -> Lookup {
+        if path.is_hidden() && !hidden {
+            return Lookup::NotFound;
+        }
+        self.lookup_visible(path).unwrap_or_else(classify)
+    }
+
+    fn lookup_visible(&self, path: &SitePath) -> io::Result<Lookup> {
+        let (file, metadata) = self.open_beneath(path.relative())?;
+        let file_type = metadata.file_type();
+        if file_type.is_dir() {
+            if !path.has_trailing_slash() {
+                return Ok(Lookup::Redirect(path.directory_location()));
+            }
+            return self.lookup_index(path.relative());
+        }
+        // A trailing slash promises a directory; FIFOs, sockets and devices are
+        // never content to serve.
+        if !file_type.is_file() || path.has_trailing_slash() {
+            return Ok(Lookup::NotFound);
+        }
+        Ok(Lookup::File(OpenFile::new(file, &metadata, false)?))
+    }
+
+    /// Re-resolving `dir/index.html` from ROOT (rather than from the directory just
+    /// opened) keeps both resolvers on the one code path that checks containment.
+    fn lookup_index(&self, dir_relative: &[u8]) -> io::Result<Lookup> {
+        let (file, metadata) = self.open_beneath(&index_path(dir_relative))?;
+        if !metadata.file_type().is_file() {
+            return Ok(Lookup::NotFound);
+        }
+        Ok(Lookup::File(OpenFile::new(file, &metadata, true)?))
+    }
+
+    /// Opens `relative` (no leading `/`, no `.`/`..`/empty segments) under ROOT and
+    /// stats the resulting descriptor.
+    fn open_beneath(&self, relative: &[u8]) -> io::Result<(File, Metadata)> {
+        let fd = match self.resolver {
+            Resolver::Kernel => self.open_kernel(relative)?,
+            Resolver::Checked => self.open_checked(relative)?,
+        };
+        let file = File::from(fd);
+        let metadata = file.metadata()?;
+        Ok((file, metadata))
+    }
+
+    fn open_kernel(&self, relative: &[u8]) -> io::Result<OwnedFd> {
+        let relative = if relative.is_empty() { b"." } else { relative };
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            OsStr::from_bytes(relative),
+            OPEN_FLAGS,
+            Mode::empty(),
+            RESOLVE_FLAGS,
+        )?;
+        Ok(fd)
+    }
+
+    /// The fallback for kernels without `openat2` (before Linux 5.6) or sandboxes
+    /// whose seccomp filter forbids it.
+    ///
+    /// It has a time-of-check/time-of-use race the kernel resolver does not: between
+    /// `canonicalize` and `open`, someone able to write inside ROOT could replace a
+    /// directory on the checked path with a symlink leading outside, and `open` would
+    /// follow it. `O_NOFOLLOW` closes the race for the last component only. Whoever
+    /// can write inside ROOT can usually publish what they like anyway, which is why
+    /// this is acceptable as a fallback, but not as the default.
+    fn open_checked(&self, relative: &[u8]) -> io::Result<OwnedFd> {
+        // `relative` never starts with '/', so `join` cannot replace ROOT.
+        let target = std::fs::canonicalize(self.canonical.join(OsStr::from_bytes(relative)))?;
+        // `starts_with` compares whole components: "/srv/site2" is not under "/srv/site".
+        if !target.starts_with(&self.canonical) {
+            // The same answer the kernel resolver gets for an escape.
+            return Err(Errno::XDEV.into());
+        }
+        let fd = rustix::fs::open(&target, OPEN_FLAGS | OFlags::NOFOLLOW, Mode::empty())?;
+        Ok(fd)
+    }
+
+    /// Whether `openat2` can be used here. Old kernels lack it (`ENOSYS`) and some
+    /// seccomp sandboxes refuse it (`EPERM`); any other outcome means the system call
+    /// works, and a failure is about this directory, which requests will report.
+    fn openat2_available(&self) -> bool {
+        let probe = rustix::fs::openat2(
+            &self.dir,
+            ".",
+            OPEN_FLAGS | OFlags::DIRECTORY,
+            Mode::empty(),
+            RESOLVE_FLAGS,
+        );
+        !matches!(probe, Err(Errno::NOSYS | Errno::PERM))
+    }
+}
+
+fn index_path(dir_relative: &[u8]) -> Vec<u8> {
+    if dir_relative.is_empty() {
+        return INDEX_FILE.to_vec();
+    }
+    [dir_relative, b"/", INDEX_FILE].concat()
+}
+
+fn classify(error: io::Error) -> Lookup {
+    match Errno::from_io_error(&error) {
+        // EXDEV is RESOLVE_BENEATH refusing an escape (or any absolute symlink).
+        Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV | Errno::NAMETOOLONG) => {
+            Lookup::NotFound
+        }
+        Some(Errno::ACCESS | Errno::PERM) => Lookup::Forbidden,
+        _ => Lookup::Failed(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::decode_path;
+    use std::io::Read;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const RESOLVERS: [Resolver; 2] = [Resolver::Kernel, Resolver::Checked];
+
+    /// A temporary directory holding ROOT (`site`) next to things that must stay
+    /// unreachable: `outside.txt` and `site2/secret.txt` (a sibling whose name
+    /// shares ROOT's name as a prefix).
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            let dir = tempfile::tempdir().unwrap();
+            let base = dir.path();
+            std::fs::write(base.join("outside.txt"), "outside").unwrap();
+            std::fs::create_dir(base.join("site2")).unwrap();
+            std::fs::write(base.join("site2/secret.txt"), "secret").unwrap();
+
+            let site = base.join("site");
+            std::fs::create_dir(&site).unwrap();
+            std::fs::write(site.join("hello.txt"), "hello").unwrap();
+            std::fs::write(site.join("index.html"), "root index").unwrap();
+            std::fs::create_dir(site.join("docs")).unwrap();
+            std::fs::write(site.join("docs/index.html"), "docs index").unwrap();
+            std::fs::write(site.join("docs/a b.html"), "a b").unwrap();
+            std::fs::create_dir(site.join("empty")).unwrap();
+            std::fs::create_dir(site.join("a b")).unwrap();
+            std::fs::write(site.join(".secret"), "dotfile").unwrap();
+            std::fs::create_dir(site.join(".git")).unwrap();
+            std::fs::write(site.join(".git/config"), "dotdir").unwrap();
+            std::fs::create_dir(site.join("odd")).unwrap();
+            std::fs::create_dir(site.join("odd/index.html")).unwrap();
+            symlink("hello.txt", site.join("link.txt")).unwrap();
+            symlink("docs", site.join("linkdocs")).unwrap();
+            symlink("../outside.txt", site.join("escape.txt")).unwrap();
+            symlink("../site2/secret.txt", site.join("sibling.txt")).unwrap();
+            symlink("..", site.join("up")).unwrap();
+            symlink("/etc/passwd", site.join("passwd")).unwrap();
+            rustix::fs::mkfifoat(rustix::fs::CWD, site.join("fifo"), Mode::from(0o644)).unwrap();
+            std::fs::write(site.join("locked.txt"), "locked").unwrap();
+            std::fs::set_permissions(site.join("locked.txt"), PermissionsExt::from_mode(0o000)).unwrap();
+            Tree { dir }
+        }
+
+        fn site(&self) -> PathBuf {
+            self.dir.path().join("site")
+        }
+    }
+
+    /// Runs `test` against a fresh tree once per resolver.
+    fn for_each_resolver(test: impl Fn(&Root)) {
+        let tree = Tree::new();
+        for resolver in RESOLVERS {
+            let root = Root::open_with(&tree.site(), resolver).unwrap();
+            assert_eq!(root.resolver(), resolver);
+            test(&root);
+        }
+    }
+
+    fn lookup(root: &Root, path: &str) -> Lookup {
+        root.lookup(&decode_path(path.as_bytes()).unwrap(), false)
+    }
+
+    fn assert_serves(root: &Root, path: &str, content: &str, is_index: bool) {
+        match lookup(root, path) {
+            Lookup::File(mut open) => {
+                let mut body = String::new();
+                open.file.read_to_string(&mut body).unwrap();
+                assert_eq!(body, content, "{path} with {:?}", root.resolver());
+                assert_eq!(open.is_index, is_index, "{path} with {:?}", root.resolver());
+                assert_eq!(open.len(), content.len() as u64);
+            }
+            other => panic!("{path} with {:?}: {other:?}", root.resolver()),
+        }
+    }
+
+    fn assert_not_found(root: &Root, path: &str) {
+        let result = lookup(root, path);
+        assert!(
+            matches!(result, Lookup::NotFound),
+            "{path} with {:?}: {result:?}",
+            root.resolver()
+        );
+    }
+
+    #[test]
+    fn serves_regular_files() {
+        for_each_resolver(|root| {
+            assert_serves(root, "/hello.txt", "hello", false);
+            assert_serves(root, "/docs/a%20b.html", "a b", false);
+            assert_serves(root, "/docs/../hello.txt", "hello", false);
+        });
+    }
+
+    #[test]
+    fn serves_directory_index_with_trailing_slash() {
+        for_each_resolver(|root| {
+            assert_serves(root, "/", "root index", true);
+            assert_serves(root, "/docs/", "docs index", true);
+            assert_serves(root, "/docs/a/..", "docs index", true);
+        });
+    }
+
+    #[test]
+    fn directory_without_index_is_not_found() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/empty/");
+            // An index.html that is itself a directory is not served either.
+            assert_not_found(root, "/odd/");
+        });
+    }
+
+    #[test]
+    fn directory_without_trailing_slash_redirects() {
+        for_each_resolver(|root| {
+            for (path, location) in [
+                ("/docs", "/docs/"),
+                ("/empty", "/empty/"),
+                ("/a%20b", "/a%20b/"),
+                ("//docs", "/docs/"),
+            ] {
+                let result = lookup(root, path);
+                assert!(
+                    matches!(&result, Lookup::Redirect(to) if to == location),
+                    "{path} with {:?}: {result:?}",
+                    root.resolver()
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn hidden_names_need_permission() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/.secret");
+            assert_not_found(root, "/.git/config");
+            assert_not_found(root, "/%2egit/config");
+            let hidden = |path: &str| root.lookup(&decode_path(path.as_bytes()).unwrap(), true);
+            assert!(matches!(hidden("/.secret"), Lookup::File(_)));
+            assert!(matches!(hidden("/.git/config"), Lookup::File(_)));
+        });
+    }
+
+    #[test]
+    fn symlinks_inside_root_work() {
+        for_each_resolver(|root| {
+            assert_serves(root, "/link.txt", "hello", false);
+            assert_serves(root, "/linkdocs/", "docs index", true);
+            assert_serves(root, "/linkdocs/a%20b.html", "a b", false);
+        });
+    }
+
+    #[test]
+    fn symlinks_leading_outside_are_not_found() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/escape.txt");
+            assert_not_found(root, "/sibling.txt");
+            assert_not_found(root, "/passwd");
+            assert_not_found(root, "/up/outside.txt");
+            assert_not_found(root, "/up/site2/secret.txt");
+            assert_not_found(root, "/up/");
+        });
+    }
+
+    #[test]
+    fn missing_files_are_not_found() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/missing.txt");
+            assert_not_found(root, "/%252e%252e/outside.txt");
+            assert_not_found(root, "/hello.txt/more");
+            assert_not_found(root, &format!("/{}", "x".repeat(300)));
+        });
+    }
+
+    #[test]
+    fn trailing_slash_on_a_file_is_not_found() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/hello.txt/");
+            assert_not_found(root, "/link.txt/");
+        });
+    }
+
+    #[test]
+    fn fifo_is_not_found_without_blocking() {
+        let tree = Tree::new();
+        let (done, finished) = mpsc::channel();
+        let site = tree.site();
+        std::thread::spawn(move || {
+            for resolver in RESOLVERS {
+                let root = Root::open_with(&site, resolver).unwrap();
+                let found = matches!(lookup(&root, "/fifo"), Lookup::NotFound);
+                done.send((resolver, found)).unwrap();
+            }
+        });
+        for _ in RESOLVERS {
+            let (resolver, found) = finished
+                .recv_timeout(Duration::from_secs(10))
+                .expect("looking up a FIFO blocked");
+            assert!(found, "fifo with {resolver:?}");
+        }
+    }
+
+    #[test]
+    fn unreadable_file_is_forbidden() {
+        if rustix::process::geteuid().is_root() {
+            // Root bypasses permission checks; nothing to observe.
+            return;
+        }
+        for_each_resolver(|root| {
+            let result = lookup(root, "/locked.txt");
+            assert!(matches!(result, Lookup::Forbidden), "{result:?}");
+        });
+    }
+
+    #[test]
+    fn identity_describes_the_open_file() {
+        for_each_resolver(|root| {
+            let Lookup::File(open) = lookup(root, "/link.txt") else {
+                panic!("link.txt not served");
+            };
+            let target = std::fs::metadata(root.canonical().join("hello.txt")).unwrap();
+            assert_eq!(open.identity, identity_of(&target));
+            assert_eq!(open.modified, target.modified().unwrap());
+            assert!(!open.is_empty());
+        });
+    }
+
+    #[test]
+    fn open_picks_a_working_resolver() {
+        let tree = Tree::new();
+        let root = Root::open(&tree.site()).unwrap();
+        assert_eq!(root.canonical(), tree.site().canonicalize().unwrap());
+        assert_serves(&root, "/hello.txt", "hello", false);
+        assert_not_found(&root, "/escape.txt");
+    }
+
+    #[test]
+    fn open_rejects_missing_or_non_directory_root() {
+        let tree = Tree::new();
+        assert!(Root::open(&tree.site().join("missing")).is_err());
+        let error = Root::open(&tree.site().join("hello.txt")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotADirectory);
+    }
+}

@@ -1,0 +1,705 @@
+//! One HTTP/1.1 connection as a state machine: bytes in, what to send out, when to close.
+//!
+//! The I/O layer drives it with one loop, whatever the concurrency model:
+//!
+//! ```text
+//! loop {
+//!     match conn.poll(&clock, &handler) {
+//!         Action::Send(t)       => { let n = write(socket, t)?; conn.sent(n, now) }
+//!         Action::Receive { buf, deadline } => { let n = read(socket, buf)?; conn.received(n, now) }
+//!         Action::Finish        => shutdown(socket, Write),
+//!         Action::Close         => break,
+//!     }
+//! }
+//! ```
+//! and closes the connection when `conn.deadline()` has passed.
+
+use super::body::{BodySkip, Skipped};
+use super::clock::Clock;
+use super::request::{self, Action as RequestAction, Head, Limits, Parsed, Request, Version};
+use super::response::{self, Body, Persistence, Reply};
+use super::status::Status;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+/// Answers requests that made it through the protocol checks (GET and HEAD of a path).
+pub trait Handler {
+    fn handle(&self, request: &Request<'_>) -> Reply;
+}
+
+/// Per-connection policy: limits and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub limits: Limits,
+    /// From the first byte of a head (or from accept) until the head is complete; also the
+    /// longest pause allowed while a request body trickles in.
+    pub header_timeout: Duration,
+    /// Keep-alive: how long a connection may sit between requests.
+    pub idle_timeout: Duration,
+    /// After the last response on a connection the server half-closes and drains what the
+    /// client still sends for this long, so that closing does not reset the connection and
+    /// destroy a response the client has not read yet (RFC 9112 §9.6).
+    pub linger: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the I/O layer should do next.
+#[derive(Debug)]
+pub enum Action<'a> {
+    Send(Transmit<'a>),
+    /// Read into `buf`, then call [`Connection::received`]; give up on the connection if
+    /// nothing arrives by `deadline`.
+    Receive {
+        buf: &'a mut [u8],
+        deadline: Instant,
+    },
+    /// All responses are out: shut down the write side, keep reading until the peer closes.
+    Finish,
+    Close,
+}
+
+/// Bytes to write, or a range of an open file to send with sendfile.
+#[derive(Debug)]
+pub enum Transmit<'a> {
+    Bytes(&'a [u8]),
+    File { file: &'a File, offset: u64, len: usize },
+}
+
+/// Buffered input never grows past this; every limit on a head is below it.
+const MAX_INPUT: usize = 32 * 1024;
+const INITIAL_INPUT: usize = 4 * 1024;
+/// Pipelined requests stop being answered while this much output waits to be written,
+/// so a client that sends and never reads cannot make the server buffer without bound.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Likewise for open files waiting to be sent.
+const MAX_QUEUED_FILES: usize = 16;
+/// Upper bound for one sendfile call.
+const MAX_SENDFILE: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Head,
+    Body(BodySkip),
+    /// No further request will be read: the last response is queued or the input is unusable.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Open,
+    /// The write side is shut down; waiting for the peer's end of stream.
+    Lingering,
+}
+
+/// The protocol state of one connection. It owns the input and output buffers; it never
+/// touches a socket or a clock.
+#[derive(Debug)]
+pub struct Connection {
+    settings: Settings,
+    input: Vec<u8>,
+    /// `input[consumed..filled]` is received but not yet parsed.
+    filled: usize,
+    consumed: usize,
+    output: Output,
+    reading: Reading,
+    body_skipped: u64,
+    ending: Ending,
+    peer_closed: bool,
+    served_any: bool,
+    /// When the current wait began (accept, the first byte of a head, the last response
+    /// sent, the last body progress, the half-close): the base of `deadline`.
+    waiting_since: Instant,
+}
+
+impl Connection {
+    pub fn new(settings: Settings, now: Instant) -> Connection {
+        Connection {
+            settings,
+            input: Vec::new(),
+            filled: 0,
+            consumed: 0,
+            output: Output::default(),
+            reading: Reading::Head,
+            body_skipped: 0,
+            ending: Ending::Open,
+            peer_closed: false,
+            served_any: false,
+            waiting_since: now,
+        }
+    }
+
+    /// A connection accepted beyond the connection limit: it only says 503 and closes.
+    pub fn overloaded(settings: Settings, clock: &Clock) -> Connection {
+        let mut conn = Connection::new(settings, clock.now());
+        conn.output.push_reply(
+            Reply::error(Status::ServiceUnavailable),
+            false,
+            clock.date(),
+            Persistence::Close,
+        );
+        conn.reading = Reading::Done;
+        conn
+    }
+
+    /// The next step for the I/O layer. Answers every complete request already buffered
+    /// before asking for more bytes, so pipelined responses leave together.
+    pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Action<'_> {
+        if self.output.is_empty() {
+            self.answer_buffered(clock, handler);
+        }
+        if !self.output.is_empty() {
+            return Action::Send(self.output.front());
+        }
+        if self.reading != Reading::Done {
+            return self.receive();
+        }
+        if self.peer_closed {
+            return Action::Close;
+        }
+        if self.ending == Ending::Open {
+            self.ending = Ending::Lingering;
+            self.waiting_since = clock.now();
+            return Action::Finish;
+        }
+        // Lingering: whatever arrives now is dropped.
+        self.filled = 0;
+        self.consumed = 0;
+        self.receive()
+    }
+
+    /// `n` bytes were read into the buffer from the last [`Action::Receive`]; 0 means the
+    /// peer closed its side.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            self.peer_closed = true;
+            return;
+        }
+        let starts_a_head = self.reading == Reading::Head && self.filled == self.consumed;
+        if starts_a_head || matches!(self.reading, Reading::Body(_)) {
+            self.waiting_since = now;
+        }
+        self.filled += n;
+    }
+
+    /// `n` bytes of the last [`Action::Send`] were written.
+    pub fn sent(&mut self, n: usize, now: Instant) {
+        self.output.advance(n);
+        if self.output.is_empty() {
+            self.waiting_since = now;
+        }
+    }
+
+    /// When the connection should be closed if nothing happens: the header timeout while a
+    /// head or body is incomplete, the idle timeout between requests, the linger time after
+    /// the half-close. `None` while output is pending.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.output.is_empty().then(|| self.wait_deadline())
+    }
+
+    fn wait_deadline(&self) -> Instant {
+        let allowed = match (self.ending, self.reading) {
+            (Ending::Lingering, _) => self.settings.linger,
+            (_, Reading::Head) if self.filled == self.consumed && self.served_any => {
+                self.settings.idle_timeout
+            }
+            _ => self.settings.header_timeout,
+        };
+        self.waiting_since + allowed
+    }
+
+    fn receive(&mut self) -> Action<'_> {
+        let deadline = self.wait_deadline();
+        Action::Receive {
+            buf: self.receive_space(),
+            deadline,
+        }
+    }
+
+    fn receive_space(&mut self) -> &mut [u8] {
+        if self.filled == self.input.len() {
+            if self.consumed > 0 {
+                self.input.copy_within(self.consumed..self.filled, 0);
+                self.filled -= self.consumed;
+                self.consumed = 0;
+            } else {
+                let grown = (self.input.len() * 2).clamp(INITIAL_INPUT, MAX_INPUT);
+                self.input.resize(grown, 0);
+            }
+        }
+        if self.filled == self.input.len() {
+            // Unreachable while every head limit is below MAX_INPUT; if it ever happens,
+            // stop reading rather than hand out an empty buffer that reads as end of stream.
+            self.reading = Reading::Done;
+            self.filled = 0;
+            self.consumed = 0;
+        }
+        &mut self.input[self.filled..]
+    }
+
+    fn answer_buffered(&mut self, clock: &Clock, handler: &impl Handler) {
+        while !self.output.is_full() {
+            match self.reading {
+                Reading::Done => break,
+                Reading::Body(skip) => {
+                    if !self.skip_body(skip) {
+                        break;
+                    }
+                }
+                Reading::Head => {
+                    if !self.answer_one(clock, handler) {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.filled == self.consumed {
+            self.filled = 0;
+            self.consumed = 0;
+        }
+    }
+
+    /// Skips buffered body bytes; true when the body is over and the next head may follow.
+    fn skip_body(&mut self, mut skip: BodySkip) -> bool {
+        let input = &self.input[self.consumed..self.filled];
+        let max_body = self.settings.limits.max_body;
+        match skip.skip(input, max_body, &mut self.body_skipped) {
+            Skipped::More(n) => {
+                self.consumed += n;
+                self.reading = if self.peer_closed {
+                    Reading::Done
+                } else {
+                    Reading::Body(skip)
+                };
+                false
+            }
+            Skipped::Done(n) => {
+                self.consumed += n;
+                self.reading = Reading::Head;
+                true
+            }
+            Skipped::Invalid => {
+                self.reading = Reading::Done;
+                false
+            }
+        }
+    }
+
+    /// Parses and answers one buffered head; false when there is none (yet).
+    fn answer_one(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+        let start = self.consumed;
+        let parsed = request::parse(&mut self.input[start..self.filled], &self.settings.limits);
+        match parsed {
+            Parsed::Partial => {
+                if self.peer_closed {
+                    self.reading = Reading::Done;
+                }
+                false
+            }
+            Parsed::Invalid(status) => {
+                let reply = Reply::error(status);
+                self.output
+                    .push_reply(reply, false, clock.date(), Persistence::Close);
+                self.reading = Reading::Done;
+                false
+            }
+            Parsed::Complete { head, len } => {
+                self.consumed += len;
+                self.respond(head, start, clock, handler);
+                true
+            }
+        }
+    }
+
+    fn respond(&mut self, head: Head, head_start: usize, clock: &Clock, handler: &impl Handler) {
+        // A client waiting for 100 Continue may never send its body; rather than guess
+        // whether the next bytes are body or request, answer and close.
+        let keep_alive = head.keep_alive && !(head.expects_continue && head.framing.is_some());
+        let persistence = match (keep_alive, head.version) {
+            (false, _) => Persistence::Close,
+            (true, Version::Http10) => Persistence::KeepAlive,
+            (true, Version::Http11) => Persistence::Implicit,
+        };
+        let (reply, head_only) = match head.action {
+            RequestAction::Serve { method, path } => {
+                let path = if path.is_empty() {
+                    b"/"
+                } else {
+                    &self.input[head_start + path.start..head_start + path.end]
+                };
+                let reply = handler.handle(&Request { method, path });
+                (reply, method == request::Method::Head)
+            }
+            RequestAction::Refuse(status) => (Reply::error(status), false),
+        };
+        self.output
+            .push_reply(reply, head_only, clock.date(), persistence);
+        self.served_any = true;
+        self.body_skipped = 0;
+        self.reading = match BodySkip::start(head.framing) {
+            _ if !keep_alive => Reading::Done,
+            Some(skip) => Reading::Body(skip),
+            None => Reading::Head,
+        };
+    }
+}
+
+/// Responses waiting to be written, in order. Consecutive in-memory parts share one buffer,
+/// so a batch of pipelined responses leaves in one write.
+#[derive(Debug, Default)]
+struct Output {
+    queue: VecDeque<Segment>,
+}
+
+#[derive(Debug)]
+enum Segment {
+    Bytes { data: Vec<u8>, sent: usize },
+    File { file: File, offset: u64, end: u64 },
+}
+
+impl Output {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        let mut memory = 0;
+        let mut files = 0;
+        for segment in &self.queue {
+            match segment {
+                Segment::Bytes { data, sent } => memory += data.len() - sent,
+                Segment::File { .. } => files += 1,
+            }
+        }
+        memory >= OUTPUT_HIGH_WATER || files >= MAX_QUEUED_FILES
+    }
+
+    fn push_reply(&mut self, reply: Reply, head_only: bool, date: &str, persistence: Persistence) {
+        let bytes = self.tail_bytes();
+        response::write_head(bytes, &reply, date, persistence);
+        if head_only {
+            return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
+        }
+        match reply.body {
+            Body::Static(page) => bytes.extend_from_slice(page),
+            Body::Shared(content) => bytes.extend_from_slice(&content),
+            Body::File { len: 0, .. } => {}
+            Body::File { file, len } => self.queue.push_back(Segment::File {
+                file,
+                offset: 0,
+                end: len,
+            }),
+        }
+    }
+
+    /// The in-memory buffer at the end of the queue, started if the queue ends with a file.
+    fn tail_bytes(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.queue.back(), Some(Segment::Bytes { .. })) {
+            self.queue.push_back(Segment::Bytes {
+                data: Vec::with_capacity(1024),
+                sent: 0,
+            });
+        }
+        match self.queue.back_mut() {
+            Some(Segment::Bytes { data, .. }) => data,
+            _ => unreachable!("a bytes segment was just pushed"),
+        }
+    }
+
+    /// The first pending segment. Call only when not empty.
+    fn front(&self) -> Transmit<'_> {
+        match self.queue.front() {
+            Some(Segment::Bytes { data, sent }) => Transmit::Bytes(&data[*sent..]),
+            Some(Segment::File { file, offset, end }) => Transmit::File {
+                file,
+                offset: *offset,
+                len: (end - offset).min(MAX_SENDFILE) as usize,
+            },
+            None => Transmit::Bytes(&[]),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        let finished = match self.queue.front_mut() {
+            Some(Segment::Bytes { data, sent }) => {
+                *sent += n;
+                *sent >= data.len()
+            }
+            Some(Segment::File { offset, end, .. }) => {
+                *offset += n as u64;
+                *offset >= *end
+            }
+            None => false,
+        };
+        if finished {
+            self.queue.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+    use std::sync::Arc;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Serves `/<name>` as a body naming the file, `/missing` as 404.
+    struct FakeSite;
+
+    impl Handler for FakeSite {
+        fn handle(&self, request: &Request<'_>) -> Reply {
+            if request.path == b"/missing" {
+                return Reply::error(Status::NotFound);
+            }
+            let body = format!("content of {}", String::from_utf8_lossy(request.path));
+            Reply {
+                status: Status::Ok,
+                content_type: Some(Cow::Borrowed("text/plain")),
+                location: None,
+                body: Body::Shared(Arc::from(body.into_bytes())),
+            }
+        }
+    }
+
+    fn clock() -> Clock {
+        Clock::new(UNIX_EPOCH + Duration::from_secs(784_111_777), Instant::now())
+    }
+
+    /// Feeds `pieces` one receive at a time and returns everything the connection sent, with
+    /// the number of writes and whether it ended by closing. A stand-in for a socket.
+    fn run(pieces: &[&[u8]]) -> (Vec<u8>, usize, bool) {
+        let clock = clock();
+        let mut conn = Connection::new(Settings::default(), clock.now());
+        let mut pending = pieces.iter();
+        let mut out = Vec::new();
+        let mut writes = 0;
+        loop {
+            match conn.poll(&clock, &FakeSite) {
+                Action::Send(Transmit::Bytes(bytes)) => {
+                    out.extend_from_slice(bytes);
+                    writes += 1;
+                    let n = bytes.len();
+                    conn.sent(n, clock.now());
+                }
+                Action::Send(Transmit::File { .. }) => unreachable!("the fake site has no files"),
+                Action::Receive { buf, .. } => match pending.next() {
+                    Some(piece) => {
+                        buf[..piece.len()].copy_from_slice(piece);
+                        conn.received(piece.len(), clock.now());
+                    }
+                    None => return (out, writes, false),
+                },
+                Action::Finish => {}
+                Action::Close => return (out, writes, true),
+            }
+        }
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    const GET_A: &str = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn keeps_http11_connections_open() {
+        let (out, _, closed) = run(&[GET_A.as_bytes(), GET_A.as_bytes()]);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 2);
+        assert!(!closed);
+        assert!(text(&out).contains("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+        assert!(text(&out).contains("Server: bingfa\r\n"));
+        assert!(text(&out).contains("Content-Length: 13\r\n"));
+    }
+
+    #[test]
+    fn closes_after_connection_close_and_http10() {
+        for raw in [
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "GET /a HTTP/1.0\r\n\r\n",
+        ] {
+            let (out, _, _) = run(&[raw.as_bytes(), GET_A.as_bytes()]);
+            assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 1, "{raw}");
+            assert!(text(&out).contains("Connection: close\r\n"));
+        }
+        let (out, _, _) = run(&[
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            GET_A.as_bytes(),
+        ]);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 2);
+        assert!(text(&out).contains("Connection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn pipelined_responses_leave_in_one_write() {
+        let pipeline = GET_A.repeat(64);
+        let (out, writes, _) = run(&[pipeline.as_bytes()]);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 64);
+        assert_eq!(writes, 1);
+    }
+
+    /// Every split of a pipelined stream into two reads gives the same bytes out.
+    #[test]
+    fn any_split_of_a_pipeline_gives_the_same_responses() {
+        let stream = concat!(
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: v\r\n\r\n",
+            "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+            "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /f HTTP/1.0\r\n\r\n",
+        )
+        .as_bytes();
+        let (whole, _, whole_closed) = run(&[stream]);
+        assert_eq!(text(&whole).matches("HTTP/1.1 ").count(), 7);
+        for at in 1..stream.len() {
+            let (out, _, closed) = run(&[&stream[..at], &stream[at..]]);
+            assert_eq!(text(&out), text(&whole), "split at {at}");
+            assert_eq!(closed, whole_closed);
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(text(&run(&bytes).0), text(&whole), "one byte at a time");
+    }
+
+    #[test]
+    fn head_has_headers_but_no_body() {
+        let (out, _, _) = run(&[b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        assert!(text(&out).ends_with("Content-Length: 13\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_body_is_never_read_as_a_request() {
+        let smuggled =
+            "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (out, _, _) = run(&[smuggled.as_bytes()]);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 1);
+        assert!(!text(&out).contains("content of /b"));
+    }
+
+    #[test]
+    fn a_framing_error_ends_the_pipeline_after_earlier_answers() {
+        let stream = format!("{GET_A}{GET_A}GET / HTTP/1.1\r\n\r\n{GET_A}");
+        let (out, _, closed) = run(&[stream.as_bytes(), b""]);
+        let out = text(&out);
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2);
+        assert!(out.contains("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(out.trim_end().ends_with("</html>"));
+        assert!(out.contains("Connection: close\r\n"));
+        assert!(closed, "closes once the peer has closed");
+    }
+
+    #[test]
+    fn method_errors_keep_the_connection() {
+        let (out, _, _) = run(&[b"DELETE /a HTTP/1.1\r\nHost: x\r\n\r\n", GET_A.as_bytes()]);
+        let out = text(&out);
+        assert!(out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(out.contains("Allow: GET, HEAD\r\n"));
+        assert!(out.contains("HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn lingers_after_the_last_response_until_the_peer_closes() {
+        let clock = clock();
+        let mut conn = Connection::new(Settings::default(), clock.now());
+        let Action::Receive { buf, .. } = conn.poll(&clock, &FakeSite) else {
+            panic!()
+        };
+        let request = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        buf[..request.len()].copy_from_slice(request);
+        conn.received(request.len(), clock.now());
+        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
+            panic!()
+        };
+        let n = bytes.len();
+        conn.sent(n, clock.now());
+        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Finish));
+        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Receive { .. }));
+        assert_eq!(conn.deadline(), Some(clock.now() + Settings::default().linger));
+        conn.received(0, clock.now());
+        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Close));
+    }
+
+    #[test]
+    fn deadlines_follow_the_phase() {
+        let settings = Settings {
+            header_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(7),
+            ..Settings::default()
+        };
+        let start = clock();
+        let mut conn = Connection::new(settings, start.now());
+        assert_eq!(
+            conn.deadline(),
+            Some(start.now() + Duration::from_secs(3)),
+            "fresh: header"
+        );
+        let later = start.now() + Duration::from_secs(1);
+        let Action::Receive { buf, .. } = conn.poll(&start, &FakeSite) else {
+            panic!()
+        };
+        buf[..GET_A.len()].copy_from_slice(GET_A.as_bytes());
+        conn.received(GET_A.len(), later);
+        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&start, &FakeSite) else {
+            panic!()
+        };
+        let n = bytes.len();
+        assert_eq!(conn.deadline(), None, "nothing times out while output is pending");
+        conn.sent(n, later);
+        assert_eq!(
+            conn.deadline(),
+            Some(later + Duration::from_secs(7)),
+            "idle between requests"
+        );
+        let Action::Receive { buf, .. } = conn.poll(&start, &FakeSite) else {
+            panic!()
+        };
+        buf[0] = b'G';
+        let partial = later + Duration::from_secs(2);
+        conn.received(1, partial);
+        assert_eq!(
+            conn.deadline(),
+            Some(partial + Duration::from_secs(3)),
+            "partial head"
+        );
+    }
+
+    #[test]
+    fn overloaded_says_503_and_closes() {
+        let clock = clock();
+        let mut conn = Connection::overloaded(Settings::default(), &clock);
+        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
+            panic!()
+        };
+        assert!(text(bytes).starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(text(bytes).contains("Connection: close\r\n"));
+        let n = bytes.len();
+        conn.sent(n, clock.now());
+        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Finish));
+    }
+
+    #[test]
+    fn expect_continue_with_a_body_closes_after_the_answer() {
+        let raw = "GET /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        let (out, _, _) = run(&[raw.as_bytes()]);
+        assert!(text(&out).contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn oversized_bodies_are_refused() {
+        let raw = "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n";
+        let (out, _, _) = run(&[raw.as_bytes()]);
+        assert!(text(&out).starts_with("HTTP/1.1 413 Content Too Large\r\n"));
+        let _ = SystemTime::now();
+    }
+}

@@ -1,0 +1,25 @@
+//! The HTTP/1.1 core, sans-IO: bytes in, what to send out, whether to keep the connection.
+//!
+//! It does no I/O and reads no clock: time arrives as a [`Clock`], files are reached only
+//! through the [`Handler`] a caller passes in, and the caller moves the bytes. Every
+//! concurrency model drives the same [`Connection`].
+//!
+//! - `request`: one request head, parsed by httparse and checked against RFC 9112/9110.
+//! - `body`: finding where a request body ends, so it can be dropped.
+//! - `conn`: the connection state machine: pipelining, persistence, timeouts, output queue.
+//! - `response`: what a handler answers and how its head is written.
+
+mod body;
+mod clock;
+mod conn;
+mod mime;
+mod request;
+mod response;
+mod status;
+
+pub use clock::Clock;
+pub use conn::{Action, Connection, Handler, Settings, Transmit};
+pub use mime::content_type;
+pub use request::{Limits, Method, Request};
+pub use response::{Body, Reply};
+pub use status::Status;

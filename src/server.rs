@@ -1,0 +1,207 @@
+//! Starting a server: its configuration, its listening socket, and the hand-off to a model.
+
+use crate::error::Error;
+use crate::http;
+use crate::models::{self, Context};
+use crate::shutdown::Shutdown;
+use crate::site::Site;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The concurrency models; each lives in `src/models/<name>.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// One thread per connection, blocking I/O.
+    Thread,
+    /// One thread, non-blocking sockets, one epoll loop.
+    Epoll,
+    /// One epoll loop per worker thread, each with its own SO_REUSEPORT listener.
+    Reactor,
+}
+
+impl Model {
+    pub const ALL: &'static [Model] = &[Model::Thread, Model::Epoll, Model::Reactor];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Thread => "thread",
+            Model::Epoll => "epoll",
+            Model::Reactor => "reactor",
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything a server needs to know besides its listener.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub root: PathBuf,
+    pub model: Model,
+    /// Worker threads for models that have several (reactor).
+    pub workers: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Connections beyond this get a 503 and are closed.
+    pub max_connections: usize,
+    /// Serve dotfiles and dot-directories.
+    pub hidden: bool,
+}
+
+impl Config {
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        let defaults = http::Settings::default();
+        Config {
+            root: root.into(),
+            model: Model::Reactor,
+            workers: available_cores(),
+            header_timeout: defaults.header_timeout,
+            idle_timeout: defaults.idle_timeout,
+            max_connections: connection_budget(),
+            hidden: false,
+        }
+    }
+
+    fn settings(&self) -> http::Settings {
+        http::Settings {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            // Lingering is only a courtesy to a client still sending; never longer than
+            // the server would wait for a head.
+            linger: http::Settings::default().linger.min(self.header_timeout),
+            ..http::Settings::default()
+        }
+    }
+}
+
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit, as servers that hold many
+/// connections do; returns the new soft limit.
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        // Refused only in odd sandboxes; the current limit then stands.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// How many connections fit the descriptor limit: each may hold its socket and a file being
+/// sent, and a few descriptors are kept for listeners, epoll and the root directory.
+fn connection_budget() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let soft = soft.unwrap_or(1 << 20).min(1 << 24) as usize;
+    (soft.saturating_sub(64) / 2).max(1)
+}
+
+/// Binds a TCP listener. Every listener is `SO_REUSEPORT`, so the reactor can open one per
+/// worker on the same address.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    if addr.port() != 0 {
+        check_address_free(addr)?;
+    }
+    listen_reuseport(addr).map_err(|source| listen_error(addr, source))
+}
+
+/// With `SO_REUSEPORT`, a second server of the same user could silently share a port with
+/// the first. A plain bind first makes "address in use" an error, as users expect. (A server
+/// that takes the port between this check and the real bind would still share it.)
+fn check_address_free(addr: SocketAddr) -> Result<(), Error> {
+    let probe = new_socket(addr).map_err(|source| listen_error(addr, source))?;
+    probe
+        .bind(&addr.into())
+        .map_err(|source| listen_error(addr, source))
+}
+
+pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = new_socket(addr)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    // Restarting must not wait for old connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
+fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        Error::AddressInUse { addr }
+    } else {
+        Error::Listen { addr, source }
+    }
+}
+
+/// A server ready to run: its root is open and its listener bound.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    site: Site,
+    config: Config,
+}
+
+impl Server {
+    pub fn new(listener: TcpListener, config: &Config) -> Result<Server, Error> {
+        let site = Site::open(&config.root, config.hidden).map_err(|source| Error::Root {
+            path: config.root.clone(),
+            source,
+        })?;
+        Ok(Server {
+            listener,
+            site,
+            config: config.clone(),
+        })
+    }
+
+    /// The absolute path being served.
+    pub fn root(&self) -> &Path {
+        self.site.root()
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener
+            .local_addr()
+            .map_err(Error::io("reading the listening address"))
+    }
+
+    /// Serves until `shutdown` is triggered.
+    pub fn run(self, shutdown: Arc<Shutdown>) -> Result<(), Error> {
+        let context = Arc::new(Context::new(
+            self.site,
+            self.config.settings(),
+            self.config.workers.max(1),
+            self.config.max_connections,
+            shutdown,
+        ));
+        models::run(self.config.model, self.listener, context)
+    }
+}
+
+/// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Arc<Shutdown>) -> Result<(), Error> {
+    Server::new(listener, config)?.run(shutdown)
+}
