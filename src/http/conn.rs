@@ -83,7 +83,7 @@ const INITIAL_INPUT: usize = 4 * 1024;
 /// so a client that sends and never reads cannot make the server buffer without bound.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Likewise for open files waiting to be sent.
-const MAX_QUEUED_FILES: usize = 16;
+const MAX_QUEUED_FILES: usize = 4;
 /// Upper bound for one sendfile call.
 const MAX_SENDFILE: u64 = 1 << 30;
 

@@ -49,6 +49,8 @@ pub(super) struct EventLoop<'a> {
     listener: TcpListener,
     connections: Slab<Client<'a>>,
     clock: Clock,
+    /// False while accepting is paused for lack of descriptors.
+    listening: bool,
     sweep_every: Duration,
     next_sweep: Instant,
 }
@@ -77,6 +79,7 @@ impl<'a> EventLoop<'a> {
             epoll,
             listener,
             connections: Slab::new(),
+            listening: true,
             next_sweep: clock.now() + sweep_every,
             clock,
             sweep_every,
@@ -107,6 +110,7 @@ impl<'a> EventLoop<'a> {
             }
             if self.clock.now() >= self.next_sweep {
                 self.close_expired();
+                self.set_listening(true);
                 self.next_sweep = self.clock.now() + self.sweep_every;
             }
         }
@@ -119,9 +123,25 @@ impl<'a> EventLoop<'a> {
             match rustix::net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
                 Ok(fd) => self.register(TcpStream::from(fd)),
                 Err(Errno::INTR | Errno::CONNABORTED) => continue,
-                // Empty backlog, or out of descriptors: the listener stays readable and is
-                // tried again on the next turn.
-                Err(_) => return,
+                Err(Errno::AGAIN) => return,
+                // Out of descriptors or memory: the backlog stays non-empty, so the listener
+                // would wake us at once, forever. Stop listening until the next sweep; the
+                // clients wait in the backlog meanwhile.
+                Err(_) => return self.set_listening(false),
+            }
+        }
+    }
+
+    fn set_listening(&mut self, listening: bool) {
+        if listening != self.listening {
+            let flags = if listening {
+                EventFlags::IN
+            } else {
+                EventFlags::empty()
+            };
+            let data = EventData::new_u64(LISTENER);
+            if epoll::modify(&self.epoll, &self.listener, data, flags).is_ok() {
+                self.listening = listening;
             }
         }
     }
