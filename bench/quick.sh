@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Quick side-by-side: req/s for a ~600-byte file, keep-alive, each bingfa model beside nginx
-# in the same run. Usage: bench/quick.sh [SECONDS] [CONNECTIONS]
-# Needs: wrk, nginx-light (apt-get install wrk nginx-light). Loopback only; every run is bounded.
+# Quick side-by-side: req/s for a ~600-byte page, every bingfa model beside nginx in the same
+# run, with keep-alive and with connection churn (`Connection: close`).
+#
+#   bench/quick.sh [SECONDS] [CONNECTIONS] [MODEL...]     defaults: 5 100, all models
+#
+# Needs wrk and nginx-light (apt-get install wrk nginx-light). Loopback only; every run is
+# bounded by SECONDS. Numbers on a shared 2-core machine are noisy: compare within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-100}
+shift $(($# < 2 ? $# : 2))
+models=("$@")
+[[ ${#models[@]} -gt 0 ]] || models=(process thread pool async nonblocking poll epoll reactor prefork uring)
 workers=$(nproc)
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+    kill $(jobs -p) 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 cargo build --release -q
 mkdir -p "$work/site"
-# A ~600-byte HTML page.
 {
     echo '<!DOCTYPE html><html><head><meta charset="utf-8"><title>bench</title></head><body>'
     for i in $(seq 1 7); do echo "<p>Paragraph $i of the benchmark page, padding it out to size.</p>"; done
@@ -38,22 +49,31 @@ http {
 }
 CONF
 
-measure() { # name url
-    local out rps
-    out=$(wrk -t2 -c"$conns" -d"${secs}s" "$2")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    printf '%-10s %12s req/s\n' "$1" "$rps"
+rps() { # url [extra wrk args...]
+    wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {printf "%.0f", $2}'
 }
 
-echo "file: index.html, $size bytes; wrk -t2 -c$conns -d${secs}s; $workers cores; $(date -u +%F)"
+row() { # name url
+    local keep close
+    keep=$(rps "$2")
+    close=$(rps "$2" -H "Connection: close")
+    printf '| %-11s | %10s | %10s |\n' "$1" "$keep" "$close"
+}
+
+echo "index.html ($size bytes); wrk -t2 -c$conns -d${secs}s; $workers cores; $(date -u '+%F %H:%M UTC')"
+echo
+echo "| server      | keep-alive | churn      |"
+echo "|-------------|-----------:|-----------:|"
 nginx -c "$work/nginx.conf" -p "$work"
 sleep 0.5
-measure nginx http://127.0.0.1:18080/index.html
-kill "$(cat "$work/nginx.pid")"; rm -f "$work/nginx.pid"
-for model in thread epoll reactor; do
+row "nginx" http://127.0.0.1:18080/index.html
+kill "$(cat "$work/nginx.pid")"
+rm -f "$work/nginx.pid"
+for model in "${models[@]}"; do
     ./target/release/bingfa "$work/site" -b 127.0.0.1:18081 -m "$model" -w "$workers" >/dev/null &
     pid=$!
     sleep 0.5
-    measure "$model" http://127.0.0.1:18081/index.html
-    kill -TERM "$pid"; wait "$pid" || true
+    row "$model" http://127.0.0.1:18081/index.html
+    kill -TERM "$pid"
+    wait "$pid" || true
 done

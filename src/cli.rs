@@ -26,13 +26,13 @@ pub struct Args {
     #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
 
-    /// Close a connection whose request head takes longer than this
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_timeout: u64,
+    /// Close a connection whose request head takes longer than this (fractions allowed: 0.5)
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
 
     /// Close a keep-alive connection idle for longer than this
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    pub idle_timeout: u64,
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
 
     /// Answer connections beyond this many with 503 [default: from the open-file limit]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
@@ -50,13 +50,25 @@ impl Args {
         if let Some(workers) = self.workers {
             config.workers = usize::from(workers);
         }
-        config.header_timeout = Duration::from_secs(self.header_timeout);
-        config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.header_timeout = self.header_timeout;
+        config.idle_timeout = self.idle_timeout;
         if let Some(max) = self.max_connections {
             config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
         }
         config.hidden = self.hidden;
         config
+    }
+}
+
+/// A positive number of seconds, whole or not: `10`, `0.3`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got '{text}'"))?;
+    if seconds > 0.0 && seconds <= 1e9 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("expected seconds above 0 and at most 1e9, got '{text}'"))
     }
 }
 
@@ -113,6 +125,10 @@ mod tests {
         assert_eq!(args.config().workers, 3);
         assert!(args.config().hidden);
         assert_eq!(args.root, PathBuf::from("site"));
+        let args = parse(&["--header-timeout", "0.25", "--idle-timeout", "2"]).unwrap();
+        assert_eq!(args.config().header_timeout, Duration::from_millis(250));
+        assert_eq!(args.config().idle_timeout, Duration::from_secs(2));
+        assert_eq!(parse(&["-m", "coroutine"]).unwrap().model, Model::Async);
     }
 
     #[test]
@@ -124,6 +140,8 @@ mod tests {
             &["--bind", "nonsense"],
             &["--header-timeout", "-1"],
             &["--idle-timeout", "0"],
+            &["--idle-timeout", "NaN"],
+            &["--idle-timeout", "inf"],
             &["--nosuch"],
         ] {
             let error = parse(bad).unwrap_err();
@@ -132,7 +150,7 @@ mod tests {
         }
         let error = parse(&["--model", "nosuch"]).unwrap_err();
         assert!(
-            one_line(&error).contains("thread, epoll, reactor"),
+            one_line(&error).contains("process, thread, pool, async"),
             "{}",
             one_line(&error)
         );

@@ -12,6 +12,8 @@ pub enum Error {
     AddressInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error("the {model} model is not available here: {reason}")]
+    Unavailable { model: &'static str, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: &'static str,

@@ -3,9 +3,7 @@
 use bingfa::cli::{self, Args};
 use bingfa::{Error, Server, Shutdown};
 use clap::Parser;
-use nix::sys::signal::{SigSet, Signal};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -34,8 +32,8 @@ fn run(args: &Args) -> Result<(), Error> {
     let config = args.config();
     let listener = bingfa::bind(args.bind)?;
     let server = Server::new(listener, &config)?;
-    let shutdown = Shutdown::new().map_err(Error::io("creating the shutdown signal"))?;
-    stop_on_signals(Arc::clone(&shutdown)).map_err(Error::io("installing signal handling"))?;
+    // Before any thread starts, so that every thread and process inherits the blocked signals.
+    let shutdown = Shutdown::on_signals().map_err(Error::io("watching SIGINT and SIGTERM"))?;
     println!(
         "bingfa {} serving {} at http://{}/ (model {}, {} workers)",
         env!("CARGO_PKG_VERSION"),
@@ -45,22 +43,4 @@ fn run(args: &Args) -> Result<(), Error> {
         config.workers,
     );
     server.run(shutdown)
-}
-
-/// SIGINT and SIGTERM are blocked in every thread and taken synchronously by one thread,
-/// which triggers the shutdown: no code runs in a signal handler.
-fn stop_on_signals(shutdown: Arc<Shutdown>) -> std::io::Result<()> {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    // Threads started later inherit this mask; the workers have not been started yet.
-    signals.thread_block()?;
-    std::thread::Builder::new()
-        .name("bingfa-signals".into())
-        .spawn(move || {
-            if signals.wait().is_ok() {
-                shutdown.trigger();
-            }
-        })?;
-    Ok(())
 }

@@ -15,23 +15,62 @@ use std::time::Duration;
 /// The concurrency models; each lives in `src/models/<name>.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Model {
+    /// One process per connection (fork).
+    Process,
     /// One thread per connection, blocking I/O.
     Thread,
+    /// A fixed pool of worker threads taking connections from a queue.
+    Pool,
+    /// Tokio tasks, one per connection, on a multi-thread runtime.
+    #[value(alias = "coroutine")]
+    Async,
+    /// One thread trying every non-blocking socket in turn, no readiness API.
+    Nonblocking,
+    /// One thread, poll(2) over every socket each turn.
+    Poll,
     /// One thread, non-blocking sockets, one epoll loop.
     Epoll,
     /// One epoll loop per worker thread, each with its own SO_REUSEPORT listener.
     Reactor,
+    /// Worker processes forked at start, each running an epoll loop; the parent supervises.
+    Prefork,
+    /// io_uring: accept, receive and send driven by completions, one ring per worker.
+    Uring,
 }
 
 impl Model {
-    pub const ALL: &'static [Model] = &[Model::Thread, Model::Epoll, Model::Reactor];
+    pub const ALL: &'static [Model] = &[
+        Model::Process,
+        Model::Thread,
+        Model::Pool,
+        Model::Async,
+        Model::Nonblocking,
+        Model::Poll,
+        Model::Epoll,
+        Model::Reactor,
+        Model::Prefork,
+        Model::Uring,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Model::Process => "process",
             Model::Thread => "thread",
+            Model::Pool => "pool",
+            Model::Async => "async",
+            Model::Nonblocking => "nonblocking",
+            Model::Poll => "poll",
             Model::Epoll => "epoll",
             Model::Reactor => "reactor",
+            Model::Prefork => "prefork",
+            Model::Uring => "uring",
         }
+    }
+
+    /// Models that fork. They must be started from a single-threaded program (the
+    /// `bingfa` binary is one), never from inside a multi-threaded one such as a test runner.
+    pub fn forks(self) -> bool {
+        matches!(self, Model::Process | Model::Prefork)
     }
 }
 
@@ -166,6 +205,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(listener: TcpListener, config: &Config) -> Result<Server, Error> {
+        models::check_available(config.model)?;
         let site = Site::open(&config.root, config.hidden).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,

@@ -1,42 +1,90 @@
 //! The shutdown signal every model watches.
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rustix::event::{eventfd, EventfdFlags};
-
-/// Set once, seen by every worker. It is an eventfd as well as a flag, so that event loops
-/// blocked in `epoll_wait` or `poll` wake up: the descriptor becomes readable on trigger and
-/// stays readable (nobody reads it), so any number of loops see it.
+/// A descriptor that becomes readable when the server should stop, and stays readable (nobody
+/// reads it), so any number of event loops, threads or forked workers can wait on it with
+/// `poll` or `epoll` alongside their sockets.
 #[derive(Debug)]
 pub struct Shutdown {
-    triggered: AtomicBool,
-    wake: OwnedFd,
+    wake: Wake,
+}
+
+#[derive(Debug)]
+enum Wake {
+    /// An eventfd, written by [`Shutdown::trigger`]: for servers run inside a program.
+    Event(OwnedFd),
+    /// A signalfd for SIGINT and SIGTERM, which are blocked: for the `bingfa` binary.
+    Signals(OwnedFd),
 }
 
 impl Shutdown {
+    /// A shutdown triggered by calling [`Shutdown::trigger`].
     pub fn new() -> io::Result<Arc<Shutdown>> {
-        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Arc::new(Shutdown {
-            triggered: AtomicBool::new(false),
-            wake,
+            wake: Wake::Event(fd),
+        }))
+    }
+
+    /// A shutdown triggered by SIGINT or SIGTERM. Call it before starting any thread: it
+    /// blocks both signals in the calling thread, and threads and processes started later
+    /// inherit that. No handler runs and no thread waits for signals, so the program stays
+    /// single-threaded, which the forking models need.
+    pub fn on_signals() -> io::Result<Arc<Shutdown>> {
+        let mut signals = SigSet::empty();
+        signals.add(Signal::SIGINT);
+        signals.add(Signal::SIGTERM);
+        signals.thread_block()?;
+        let fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Ok(Arc::new(Shutdown {
+            wake: Wake::Signals(fd.into()),
         }))
     }
 
     pub fn trigger(&self) {
-        self.triggered.store(true, Ordering::SeqCst);
-        // Only fails if the counter would overflow, i.e. it is already readable.
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+        match &self.wake {
+            // Fails only if the counter would overflow, i.e. it is already readable.
+            Wake::Event(fd) => drop(rustix::io::write(fd, &1u64.to_ne_bytes())),
+            // The signal stays pending (it is blocked), which makes the signalfd readable.
+            Wake::Signals(_) => drop(nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM)),
+        }
     }
 
     pub fn is_triggered(&self) -> bool {
-        self.triggered.load(Ordering::SeqCst)
+        let fd = self.fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(poll(&mut fds, Some(&now)), Ok(1))
     }
 
     /// Readable once the shutdown has been triggered.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.wake.as_fd()
+        match &self.wake {
+            Wake::Event(fd) | Wake::Signals(fd) => fd.as_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shutdown;
+
+    #[test]
+    fn trigger_makes_it_readable() {
+        let shutdown = Shutdown::new().unwrap();
+        assert!(!shutdown.is_triggered());
+        shutdown.trigger();
+        assert!(shutdown.is_triggered());
+        shutdown.trigger();
+        assert!(shutdown.is_triggered(), "stays triggered");
     }
 }

@@ -19,15 +19,14 @@
 //! `recv(1024)` taken as the whole request (here: read until the core has a whole head, write
 //! until the response is out).
 
-use super::{tick, timespec, transmit, Admission, Context};
+use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped};
 use crate::error::Error;
-use crate::http::{Action, Clock, Connection};
+use crate::http::Clock;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::io::Errno;
-use rustix::net::SocketFlags;
 use slab::Slab;
-use std::io::{self, ErrorKind, Read};
-use std::net::{Shutdown as Direction, TcpListener, TcpStream};
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -49,23 +48,33 @@ pub(super) struct EventLoop<'a> {
     listener: TcpListener,
     connections: Slab<Client<'a>>,
     clock: Clock,
+    listen_flags: EventFlags,
     /// False while accepting is paused for lack of descriptors.
     listening: bool,
     sweep_every: Duration,
     next_sweep: Instant,
 }
 
-struct Client<'a> {
-    socket: TcpStream,
-    conn: Connection,
-    _admission: Option<Admission<'a>>,
-}
-
 impl<'a> EventLoop<'a> {
+    /// A loop that owns its listener: the only one accepting on it.
     pub(super) fn new(listener: TcpListener, context: &'a Context) -> io::Result<EventLoop<'a>> {
+        EventLoop::with_listen_flags(listener, context, EventFlags::IN)
+    }
+
+    /// A loop on a listener other processes wait on too (`prefork`). EPOLLEXCLUSIVE wakes
+    /// one waiter per new connection instead of all of them (the thundering herd).
+    pub(super) fn sharing(listener: TcpListener, context: &'a Context) -> io::Result<EventLoop<'a>> {
+        EventLoop::with_listen_flags(listener, context, EventFlags::IN | EventFlags::EXCLUSIVE)
+    }
+
+    fn with_listen_flags(
+        listener: TcpListener,
+        context: &'a Context,
+        listen_flags: EventFlags,
+    ) -> io::Result<EventLoop<'a>> {
         listener.set_nonblocking(true)?;
         let epoll = epoll::create(CreateFlags::CLOEXEC)?;
-        epoll::add(&epoll, &listener, EventData::new_u64(LISTENER), EventFlags::IN)?;
+        epoll::add(&epoll, &listener, EventData::new_u64(LISTENER), listen_flags)?;
         epoll::add(
             &epoll,
             context.shutdown.fd(),
@@ -79,6 +88,7 @@ impl<'a> EventLoop<'a> {
             epoll,
             listener,
             connections: Slab::new(),
+            listen_flags,
             listening: true,
             next_sweep: clock.now() + sweep_every,
             clock,
@@ -120,10 +130,9 @@ impl<'a> EventLoop<'a> {
     /// serves them all.
     fn accept_all(&mut self) {
         loop {
-            match rustix::net::accept_with(&self.listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-                Ok(fd) => self.register(TcpStream::from(fd)),
-                Err(Errno::INTR | Errno::CONNABORTED) => continue,
-                Err(Errno::AGAIN) => return,
+            match accept_nonblocking(&self.listener) {
+                Ok(socket) => self.register(socket),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Out of descriptors or memory: the backlog stays non-empty, so the listener
                 // would wake us at once, forever. Stop listening until the next sweep; the
                 // clients wait in the backlog meanwhile.
@@ -132,33 +141,30 @@ impl<'a> EventLoop<'a> {
         }
     }
 
+    /// Removes or restores the listener's registration (EPOLLEXCLUSIVE entries cannot be
+    /// modified, only deleted and added again).
     fn set_listening(&mut self, listening: bool) {
-        if listening != self.listening {
-            let flags = if listening {
-                EventFlags::IN
-            } else {
-                EventFlags::empty()
-            };
-            let data = EventData::new_u64(LISTENER);
-            if epoll::modify(&self.epoll, &self.listener, data, flags).is_ok() {
-                self.listening = listening;
+        let done = match (self.listening, listening) {
+            (true, false) => epoll::delete(&self.epoll, &self.listener),
+            (false, true) => {
+                let data = EventData::new_u64(LISTENER);
+                epoll::add(&self.epoll, &self.listener, data, self.listen_flags)
             }
+            _ => return,
+        };
+        if done.is_ok() {
+            self.listening = listening;
         }
     }
 
     fn register(&mut self, socket: TcpStream) {
-        let _ = socket.set_nodelay(true);
-        let (conn, admission) = self.context.accept(&self.clock);
+        let client = Client::new(socket, self.context, &self.clock);
         let entry = self.connections.vacant_entry();
         let key = entry.key() as u64;
         let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         // A socket epoll refuses is dropped, which closes it.
-        if epoll::add(&self.epoll, &socket, EventData::new_u64(key), interest).is_ok() {
-            entry.insert(Client {
-                socket,
-                conn,
-                _admission: admission,
-            });
+        if epoll::add(&self.epoll, &client.socket, EventData::new_u64(key), interest).is_ok() {
+            entry.insert(client);
         }
     }
 
@@ -166,7 +172,9 @@ impl<'a> EventLoop<'a> {
         let Some(client) = self.connections.get_mut(key) else {
             return; // closed earlier in this batch
         };
-        if client.pump(&self.clock, self.context).is_err() {
+        // Edge-triggered epoll reports a socket again only after it has returned EAGAIN,
+        // which is exactly where `pump` stops; so the interest never has to change.
+        if client.pump(&self.clock, &self.context.site) == Pumped::Over {
             self.close(key);
         }
     }
@@ -183,48 +191,11 @@ impl<'a> EventLoop<'a> {
         let expired: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, client)| client.conn.deadline().is_some_and(|deadline| deadline <= now))
+            .filter(|(_, client)| client.expired(now))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
             self.close(key);
         }
     }
-}
-
-/// The connection is over: an error, a timeout, or the core said close.
-struct Over;
-
-impl Client<'_> {
-    /// Moves bytes between the socket and the core until the socket would block (Ok) or
-    /// the connection is over (Err). Edge-triggered epoll only reports a socket again after
-    /// it has returned EAGAIN, so stopping anywhere else would strand the connection.
-    fn pump(&mut self, clock: &Clock, context: &Context) -> Result<(), Over> {
-        loop {
-            let result = match self.conn.poll(clock, &context.site) {
-                Action::Send(what) => transmit(&self.socket, what).map(|n| self.conn.sent(n, clock.now())),
-                Action::Receive { buf, .. } => (&self.socket)
-                    .read(buf)
-                    .map(|n| self.conn.received(n, clock.now())),
-                Action::Finish => self.socket.shutdown(Direction::Write),
-                Action::Close => return Err(Over),
-            };
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(Over),
-            }
-        }
-    }
-}
-
-/// Timeouts are checked a few times per shortest timeout, and at least once a second.
-fn sweep_interval(context: &Context) -> Duration {
-    let settings = &context.settings;
-    let shortest = settings
-        .header_timeout
-        .min(settings.idle_timeout)
-        .min(settings.linger);
-    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }

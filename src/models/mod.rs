@@ -2,21 +2,32 @@
 //! core, headed by a comment on how it works, what it costs and when it wins. None of them
 //! looks inside the bytes: parsing and answering are the core's job.
 
+mod async_tasks;
+mod children;
 mod epoll;
+mod limit;
+mod nonblocking;
+mod poll;
+mod pool;
+mod prefork;
+mod process;
 mod reactor;
 mod thread;
+mod uring;
 
 use crate::error::Error;
-use crate::http::{Clock, Connection, Settings, Transmit};
+use crate::http::{Action, Clock, Connection, Settings, Transmit};
 use crate::server::Model;
 use crate::shutdown::Shutdown;
 use crate::site::Site;
+pub(crate) use limit::{Admission, ConnectionLimit};
 use rustix::event::Timespec;
-use rustix::net::SendFlags;
-use std::io;
-use std::net::TcpListener;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{SendFlags, SocketFlags};
+use std::io::{self, ErrorKind, Read};
+use std::net::{Shutdown as Direction, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,8 +37,7 @@ pub(crate) struct Context {
     pub site: Site,
     pub settings: Settings,
     pub workers: usize,
-    max_connections: usize,
-    open_connections: AtomicUsize,
+    pub limit: ConnectionLimit,
     pub shutdown: Arc<Shutdown>,
 }
 
@@ -43,8 +53,7 @@ impl Context {
             site,
             settings,
             workers,
-            max_connections,
-            open_connections: AtomicUsize::new(0),
+            limit: ConnectionLimit::new(max_connections),
             shutdown,
         }
     }
@@ -52,36 +61,173 @@ impl Context {
     /// The protocol state for a newly accepted connection, with its place under the
     /// connection limit; beyond the limit, a connection that only answers 503.
     pub fn accept(&self, clock: &Clock) -> (Connection, Option<Admission<'_>>) {
-        let open = self.open_connections.fetch_add(1, Ordering::Relaxed);
-        if open < self.max_connections {
-            let admission = Admission {
-                counter: &self.open_connections,
-            };
-            (Connection::new(self.settings, clock.now()), Some(admission))
-        } else {
-            self.open_connections.fetch_sub(1, Ordering::Relaxed);
-            (Connection::overloaded(self.settings, clock), None)
+        match self.limit.admit() {
+            Some(admission) => (Connection::new(self.settings, clock.now()), Some(admission)),
+            None => (Connection::overloaded(self.settings, clock), None),
         }
-    }
-}
-
-/// A place under the connection limit, given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Admission<'a> {
-    counter: &'a AtomicUsize,
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 pub(crate) fn run(model: Model, listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
     match model {
+        Model::Process => process::run(listener, &context),
         Model::Thread => thread::run(listener, context),
+        Model::Pool => pool::run(listener, &context),
+        Model::Async => async_tasks::run(listener, context),
+        Model::Nonblocking => nonblocking::run(listener, &context),
+        Model::Poll => poll::run(listener, &context),
         Model::Epoll => epoll::run(listener, &context),
         Model::Reactor => reactor::run(listener, &context),
+        Model::Prefork => prefork::run(listener, &context),
+        Model::Uring => uring::run(listener, &context),
+    }
+}
+
+/// A connection as the readiness-based models hold it: the socket, its protocol state, and
+/// its place under the connection limit.
+pub(crate) struct Client<'a> {
+    pub socket: TcpStream,
+    pub conn: Connection,
+    _admission: Option<Admission<'a>>,
+}
+
+impl<'a> Client<'a> {
+    pub fn new(socket: TcpStream, context: &'a Context, clock: &Clock) -> Client<'a> {
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = socket.set_nodelay(true);
+        let (conn, admission) = context.accept(clock);
+        Client {
+            socket,
+            conn,
+            _admission: admission,
+        }
+    }
+
+    pub fn pump(&mut self, clock: &Clock, site: &Site) -> Pumped {
+        pump(&self.socket, &mut self.conn, clock, site)
+    }
+
+    /// True once the core's deadline has passed.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.conn.deadline().is_some_and(|deadline| deadline <= now)
+    }
+}
+
+/// Answers a connection accepted over the limit (its `Connection` only says 503) without
+/// tying up a worker: one non-blocking pump — the 503, the half-close, a drain of what the
+/// client already sent so the close is not a reset — then close.
+pub(crate) fn refuse(socket: TcpStream, mut conn: Connection, site: &Site) {
+    if socket.set_nonblocking(true).is_ok() {
+        let _ = pump(&socket, &mut conn, &clock_now(), site);
+    }
+}
+
+/// Accepts one connection as a non-blocking socket (accept4 sets the flag: no extra fcntl).
+pub(crate) fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
+    loop {
+        match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok(fd) => return Ok(TcpStream::from(fd)),
+            // A signal, or a client that gave up while waiting in the backlog: next one.
+            Err(Errno::INTR | Errno::CONNABORTED) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The blocking models' accept loop: waits for a connection or the shutdown, hands each
+/// accepted socket to `serve`, and returns once shutdown is triggered.
+pub(crate) fn accept_until_shutdown(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+    mut serve: impl FnMut(TcpStream),
+) -> Result<(), Error> {
+    while readable_unless_shutdown(listener, shutdown, None).map_err(Error::io("waiting for connections"))? {
+        match listener.accept() {
+            Ok((stream, _peer)) => serve(stream),
+            // The peer gave up before we accepted, or a signal interrupted us: try again.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
+            // Out of descriptors or memory: pause rather than fail in a tight loop; the
+            // clients wait in the backlog meanwhile.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until `fd` is readable (true), or until shutdown is triggered or `timeout` has
+/// passed (false). One `poll` on two descriptors: the socket and the shutdown signal.
+pub(crate) fn readable_unless_shutdown(
+    fd: impl AsFd,
+    shutdown: &Shutdown,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let [readable, stopping] = wait_readable([fd.as_fd(), shutdown.fd()], timeout)?;
+    Ok(readable && !stopping)
+}
+
+/// Blocks until one of `fds` is readable or `timeout` passes (`None`: no limit); says which
+/// are readable (an error or hang-up counts: the next read will report it).
+pub(crate) fn wait_readable<const N: usize>(
+    fds: [BorrowedFd<'_>; N],
+    timeout: Option<Duration>,
+) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN));
+    let timeout = timeout.map(timespec);
+    loop {
+        match poll(&mut polled, timeout.as_ref()) {
+            Ok(_) => return Ok(polled.each_ref().map(|fd| !fd.revents().is_empty())),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Checks, before serving starts, what a model needs from the kernel that may be missing.
+pub(crate) fn check_available(model: Model) -> Result<(), Error> {
+    match model {
+        Model::Uring => uring::check_available(),
+        _ => Ok(()),
+    }
+}
+
+/// What a non-blocking socket waits for after [`pump`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pumped {
+    /// The socket would block; `progressed` if any bytes moved before it did.
+    Blocked { wants: Interest, progressed: bool },
+    /// The connection is over: an error, a timeout, or the core said close.
+    Over,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// Moves bytes between a non-blocking socket and the core until the socket would block or
+/// the connection is over: the body of every readiness-based model.
+pub(crate) fn pump(socket: &TcpStream, conn: &mut Connection, clock: &Clock, site: &Site) -> Pumped {
+    let mut progressed = false;
+    loop {
+        let (result, wants) = match conn.poll(clock, site) {
+            Action::Send(what) => (
+                transmit(socket, what).map(|n| conn.sent(n, clock.now())),
+                Interest::Write,
+            ),
+            Action::Receive { buf, .. } => (
+                (&*socket).read(buf).map(|n| conn.received(n, clock.now())),
+                Interest::Read,
+            ),
+            Action::Finish => (socket.shutdown(Direction::Write), Interest::Read),
+            Action::Close => return Pumped::Over,
+        };
+        match result {
+            Ok(()) => progressed = true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Pumped::Blocked { wants, progressed },
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Pumped::Over,
+        }
     }
 }
 
@@ -118,4 +264,14 @@ pub(crate) fn timespec(duration: Duration) -> Timespec {
         tv_sec: duration.as_secs().try_into().unwrap_or(i64::MAX),
         tv_nsec: duration.subsec_nanos().into(),
     }
+}
+
+/// Timeouts are checked a few times per shortest timeout, and at least once a second.
+pub(crate) fn sweep_interval(context: &Context) -> Duration {
+    let settings = &context.settings;
+    let shortest = settings
+        .header_timeout
+        .min(settings.idle_timeout)
+        .min(settings.linger);
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }

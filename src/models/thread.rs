@@ -16,55 +16,45 @@
 //!
 //! What the seeds got wrong: one `recv(1024)` taken as the whole request, and no timeouts.
 
-use super::{tick, timespec, transmit, Context};
+use super::{accept_until_shutdown, readable_unless_shutdown, tick, transmit, Context};
 use crate::error::Error;
-use crate::http::{Action, Clock, Connection};
-use crate::shutdown::Shutdown;
-use rustix::event::{poll, PollFd, PollFlags};
+use crate::http::{Action, Connection};
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown as Direction, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
-    while readable_unless_shutdown(&listener, &context.shutdown, None)
-        .map_err(Error::io("waiting for connections"))?
-    {
-        match listener.accept() {
-            Ok((stream, _peer)) => spawn_connection(stream, &context),
-            // The peer gave up before we accepted, or a signal interrupted us: try again.
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
-            // Out of descriptors or memory: pause instead of failing in a tight loop.
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    Ok(())
+    accept_until_shutdown(&listener, &context.shutdown, |stream| {
+        spawn_connection(stream, &context)
+    })
 }
 
 fn spawn_connection(stream: TcpStream, context: &Arc<Context>) {
     let context = Arc::clone(context);
     // If no thread can be started, the stream is dropped with the closure: the client sees
     // the connection close, and the server carries on.
-    let _ = thread::Builder::new()
-        .name("bingfa-conn".into())
-        .spawn(move || serve(stream, &context));
+    let _ = thread::Builder::new().name("bingfa-conn".into()).spawn(move || {
+        let clock = super::clock_now();
+        let (conn, _admission) = context.accept(&clock);
+        serve(stream, conn, &context);
+    });
 }
 
-fn serve(stream: TcpStream, context: &Context) {
+/// Serves one connection with blocking calls until it is over: the whole life of a
+/// connection in the `thread`, `pool` and `process` models.
+pub(super) fn serve(stream: TcpStream, mut conn: Connection, context: &Context) {
     let _ = stream.set_nodelay(true);
-    let mut clock = super::clock_now();
-    let (mut conn, _admission) = context.accept(&clock);
     // Any I/O error ends the connection; there is no one to report it to.
-    let _ = drive(&stream, &mut conn, &mut clock, context);
+    let _ = drive(&stream, &mut conn, context);
 }
 
-/// The whole life of one connection, in blocking calls.
-fn drive(stream: &TcpStream, conn: &mut Connection, clock: &mut Clock, context: &Context) -> io::Result<()> {
+fn drive(stream: &TcpStream, conn: &mut Connection, context: &Context) -> io::Result<()> {
+    let mut clock = super::clock_now();
     loop {
-        tick(clock);
-        match conn.poll(clock, &context.site) {
+        tick(&mut clock);
+        match conn.poll(&clock, &context.site) {
             Action::Send(what) => match transmit(stream, what) {
                 Ok(n) => conn.sent(n, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -85,26 +75,6 @@ fn drive(stream: &TcpStream, conn: &mut Connection, clock: &mut Clock, context: 
             }
             Action::Finish => stream.shutdown(Direction::Write)?,
             Action::Close => return Ok(()),
-        }
-    }
-}
-
-/// Blocks until `fd` is readable (true), or until shutdown is triggered or `timeout` has
-/// passed (false). One `poll` on two descriptors: the socket and the shutdown eventfd.
-fn readable_unless_shutdown(
-    fd: impl AsFd,
-    shutdown: &Shutdown,
-    timeout: Option<Duration>,
-) -> io::Result<bool> {
-    let wake = shutdown.fd();
-    let mut fds = [PollFd::new(&fd, PollFlags::IN), PollFd::new(&wake, PollFlags::IN)];
-    let timeout = timeout.map(timespec);
-    loop {
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(fds[1].revents().is_empty()),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
         }
     }
 }

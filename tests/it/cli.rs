@@ -1,135 +1,33 @@
 //! The `bingfa` binary, run as a child process: the start line, serving
-//! through the printed URL, stopping on SIGTERM/SIGINT, and one-line errors
-//! for bad command lines. These run once, not per model.
+//! through the printed URL with every model, stopping on SIGTERM/SIGINT, and
+//! one-line errors for bad command lines. These are not expanded per model
+//! by `model_tests!`; the ones about models go through tables of them.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
 
+use bingfa::Model;
+use nix::sys::signal::Signal;
+
+use crate::binary::{self, poll_until, Bingfa};
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bingfa");
-
-/// A running `bingfa` child, killed on drop if the test did not stop it.
-struct Running {
-    child: Child,
-    start_line: String,
-    addr: SocketAddr,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = r.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
-}
-
-/// Polls for the child's exit for at most `SAFETY`.
-fn wait_bounded(child: &mut Child) -> Option<ExitStatus> {
-    let deadline = Instant::now() + SAFETY;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Starts `bingfa ARGS` in `cwd` and reads its start line.
-fn start(args: &[&str], cwd: Option<&Path>) -> Running {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
+fn start(args: &[&str], cwd: Option<&Path>) -> Bingfa {
+    binary::start(&binary::args(args), cwd)
+}
+
+/// Sends `sig` and asserts a clean exit with status 0, after which no
+/// process of its group is left (for the forking models: every worker or
+/// per-connection child is gone too).
+#[track_caller]
+fn stop_with(mut running: Bingfa, sig: Signal) {
+    if let Err(e) = running.stop_with(sig) {
+        panic!("{e}");
     }
-    let mut child = cmd.spawn().expect("spawn bingfa");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = Some(drain(child.stderr.take().unwrap()));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let mut running = Running {
-        child,
-        start_line: String::new(),
-        addr: ([0, 0, 0, 0], 0).into(),
-        stderr,
-    };
-    let line = match rx.recv_timeout(SAFETY) {
-        Ok(line) if !line.is_empty() => line,
-        other => {
-            let _ = running.child.kill();
-            let err = running.stderr.take().unwrap().join().unwrap_or_default();
-            panic!("bingfa {args:?} printed no start line ({other:?}); stderr: {err:?}");
-        }
-    };
-    running.addr = url_addr(&line);
-    running.start_line = line;
-    running
-}
-
-/// The address in `http://127.0.0.1:PORT/` within the start line.
-fn url_addr(line: &str) -> SocketAddr {
-    let prefix = "http://127.0.0.1:";
-    let at = line
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no {prefix} in {line:?}"));
-    let port: String = line[at + prefix.len()..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    assert!(
-        line[at + prefix.len() + port.len()..].starts_with('/'),
-        "the URL in {line:?} should end in '/'"
-    );
-    let port: u16 = port.parse().unwrap_or_else(|_| panic!("bad port in {line:?}"));
-    assert_ne!(port, 0, "the start line should show the real port: {line:?}");
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn signal(running: &Running, sig: &str) {
-    let pid = running.child.id().to_string();
-    let status = Command::new("kill").args([sig, &pid]).status().expect("run kill");
-    assert!(status.success(), "kill {sig} {pid} failed");
-}
-
-/// Sends `sig` and asserts a clean exit with status 0.
-fn stop_with(mut running: Running, sig: &str) {
-    signal(&running, sig);
-    let status = wait_bounded(&mut running.child)
-        .unwrap_or_else(|| panic!("bingfa still running {SAFETY:?} after {sig}"));
-    let stderr = running.stderr.take().unwrap().join().unwrap_or_default();
-    assert!(
-        status.success(),
-        "exit status after {sig}: {status}; stderr: {stderr:?}"
-    );
-    assert!(!stderr.contains("panicked"), "stderr: {stderr:?}");
 }
 
 fn fetch(addr: SocketAddr, path: &str) -> Response {
@@ -138,51 +36,170 @@ fn fetch(addr: SocketAddr, path: &str) -> Response {
     c.read_response()
 }
 
-fn serves_with_model(model: &str) {
+/// Starts `-m MODEL -w 2`, checks the start line, serves two files (with an
+/// idle keep-alive connection open, which in the process model is a child
+/// busy with it), then `sig` must end it with status 0 and, once the parent
+/// has exited, no process it started may be left.
+fn serves_then_stops(model: Model, sig: Signal) {
     let site = Site::new();
     let root = site.root();
-    let running = start(
+    let name = model.name();
+    let mut running = start(
         &[
             "--bind",
             "127.0.0.1:0",
             "-m",
-            model,
+            name,
             "-w",
             "2",
             root.to_str().unwrap(),
         ],
         None,
     );
-    let line = &running.start_line;
-    let canonical = fs::canonicalize(&root).unwrap();
-    for part in [
-        "bingfa",
-        env!("CARGO_PKG_VERSION"),
-        canonical.to_str().unwrap(),
-        "http://127.0.0.1:",
-        model,
-        "workers",
-    ] {
-        assert!(line.contains(part), "start line {line:?} lacks {part:?}");
+    let serving = panic::catch_unwind(AssertUnwindSafe(|| {
+        let line = &running.start_line;
+        let canonical = fs::canonicalize(&root).unwrap();
+        for part in [
+            "bingfa",
+            env!("CARGO_PKG_VERSION"),
+            canonical.to_str().unwrap(),
+            "http://127.0.0.1:",
+            &format!("(model {name}, 2 workers)"),
+        ] {
+            assert!(line.contains(part), "start line {line:?} lacks {part:?}");
+        }
+        let mut idle = Client::connect(running.addr);
+        idle.send(get_req("/readme.txt"));
+        assert_body(&idle.read_response(), &site.read("readme.txt"));
+        assert_body(&fetch(running.addr, "/"), &site.read("index.html"));
+        assert_body(&fetch(running.addr, "/big.bin"), &big_bin());
+        if model.forks() {
+            assert!(
+                !running.children().is_empty(),
+                "{name}: a forking model with a connection open should have a child: {line:?}"
+            );
+        }
+        idle
+    }));
+    let mut idle = match serving {
+        Ok(idle) => idle,
+        Err(e) => {
+            // What the server said is the likeliest explanation.
+            let status = running
+                .try_exit()
+                .map_or("running".to_string(), |s| s.to_string());
+            running.kill_group();
+            panic!(
+                "{}; bingfa: {status}, stderr {:?}",
+                panic_message(&e),
+                running.stderr_now()
+            );
+        }
+    };
+    stop_with(running, sig);
+    // The server is gone, so is the connection.
+    idle.assert_closed();
+}
+
+/// Runs `serves_then_stops` for every model in `models`, then fails once
+/// listing every model that failed. A model that cannot run here is skipped
+/// with a note (see `support::unavailable`).
+fn every_model(models: &[Model], sig: Signal) {
+    let failures: Vec<String> = models
+        .iter()
+        .filter(|m| !skip(**m, &format!("cli::{m} with {sig}")))
+        .filter_map(|&m| {
+            panic::catch_unwind(AssertUnwindSafe(|| serves_then_stops(m, sig)))
+                .err()
+                .map(|e| format!("  {m}: {}", panic_message(&e)))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} models failed to serve and stop on {sig}:\n{}",
+        failures.len(),
+        models.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_model_serves_and_exits_0_on_sigterm() {
+    every_model(Model::ALL, Signal::SIGTERM);
+}
+
+/// SIGINT (Ctrl-C) ends a threaded and both forking models as SIGTERM does.
+#[test]
+fn sigint_exits_with_status_0() {
+    every_model(&[Model::Thread, Model::Process, Model::Prefork], Signal::SIGINT);
+}
+
+#[test]
+fn coroutine_is_another_name_for_async() {
+    if skip(Model::Async, "cli::coroutine_is_another_name_for_async") {
+        return;
     }
-    assert_body(&fetch(running.addr, "/"), &site.read("index.html"));
-    assert_body(&fetch(running.addr, "/big.bin"), &big_bin());
-    stop_with(running, "-TERM");
+    let site = Site::new();
+    let running = start(
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-m",
+            "coroutine",
+            site.root().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        running.start_line.contains("(model async,"),
+        "{:?}",
+        running.start_line
+    );
+    assert_body(&fetch(running.addr, "/readme.txt"), &site.read("readme.txt"));
+    stop_with(running, Signal::SIGTERM);
 }
 
+/// Every worker of prefork is gone after SIGTERM, even with connections
+/// open on several of them.
 #[test]
-fn serves_with_model_thread() {
-    serves_with_model("thread");
-}
-
-#[test]
-fn serves_with_model_epoll() {
-    serves_with_model("epoll");
-}
-
-#[test]
-fn serves_with_model_reactor() {
-    serves_with_model("reactor");
+fn prefork_workers_exit_with_the_parent() {
+    let site = Site::new();
+    let running = start(
+        &[
+            "-b",
+            "127.0.0.1:0",
+            "-m",
+            "prefork",
+            "-w",
+            "3",
+            site.root().to_str().unwrap(),
+        ],
+        None,
+    );
+    let mut open = Vec::new();
+    for _ in 0..6 {
+        let mut c = Client::connect(running.addr);
+        c.send(get_req("/readme.txt"));
+        assert_body(&c.read_response(), &site.read("readme.txt"));
+        open.push(c);
+    }
+    let workers = poll_until(SAFETY, || {
+        let live: Vec<_> = running
+            .children()
+            .into_iter()
+            .filter(|p| !p.is_zombie())
+            .collect();
+        (live.len() == 3).then_some(live)
+    });
+    assert!(
+        workers.is_some(),
+        "prefork -w 3 should have 3 workers: {:?}",
+        running.children()
+    );
+    stop_with(running, Signal::SIGTERM);
+    for mut c in open {
+        c.assert_closed();
+    }
 }
 
 #[test]
@@ -194,18 +211,7 @@ fn default_model_is_reactor_and_root_is_cwd() {
     assert!(line.contains(canonical.to_str().unwrap()), "{line:?}");
     assert!(line.contains("reactor"), "{line:?}");
     assert_body(&fetch(running.addr, "/readme.txt"), &site.read("readme.txt"));
-    stop_with(running, "-TERM");
-}
-
-#[test]
-fn sigint_exits_with_status_0() {
-    let site = Site::new();
-    let running = start(&["-b", "127.0.0.1:0", site.root().to_str().unwrap()], None);
-    // With an idle keep-alive connection open.
-    let mut c = Client::connect(running.addr);
-    c.send(get_req("/readme.txt"));
-    assert_body(&c.read_response(), &site.read("readme.txt"));
-    stop_with(running, "-INT");
+    stop_with(running, Signal::SIGTERM);
 }
 
 #[test]
@@ -234,28 +240,18 @@ fn all_options_are_accepted() {
     let line = &running.start_line;
     assert!(line.contains("epoll") && line.contains('3'), "{line:?}");
     assert_body(&fetch(running.addr, "/.hidden.txt"), &site.read(".hidden.txt"));
-    stop_with(running, "-TERM");
+    stop_with(running, Signal::SIGTERM);
 }
 
 /// Runs `bingfa ARGS` to its exit (bounded) and returns status and stderr.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bingfa");
-    let stderr = drain(child.stderr.take().unwrap());
-    let status = match wait_bounded(&mut child) {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bingfa {args:?} was still running after {SAFETY:?}; it should have failed");
-        }
-    };
-    (status, stderr.join().unwrap_or_default())
+    match binary::spawn(&binary::args(args), None) {
+        binary::Started::Failed { status, stderr } => (status, stderr),
+        binary::Started::Serving(running) => panic!(
+            "bingfa {args:?} started serving ({:?}); it should have failed",
+            running.start_line
+        ),
+    }
 }
 
 #[test]

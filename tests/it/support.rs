@@ -1,5 +1,6 @@
-//! Shared harness: the fixture site, a server running on a thread, and a raw
-//! TCP client that parses responses with httparse.
+//! Shared harness: the fixture site, a server (on a thread, or the binary for
+//! the forking models), and a raw TCP client that parses responses with
+//! httparse.
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -7,11 +8,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::symlink;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::ExitStatus;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bingfa::{Config, Model, Shutdown};
+use nix::sys::signal::Signal;
+
+use crate::binary;
 
 /// Every blocking read and write on a test socket gives up after this long.
 /// It is a safety net against hangs, never an assertion about speed.
@@ -120,14 +125,37 @@ pub fn big_bin() -> Vec<u8> {
 // The server
 // ---------------------------------------------------------------------------
 
-/// `bingfa::serve` on a thread, serving a fresh `Site`. Dropping it triggers
-/// the shutdown and joins the thread, which proves `serve` returns.
+/// A server serving a fresh `Site`, run the way its model allows:
+///
+/// - `bingfa::serve` on a thread of the test process, for every model that
+///   does not fork. Stopping triggers the `Shutdown` and joins the thread,
+///   which proves `serve` returns `Ok`.
+/// - The built `bingfa` binary as a child process for the models that fork
+///   (`Model::forks()`: forking inside the multi-threaded test runner is
+///   unsafe). The `Config` becomes command-line flags, the port comes from the
+///   start line, and stopping sends SIGTERM and waits (bounded) for exit
+///   status 0.
+///
+/// Clients see no difference: they only use `addr`. With `BINGFA_IT_BINARY`
+/// set in the environment, every model runs through the binary (to check
+/// that both ways agree).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub model: Model,
+    runner: Runner,
+    // Last: the files outlive the server, which `Drop` stops first.
     pub site: Site,
-    shutdown: Arc<Shutdown>,
-    handle: Option<JoinHandle<Result<(), String>>>,
+}
+
+enum Runner {
+    InProcess {
+        shutdown: Arc<Shutdown>,
+        handle: Option<JoinHandle<Result<(), String>>>,
+    },
+    Binary {
+        bingfa: binary::Bingfa,
+        stopped: bool,
+    },
 }
 
 impl TestServer {
@@ -143,6 +171,18 @@ impl TestServer {
         config.model = model;
         config.workers = 2;
         adjust(&mut config);
+        if config.model.forks() || std::env::var_os("BINGFA_IT_BINARY").is_some() {
+            let bingfa = binary::start(&flags(&config), None);
+            return TestServer {
+                addr: bingfa.addr,
+                model: config.model,
+                runner: Runner::Binary {
+                    bingfa,
+                    stopped: false,
+                },
+                site,
+            };
+        }
         let listener = bingfa::bind("127.0.0.1:0".parse().unwrap())
             .unwrap_or_else(|e| panic!("bingfa::bind(127.0.0.1:0): {e}"));
         let addr = listener.local_addr().expect("local_addr");
@@ -155,9 +195,11 @@ impl TestServer {
         TestServer {
             addr,
             model,
+            runner: Runner::InProcess {
+                shutdown,
+                handle: Some(handle),
+            },
             site,
-            shutdown,
-            handle: Some(handle),
         }
     }
 
@@ -165,7 +207,17 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
-    /// Triggers the shutdown and asserts that `serve` returns `Ok(())`.
+    /// The server's process, for a model run through the binary.
+    pub fn bingfa(&self) -> Option<&binary::Bingfa> {
+        match &self.runner {
+            Runner::Binary { bingfa, .. } => Some(bingfa),
+            Runner::InProcess { .. } => None,
+        }
+    }
+
+    /// Stops the server and asserts it stopped cleanly: `serve` returns
+    /// `Ok(())` after `shutdown.trigger()`, or the binary exits with status 0
+    /// after SIGTERM and leaves no process of its group behind.
     pub fn stop(mut self) {
         if let Err(e) = self.stop_inner() {
             panic!("{e}");
@@ -173,25 +225,38 @@ impl TestServer {
     }
 
     fn stop_inner(&mut self) -> Result<(), String> {
-        let Some(handle) = self.handle.take() else {
-            return Ok(());
-        };
-        self.shutdown.trigger();
-        let deadline = Instant::now() + SAFETY;
-        while !handle.is_finished() {
-            if Instant::now() >= deadline {
-                // The thread is left behind; the test fails.
-                return Err(format!(
-                    "[{}] serve did not return within {SAFETY:?} of shutdown.trigger()",
-                    self.model
-                ));
+        let model = self.model;
+        match &mut self.runner {
+            Runner::InProcess { shutdown, handle } => {
+                let Some(handle) = handle.take() else {
+                    return Ok(());
+                };
+                shutdown.trigger();
+                let deadline = Instant::now() + SAFETY;
+                while !handle.is_finished() {
+                    if Instant::now() >= deadline {
+                        // The thread is left behind; the test fails.
+                        return Err(format!(
+                            "[{model}] serve did not return within {SAFETY:?} of shutdown.trigger()"
+                        ));
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                match handle.join() {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("[{model}] serve returned an error: {e}")),
+                    Err(_) => Err(format!("[{model}] the serve thread panicked")),
+                }
             }
-            thread::sleep(Duration::from_millis(5));
-        }
-        match handle.join() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("[{}] serve returned an error: {e}", self.model)),
-            Err(_) => Err(format!("[{}] the serve thread panicked", self.model)),
+            Runner::Binary { bingfa, stopped } => {
+                if std::mem::replace(stopped, true) {
+                    return Ok(());
+                }
+                let result = bingfa.stop_with(Signal::SIGTERM);
+                // Whatever went wrong, nothing of it is left running.
+                bingfa.kill_group();
+                result.map_err(|e| format!("[{model}] (pid {}) {e}", bingfa.pid))
+            }
         }
     }
 }
@@ -204,6 +269,150 @@ impl Drop for TestServer {
             } else {
                 panic!("{e}");
             }
+        }
+    }
+}
+
+/// The command line that makes the binary run `config`. Every field is
+/// named, so a new `Config` field does not compile until it is handled here.
+pub fn flags(config: &Config) -> Vec<String> {
+    let Config {
+        root,
+        model,
+        workers,
+        header_timeout,
+        idle_timeout,
+        max_connections,
+        hidden,
+    } = config;
+    let mut flags = vec![
+        root.to_str().expect("UTF-8 root").to_string(),
+        "-b".into(),
+        "127.0.0.1:0".into(),
+        "-m".into(),
+        model.name().into(),
+        "-w".into(),
+        workers.to_string(),
+        "--header-timeout".into(),
+        seconds(*header_timeout),
+        "--idle-timeout".into(),
+        seconds(*idle_timeout),
+        "--max-connections".into(),
+        max_connections.to_string(),
+    ];
+    if *hidden {
+        flags.push("--hidden".into());
+    }
+    flags
+}
+
+/// `Duration` as the command line takes it: `60`, `0.3`.
+fn seconds(d: Duration) -> String {
+    let text = d.as_secs_f64().to_string();
+    assert_eq!(
+        Duration::from_secs_f64(text.parse().unwrap()),
+        d,
+        "{d:?} does not round-trip as {text} seconds"
+    );
+    text
+}
+
+// ---------------------------------------------------------------------------
+// Models that may be unavailable
+// ---------------------------------------------------------------------------
+
+/// Why `model` cannot be tested here, if it cannot: only `uring`, and only
+/// when (1) the binary, started with `-m uring`, fails with exactly one
+/// stderr line containing "not available here", and (2) io_uring really is
+/// unusable here (setting up a ring fails). A uring model that refuses to run
+/// where io_uring works is not skipped: its tests run and fail.
+///
+/// The probe runs once per test process, and starts the binary only where a
+/// ring cannot be set up.
+pub fn unavailable(model: Model) -> Option<&'static str> {
+    static URING: OnceLock<Option<String>> = OnceLock::new();
+    if model != Model::Uring {
+        return None;
+    }
+    URING.get_or_init(probe_uring).as_deref()
+}
+
+fn probe_uring() -> Option<String> {
+    // Where a ring can be set up, nothing is skipped: no need to ask the model.
+    let ring = io_uring::IoUring::new(2).map(drop);
+    ring.as_ref().ok()?;
+    let root = fixture_dir();
+    let argv = binary::args(&[
+        "-b",
+        "127.0.0.1:0",
+        "-m",
+        "uring",
+        "-w",
+        "1",
+        root.to_str().unwrap(),
+    ]);
+    let (status, stderr) = match binary::spawn(&argv, None) {
+        binary::Started::Failed { status, stderr } => (status, stderr),
+        binary::Started::Serving(mut bingfa) => {
+            // The start line comes before the model runs: it may still fail.
+            if let Ok(mut c) = Client::try_connect(bingfa.addr) {
+                c.send(req("GET", "/", "Connection: close\r\n"));
+                if c.stirred_within(SAFETY) && c.buf.starts_with(b"HTTP/1.1 ") {
+                    let _ = bingfa.stop_with(Signal::SIGTERM);
+                    return None;
+                }
+            }
+            match bingfa.wait_exit() {
+                Some(status) => (status, bingfa.stderr_now()),
+                None => return None,
+            }
+        }
+    };
+    uring_skip_reason(status, &stderr, ring)
+}
+
+/// The skip rule of `unavailable`, given how the binary ended and whether a
+/// ring could be set up here.
+fn uring_skip_reason(status: ExitStatus, stderr: &str, ring: std::io::Result<()>) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let says_unavailable = !status.success() && lines.len() == 1 && lines[0].contains("not available here");
+    match ring {
+        // io_uring works here: the model has no reason to refuse.
+        Ok(()) => None,
+        Err(e) if says_unavailable => Some(format!("{} (io_uring_setup: {e})", lines[0].trim())),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn uring_is_skipped_only_when_io_uring_is_disabled() {
+    use std::os::unix::process::ExitStatusExt;
+    let (ok, failed) = (ExitStatus::from_raw(0), ExitStatus::from_raw(1 << 8));
+    let refusal = "bingfa: the uring model is not available here: io_uring is disabled\n";
+    let disabled = || Err(std::io::Error::from_raw_os_error(1)); // EPERM
+    let skipped = uring_skip_reason(failed, refusal, disabled());
+    assert!(skipped.is_some_and(|why| why.contains("io_uring is disabled")));
+    // Not skipped: io_uring works here, whatever the model says.
+    assert_eq!(uring_skip_reason(failed, refusal, Ok(())), None);
+    // Not skipped: any other way of failing.
+    let two_lines = "bingfa: the uring model is not available here\nmore\n";
+    assert_eq!(uring_skip_reason(failed, two_lines, disabled()), None);
+    assert_eq!(
+        uring_skip_reason(failed, "bingfa: cannot listen\n", disabled()),
+        None
+    );
+    assert_eq!(uring_skip_reason(failed, "", disabled()), None);
+    assert_eq!(uring_skip_reason(ok, refusal, disabled()), None);
+}
+
+/// For `model_tests!`: true (after a note on stderr, which the test harness
+/// does not capture) if the test `name` is to be skipped.
+pub fn skip(model: Model, name: &str) -> bool {
+    match unavailable(model) {
+        None => false,
+        Some(why) => {
+            let _ = writeln!(std::io::stderr(), "note: skipping {name}: {why}");
+            true
         }
     }
 }
@@ -311,14 +520,18 @@ enum Fill {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_read_timeout(Some(SAFETY)).unwrap();
-        stream.set_write_timeout(Some(SAFETY)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
+        Client::try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(SAFETY))?;
+        stream.set_write_timeout(Some(SAFETY))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
             stream,
             buf: Vec::new(),
-        }
+        })
     }
 
     /// Writes all of `bytes` in one `write_all`. A server that has already
@@ -629,13 +842,34 @@ pub fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
 
 // ---------------------------------------------------------------------------
 
-/// `model_tests!` lists the models by hand; this fails if `Model::ALL` changes.
+/// `model_tests!` takes its modules from `model_list!`, which names the
+/// models by hand (a macro cannot iterate `Model::ALL`); this fails if
+/// `Model::ALL` changes without that list.
 #[test]
-fn models_are_the_three_tested_ones() {
-    let all: Vec<Model> = Model::ALL.to_vec();
-    assert_eq!(all, vec![Model::Thread, Model::Epoll, Model::Reactor]);
-    let names: Vec<String> = all.iter().map(|m| m.to_string()).collect();
-    assert_eq!(names, ["thread", "epoll", "reactor"]);
+fn models_are_the_ten_tested_ones() {
+    macro_rules! tested {
+        (; $($module:ident $variant:ident),*) => {
+            &[$((stringify!($module), Model::$variant)),*]
+        };
+    }
+    let tested: &[(&str, Model)] = model_list!(tested!());
+    let models: Vec<Model> = tested.iter().map(|(_, m)| *m).collect();
+    assert_eq!(
+        models,
+        Model::ALL,
+        "model_list! in tests/it/main.rs and Model::ALL differ"
+    );
+    for (module, model) in tested {
+        assert_eq!(
+            module.trim_start_matches("r#"),
+            model.name(),
+            "module {module} tests {model}: `cargo test --test it {}::` would not select it",
+            model.name()
+        );
+    }
+    assert_eq!(Model::ALL.len(), 10);
+    let forking: Vec<Model> = Model::ALL.iter().copied().filter(|m| m.forks()).collect();
+    assert_eq!(forking, [Model::Process, Model::Prefork]);
 }
 
 #[test]

@@ -1,0 +1,166 @@
+//! `async` (alias `coroutine`): one tokio task per connection on a multi-threaded runtime.
+//!
+//! How it works: the Rust counterpart of the seeds' gevent server. gevent monkey-patched
+//! sockets so that blocking-looking code yields to a hub; here each `.await` marks the point
+//! where a task yields. The accept loop spawns a task per connection; the task drives the
+//! HTTP core in the same plain loop as the `thread` model, but waits for socket readiness
+//! with `.await` instead of blocking a thread. Bytes still move with the shared `transmit`
+//! (`send`, or `sendfile` for file bodies) and `recv`, called once tokio says the socket is
+//! ready. `--workers` threads run the tasks and steal work from each other; tokio's epoll
+//! driver wakes them; the accept loop runs on the calling thread. While waiting for a request
+//! a task also waits for the shutdown signal, so stopping the server ends idle connections at
+//! once; responses in flight get a short grace period, then the runtime drops what is left.
+//!
+//! What it costs: a task is one allocation holding the connection's state (the future has
+//! no stack of its own beyond what is live across an `.await`), so an idle connection costs
+//! about what it costs in the `epoll` model. Each wait goes through the runtime: a waker, a
+//! queue, and sometimes a hand-off between threads; and every connection waiting for a
+//! request is also a waiter on the one shared shutdown descriptor, a list behind a mutex.
+//!
+//! When it wins: many connections, mostly idle, on every core, written as straight-line code
+//! per connection — the readability of `thread` with the footprint of `epoll`. `reactor`
+//! does the same work without a scheduler in the way, so it has the edge on raw throughput
+//! when requests are short; tasks win back balance, since any worker can run any connection.
+
+use super::{tick, transmit, Context};
+use crate::error::Error;
+use crate::http::{Action, Clock, Connection};
+use std::future::{poll_fn, Future};
+use std::io::{self, ErrorKind};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// After a stop, how long responses in flight may take before they are cut.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// What every connection task holds: the server's context and the shutdown signal.
+struct Shared {
+    context: Arc<Context>,
+    /// One registration of the shutdown descriptor, awaited by every task.
+    stop: AsyncFd<OwnedFd>,
+}
+
+pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("setting up the listener"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(context.workers.max(1))
+        .thread_name("bingfa-async")
+        .enable_all()
+        .build()
+        .map_err(Error::io("starting the runtime"))?;
+    let result = runtime.block_on(serve_all(listener, context));
+    // Tasks still running are dropped at their next `.await`, closing their sockets; the
+    // timeout only bounds the wait for threads, of which there are none outside tokio.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Accepts until shutdown, one task per connection; then waits for the tasks, boundedly.
+async fn serve_all(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(Error::io("setting up the listener"))?;
+    let stop = watch_shutdown(&context).map_err(Error::io("watching for shutdown"))?;
+    let shared = Arc::new(Shared { context, stop });
+    while let Some(accepted) = unless_stopped(&shared.stop, listener.accept()).await {
+        match accepted {
+            Ok((stream, _peer)) => drop(tokio::spawn(serve(stream, Arc::clone(&shared)))),
+            // The peer gave up before we accepted, or a signal interrupted us: try again.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
+            // Out of descriptors or memory: pause instead of failing in a tight loop.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    // Refuse new clients now rather than leave them in the backlog during the grace period.
+    drop(listener);
+    let give_up = Instant::now() + GRACE;
+    // Every task holds a reference, so the count says how many are still running. Polling
+    // it is crude, but it happens once, for a moment, at the end.
+    while Arc::strong_count(&shared) > 1 && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Registers a duplicate of the shutdown descriptor with tokio, which needs an owner for it.
+fn watch_shutdown(context: &Context) -> io::Result<AsyncFd<OwnedFd>> {
+    let fd = context.shutdown.fd().try_clone_to_owned()?;
+    // SAFETY: tokio needs the descriptor to stay open, and the same, while it is registered;
+    // an `OwnedFd` moved into the `AsyncFd` is closed by nothing else.
+    Ok(unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?)
+}
+
+/// Runs `work` to completion (`Some`), unless shutdown is triggered first (`None`).
+/// Without tokio's `select!` macro, a hand-written future polls both.
+async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T>) -> Option<T> {
+    // `readable` (unlike `poll_read_ready`) keeps a waker per waiting task, so every task
+    // can wait on the same registration. Nobody reads the descriptor: once triggered it
+    // stays ready, and every later wait ends at once. An error also means: stop.
+    let mut stopped = pin!(stop.readable());
+    let mut work = pin!(work);
+    poll_fn(|cx| {
+        if stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let mut clock = super::clock_now();
+    let (mut conn, _admission) = shared.context.accept(&clock);
+    // Any I/O error ends the connection; there is no one to report it to.
+    let _ = drive(&stream, &mut conn, &mut clock, &shared).await;
+}
+
+/// The whole life of one connection: the `thread` model's loop, with `.await` where it
+/// would block.
+async fn drive(
+    stream: &TcpStream,
+    conn: &mut Connection,
+    clock: &mut Clock,
+    shared: &Shared,
+) -> io::Result<()> {
+    loop {
+        tick(clock);
+        let done = match conn.poll(clock, &shared.context.site) {
+            Action::Send(what) => {
+                stream.writable().await?;
+                // `try_io` clears tokio's readiness flag if the send would block, so the
+                // next `writable` really waits.
+                stream
+                    .try_io(Interest::WRITABLE, || transmit(stream, what))
+                    .map(|n| conn.sent(n, Instant::now()))
+            }
+            Action::Receive { buf, deadline } => {
+                // Waiting for the next request is where a stopping server lets go, and
+                // where the core's header and idle timeouts apply.
+                let ready = tokio::time::timeout_at(deadline.into(), stream.readable());
+                match unless_stopped(&shared.stop, ready).await {
+                    Some(Ok(ready)) => ready?,
+                    // Stopped, or the deadline passed.
+                    None | Some(Err(_)) => return Ok(()),
+                }
+                stream.try_read(buf).map(|n| conn.received(n, Instant::now()))
+            }
+            Action::Finish => rustix::net::shutdown(stream, rustix::net::Shutdown::Write).map_err(Into::into),
+            Action::Close => return Ok(()),
+        };
+        match done {
+            Ok(()) => {}
+            // Readiness was stale, or a signal interrupted the call: ask the core again.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Counting open connections against `--max-connections`: within one process, or across the
+//! forked workers of `prefork`, whose own memory is private to each.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// The connection limit of one server.
+#[derive(Debug)]
+pub(crate) struct ConnectionLimit {
+    max: usize,
+    open: AtomicUsize,
+    /// Set in a forked worker: from then on it counts in memory all workers share.
+    shared: OnceLock<WorkerTally>,
+}
+
+/// A place under the limit, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Admission<'a> {
+    open: &'a AtomicUsize,
+    /// The worker's own count, so the parent can give back a dead worker's places.
+    worker: Option<&'a AtomicUsize>,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            max,
+            open: AtomicUsize::new(0),
+            shared: OnceLock::new(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A place for one more connection, or `None` at the limit.
+    pub fn admit(&self) -> Option<Admission<'_>> {
+        let (open, worker) = match self.shared.get() {
+            Some(tally) => (tally.open, Some(tally.worker)),
+            None => (&self.open, None),
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= self.max {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        if let Some(worker) = worker {
+            worker.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(Admission { open, worker })
+    }
+
+    /// In a forked worker, before it serves: count in the shared tally.
+    pub fn count_in(&self, tally: WorkerTally) {
+        // Set once per worker process; a second call would be a bug, and is ignored.
+        let _ = self.shared.set(tally);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(worker) = self.worker {
+            worker.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One worker's view of a [`SharedTally`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WorkerTally {
+    open: &'static AtomicUsize,
+    worker: &'static AtomicUsize,
+}
+
+/// Connection counts in memory shared by a `prefork` parent and its workers: the total,
+/// which every worker checks and updates, and each worker's own part of it.
+#[derive(Debug)]
+pub(crate) struct SharedTally {
+    /// `[0]` is the total, `[1 + i]` worker `i`'s part.
+    counts: &'static [AtomicUsize],
+}
+
+impl SharedTally {
+    pub fn new(workers: usize) -> io::Result<SharedTally> {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        let len = (workers + 1) * size_of::<AtomicUsize>();
+        // SAFETY: a fresh anonymous mapping aliases nothing. It is shared, so forked workers
+        // see the same pages, and zero-filled, which is a valid `AtomicUsize` array; mmap
+        // returns page-aligned memory. It is never unmapped: the `'static` borrow holds for
+        // the life of the process (one page, once per server).
+        let counts = unsafe {
+            let memory = mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?;
+            std::slice::from_raw_parts(memory.cast::<AtomicUsize>(), workers + 1)
+        };
+        Ok(SharedTally { counts })
+    }
+
+    pub fn for_worker(&self, index: usize) -> WorkerTally {
+        WorkerTally {
+            open: &self.counts[0],
+            worker: &self.counts[1 + index],
+        }
+    }
+
+    /// Worker `index` died: its connections died with it, so their places are free again.
+    pub fn forget_worker(&self, index: usize) {
+        let held = self.counts[1 + index].swap(0, Ordering::Relaxed);
+        self.counts[0].fetch_sub(held, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_limit_and_gives_places_back() {
+        let limit = ConnectionLimit::new(2);
+        let first = limit.admit();
+        let second = limit.admit();
+        assert!(first.is_some() && second.is_some());
+        assert!(limit.admit().is_none());
+        drop(first);
+        assert!(limit.admit().is_some());
+    }
+
+    #[test]
+    fn workers_share_one_limit_and_a_dead_workers_places_come_back() {
+        let tally = SharedTally::new(2).unwrap();
+        let (a, b) = (ConnectionLimit::new(2), ConnectionLimit::new(2));
+        a.count_in(tally.for_worker(0));
+        b.count_in(tally.for_worker(1));
+        let held_by_a = a.admit();
+        assert!(held_by_a.is_some());
+        let held_by_b = b.admit();
+        assert!(held_by_b.is_some());
+        assert!(
+            a.admit().is_none() && b.admit().is_none(),
+            "the limit is for all workers"
+        );
+        std::mem::forget(held_by_a); // worker 0 is killed: it never gives its place back
+        tally.forget_worker(0);
+        assert!(b.admit().is_some());
+    }
+}

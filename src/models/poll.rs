@@ -1,0 +1,120 @@
+//! `poll`: one thread, `poll(2)` over every socket each turn.
+//!
+//! How it works: each turn builds an array with the shutdown signal, the listener and every
+//! connection — each asking for readable or writable, whichever its last pump stopped on —
+//! and hands the whole array to `poll`. The kernel checks every entry and marks the ready
+//! ones; the loop then scans the whole array for marks and pumps those connections.
+//!
+//! What it costs: every turn is O(n) twice — the kernel walks all n descriptors (and copies
+//! the array in and out), then the loop walks them again — even when one connection out of
+//! ten thousand is ready. epoll keeps the interest list in the kernel and returns only the
+//! ready ones, which is why it wins as connections grow: this model is kept to show that.
+//!
+//! When it wins: a few hundred connections or fewer, where the O(n) is small; and
+//! portability (poll is POSIX; epoll is Linux-only).
+
+use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Interest, Pumped};
+use crate::error::Error;
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+/// A connection and what its socket must become before pumping it again.
+struct Waiting<'a> {
+    client: Client<'a>,
+    wants: Interest,
+}
+
+pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("setting up the listener"))?;
+    let mut clock = super::clock_now();
+    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut ready: Vec<usize> = Vec::new();
+    let mut accept_paused_until: Option<Instant> = None;
+    loop {
+        let accepting = accept_paused_until.is_none_or(|until| clock.now() >= until);
+        let (stopping, incoming) = wait_for_turn(&listener, accepting, context, &waiting, &mut ready)?;
+        tick(&mut clock);
+        if stopping {
+            return Ok(());
+        }
+        if incoming {
+            accept_paused_until = accept_all(&listener, context, &clock, &mut waiting);
+        }
+        // Backwards, so that `swap_remove` only moves entries already handled this turn.
+        for &index in ready.iter().rev() {
+            match waiting[index].client.pump(&clock, &context.site) {
+                Pumped::Blocked { wants, .. } => waiting[index].wants = wants,
+                Pumped::Over => drop(waiting.swap_remove(index)),
+            }
+        }
+        waiting.retain(|entry| !entry.client.expired(clock.now()));
+    }
+}
+
+/// One `poll` over everything; fills `ready` with the indices of ready connections.
+fn wait_for_turn(
+    listener: &TcpListener,
+    accepting: bool,
+    context: &Context,
+    waiting: &[Waiting],
+    ready: &mut Vec<usize>,
+) -> Result<(bool, bool), Error> {
+    let listen_flags = if accepting {
+        PollFlags::IN
+    } else {
+        PollFlags::empty()
+    };
+    let mut fds = Vec::with_capacity(waiting.len() + 2);
+    fds.push(PollFd::from_borrowed_fd(context.shutdown.fd(), PollFlags::IN));
+    fds.push(PollFd::from_borrowed_fd(listener.as_fd(), listen_flags));
+    fds.extend(waiting.iter().map(|entry| {
+        let flags = match entry.wants {
+            Interest::Read => PollFlags::IN,
+            Interest::Write => PollFlags::OUT,
+        };
+        PollFd::from_borrowed_fd(entry.client.socket.as_fd(), flags)
+    }));
+    // Wake up at least once per sweep interval so that timeouts are noticed.
+    let timeout = timespec(sweep_interval(context));
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(e) => return Err(Error::io("polling sockets")(e.into())),
+    }
+    ready.clear();
+    ready.extend(
+        (2..fds.len())
+            .filter(|&i| !fds[i].revents().is_empty())
+            .map(|i| i - 2),
+    );
+    Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty()))
+}
+
+/// Accepts every waiting connection and pumps it at once (its request may be there already).
+/// Returns when to try accepting again if the process ran out of descriptors.
+fn accept_all<'a>(
+    listener: &TcpListener,
+    context: &'a Context,
+    clock: &crate::http::Clock,
+    waiting: &mut Vec<Waiting<'a>>,
+) -> Option<Instant> {
+    loop {
+        match accept_nonblocking(listener) {
+            Ok(socket) => {
+                let mut client = Client::new(socket, context, clock);
+                if let Pumped::Blocked { wants, .. } = client.pump(clock, &context.site) {
+                    waiting.push(Waiting { client, wants });
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+            // Out of descriptors: the backlog stays readable; leave it out of `poll` for a
+            // sweep interval rather than spin.
+            Err(_) => return Some(clock.now() + sweep_interval(context)),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `pool`: a fixed pool of `--workers` threads taking accepted connections from a queue.
+//!
+//! How it works: the main thread accepts and puts each connection on a queue (a channel);
+//! `--workers` threads each take one connection at a time and serve it to the end with
+//! blocking I/O, exactly as a `thread` model thread does. The connection's header timeout
+//! starts at accept, so time spent waiting in the queue counts against it.
+//!
+//! What it costs: a fixed number of threads and stacks however many clients come; but a
+//! worker is held for a connection's whole life, keep-alive pauses included, so with more
+//! open connections than workers the rest wait in the queue, served only as others end.
+//!
+//! Slowloris: it is this model's weak spot. Each slow client holds a whole worker; with
+//! `--workers` of them sending a byte at a time, every other client waits in the queue. The
+//! header timeout bounds it — a worker is freed at most `--header-timeout` after its slow
+//! client connected, and a queued connection whose header timeout passed while waiting is
+//! closed at once — but until then the server is unavailable. Raising `--workers` raises the
+//! number of slow clients needed; only the event-driven models remove the problem.
+//!
+//! When it wins: bounded memory and threads with blocking, easy-to-read code, for short
+//! requests from well-behaved clients (a classic Java servlet container design).
+
+use super::{accept_until_shutdown, refuse, thread::serve, Admission, Context};
+use crate::error::Error;
+use crate::http::Connection;
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+
+/// A connection waiting for a worker, with its protocol state already started (so its
+/// header timeout runs) and its place under the connection limit.
+type Queued<'a> = (TcpStream, Connection, Admission<'a>);
+
+pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+    let (queue, waiting) = channel::<Queued>();
+    let waiting = Mutex::new(waiting);
+    thread::scope(|scope| {
+        for _ in 0..context.workers {
+            scope.spawn(|| work(&waiting, context));
+        }
+        let accepted = accept_until_shutdown(&listener, &context.shutdown, |stream| {
+            match context.accept(&super::clock_now()) {
+                // Fails only if every worker is gone, which ends the loop soon after anyway.
+                (conn, Some(admission)) => drop(queue.send((stream, conn, admission))),
+                // Over the limit: every worker may be busy, so say 503 from here.
+                (conn, None) => refuse(stream, conn, &context.site),
+            }
+        });
+        // Closing the queue tells the workers to finish their connection and leave;
+        // connections still queued are dropped (closed) with it.
+        drop(queue);
+        accepted
+    })
+}
+
+/// One worker: take a connection, serve it to the end, repeat until the queue closes.
+fn work(waiting: &Mutex<Receiver<Queued>>, context: &Context) {
+    loop {
+        // One worker at a time waits on the queue; the others wait for the lock. A worker
+        // that panicked while holding it left nothing half-done in a Receiver.
+        let next = waiting.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match next {
+            Ok((stream, conn, _admission)) if !context.shutdown.is_triggered() => {
+                serve(stream, conn, context)
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `prefork`: `--workers` processes forked at start, each running an epoll loop; the parent
+//! supervises.
+//!
+//! How it works: the parent forks the workers once, before any connection arrives. Each
+//! worker runs the `epoll` model's event loop on the listener it inherited; they all wait on
+//! it with EPOLLEXCLUSIVE, so the kernel wakes one worker per new connection. The parent
+//! serves nothing: it waits (one `poll`) for the shutdown signal or a worker's exit, reaps
+//! every exited worker and forks a replacement; on SIGTERM or SIGINT it forwards SIGTERM to
+//! the workers, waits for them, and exits. nginx's master/worker design.
+//!
+//! What it costs: the fork happens `--workers` times, not per connection; then each worker
+//! costs what an `epoll` loop costs, plus a process's memory (its own copy of the small-file
+//! cache, for one). State the workers must share needs shared memory: here, the count of
+//! open connections held against `--max-connections`, in a page mapped before the fork.
+//!
+//! When it wins: like `reactor`, every core serves; unlike threads, a worker that crashes or
+//! leaks takes down only its own connections, and the parent replaces it.
+
+use super::children::Children;
+use super::epoll::EventLoop;
+use super::limit::SharedTally;
+use super::{wait_readable, Context};
+use crate::error::Error;
+use nix::unistd::Pid;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// How long workers get to finish the responses in flight once the server stops.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// A worker that dies sooner than this after it started is replaced only after this pause,
+/// so a worker that cannot start does not turn the parent into a fork loop.
+const RESTART_PAUSE: Duration = Duration::from_millis(100);
+
+pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+    let mut workers = Children::new().map_err(Error::io("watching worker processes"))?;
+    let tally = SharedTally::new(context.workers).map_err(Error::io("sharing the connection count"))?;
+    let result = supervise(&listener, context, &tally, &mut workers);
+    workers.stop(STOP_GRACE);
+    result
+}
+
+fn supervise(
+    listener: &TcpListener,
+    context: &Context,
+    tally: &SharedTally,
+    workers: &mut Children,
+) -> Result<(), Error> {
+    // Worker `i` runs as `slots[i]`; the index names its part of the shared count.
+    let mut slots = Vec::with_capacity(context.workers);
+    for index in 0..context.workers {
+        slots.push(start_worker(index, listener, context, tally, workers)?);
+    }
+    let mut started = Instant::now();
+    loop {
+        let [stopping, exited] = wait_readable([context.shutdown.fd(), workers.fd()], None)
+            .map_err(Error::io("supervising workers"))?;
+        if stopping {
+            return Ok(());
+        }
+        if !exited {
+            continue;
+        }
+        let dead = workers.reap();
+        if started.elapsed() < RESTART_PAUSE {
+            std::thread::sleep(RESTART_PAUSE);
+        }
+        started = Instant::now();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            if dead.contains(slot) {
+                tally.forget_worker(index);
+                *slot = start_worker(index, listener, context, tally, workers)?;
+            }
+        }
+    }
+}
+
+fn start_worker(
+    index: usize,
+    listener: &TcpListener,
+    context: &Context,
+    tally: &SharedTally,
+    workers: &mut Children,
+) -> Result<Pid, Error> {
+    let listener = listener.try_clone().map_err(Error::io("sharing the listener"))?;
+    let worker_tally = tally.for_worker(index);
+    let serve = move || {
+        context.limit.count_in(worker_tally);
+        match EventLoop::sharing(listener, context).map(EventLoop::run) {
+            Ok(Ok(())) => 0,
+            _ => 1,
+        }
+    };
+    workers
+        .spawn(serve)
+        .map_err(Error::io("starting a worker process"))
+}

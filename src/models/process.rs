@@ -1,0 +1,87 @@
+//! `process`: one process per connection, forked from the accept loop (the seeds' first server).
+//!
+//! How it works: a single-threaded parent waits (one `poll`) for a connection, the shutdown
+//! signal, or a child's exit. It forks a child per accepted connection; the child serves that
+//! connection's keep-alive requests with blocking I/O, exactly as a `thread` model thread
+//! does, then exits. The parent closes its copy of the socket at once and reaps children as
+//! they exit. At `--max-connections` live children it answers 503 itself, without forking.
+//!
+//! What it costs: a `fork` per connection — copying page tables and descriptor tables, then
+//! page faults as the child touches memory (copy-on-write) — and a whole process (its own
+//! address space, file cache and kernel task) per open connection. Connection churn is where
+//! it hurts most; memory per idle keep-alive connection is the highest of all models.
+//!
+//! When it wins: isolation. A crash, a leak or a corrupted heap in one child affects one
+//! connection only; the classic Apache prefork/inetd design for untrusted or fragile code.
+//!
+//! What the seeds got wrong: children were never reaped (zombies piled up until the parent
+//! exited) and the parent had to remember to close its copy of the socket (forgetting keeps
+//! the connection open after the child is done: the browser spins). Here SIGCHLD wakes the
+//! loop through a signalfd and every exited child is reaped; the parent's copy of the socket
+//! is dropped right after the fork.
+
+use super::children::Children;
+use super::{refuse, thread, wait_readable, Context};
+use crate::error::Error;
+use crate::http::Connection;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// How long children get to finish the response in flight once the server stops.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+    let mut children = Children::new().map_err(Error::io("watching child processes"))?;
+    let result = accept_and_fork(&listener, context, &mut children);
+    // Children serving a keep-alive connection would otherwise live on after the parent.
+    children.stop(STOP_GRACE);
+    result
+}
+
+fn accept_and_fork(listener: &TcpListener, context: &Context, children: &mut Children) -> Result<(), Error> {
+    loop {
+        let [stopping, exited, incoming] =
+            wait_readable([context.shutdown.fd(), children.fd(), listener.as_fd()], None)
+                .map_err(Error::io("waiting for connections"))?;
+        if stopping {
+            return Ok(());
+        }
+        if exited {
+            children.reap();
+        }
+        if incoming {
+            accept_one(listener, context, children);
+        }
+    }
+}
+
+fn accept_one(listener: &TcpListener, context: &Context, children: &mut Children) {
+    let stream = match listener.accept() {
+        Ok((stream, _peer)) => stream,
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => return,
+        // Out of descriptors or memory: pause rather than spin; clients wait in the backlog.
+        Err(_) => return std::thread::sleep(Duration::from_millis(10)),
+    };
+    if children.len() >= context.limit.max() {
+        // One child per connection: the children are the connections to count.
+        let clock = super::clock_now();
+        return refuse(
+            stream,
+            Connection::overloaded(context.settings, &clock),
+            &context.site,
+        );
+    }
+    // The stream moves into the child's closure: the child serves it, and in the parent
+    // the closure, never called, is dropped when `spawn` returns, closing the parent's copy.
+    let served = children.spawn(move || {
+        thread::serve(stream, Connection::new(context.settings, Instant::now()), context);
+        0
+    });
+    if served.is_err() {
+        // fork failed (out of memory or processes): this client sees its connection close;
+        // pause so that the next ones wait in the backlog rather than fail in a burst.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

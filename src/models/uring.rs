@@ -1,0 +1,590 @@
+//! `uring`: one io_uring per worker thread; accepts, receives and sends are completions.
+//!
+//! How it works. The readiness-based models (`epoll`, `reactor`) ask the kernel "which of
+//! these sockets could I read or write without blocking?", then make the `read` and `write`
+//! system calls themselves. Completion-based I/O turns this around: the program hands the
+//! kernel whole operations — "receive into this buffer", "send these bytes", "accept on this
+//! listener" — as entries in a submission queue shared with the kernel, and later finds each
+//! result ("517 bytes received", "-ECONNRESET") in a completion queue, tagged with the
+//! `user_data` it attached. One `io_uring_enter` submits any number of operations and waits
+//! for any number of results, so a busy loop makes about one system call per batch of
+//! completions instead of one per read and one per write.
+//!
+//! Handing over buffers has a price: the kernel reads or writes them when it chooses, so a
+//! buffer must stay alive and in place from submission until its completion has been seen —
+//! also when the connection is being closed meanwhile. The rules here that make this easy:
+//!
+//! - A connection has at most one operation in flight: the core's single next step (receive,
+//!   send, or read the next piece of a file). Its completion is reported to the core, which
+//!   then gives the next step.
+//! - The kernel only ever touches memory this model owns: each connection has one buffer (one
+//!   is enough, as only one operation is in flight). Received bytes are copied into the core's
+//!   buffer, bytes to send are copied out of the core's, and file bodies are read a piece at a
+//!   time into it and sent from it. The copies are a few hundred bytes per request for heads,
+//!   and keep the memory safety of this model independent of how the core manages its memory.
+//! - A connection is dropped only when it has no operation in flight. A timed-out one gets an
+//!   `AsyncCancel` and is dropped when its (cancelled) operation completes. At shutdown every
+//!   operation is cancelled and its completion awaited; a buffer still in the kernel's hands
+//!   after that is leaked, never freed.
+//!
+//! Files are read into the connection's buffer, then sent: one copy from the page cache
+//! through user space, which `sendfile` avoids. The zero-copy alternative, `Splice` (file to
+//! pipe to socket), costs a pipe (two descriptors) per connection sending a file, and io_uring
+//! runs every splice on a blocking kernel worker thread — one per stalled client — rather
+//! than completing it in place as it does reads of cached files and sends.
+//!
+//! Accepts are multishot where the kernel has it (5.19+): one submission yields a completion
+//! per new connection. Each loop also keeps a `PollAdd` on the shutdown descriptor and a
+//! `Timeout` that wakes it for the timeout sweep, so shutdown and timeouts are completions too.
+//!
+//! What it costs: what `reactor` costs, plus a buffer per connection (as large as the largest
+//! piece it moved, at most `CHUNK`) and a copy of every byte of a file body. io_uring is also
+//! often disabled (containers' seccomp profiles, the `io_uring_disabled` sysctl), and
+//! the code needs `unsafe` to hand buffers to the kernel.
+//!
+//! When it wins: many busy connections per core, where the system calls of a readiness loop
+//! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
+//! `io_uring_enter` per round saves most of the kernel entries.
+
+use super::{sweep_interval, tick, Admission, Context};
+use crate::error::Error;
+use crate::http::{Action, Clock, Connection, Transmit};
+use crate::server::listen_reuseport;
+use crate::site::Site;
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use rustix::event::PollFlags;
+use rustix::io::Errno;
+use rustix::net::{SendFlags, SocketFlags};
+use slab::Slab;
+use std::net::{Shutdown as Direction, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Entries in each submission queue; the completion queue has four times as many, and the
+/// kernel keeps any overflow (`IORING_FEAT_NODROP`).
+const RING_ENTRIES: u32 = 1024;
+/// The most one operation moves: the largest a connection's buffer grows.
+const CHUNK: usize = 64 * 1024;
+/// How long shutdown waits for cancelled operations to complete.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+// `user_data` of the ring's own operations. A connection's operation carries its slab key
+// shifted left by two bits, with the `Op` in the low bits; no key reaches these values.
+const ACCEPT: u64 = u64::MAX;
+const SHUTDOWN: u64 = u64::MAX - 1;
+const TIMER: u64 = u64::MAX - 2;
+/// An `AsyncCancel`: its own completion says nothing we need.
+const CANCEL: u64 = u64::MAX - 3;
+
+/// The operation a connection has in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Receive = 0,
+    Send = 1,
+    ReadFile = 2,
+}
+
+impl Op {
+    fn user_data(self, key: usize) -> u64 {
+        (key as u64) << 2 | self as u64
+    }
+
+    fn decode(user_data: u64) -> Option<(usize, Op)> {
+        let op = match user_data & 3 {
+            0 => Op::Receive,
+            1 => Op::Send,
+            2 => Op::ReadFile,
+            _ => return None,
+        };
+        Some(((user_data >> 2) as usize, op))
+    }
+}
+
+pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading the listening address"))?;
+    let mut listeners = vec![listener];
+    for _ in 1..context.workers {
+        let listener = listen_reuseport(addr).map_err(|source| Error::Listen { addr, source })?;
+        listeners.push(listener);
+    }
+    // Every ring is set up before any serving starts, so a kernel without io_uring makes the
+    // server fail at once with one clear line.
+    let workers = listeners
+        .into_iter()
+        .map(|listener| Worker::new(listener, context))
+        .collect::<Result<Vec<_>, _>>()?;
+    thread::scope(|scope| {
+        let running: Vec<_> = workers
+            .into_iter()
+            .map(|worker| scope.spawn(|| worker.run()))
+            .collect();
+        // Every worker returns when shutdown is triggered; report the first failure.
+        running
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .fold(Ok(()), Result::and)
+    })
+}
+
+/// Fails with one clear line where io_uring cannot be used, before the server says it is up.
+pub(super) fn check_available() -> Result<(), Error> {
+    new_ring().map(drop)
+}
+
+/// A ring that works and supports every operation used here, or why not.
+fn new_ring() -> Result<IoUring, Error> {
+    let unavailable = |reason: String| Error::Unavailable {
+        model: "uring",
+        reason,
+    };
+    // Cooperative task running (5.19+): the kernel finishes operations when the loop enters
+    // the ring, instead of interrupting whatever system call the thread is in.
+    let ring = IoUring::builder()
+        .setup_cqsize(RING_ENTRIES * 4)
+        .setup_coop_taskrun()
+        .build(RING_ENTRIES)
+        .or_else(|_| {
+            IoUring::builder()
+                .setup_cqsize(RING_ENTRIES * 4)
+                .build(RING_ENTRIES)
+        })
+        .map_err(|e| unavailable(format!("io_uring_setup failed: {e}")))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| unavailable(format!("probing io_uring operations failed: {e}")))?;
+    let needed = [
+        ("accept", opcode::Accept::CODE),
+        ("recv", opcode::Recv::CODE),
+        ("send", opcode::Send::CODE),
+        ("read", opcode::Read::CODE),
+        ("poll_add", opcode::PollAdd::CODE),
+        ("timeout", opcode::Timeout::CODE),
+        ("async_cancel", opcode::AsyncCancel::CODE),
+    ];
+    match needed.iter().find(|(_, code)| !probe.is_supported(*code)) {
+        Some((name, _)) => Err(unavailable(format!("io_uring has no {name} operation"))),
+        None => Ok(ring),
+    }
+}
+
+/// One ring and the connections it serves.
+struct Worker<'a> {
+    ring: IoUring,
+    context: &'a Context,
+    listener: TcpListener,
+    connections: Slab<Client<'a>>,
+    clock: Clock,
+    /// Completions taken from the ring and not yet handled.
+    completions: Vec<cqueue::Entry>,
+    /// Cleared if the kernel refuses multishot accepts (before 5.19).
+    multishot: bool,
+    /// An accept is in flight.
+    accepting: bool,
+    /// Accepting stopped for lack of descriptors or memory; resumed by the next sweep.
+    accept_paused: bool,
+    /// The sweep interval, boxed so that its address is stable while the kernel reads it.
+    sweep: Box<types::Timespec>,
+    stopping: bool,
+}
+
+struct Client<'a> {
+    socket: TcpStream,
+    conn: Connection,
+    /// The memory the kernel reads from and writes to; see the header. It changes (grows) only
+    /// while no operation is in flight.
+    buffer: Vec<u8>,
+    /// `buffer[sent..staged]` is output taken from the core and not yet written. The core is
+    /// told it was sent once all of it has been.
+    staged: usize,
+    sent: usize,
+    in_flight: Option<Op>,
+    /// Past its deadline: dropped as soon as its operation completes.
+    expired: bool,
+    _admission: Option<Admission<'a>>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(listener: TcpListener, context: &'a Context) -> Result<Worker<'a>, Error> {
+        let ring = new_ring()?;
+        let sweep = sweep_interval(context);
+        Ok(Worker {
+            ring,
+            context,
+            listener,
+            connections: Slab::new(),
+            clock: super::clock_now(),
+            completions: Vec::new(),
+            multishot: true,
+            accepting: false,
+            accept_paused: false,
+            sweep: Box::new(sweep.into()),
+            stopping: false,
+        })
+    }
+
+    fn run(mut self) -> Result<(), Error> {
+        self.accept()?;
+        let shutdown = self.context.shutdown.fd().as_raw_fd();
+        let poll = opcode::PollAdd::new(types::Fd(shutdown), PollFlags::IN.bits().into());
+        // SAFETY: a poll refers to no memory of ours.
+        unsafe { self.push(poll.build().user_data(SHUTDOWN))? };
+        self.arm_timer()?;
+        while !self.stopping {
+            self.turn()?;
+        }
+        self.cancel_everything()?;
+        let grace = Instant::now() + CANCEL_GRACE;
+        while self.busy() && Instant::now() < grace {
+            self.turn()?;
+        }
+        // Whatever is still in flight is leaked by `drop`.
+        Ok(())
+    }
+
+    /// Submits what is queued, waits for at least one completion, handles all there are.
+    fn turn(&mut self) -> Result<(), Error> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            // EBUSY: the completion queue is full; taking its entries makes room.
+            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::INTR | Errno::BUSY)) => {}
+            Err(e) => return Err(Error::io("waiting for io_uring completions")(e)),
+        }
+        self.reap();
+        tick(&mut self.clock);
+        while let Some(completion) = self.completions.pop() {
+            self.complete(completion)?;
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) {
+        self.completions.extend(self.ring.completion());
+    }
+
+    /// Queues `entry` for submission, first submitting what is queued if the queue is full.
+    ///
+    /// # Safety
+    /// Any memory `entry` points to must stay valid and unmoved until its completion has
+    /// been reaped (or forever: see `drop`).
+    unsafe fn push(&mut self, entry: squeue::Entry) -> Result<(), Error> {
+        loop {
+            // SAFETY: passed on to the caller.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                // The completion queue is full: taking its entries makes room.
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::BUSY) => self.reap(),
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => {}
+                Err(e) => return Err(Error::io("submitting to io_uring")(e)),
+            }
+        }
+    }
+
+    fn complete(&mut self, completion: cqueue::Entry) -> Result<(), Error> {
+        let result = completion.result();
+        match completion.user_data() {
+            SHUTDOWN => self.stopping = true,
+            TIMER => self.on_timer()?,
+            ACCEPT => self.on_accept(result, completion.flags())?,
+            CANCEL => {}
+            user_data => {
+                if let Some((key, op)) = Op::decode(user_data) {
+                    self.on_operation(key, op, result)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self) -> Result<(), Error> {
+        let fd = types::Fd(self.listener.as_raw_fd());
+        let flags = SocketFlags::CLOEXEC.bits() as i32;
+        let entry = if self.multishot {
+            opcode::AcceptMulti::new(fd).flags(flags).build()
+        } else {
+            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(flags)
+                .build()
+        };
+        // SAFETY: no peer address is asked for, so the accept refers to no memory of ours.
+        unsafe { self.push(entry.user_data(ACCEPT))? };
+        self.accepting = true;
+        Ok(())
+    }
+
+    fn on_accept(&mut self, result: i32, flags: u32) -> Result<(), Error> {
+        // A multishot accept ends (and must be submitted again) when a completion says so.
+        self.accepting &= cqueue::more(flags);
+        if let Ok(fd) = u32::try_from(result) {
+            // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+            let socket = unsafe { TcpStream::from_raw_fd(fd as i32) };
+            if !self.stopping {
+                self.register(socket)?; // (Accepted as the server stops: closed at once.)
+            }
+        } else if -result == Errno::INVAL.raw_os_error() && self.multishot {
+            self.multishot = false; // A kernel before 5.19: accept one at a time.
+        } else if ![Errno::CONNABORTED, Errno::INTR, Errno::CANCELED]
+            .contains(&Errno::from_raw_os_error(-result))
+        {
+            // Out of descriptors or memory: the backlog stays non-empty, so accepting again
+            // now would fail again at once. Wait for the next sweep; clients wait in the backlog.
+            self.accept_paused = true;
+        }
+        if !self.accepting && !self.accept_paused && !self.stopping {
+            self.accept()?;
+        }
+        Ok(())
+    }
+
+    fn register(&mut self, socket: TcpStream) -> Result<(), Error> {
+        let _ = socket.set_nodelay(true);
+        let (conn, admission) = self.context.accept(&self.clock);
+        let key = self.connections.insert(Client {
+            socket,
+            conn,
+            buffer: Vec::new(),
+            staged: 0,
+            sent: 0,
+            in_flight: None,
+            expired: false,
+            _admission: admission,
+        });
+        self.advance(key)
+    }
+
+    /// A connection's operation completed: tells the core, then starts the next step.
+    fn on_operation(&mut self, key: usize, op: Op, result: i32) -> Result<(), Error> {
+        let Some(client) = self.connections.get_mut(key) else {
+            return Ok(()); // Cannot happen: a connection with an operation in flight is kept.
+        };
+        client.in_flight = None;
+        if self.stopping {
+            return Ok(()); // Shutting down: no new operations; the connection goes with the worker.
+        }
+        let now = self.clock.now();
+        let progressed = !client.expired
+            && match op {
+                Op::Receive => client.received(result, &self.clock, &self.context.site),
+                Op::Send => client.wrote(result, now),
+                Op::ReadFile => client.read_file(result),
+            };
+        if progressed {
+            self.advance(key)
+        } else {
+            self.connections.remove(key);
+            Ok(())
+        }
+    }
+
+    /// Submits the connection's next operation, or drops the connection if the core is done
+    /// with it.
+    fn advance(&mut self, key: usize) -> Result<(), Error> {
+        let client = &mut self.connections[key];
+        match client.next_operation(&self.clock, &self.context.site) {
+            Some((entry, op)) => {
+                client.in_flight = Some(op);
+                // SAFETY: the entry points into `client.buffer`, or names a file the core keeps
+                // open until told the file was sent. The buffer's heap memory does not move
+                // when the slab does, is not resized while an operation is in flight, and is
+                // freed only once none is (see `on_operation`, `close_expired` and `drop`).
+                // The core is not told of anything until the completion.
+                unsafe { self.push(entry.user_data(op.user_data(key))) }
+            }
+            None => {
+                self.connections.remove(key);
+                Ok(())
+            }
+        }
+    }
+
+    /// The periodic wake-up: closes connections past their deadline, resumes accepting.
+    fn on_timer(&mut self) -> Result<(), Error> {
+        self.close_expired()?;
+        if self.accept_paused && !self.stopping {
+            self.accept_paused = false;
+            if !self.accepting {
+                self.accept()?;
+            }
+        }
+        self.arm_timer()
+    }
+
+    fn arm_timer(&mut self) -> Result<(), Error> {
+        let entry = opcode::Timeout::new(&*self.sweep).build().user_data(TIMER);
+        // SAFETY: the timespec is boxed and lives as long as the worker, which outlives the
+        // ring's use of it (the kernel copies it when the entry is submitted).
+        unsafe { self.push(entry) }
+    }
+
+    /// Cancels the operation of every connection past its deadline; each is dropped when its
+    /// operation completes.
+    fn close_expired(&mut self) -> Result<(), Error> {
+        let now = self.clock.now();
+        let expired: Vec<usize> = self
+            .connections
+            .iter()
+            .filter(|(_, client)| !client.expired && client.conn.deadline().is_some_and(|d| d <= now))
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            let client = &mut self.connections[key];
+            client.expired = true;
+            match client.in_flight {
+                Some(op) => self.cancel(op.user_data(key))?,
+                None => drop(self.connections.remove(key)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the kernel to cancel the operation tagged `user_data`. It then completes with
+    /// `-ECANCELED`, or with its own result if it was finishing anyway. The cancellation cannot
+    /// hit a later connection that reuses the key: a key is reused only after its operation's
+    /// completion has been seen, so the reuser's operation is queued after this cancellation,
+    /// and the kernel takes submissions in order.
+    fn cancel(&mut self, user_data: u64) -> Result<(), Error> {
+        let entry = opcode::AsyncCancel::new(user_data).build().user_data(CANCEL);
+        // SAFETY: a cancellation refers to no memory of ours.
+        unsafe { self.push(entry) }
+    }
+
+    fn cancel_everything(&mut self) -> Result<(), Error> {
+        let in_flight: Vec<u64> = self
+            .connections
+            .iter()
+            .filter_map(|(key, client)| Some(client.in_flight?.user_data(key)))
+            .collect();
+        for user_data in in_flight {
+            self.cancel(user_data)?;
+        }
+        // The accept holds the listening socket open: the port must close with the server.
+        if self.accepting {
+            self.cancel(ACCEPT)?;
+        }
+        Ok(())
+    }
+
+    /// Something is still in the kernel's hands.
+    fn busy(&self) -> bool {
+        self.accepting || self.connections.iter().any(|(_, c)| c.in_flight.is_some())
+    }
+}
+
+impl Drop for Worker<'_> {
+    /// However the worker ends — shutdown, error or panic — a buffer the kernel may still
+    /// write to is leaked rather than freed. After a clean shutdown there is none.
+    fn drop(&mut self) {
+        for (_, client) in self.connections.iter_mut() {
+            if client.in_flight.is_some() {
+                std::mem::forget(std::mem::take(&mut client.buffer));
+            }
+        }
+    }
+}
+
+impl Client<'_> {
+    /// Drives the core until it needs the kernel: the operation to submit, or `None` when the
+    /// connection is over.
+    fn next_operation(&mut self, clock: &Clock, site: &Site) -> Option<(squeue::Entry, Op)> {
+        let socket = types::Fd(self.socket.as_raw_fd());
+        loop {
+            if self.sent < self.staged {
+                let pending = &self.buffer[self.sent..self.staged];
+                let send = opcode::Send::new(socket, pending.as_ptr(), pending.len() as u32)
+                    // A peer that went away is an error to handle, not a SIGPIPE.
+                    .flags(SendFlags::NOSIGNAL.bits() as i32);
+                return Some((send.build(), Op::Send));
+            }
+            match self.conn.poll(clock, site) {
+                Action::Send(Transmit::Bytes(bytes)) => {
+                    let len = bytes.len().min(CHUNK);
+                    if len == 0 {
+                        return None; // The core never asks this; looping on it would never end.
+                    }
+                    grown(&mut self.buffer, len).copy_from_slice(&bytes[..len]);
+                    (self.sent, self.staged) = (0, len);
+                }
+                Action::Send(Transmit::File { file, offset, len }) => {
+                    let buffer = grown(&mut self.buffer, len.min(CHUNK));
+                    let fd = types::Fd(file.as_raw_fd());
+                    let read = opcode::Read::new(fd, buffer.as_mut_ptr(), buffer.len() as u32).offset(offset);
+                    return Some((read.build(), Op::ReadFile));
+                }
+                Action::Receive { buf, .. } => {
+                    let buffer = grown(&mut self.buffer, buf.len().min(CHUNK));
+                    let recv = opcode::Recv::new(socket, buffer.as_mut_ptr(), buffer.len() as u32);
+                    return Some((recv.build(), Op::Receive));
+                }
+                // `shutdown` never blocks, so it is simply called.
+                Action::Finish => self.socket.shutdown(Direction::Write).ok()?,
+                Action::Close => return None,
+            }
+        }
+    }
+
+    /// A receive completed with `result`; false if the connection is over.
+    fn received(&mut self, result: i32, clock: &Clock, site: &Site) -> bool {
+        let Ok(n) = usize::try_from(result) else {
+            return false;
+        };
+        if n > 0 {
+            // The core asked for bytes and has not been called since, so asking again gives
+            // the same buffer, at least as long as the receive was.
+            let Action::Receive { buf, .. } = self.conn.poll(clock, site) else {
+                return false;
+            };
+            let Some(space) = buf.get_mut(..n) else {
+                return false;
+            };
+            space.copy_from_slice(&self.buffer[..n]);
+        }
+        self.conn.received(n, clock.now());
+        true
+    }
+
+    /// A send completed with `result`.
+    fn wrote(&mut self, result: i32, now: Instant) -> bool {
+        match usize::try_from(result) {
+            Ok(n) if n > 0 => {
+                self.sent += n;
+                if self.sent >= self.staged {
+                    self.conn.sent(self.staged, now);
+                    (self.sent, self.staged) = (0, 0);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A read of a file completed with `result`. 0 means the file shrank after its length
+    /// was announced: the response cannot be completed, and closing is the only honest end.
+    fn read_file(&mut self, result: i32) -> bool {
+        match usize::try_from(result) {
+            Ok(n) if n > 0 => {
+                (self.sent, self.staged) = (0, n);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The first `len` bytes of `buffer`, grown to hold them. Growing is rare: a buffer ends up
+/// as large as the largest piece its connection moved.
+fn grown(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    &mut buffer[..len]
+}
