@@ -41,6 +41,22 @@ pub struct Args {
     /// Serve dotfiles and dot-directories (hidden by default)
     #[arg(long)]
     pub hidden: bool,
+
+    /// List directories that have no index.html (HTML, or JSON for `Accept: application/json`)
+    #[arg(long)]
+    pub listing: bool,
+
+    /// Page served with status 404 for missing files, a path inside ROOT [default: 404.html if present]
+    #[arg(long, value_name = "PATH")]
+    pub error_page: Option<PathBuf>,
+
+    /// Cache-Control header for every file, e.g. "public, max-age=3600"
+    #[arg(long, value_name = "VALUE", value_parser = parse_header_value)]
+    pub cache_control: Option<String>,
+
+    /// Cache files whose names carry a content hash (app.3f9a1c2b.js) for a year, immutable
+    #[arg(long)]
+    pub immutable_fingerprints: bool,
 }
 
 impl Args {
@@ -56,6 +72,10 @@ impl Args {
             config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
         }
         config.hidden = self.hidden;
+        config.listing = self.listing;
+        config.error_page = self.error_page.clone();
+        config.cache_control = self.cache_control.clone();
+        config.immutable_fingerprints = self.immutable_fingerprints;
         config
     }
 }
@@ -69,6 +89,19 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         Ok(Duration::from_secs_f64(seconds))
     } else {
         Err(format!("expected seconds above 0 and at most 1e9, got '{text}'"))
+    }
+}
+
+/// A header value as RFC 9110 §5.5 allows it: visible ASCII, spaces and tabs, not empty.
+fn parse_header_value(text: &str) -> Result<String, String> {
+    let valid = !text.trim().is_empty()
+        && text
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic());
+    if valid {
+        Ok(text.trim().to_string())
+    } else {
+        Err(format!("not a valid header value: '{}'", text.escape_debug()))
     }
 }
 
@@ -143,6 +176,8 @@ mod tests {
             &["--idle-timeout", "NaN"],
             &["--idle-timeout", "inf"],
             &["--nosuch"],
+            &["--cache-control", ""],
+            &["--cache-control", "a\nb"],
         ] {
             let error = parse(bad).unwrap_err();
             let line = one_line(&error);

@@ -4,7 +4,7 @@ use crate::error::Error;
 use crate::http;
 use crate::models::{self, Context};
 use crate::shutdown::Shutdown;
-use crate::site::Site;
+use crate::site::{Site, SiteOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -93,6 +93,15 @@ pub struct Config {
     pub max_connections: usize,
     /// Serve dotfiles and dot-directories.
     pub hidden: bool,
+    /// List directories that have no `index.html`.
+    pub listing: bool,
+    /// The page served with 404 for missing files, as a path inside the root; `404.html`
+    /// at the root is used when this is `None` and that file exists.
+    pub error_page: Option<PathBuf>,
+    /// `Cache-Control` for every file response.
+    pub cache_control: Option<String>,
+    /// Files whose names carry a content hash (`app.3f9a1c2b.js`) are cached for a year.
+    pub immutable_fingerprints: bool,
 }
 
 impl Config {
@@ -106,6 +115,10 @@ impl Config {
             idle_timeout: defaults.idle_timeout,
             max_connections: connection_budget(),
             hidden: false,
+            listing: false,
+            error_page: None,
+            cache_control: None,
+            immutable_fingerprints: false,
         }
     }
 
@@ -206,7 +219,14 @@ pub struct Server {
 impl Server {
     pub fn new(listener: TcpListener, config: &Config) -> Result<Server, Error> {
         models::check_available(config.model)?;
-        let site = Site::open(&config.root, config.hidden).map_err(|source| Error::Root {
+        let options = SiteOptions {
+            hidden: config.hidden,
+            listing: config.listing,
+            error_page: config.error_page.clone(),
+            cache_control: config.cache_control.clone(),
+            immutable_fingerprints: config.immutable_fingerprints,
+        };
+        let site = Site::open(&config.root, options).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,
         })?;

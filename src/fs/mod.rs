@@ -1,17 +1,20 @@
 //! Everything that touches the file system: mapping a request path to a file under
-//! ROOT, and keeping small files in memory.
+//! ROOT, reading a directory for a listing, and keeping small files in memory.
 //!
 //! Invariant: this is the only module of the server that opens files, and it can
-//! only open regular files beneath ROOT. Request paths are decoded and normalized
-//! purely lexically ([`decode_path`]), then opened relative to a descriptor of ROOT
-//! with `openat2(RESOLVE_BENEATH)` so the kernel refuses any escape, whatever the
-//! spelling (`..`, encoded dots or slashes, symlinks). Where `openat2` is not
-//! available a checked resolver (canonicalize, then prefix check) takes its place.
+//! only open regular files (and directories, to list them) beneath ROOT. Request
+//! paths are decoded and normalized purely lexically ([`decode_path`]), then opened
+//! relative to a descriptor of ROOT with `openat2(RESOLVE_BENEATH)` so the kernel
+//! refuses any escape, whatever the spelling (`..`, encoded dots or slashes,
+//! symlinks). Where `openat2` is not available a checked resolver (canonicalize, then
+//! prefix check) takes its place.
 
 mod cache;
+mod listing;
 mod path;
 mod root;
 
 pub use cache::{CachedFile, SmallFileCache};
+pub use listing::{Directory, Entry};
 pub use path::{decode_path, PathError, SitePath};
 pub use root::{FileIdentity, Lookup, OpenFile, Resolver, Root};

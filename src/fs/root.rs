@@ -11,12 +11,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
+use super::listing::Directory;
 use super::path::SitePath;
 
 /// Flags for every file opened on behalf of a client. `NONBLOCK` makes opening a
@@ -27,6 +29,11 @@ const OPEN_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::CLOEXEC)
     .union(OFlags::NONBLOCK)
     .union(OFlags::NOCTTY);
+
+/// Flags for a descriptor that is only stated: `O_PATH` needs no read permission and
+/// opens nothing (no FIFO to wait on, no device driver to wake). With `O_PATH`,
+/// `openat2` accepts no flags but `CLOEXEC`, `DIRECTORY` and `NOFOLLOW`.
+const STAT_FLAGS: OFlags = OFlags::PATH.union(OFlags::CLOEXEC);
 
 /// `BENEATH` refuses any resolution that leaves ROOT: `..` above it, absolute paths,
 /// and symlinks whose target lies outside (absolute symlinks always fail, even when
@@ -45,11 +52,11 @@ pub enum Resolver {
     Checked,
 }
 
-/// The directory being served.
-#[derive(Debug)]
+/// The directory being served. Cloning it is cheap and shares the one descriptor.
+#[derive(Debug, Clone)]
 pub struct Root {
-    dir: OwnedFd,
-    canonical: PathBuf,
+    dir: Arc<OwnedFd>,
+    canonical: Arc<Path>,
     resolver: Resolver,
 }
 
@@ -59,6 +66,9 @@ pub enum Lookup {
     File(OpenFile),
     /// A directory named without its trailing slash: answer 301 to this location.
     Redirect(String),
+    /// A directory named with its trailing slash that has no `index.html`: list it, or
+    /// answer 404, as the site is configured.
+    Directory(Directory),
     NotFound,
     Forbidden,
     Failed(io::Error),
@@ -141,8 +151,8 @@ impl Root {
             Mode::empty(),
         )?;
         Ok(Root {
-            dir,
-            canonical,
+            dir: Arc::new(dir),
+            canonical: Arc::from(canonical),
             resolver,
         })
     }
@@ -167,6 +177,22 @@ impl Root {
         self.lookup_visible(path).unwrap_or_else(classify)
     }
 
+    /// The precompressed sibling of a file [`Root::lookup`] found: the same path with `suffix`
+    /// (`.br`, `.zst`, `.gz`) appended, if that is a regular file beneath ROOT.
+    pub fn sidecar(&self, path: &SitePath, is_index: bool, suffix: &str) -> Option<OpenFile> {
+        let mut relative = if is_index {
+            index_path(path.relative())
+        } else {
+            path.relative().to_vec()
+        };
+        relative.extend_from_slice(suffix.as_bytes());
+        let (file, metadata) = self.open_beneath(&relative).ok()?;
+        if !metadata.file_type().is_file() {
+            return None;
+        }
+        OpenFile::new(file, &metadata, is_index).ok()
+    }
+
     fn lookup_visible(&self, path: &SitePath) -> io::Result<Lookup> {
         let (file, metadata) = self.open_beneath(path.relative())?;
         let file_type = metadata.file_type();
@@ -174,7 +200,7 @@ impl Root {
             if !path.has_trailing_slash() {
                 return Ok(Lookup::Redirect(path.directory_location()));
             }
-            return self.lookup_index(path.relative());
+            return self.lookup_index(path.relative(), file.into());
         }
         // A trailing slash promises a directory; FIFOs, sockets and devices are
         // never content to serve.
@@ -186,32 +212,56 @@ impl Root {
 
     /// Re-resolving `dir/index.html` from ROOT (rather than from the directory just
     /// opened) keeps both resolvers on the one code path that checks containment.
-    fn lookup_index(&self, dir_relative: &[u8]) -> io::Result<Lookup> {
-        let (file, metadata) = self.open_beneath(&index_path(dir_relative))?;
+    ///
+    /// `dir` is the directory, opened beneath ROOT like any file and known to be a
+    /// directory from `fstat` of that descriptor (so no `O_DIRECTORY` is needed); it
+    /// becomes the [`Directory`] when nothing is named `index.html`. An `index.html`
+    /// that exists but cannot be served (a directory, a FIFO, an escaping link) still
+    /// answers as before rather than turning into a listing.
+    fn lookup_index(&self, dir_relative: &[u8], dir: OwnedFd) -> io::Result<Lookup> {
+        let (file, metadata) = match self.open_beneath(&index_path(dir_relative)) {
+            Ok(opened) => opened,
+            // No index.html, or a dangling link of that name.
+            Err(error) if Errno::from_io_error(&error) == Some(Errno::NOENT) => {
+                let directory = Directory::new(dir, self.clone(), dir_relative.to_vec());
+                return Ok(Lookup::Directory(directory));
+            }
+            Err(error) => return Err(error),
+        };
         if !metadata.file_type().is_file() {
             return Ok(Lookup::NotFound);
         }
         Ok(Lookup::File(OpenFile::new(file, &metadata, true)?))
     }
 
+    /// Stats what `relative` leads to beneath ROOT, following symlinks exactly as far as
+    /// a request would be allowed to, without opening it for reading.
+    pub(super) fn stat_beneath(&self, relative: &[u8]) -> io::Result<Stat> {
+        let fd = self.open_fd(relative, STAT_FLAGS)?;
+        Ok(rustix::fs::fstat(&fd)?)
+    }
+
     /// Opens `relative` (no leading `/`, no `.`/`..`/empty segments) under ROOT and
     /// stats the resulting descriptor.
     fn open_beneath(&self, relative: &[u8]) -> io::Result<(File, Metadata)> {
-        let fd = match self.resolver {
-            Resolver::Kernel => self.open_kernel(relative)?,
-            Resolver::Checked => self.open_checked(relative)?,
-        };
-        let file = File::from(fd);
+        let file = File::from(self.open_fd(relative, OPEN_FLAGS)?);
         let metadata = file.metadata()?;
         Ok((file, metadata))
     }
 
-    fn open_kernel(&self, relative: &[u8]) -> io::Result<OwnedFd> {
+    fn open_fd(&self, relative: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        match self.resolver {
+            Resolver::Kernel => self.open_kernel(relative, flags),
+            Resolver::Checked => self.open_checked(relative, flags),
+        }
+    }
+
+    fn open_kernel(&self, relative: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
         let relative = if relative.is_empty() { b"." } else { relative };
         let fd = rustix::fs::openat2(
-            &self.dir,
+            &*self.dir,
             OsStr::from_bytes(relative),
-            OPEN_FLAGS,
+            flags,
             Mode::empty(),
             RESOLVE_FLAGS,
         )?;
@@ -227,7 +277,7 @@ impl Root {
     /// follow it. `O_NOFOLLOW` closes the race for the last component only. Whoever
     /// can write inside ROOT can usually publish what they like anyway, which is why
     /// this is acceptable as a fallback, but not as the default.
-    fn open_checked(&self, relative: &[u8]) -> io::Result<OwnedFd> {
+    fn open_checked(&self, relative: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
         // `relative` never starts with '/', so `join` cannot replace ROOT.
         let target = std::fs::canonicalize(self.canonical.join(OsStr::from_bytes(relative)))?;
         // `starts_with` compares whole components: "/srv/site2" is not under "/srv/site".
@@ -235,7 +285,7 @@ impl Root {
             // The same answer the kernel resolver gets for an escape.
             return Err(Errno::XDEV.into());
         }
-        let fd = rustix::fs::open(&target, OPEN_FLAGS | OFlags::NOFOLLOW, Mode::empty())?;
+        let fd = rustix::fs::open(&target, flags | OFlags::NOFOLLOW, Mode::empty())?;
         Ok(fd)
     }
 
@@ -244,7 +294,7 @@ impl Root {
     /// works, and a failure is about this directory, which requests will report.
     fn openat2_available(&self) -> bool {
         let probe = rustix::fs::openat2(
-            &self.dir,
+            &*self.dir,
             ".",
             OPEN_FLAGS | OFlags::DIRECTORY,
             Mode::empty(),
@@ -278,6 +328,7 @@ mod tests {
     use crate::fs::decode_path;
     use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::PathBuf;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -312,6 +363,10 @@ mod tests {
             std::fs::write(site.join(".git/config"), "dotdir").unwrap();
             std::fs::create_dir(site.join("odd")).unwrap();
             std::fs::create_dir(site.join("odd/index.html")).unwrap();
+            std::fs::create_dir(site.join("noindex")).unwrap();
+            std::fs::write(site.join("noindex/file.txt"), "file").unwrap();
+            std::fs::create_dir(site.join("dangling")).unwrap();
+            symlink("missing.html", site.join("dangling/index.html")).unwrap();
             symlink("hello.txt", site.join("link.txt")).unwrap();
             symlink("docs", site.join("linkdocs")).unwrap();
             symlink("../outside.txt", site.join("escape.txt")).unwrap();
@@ -383,12 +438,79 @@ mod tests {
         });
     }
 
+    fn assert_directory(root: &Root, path: &str, hidden: bool) {
+        let result = root.lookup(&decode_path(path.as_bytes()).unwrap(), hidden);
+        assert!(
+            matches!(result, Lookup::Directory(_)),
+            "{path} with {:?}: {result:?}",
+            root.resolver()
+        );
+    }
+
     #[test]
-    fn directory_without_index_is_not_found() {
+    fn directory_without_index_is_a_directory() {
         for_each_resolver(|root| {
-            assert_not_found(root, "/empty/");
-            // An index.html that is itself a directory is not served either.
+            assert_directory(root, "/noindex/", false);
+            assert_directory(root, "/empty/", false);
+            assert_directory(root, "/a%20b/", false);
+            assert_directory(root, "/docs/../noindex/", false);
+            // An index.html that is a dangling link is no index either.
+            assert_directory(root, "/dangling/", false);
+        });
+    }
+
+    #[test]
+    fn directory_lookup_keeps_the_other_answers() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/missing/");
+            assert_not_found(root, "/noindex/missing/");
+            assert_not_found(root, "/noindex/file.txt/");
+            // An index.html that exists but is no file is not served, nor listed.
             assert_not_found(root, "/odd/");
+            assert_not_found(root, "/.git/");
+            assert_directory(root, "/.git/", true);
+            let result = lookup(root, "/noindex");
+            assert!(
+                matches!(&result, Lookup::Redirect(to) if to == "/noindex/"),
+                "{:?}: {result:?}",
+                root.resolver()
+            );
+        });
+    }
+
+    #[test]
+    fn directory_listing_stays_beneath_root() {
+        for_each_resolver(|root| {
+            assert_not_found(root, "/up/");
+            let Lookup::Directory(directory) = lookup(root, "/noindex/") else {
+                panic!("/noindex/ with {:?} is no directory", root.resolver());
+            };
+            let names: Vec<Vec<u8>> = directory
+                .entries(false)
+                .unwrap()
+                .into_iter()
+                .map(|entry| entry.name)
+                .collect();
+            assert_eq!(names, [b"file.txt".to_vec()], "{:?}", root.resolver());
+        });
+    }
+
+    #[test]
+    fn stat_beneath_follows_links_only_inside_root() {
+        for_each_resolver(|root| {
+            let stat = root.stat_beneath(b"link.txt").unwrap();
+            assert_eq!(stat.st_size, 5);
+            // Reading needs no permission: only the name is resolved.
+            assert!(root.stat_beneath(b"locked.txt").is_ok());
+            for outside in [&b"escape.txt"[..], b"sibling.txt", b"passwd", b"up/outside.txt"] {
+                let error = root.stat_beneath(outside).unwrap_err();
+                assert!(
+                    matches!(classify(error), Lookup::NotFound),
+                    "{} with {:?}",
+                    String::from_utf8_lossy(outside),
+                    root.resolver()
+                );
+            }
         });
     }
 

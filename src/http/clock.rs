@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct Clock {
     now: Instant,
+    wall: SystemTime,
     second: u64,
     date: String,
 }
@@ -18,18 +19,20 @@ impl Clock {
     pub fn new(wall: SystemTime, now: Instant) -> Clock {
         Clock {
             now,
+            wall,
             second: unix_second(wall),
-            date: httpdate::fmt_http_date(wall),
+            date: format_date(wall),
         }
     }
 
     /// Moves the clock forward; the `Date` text is rebuilt only when the second has changed.
     pub fn tick(&mut self, wall: SystemTime, now: Instant) {
         self.now = now;
+        self.wall = wall;
         let second = unix_second(wall);
         if second != self.second {
             self.second = second;
-            self.date = httpdate::fmt_http_date(wall);
+            self.date = format_date(wall);
         }
     }
 
@@ -37,10 +40,21 @@ impl Clock {
         self.now
     }
 
+    /// The wall-clock time, for comparing with file times.
+    pub fn wall(&self) -> SystemTime {
+        self.wall
+    }
+
     /// The `Date` header value for this second, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
     pub fn date(&self) -> &str {
         &self.date
     }
+}
+
+/// httpdate panics outside 1970..9999; a clock set that wrong gets the nearest date it can show.
+fn format_date(wall: SystemTime) -> String {
+    let latest = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799); // 9999-12-31T23:59:59
+    httpdate::fmt_http_date(wall.clamp(UNIX_EPOCH, latest))
 }
 
 fn unix_second(wall: SystemTime) -> u64 {

@@ -18,9 +18,12 @@ use super::body::{BodySkip, Skipped};
 use super::clock::Clock;
 use super::request::{self, Action as RequestAction, Head, Limits, Parsed, Request, Version};
 use super::response::{self, Body, Persistence, Reply};
+use super::shape::{shape, Layout, Response};
 use super::status::Status;
 use std::collections::VecDeque;
 use std::fs::File;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Answers requests that made it through the protocol checks (GET and HEAD of a path).
@@ -142,12 +145,8 @@ impl Connection {
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock) -> Connection {
         let mut conn = Connection::new(settings, clock.now());
-        conn.output.push_reply(
-            Reply::error(Status::ServiceUnavailable),
-            false,
-            clock.date(),
-            Persistence::Close,
-        );
+        let refusal = Response::whole(Reply::error(Status::ServiceUnavailable));
+        conn.output.push(refusal, false, clock, Persistence::Close);
         conn.reading = Reading::Done;
         conn
     }
@@ -307,9 +306,8 @@ impl Connection {
                 false
             }
             Parsed::Invalid(status) => {
-                let reply = Reply::error(status);
-                self.output
-                    .push_reply(reply, false, clock.date(), Persistence::Close);
+                let response = Response::whole(Reply::error(status));
+                self.output.push(response, false, clock, Persistence::Close);
                 self.reading = Reading::Done;
                 false
             }
@@ -330,20 +328,22 @@ impl Connection {
             (true, Version::Http10) => Persistence::KeepAlive,
             (true, Version::Http11) => Persistence::Implicit,
         };
-        let (reply, head_only) = match head.action {
+        let (response, head_only) = match head.action {
             RequestAction::Serve { method, path } => {
-                let path = if path.is_empty() {
-                    b"/"
-                } else {
-                    &self.input[head_start + path.start..head_start + path.end]
+                let head_bytes = &self.input[head_start..];
+                let path = if path.is_empty() { b"/" } else { &head_bytes[path] };
+                let request = Request {
+                    method,
+                    path,
+                    head: head_bytes,
+                    fields: &head.fields,
                 };
-                let reply = handler.handle(&Request { method, path });
-                (reply, method == request::Method::Head)
+                let response = shape(handler.handle(&request), &request);
+                (response, method == request::Method::Head)
             }
-            RequestAction::Refuse(status) => (Reply::error(status), false),
+            RequestAction::Refuse(status) => (Response::whole(Reply::error(status)), false),
         };
-        self.output
-            .push_reply(reply, head_only, clock.date(), persistence);
+        self.output.push(response, head_only, clock, persistence);
         self.served_any = true;
         self.body_skipped = 0;
         self.reading = match BodySkip::start(head.framing) {
@@ -363,8 +363,46 @@ struct Output {
 
 #[derive(Debug)]
 enum Segment {
-    Bytes { data: Vec<u8>, sent: usize },
-    File { file: File, offset: u64, end: u64 },
+    Bytes {
+        data: Vec<u8>,
+        sent: usize,
+    },
+    /// A range of a file; the parts of a multipart response share the open file.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        end: u64,
+    },
+}
+
+/// A body's bytes, ready to be cut into ranges.
+enum Source {
+    Memory(MemoryBytes),
+    File(Arc<File>),
+}
+
+enum MemoryBytes {
+    Static(&'static [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl AsRef<[u8]> for MemoryBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            MemoryBytes::Static(bytes) => bytes,
+            MemoryBytes::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Body> for Source {
+    fn from(body: Body) -> Source {
+        match body {
+            Body::Static(bytes) => Source::Memory(MemoryBytes::Static(bytes)),
+            Body::Shared(bytes) => Source::Memory(MemoryBytes::Shared(bytes)),
+            Body::File { file, .. } => Source::File(Arc::new(file)),
+        }
+    }
 }
 
 impl Output {
@@ -384,20 +422,40 @@ impl Output {
         memory >= OUTPUT_HIGH_WATER || files >= MAX_QUEUED_FILES
     }
 
-    fn push_reply(&mut self, reply: Reply, head_only: bool, date: &str, persistence: Persistence) {
-        let bytes = self.tail_bytes();
-        response::write_head(bytes, &reply, date, persistence);
+    fn push(&mut self, response: Response, head_only: bool, clock: &Clock, persistence: Persistence) {
+        response::write_head(self.tail_bytes(), &response, clock, persistence);
         if head_only {
             return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
         }
-        match reply.body {
-            Body::Static(page) => bytes.extend_from_slice(page),
-            Body::Shared(content) => bytes.extend_from_slice(&content),
-            Body::File { len: 0, .. } => {}
-            Body::File { file, len } => self.queue.push_back(Segment::File {
-                file,
-                offset: 0,
-                end: len,
+        let Response { reply, layout } = response;
+        let size = reply.body.len();
+        let body = Source::from(reply.body);
+        match layout {
+            Layout::Whole | Layout::Unsatisfiable { .. } => self.push_range(&body, 0..size),
+            Layout::NotModified => {}
+            Layout::Single { range, .. } => self.push_range(&body, range),
+            Layout::Multipart { parts, closing } => {
+                for (part_head, range) in parts {
+                    self.tail_bytes().extend_from_slice(&part_head);
+                    self.push_range(&body, range);
+                }
+                self.tail_bytes().extend_from_slice(&closing);
+            }
+        }
+    }
+
+    /// Queues bytes `range` of `body`: copied if in memory, as a sendfile range if a file.
+    fn push_range(&mut self, body: &Source, range: Range<u64>) {
+        match body {
+            _ if range.is_empty() => {}
+            Source::Memory(bytes) => {
+                let bytes = &bytes.as_ref()[range.start as usize..range.end as usize];
+                self.tail_bytes().extend_from_slice(bytes);
+            }
+            Source::File(file) => self.queue.push_back(Segment::File {
+                file: Arc::clone(file),
+                offset: range.start,
+                end: range.end,
             }),
         }
     }
@@ -421,7 +479,7 @@ impl Output {
         match self.queue.front() {
             Some(Segment::Bytes { data, sent }) => Transmit::Bytes(&data[*sent..]),
             Some(Segment::File { file, offset, end }) => Transmit::File {
-                file,
+                file: file.as_ref(),
                 offset: *offset,
                 len: (end - offset).min(MAX_SENDFILE) as usize,
             },
@@ -463,12 +521,10 @@ mod tests {
                 return Reply::error(Status::NotFound);
             }
             let body = format!("content of {}", String::from_utf8_lossy(request.path));
-            Reply {
-                status: Status::Ok,
-                content_type: Some(Cow::Borrowed("text/plain")),
-                location: None,
-                body: Body::Shared(Arc::from(body.into_bytes())),
-            }
+            Reply::ok(
+                Cow::Borrowed("text/plain"),
+                Body::Shared(Arc::from(body.into_bytes())),
+            )
         }
     }
 

@@ -11,15 +11,20 @@
 
 mod body;
 mod clock;
+mod conditional;
 mod conn;
 mod mime;
+mod negotiate;
+mod range;
 mod request;
 mod response;
+mod shape;
 mod status;
 
 pub use clock::Clock;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
 pub use mime::content_type;
-pub use request::{Limits, Method, Request};
-pub use response::{Body, Reply};
+pub use negotiate::{acceptable_codings, PRECOMPRESSED};
+pub use request::{Field, Limits, Method, Request};
+pub use response::{Body, Reply, Validators};
 pub use status::Status;

@@ -5,6 +5,7 @@
 //! every rejection here is a framing error: the connection closes after the answer.
 
 use super::status::Status;
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Size limits on a request head; beyond them the answer is 414 or 431.
@@ -40,6 +41,91 @@ pub struct Request<'a> {
     pub method: Method,
     /// The target's path, still percent-encoded, without query: `/a%20b/index.html`.
     pub path: &'a [u8],
+    /// The head's bytes, into which `fields` points.
+    pub(crate) head: &'a [u8],
+    pub(crate) fields: &'a FieldValues,
+}
+
+impl<'a> Request<'a> {
+    /// The value of a field the server acts on, trimmed. A field sent on several lines is
+    /// combined into one comma-separated list, as RFC 9110 §5.3 says (which turns a
+    /// repeated singleton such as `Range` into an invalid value, to be ignored).
+    pub fn field(&self, field: Field) -> Option<Cow<'a, [u8]>> {
+        let (start, len) = self.fields.first[field as usize]?;
+        let first = self
+            .head
+            .get(usize::from(start)..usize::from(start) + usize::from(len))?;
+        if self.fields.repeated & (1 << field as u8) == 0 {
+            return Some(Cow::Borrowed(first));
+        }
+        Some(Cow::Owned(self.combined(field)))
+    }
+
+    /// Every line of `field` in the head, joined with ", ". Rare, so it simply rescans.
+    fn combined(&self, field: Field) -> Vec<u8> {
+        let name = Field::ALL[field as usize].1;
+        let lines = self
+            .head
+            .split(|&b| b == b'\n')
+            .skip(1)
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+        let values = lines.take_while(|line| !line.is_empty()).filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            line[..colon]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| trim(&line[colon + 1..]))
+        });
+        let mut joined = Vec::new();
+        for value in values {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(value);
+        }
+        joined
+    }
+}
+
+/// The request fields that shape a response beyond its framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    IfMatch,
+    IfNoneMatch,
+    IfModifiedSince,
+    IfUnmodifiedSince,
+    Range,
+    IfRange,
+    AcceptEncoding,
+    Accept,
+}
+
+impl Field {
+    const ALL: [(Field, &'static str); 8] = [
+        (Field::IfMatch, "if-match"),
+        (Field::IfNoneMatch, "if-none-match"),
+        (Field::IfModifiedSince, "if-modified-since"),
+        (Field::IfUnmodifiedSince, "if-unmodified-since"),
+        (Field::Range, "range"),
+        (Field::IfRange, "if-range"),
+        (Field::AcceptEncoding, "accept-encoding"),
+        (Field::Accept, "accept"),
+    ];
+
+    fn named(name: &str) -> Option<Field> {
+        Field::ALL
+            .iter()
+            .find(|(_, known)| name.eq_ignore_ascii_case(known))
+            .map(|(field, _)| *field)
+    }
+}
+
+/// Where each [`Field`]'s first value lies in the head (start, length), so a parsed head need
+/// not borrow it, and which fields came on more than one line. A head is far below 64 KiB
+/// (see `Limits`), so 16 bits locate any byte of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldValues {
+    first: [Option<(u16, u16)>; 8],
+    repeated: u8,
 }
 
 /// The methods that reach the handler; everything else is answered by the core.
@@ -81,6 +167,7 @@ pub(crate) struct Head {
     /// `Expect: 100-continue` was sent: the client may hold its body back until told.
     pub expects_continue: bool,
     pub action: Action,
+    pub fields: FieldValues,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -200,7 +287,7 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
     } else {
         Version::Http11
     };
-    let fields = match Fields::read(request.headers, version) {
+    let fields = match Fields::read(request.headers, version, buf) {
         Ok(fields) => fields,
         Err(status) => return Parsed::Invalid(status),
     };
@@ -232,6 +319,7 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
             framing: fields.framing,
             expects_continue: fields.expects_continue,
             action,
+            fields: fields.values,
         },
         len,
     }
@@ -249,10 +337,11 @@ struct Fields {
     close: bool,
     keep_alive: bool,
     expects_continue: bool,
+    values: FieldValues,
 }
 
 impl Fields {
-    fn read(headers: &[httparse::Header], version: Version) -> Result<Fields, Status> {
+    fn read(headers: &[httparse::Header], version: Version, buf: &[u8]) -> Result<Fields, Status> {
         let mut fields = Fields::default();
         let mut hosts = 0;
         let mut length: Option<u64> = None;
@@ -274,6 +363,15 @@ impl Fields {
                 }
             } else if name.eq_ignore_ascii_case("expect") {
                 fields.expects_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            } else if let Some(field) = Field::named(name) {
+                let slot = &mut fields.values.first[field as usize];
+                if slot.is_none() {
+                    let start = u16::try_from(offset_in(buf, value)).ok();
+                    let len = u16::try_from(value.len()).ok();
+                    *slot = start.zip(len);
+                } else {
+                    fields.values.repeated |= 1 << field as u8;
+                }
             }
         }
         // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.

@@ -1,13 +1,18 @@
 //! What a handler answers, and how the core turns it into a response head (RFC 9110 §6, RFC 9112 §4).
 
+use super::clock::Clock;
+use super::shape::{Layout, Response};
 use super::status::Status;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A handler's answer to one request. The core adds the framing headers (`Date`, `Server`,
-/// `Content-Length`, `Connection`) and leaves the body out for HEAD.
+/// `Content-Length`, `Connection`), leaves the body out for HEAD, and — for a 200 that
+/// carries [`Validators`] — answers conditional and range requests itself (304, 412, 206,
+/// 416), so every handler and every model gets them alike.
 #[derive(Debug)]
 pub struct Reply {
     pub status: Status,
@@ -15,6 +20,21 @@ pub struct Reply {
     /// `Location` of a redirect.
     pub location: Option<String>,
     pub body: Body,
+    /// Validators of the representation in `body` (RFC 9110 §8.8); `None` for generated pages.
+    pub validators: Option<Validators>,
+    /// `Content-Encoding` of a precompressed body (`br`, `zstd`, `gzip`).
+    pub content_encoding: Option<&'static str>,
+    /// The request fields the choice of this body depended on (`Vary`, RFC 9110 §12.5.5).
+    pub vary: Option<&'static str>,
+    pub cache_control: Option<Arc<str>>,
+}
+
+/// What identifies one version of a representation (RFC 9110 §8.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validators {
+    /// A strong entity tag, quotes included: `"1a2b-3c-4d5e6f"`.
+    pub etag: String,
+    pub last_modified: SystemTime,
 }
 
 /// Where the bytes of a body come from.
@@ -43,13 +63,25 @@ impl Body {
 }
 
 impl Reply {
+    /// A 200 with this body and nothing else said about it.
+    pub fn ok(content_type: Cow<'static, str>, body: Body) -> Reply {
+        Reply {
+            status: Status::Ok,
+            content_type: Some(content_type),
+            location: None,
+            body,
+            validators: None,
+            content_encoding: None,
+            vary: None,
+            cache_control: None,
+        }
+    }
+
     /// A status answered with its short HTML page.
     pub fn error(status: Status) -> Reply {
         Reply {
             status,
-            content_type: Some(Cow::Borrowed(HTML)),
-            location: None,
-            body: Body::Static(status.page()),
+            ..Reply::ok(Cow::Borrowed(HTML), Body::Static(status.page()))
         }
     }
 
@@ -74,22 +106,58 @@ pub(crate) enum Persistence {
     Close,
 }
 
-/// Appends the head of `reply` to `out`.
-pub(crate) fn write_head(out: &mut Vec<u8>, reply: &Reply, date: &str, persistence: Persistence) {
+/// Appends the head of `response` to `out`.
+pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, clock: &Clock, persistence: Persistence) {
+    let reply = &response.reply;
     out.extend_from_slice(reply.status.status_line().as_bytes());
     out.extend_from_slice(b"Server: bingfa\r\nDate: ");
-    out.extend_from_slice(date.as_bytes());
-    if let Some(content_type) = &reply.content_type {
-        out.extend_from_slice(b"\r\nContent-Type: ");
-        out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(clock.date().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let not_modified = response.layout == Layout::NotModified;
+    if !not_modified {
+        field(out, "Content-Type", reply.content_type.as_deref());
+        field(out, "Content-Encoding", reply.content_encoding);
     }
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "\r\nContent-Length: {}\r\n", reply.body.len());
-    if let Some(location) = &reply.location {
-        out.extend_from_slice(b"Location: ");
-        out.extend_from_slice(location.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    if let Some(length) = response.content_length() {
+        let _ = write!(out, "Content-Length: {length}\r\n");
     }
+    match &response.layout {
+        Layout::Single { range, size } => {
+            let _ = write!(
+                out,
+                "Content-Range: bytes {}-{}/{size}\r\n",
+                range.start,
+                range.end - 1
+            );
+        }
+        Layout::Unsatisfiable { size } => {
+            let _ = write!(out, "Content-Range: bytes */{size}\r\n");
+        }
+        _ => {}
+    }
+    if let Some(validators) = &reply.validators {
+        if !not_modified {
+            out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+        }
+        field(out, "ETag", Some(&validators.etag));
+        // RFC 9110 §15.4.5: a 304 with an ETag needs no other validator. §8.8.2.1: never
+        // later than Date, even for a file stamped in the future.
+        if !not_modified {
+            // httpdate panics before 1970, and a file's mtime can be anything.
+            let last_modified = validators
+                .last_modified
+                .clamp(UNIX_EPOCH, clock.wall().max(UNIX_EPOCH));
+            field(
+                out,
+                "Last-Modified",
+                Some(&httpdate::fmt_http_date(last_modified)),
+            );
+        }
+    }
+    field(out, "Vary", reply.vary);
+    field(out, "Cache-Control", reply.cache_control.as_deref());
+    field(out, "Location", reply.location.as_deref());
     if reply.status == Status::MethodNotAllowed {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
     }
@@ -99,4 +167,13 @@ pub(crate) fn write_head(out: &mut Vec<u8>, reply: &Reply, date: &str, persisten
         Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }

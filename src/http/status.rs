@@ -5,13 +5,17 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    PartialContent,
     MovedPermanently,
+    NotModified,
     BadRequest,
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    PreconditionFailed,
     ContentTooLarge,
     UriTooLong,
+    RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalServerError,
     NotImplemented,
@@ -23,6 +27,10 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::PartialContent => 206,
+            Status::NotModified => 304,
+            Status::PreconditionFailed => 412,
+            Status::RangeNotSatisfiable => 416,
             Status::MovedPermanently => 301,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
@@ -42,6 +50,10 @@ impl Status {
     pub(crate) fn status_line(self) -> &'static str {
         match self {
             Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
+            Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
+            Status::PreconditionFailed => "HTTP/1.1 412 Precondition Failed\r\n",
+            Status::RangeNotSatisfiable => "HTTP/1.1 416 Range Not Satisfiable\r\n",
             Status::MovedPermanently => "HTTP/1.1 301 Moved Permanently\r\n",
             Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
             Status::Forbidden => "HTTP/1.1 403 Forbidden\r\n",
@@ -72,7 +84,9 @@ impl Status {
             };
         }
         match self {
-            Status::Ok => b"",
+            Status::Ok | Status::PartialContent | Status::NotModified => b"",
+            Status::PreconditionFailed => page!("412 Precondition Failed"),
+            Status::RangeNotSatisfiable => page!("416 Range Not Satisfiable"),
             Status::MovedPermanently => page!("301 Moved Permanently"),
             Status::BadRequest => page!("400 Bad Request"),
             Status::Forbidden => page!("403 Forbidden"),

@@ -233,13 +233,25 @@ fn all_options_are_accepted() {
             "--max-connections",
             "10",
             "--hidden",
+            "--listing",
+            "--error-page",
+            "docs/guide.html",
+            "--cache-control",
+            "public, max-age=5",
+            "--immutable-fingerprints",
             root.to_str().unwrap(),
         ],
         None,
     );
     let line = &running.start_line;
     assert!(line.contains("epoll") && line.contains('3'), "{line:?}");
-    assert_body(&fetch(running.addr, "/.hidden.txt"), &site.read(".hidden.txt"));
+    let hidden = fetch(running.addr, "/.hidden.txt");
+    assert_body(&hidden, &site.read(".hidden.txt"));
+    assert_eq!(hidden.header("cache-control"), Some("public, max-age=5"));
+    assert_eq!(fetch(running.addr, "/noindex/").status, 200, "--listing");
+    let missing = fetch(running.addr, "/nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body, site.read("docs/guide.html"), "--error-page");
     stop_with(running, Signal::SIGTERM);
 }
 
@@ -278,6 +290,14 @@ fn bad_command_lines_fail_with_one_line() {
             vec!["-b", any, "--header-timeout", "-1", root],
         ),
         ("port in use", vec!["--bind", &taken_addr, root]),
+        (
+            "empty cache-control",
+            vec!["-b", any, "--cache-control", "", root],
+        ),
+        (
+            "control character in cache-control",
+            vec!["-b", any, "--cache-control", "max-age=1\nX: y", root],
+        ),
     ];
     let mut failures = Vec::new();
     for (name, args) in &cases {

@@ -101,12 +101,17 @@ mod support;
 mod binary;
 
 mod cli;
+mod conditional;
 mod connections;
+mod encoding;
 mod errors;
 mod files;
 mod forks;
+mod headers;
 mod lifecycle;
+mod listing;
 mod methods;
+mod ranges;
 mod tidy;
 mod timeouts;
 mod traversal;

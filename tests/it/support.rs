@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bingfa::{Config, Model, Shutdown};
 use nix::sys::signal::Signal;
@@ -72,9 +72,23 @@ impl Site {
         fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
+    /// Writes a file under the served root, creating its parent directories.
     pub fn write(&self, rel: &str, content: &[u8]) {
         let path = self.root().join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+        }
         fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()))
+    }
+
+    /// Sets the modification time of a file under the served root.
+    pub fn set_mtime(&self, rel: &str, when: SystemTime) {
+        let path = self.root().join(rel);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(when))
+            .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()))
     }
 }
 
@@ -166,7 +180,18 @@ impl TestServer {
     /// Starts with `workers: 2` and `model`, after `adjust` has changed the
     /// config.
     pub fn start_with(model: Model, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_prepared(model, |_| {}, adjust)
+    }
+
+    /// Like `start_with`, after `prepare` has changed the site copy (files
+    /// that must exist before the server starts, such as an error page).
+    pub fn start_prepared(
+        model: Model,
+        prepare: impl FnOnce(&Site),
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let site = Site::new();
+        prepare(&site);
         let mut config = Config::new(site.root());
         config.model = model;
         config.workers = 2;
@@ -284,6 +309,10 @@ pub fn flags(config: &Config) -> Vec<String> {
         idle_timeout,
         max_connections,
         hidden,
+        listing,
+        error_page,
+        cache_control,
+        immutable_fingerprints,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -302,6 +331,20 @@ pub fn flags(config: &Config) -> Vec<String> {
     ];
     if *hidden {
         flags.push("--hidden".into());
+    }
+    if *listing {
+        flags.push("--listing".into());
+    }
+    if let Some(page) = error_page {
+        flags.push("--error-page".into());
+        flags.push(page.to_str().expect("UTF-8 error page").to_string());
+    }
+    if let Some(value) = cache_control {
+        flags.push("--cache-control".into());
+        flags.push(value.clone());
+    }
+    if *immutable_fingerprints {
+        flags.push("--immutable-fingerprints".into());
     }
     flags
 }
@@ -753,9 +796,10 @@ pub enum After {
 pub fn check(s: &TestServer, raw: impl AsRef<[u8]>, status: u16, after: After) -> Response {
     let raw = raw.as_ref();
     let shown = String::from_utf8_lossy(&raw[..raw.len().min(160)]).into_owned();
+    let head = raw.starts_with(b"HEAD ");
     let mut c = s.connect();
     c.send(raw);
-    let resp = if raw.starts_with(b"HEAD ") {
+    let resp = if head {
         c.read_head_response()
     } else {
         c.read_response()
@@ -767,6 +811,8 @@ pub fn check(s: &TestServer, raw: impl AsRef<[u8]>, status: u16, after: After) -
             "request {shown:?}: error response without Content-Length: {}",
             resp.summary()
         );
+    }
+    if status >= 400 && !head {
         assert!(
             !resp.body.is_empty() && resp.body.len() <= 1024,
             "request {shown:?}: error body should be short and non-empty, is {} bytes",
@@ -791,14 +837,14 @@ pub fn check(s: &TestServer, raw: impl AsRef<[u8]>, status: u16, after: After) -
 
 /// One row of a table of requests and the status each must get.
 pub struct Case {
-    pub name: &'static str,
+    pub name: String,
     pub raw: Vec<u8>,
     pub status: u16,
 }
 
-pub fn case(name: &'static str, raw: impl AsRef<[u8]>, status: u16) -> Case {
+pub fn case(name: impl Into<String>, raw: impl AsRef<[u8]>, status: u16) -> Case {
     Case {
-        name,
+        name: name.into(),
         raw: raw.as_ref().to_vec(),
         status,
     }
@@ -809,25 +855,100 @@ pub fn case(name: &'static str, raw: impl AsRef<[u8]>, status: u16) -> Case {
 /// of a model.
 #[track_caller]
 pub fn check_table(s: &TestServer, cases: &[Case], after: After, extra: impl Fn(&Response)) {
-    let failures: Vec<String> = cases
+    table(
+        s.model,
+        cases,
+        |c| c.name.clone(),
+        |c| {
+            let resp = check(s, &c.raw, c.status, after);
+            extra(&resp);
+        },
+    );
+}
+
+/// The one way tables run: `run` on every row, then a single failure listing
+/// every row that panicked (named by `name`), so one run shows all the
+/// deviations of a model.
+#[track_caller]
+pub fn table<T>(model: Model, rows: &[T], name: impl Fn(&T) -> String, run: impl Fn(&T)) {
+    let failures: Vec<String> = rows
         .iter()
-        .filter_map(|c| {
-            panic::catch_unwind(AssertUnwindSafe(|| {
-                let resp = check(s, &c.raw, c.status, after);
-                extra(&resp);
-            }))
-            .err()
-            .map(|e| format!("  {}: {}", c.name, panic_message(&e)))
+        .filter_map(|row| {
+            panic::catch_unwind(AssertUnwindSafe(|| run(row)))
+                .err()
+                .map(|e| format!("  {}: {}", name(row), panic_message(&e)))
         })
         .collect();
     assert!(
         failures.is_empty(),
-        "[{}] {} of {} cases failed:\n{}",
-        s.model,
+        "[{model}] {} of {} cases failed:\n{}",
         failures.len(),
-        cases.len(),
+        rows.len(),
         failures.join("\n")
     );
+}
+
+/// Sends one request (`req(method, path, extra)`) on a fresh connection and
+/// reads its response (as a HEAD response for `HEAD`).
+pub fn exchange(s: &TestServer, method: &str, path: &str, extra: &str) -> Response {
+    let mut c = s.connect();
+    c.send(req(method, path, extra));
+    if method == "HEAD" {
+        c.read_head_response()
+    } else {
+        c.read_response()
+    }
+}
+
+/// The response's `ETag`, asserted to be a strong entity-tag (RFC 9110
+/// §8.8.3: `opaque-tag = DQUOTE *etagc DQUOTE`, no `W/`).
+#[track_caller]
+pub fn strong_etag(resp: &Response) -> String {
+    let etag = resp
+        .header("etag")
+        .unwrap_or_else(|| panic!("no ETag: {}", resp.summary()));
+    assert_eq!(resp.header_count("etag"), 1, "{}", resp.summary());
+    let inner = etag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("ETag {etag:?} is not a quoted strong entity-tag"));
+    assert!(
+        inner
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80),
+        "ETag {etag:?}: characters outside etagc"
+    );
+    etag.to_string()
+}
+
+/// The modification time tests give files whose `Last-Modified` they
+/// compare: 2023-11-14 22:13:20 UTC, long past, so the date is exact and a
+/// strong validator (RFC 9110 §8.8.2.2).
+pub fn long_ago() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// `long_ago()` in the three HTTP-date formats (RFC 9110 §5.6.7): IMF-fixdate,
+/// rfc850-date and asctime-date.
+pub const LONG_AGO: [&str; 3] = [
+    "Tue, 14 Nov 2023 22:13:20 GMT",
+    "Tuesday, 14-Nov-23 22:13:20 GMT",
+    "Tue Nov 14 22:13:20 2023",
+];
+
+/// `t` as an IMF-fixdate.
+pub fn http_date(t: SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
+
+/// An HTTP date header of the response, parsed (RFC 9110 §5.6.7).
+#[track_caller]
+pub fn date_header(resp: &Response, name: &str) -> SystemTime {
+    let value = resp
+        .header(name)
+        .unwrap_or_else(|| panic!("no {name}: {}", resp.summary()));
+    assert!(value.ends_with(" GMT"), "{name} {value:?} is not an IMF-fixdate");
+    httpdate::parse_http_date(value).unwrap_or_else(|e| panic!("{name} {value:?} is not an HTTP date: {e}"))
 }
 
 pub fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
@@ -881,4 +1002,8 @@ fn config_defaults() {
     assert_eq!(c.header_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(60));
     assert!(!c.hidden);
+    assert!(!c.listing);
+    assert_eq!(c.error_page, None);
+    assert_eq!(c.cache_control, None);
+    assert!(!c.immutable_fingerprints);
 }

@@ -1,0 +1,235 @@
+//! The static site: the HTTP core's [`Handler`], answering GET and HEAD from the file module.
+//!
+//! The site decides *what* to send — which file, which precompressed variant, its validators
+//! and caching headers, the error page. The core decides *how*: 304, 412, ranges and framing.
+
+use crate::fs::{self, FileIdentity, Lookup, OpenFile, SitePath, SmallFileCache};
+use crate::http::{self, Body, Field, Handler, Method, Reply, Request, Status, Validators};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod listing;
+
+/// Files up to this size are kept in memory, so their responses can be batched in one write.
+const SMALL_FILE: u64 = 32 * 1024;
+const SMALL_FILE_ENTRIES: usize = 2048;
+/// The error page used when none is configured and this file exists at the root.
+const DEFAULT_ERROR_PAGE: &str = "404.html";
+/// For names carrying a content hash: the content at that name never changes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// How a folder is served, beyond which folder it is.
+#[derive(Debug, Clone, Default)]
+pub struct SiteOptions {
+    pub hidden: bool,
+    pub listing: bool,
+    pub error_page: Option<PathBuf>,
+    pub cache_control: Option<String>,
+    pub immutable_fingerprints: bool,
+}
+
+/// A folder served over HTTP.
+#[derive(Debug)]
+pub struct Site {
+    root: fs::Root,
+    cache: SmallFileCache,
+    options: SiteOptions,
+    error_page: SitePath,
+    cache_control: Option<Arc<str>>,
+    immutable: Arc<str>,
+}
+
+impl Site {
+    /// Opens `root` once; requests are resolved beneath that open directory.
+    pub fn open(root: &Path, options: SiteOptions) -> io::Result<Site> {
+        let root = fs::Root::open(root)?;
+        let error_page = error_page_path(&root, options.error_page.as_deref())?;
+        Ok(Site {
+            cache: SmallFileCache::new(SMALL_FILE, SMALL_FILE_ENTRIES),
+            error_page,
+            cache_control: options.cache_control.as_deref().map(Arc::from),
+            immutable: Arc::from(IMMUTABLE),
+            root,
+            options,
+        })
+    }
+
+    /// The absolute, symlink-free path being served.
+    pub fn root(&self) -> &Path {
+        self.root.canonical()
+    }
+
+    fn file_reply(&self, path: &SitePath, file: OpenFile, request: &Request<'_>) -> Reply {
+        let extension = if file.is_index {
+            Some("html")
+        } else {
+            path.extension()
+        };
+        let (file, encoding) = self.choose_encoding(path, file, request);
+        let validators = Validators {
+            etag: entity_tag(&file.identity),
+            last_modified: file.modified,
+        };
+        Reply {
+            validators: Some(validators),
+            content_encoding: encoding,
+            // Whether a precompressed variant was chosen depends on Accept-Encoding.
+            vary: Some("Accept-Encoding"),
+            cache_control: self.cache_control_for(path),
+            ..Reply::ok(http::content_type(extension), self.body(file, request.method))
+        }
+    }
+
+    /// The precompressed sibling (`x.js.br`, `.zst`, `.gz`) the client accepts best, if any
+    /// exists; else the file itself. A file that is itself compressed is never looked up
+    /// again (`x.js.gz.gz`): no coding is applied twice.
+    fn choose_encoding(
+        &self,
+        path: &SitePath,
+        file: OpenFile,
+        request: &Request<'_>,
+    ) -> (OpenFile, Option<&'static str>) {
+        let Some(accept_encoding) = request.field(Field::AcceptEncoding) else {
+            return (file, None);
+        };
+        let already_encoded = path
+            .extension()
+            .is_some_and(|ext| http::PRECOMPRESSED.iter().any(|(_, suffix)| &suffix[1..] == ext));
+        if already_encoded {
+            return (file, None);
+        }
+        for (coding, suffix) in http::acceptable_codings(&accept_encoding) {
+            if let Some(sidecar) = self.root.sidecar(path, file.is_index, suffix) {
+                return (sidecar, Some(coding));
+            }
+        }
+        (file, None)
+    }
+
+    fn body(&self, file: OpenFile, method: Method) -> Body {
+        match method {
+            // HEAD needs only the length: don't read the file.
+            Method::Head => Body::File {
+                len: file.len(),
+                file: file.file,
+            },
+            Method::Get => match self.cache.get_or_read(&file) {
+                Ok(Some(cached)) => Body::Shared(cached.bytes.clone()),
+                // Too big for memory, or changed while read: send it from the open file.
+                Ok(None) | Err(_) => Body::File {
+                    len: file.len(),
+                    file: file.file,
+                },
+            },
+        }
+    }
+
+    fn cache_control_for(&self, path: &SitePath) -> Option<Arc<str>> {
+        if self.options.immutable_fingerprints && has_fingerprint(path) {
+            return Some(Arc::clone(&self.immutable));
+        }
+        self.cache_control.clone()
+    }
+
+    /// 404, with the site's error page when it has one.
+    fn not_found(&self, method: Method) -> Reply {
+        match self.root.lookup(&self.error_page, self.options.hidden) {
+            Lookup::File(page) => Reply {
+                status: Status::NotFound,
+                ..Reply::ok(
+                    http::content_type(self.error_page.extension()),
+                    self.body(page, method),
+                )
+            },
+            _ => Reply::error(Status::NotFound),
+        }
+    }
+}
+
+impl Handler for Site {
+    fn handle(&self, request: &Request<'_>) -> Reply {
+        let Ok(path) = fs::decode_path(request.path) else {
+            return Reply::error(Status::BadRequest);
+        };
+        match self.root.lookup(&path, self.options.hidden) {
+            Lookup::File(file) => self.file_reply(&path, file, request),
+            Lookup::Redirect(location) => Reply::moved_permanently(location),
+            Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
+                Ok(entries) => listing::reply(
+                    &path,
+                    &entries,
+                    listing::wants_json(request.field(Field::Accept).as_deref()),
+                ),
+                Err(_) => Reply::error(Status::InternalServerError),
+            },
+            Lookup::Directory(_) | Lookup::NotFound => self.not_found(request.method),
+            Lookup::Forbidden => Reply::error(Status::Forbidden),
+            Lookup::Failed(_) => Reply::error(Status::InternalServerError),
+        }
+    }
+}
+
+/// A strong entity tag from what changes whenever the content does: inode, size and
+/// modification time to the nanosecond. Hashing the content would also catch a file
+/// rewritten with its old mtime restored, but costs reading every file on every change;
+/// nginx makes the same choice (with mtime in seconds only).
+fn entity_tag(identity: &FileIdentity) -> String {
+    let mtime_ns = i128::from(identity.mtime_sec) * 1_000_000_000 + i128::from(identity.mtime_nsec);
+    format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, mtime_ns as u128)
+}
+
+/// `app.3f9a1c2b.js`: a dot-separated part of 8 to 64 hex digits between the name and the
+/// extension, as bundlers write content hashes.
+fn has_fingerprint(path: &SitePath) -> bool {
+    let name = path.relative().rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let parts: Vec<&[u8]> = name.split(|&b| b == b'.').collect();
+    parts.len() >= 3
+        && parts[1..parts.len() - 1]
+            .iter()
+            .any(|part| (8..=64).contains(&part.len()) && part.iter().all(u8::is_ascii_hexdigit))
+}
+
+/// The error page as a site path: `--error-page` (inside ROOT, relative to it or absolute
+/// beneath it), else `404.html` at the root.
+fn error_page_path(root: &fs::Root, configured: Option<&Path>) -> io::Result<SitePath> {
+    let relative = match configured {
+        None => Path::new(DEFAULT_ERROR_PAGE),
+        Some(path) if path.is_absolute() => {
+            path.strip_prefix(root.canonical()).map_err(|_| outside_root())?
+        }
+        Some(path) => path,
+    };
+    let text = relative.to_str().ok_or_else(outside_root)?;
+    // The path is a file name, not a URL: escape what decoding would otherwise interpret.
+    const LITERAL: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    let encoded = percent_encoding::utf8_percent_encode(text, LITERAL);
+    fs::decode_path(format!("/{encoded}").as_bytes()).map_err(|_| outside_root())
+}
+
+fn outside_root() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "the error page must be a UTF-8 path inside the root",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints() {
+        let check = |raw: &str, expected: bool| {
+            let path = fs::decode_path(raw.as_bytes()).unwrap();
+            assert_eq!(has_fingerprint(&path), expected, "{raw}");
+        };
+        check("/app.3f9a1c2b.js", true);
+        check("/static/main.0123456789abcdef.css", true);
+        check("/app.js", false);
+        check("/3f9a1c2b.js", false);
+        check("/app.3f9a1c2.js", false);
+        check("/app.3f9a1c2g.js", false);
+        check("/app.js.3f9a1c2b", false);
+    }
+}
