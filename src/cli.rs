@@ -34,6 +34,23 @@ pub struct Args {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: Duration,
 
+    /// Drop a client that takes no response data for this long
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "60", value_parser = parse_seconds)]
+    pub send_timeout: Duration,
+
+    /// Minimum bytes per second while a request arrives, after a 2 s grace (0: off)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        allow_negative_numbers = true,
+        default_value_t = 500
+    )]
+    pub min_rate: u64,
+
+    /// On SIGTERM/SIGINT, time allowed for responses in flight before they are cut
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "30", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+
     /// Answer connections beyond this many with 503 [default: from the open-file limit]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
@@ -68,6 +85,9 @@ impl Args {
         }
         config.header_timeout = self.header_timeout;
         config.idle_timeout = self.idle_timeout;
+        config.send_timeout = self.send_timeout;
+        config.min_rate = self.min_rate;
+        config.shutdown_timeout = self.shutdown_timeout;
         if let Some(max) = self.max_connections {
             config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
         }

@@ -89,6 +89,13 @@ pub struct Config {
     pub workers: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A client that takes no data for this long while a response is pending is dropped.
+    pub send_timeout: Duration,
+    /// While a request head or body arrives, the client must keep up this many bytes per
+    /// second on average (after a short grace); 0 turns the check off.
+    pub min_rate: u64,
+    /// On SIGTERM/SIGINT, how long responses in flight may take before they are cut.
+    pub shutdown_timeout: Duration,
     /// Connections beyond this get a 503 and are closed.
     pub max_connections: usize,
     /// Serve dotfiles and dot-directories.
@@ -113,6 +120,9 @@ impl Config {
             workers: available_cores(),
             header_timeout: defaults.header_timeout,
             idle_timeout: defaults.idle_timeout,
+            send_timeout: defaults.send_timeout,
+            min_rate: defaults.min_rate,
+            shutdown_timeout: Duration::from_secs(30),
             max_connections: connection_budget(),
             hidden: false,
             listing: false,
@@ -126,6 +136,8 @@ impl Config {
         http::Settings {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
+            send_timeout: self.send_timeout,
+            min_rate: self.min_rate,
             // Lingering is only a courtesy to a client still sending; never longer than
             // the server would wait for a head.
             linger: http::Settings::default().linger.min(self.header_timeout),
@@ -189,6 +201,9 @@ pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener>
     Ok(socket.into())
 }
 
+/// Unsent bytes below which a connection counts as writable again.
+const NOTSENT_LOWAT: u32 = 256 * 1024;
+
 fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -197,6 +212,11 @@ fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     )?;
     // Restarting must not wait for old connections in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    // Report a socket writable once its *unsent* backlog is small, not once the whole
+    // (autotuned, megabytes large) send buffer has drained: a client reading slowly but
+    // steadily then shows progress often, so only one that stops reading meets the send
+    // timeout. Accepted sockets inherit it. Old kernels lack it; nothing else depends on it.
+    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
     Ok(socket)
 }
 
@@ -256,6 +276,7 @@ impl Server {
             self.config.workers.max(1),
             self.config.max_connections,
             shutdown,
+            self.config.shutdown_timeout,
         ));
         models::run(self.config.model, self.listener, context)
     }

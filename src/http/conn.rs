@@ -40,6 +40,11 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Keep-alive: how long a connection may sit between requests.
     pub idle_timeout: Duration,
+    /// How long a client may take no data while a response is pending.
+    pub send_timeout: Duration,
+    /// Bytes per second a client must average while a request arrives, after `RATE_GRACE`;
+    /// 0: no minimum.
+    pub min_rate: u64,
     /// After the last response on a connection the server half-closes and drains what the
     /// client still sends for this long, so that closing does not reset the connection and
     /// destroy a response the client has not read yet (RFC 9112 §9.6).
@@ -52,6 +57,8 @@ impl Default for Settings {
             limits: Limits::default(),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            min_rate: 500,
             linger: Duration::from_secs(2),
         }
     }
@@ -120,10 +127,25 @@ pub struct Connection {
     ending: Ending,
     peer_closed: bool,
     served_any: bool,
-    /// When the current wait began (accept, the first byte of a head, the last response
-    /// sent, the last body progress, the half-close): the base of `deadline`.
+    /// Set by [`Connection::drain`]: no request after the one in flight is answered.
+    draining: bool,
+    /// When the current wait began (accept, the first byte of a head, a response queued,
+    /// the last bytes sent, the last body progress, the half-close): the base of `deadline`.
     waiting_since: Instant,
+    /// The request now arriving, for the minimum data rate.
+    arriving: Option<Arrival>,
 }
+
+/// When a request's first byte came, and how many bytes have come since.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    since: Instant,
+    bytes: u64,
+}
+
+/// How long a request may arrive at any pace before the minimum data rate applies: one
+/// slow round trip, so a client on a poor link is not cut for its first packets.
+const RATE_GRACE: Duration = Duration::from_secs(2);
 
 impl Connection {
     pub fn new(settings: Settings, now: Instant) -> Connection {
@@ -138,7 +160,9 @@ impl Connection {
             ending: Ending::Open,
             peer_closed: false,
             served_any: false,
+            draining: false,
             waiting_since: now,
+            arriving: None,
         }
     }
 
@@ -156,6 +180,9 @@ impl Connection {
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Action<'_> {
         if self.output.is_empty() {
             self.answer_buffered(clock, handler);
+            if !self.output.is_empty() {
+                self.waiting_since = clock.now(); // the send timeout starts now
+            }
         }
         if !self.output.is_empty() {
             return Action::Send(self.output.front());
@@ -188,22 +215,40 @@ impl Connection {
         if starts_a_head || matches!(self.reading, Reading::Body(_)) {
             self.waiting_since = now;
         }
+        if self.reading != Reading::Done {
+            let arrival = self.arriving.get_or_insert(Arrival { since: now, bytes: 0 });
+            arrival.bytes += n as u64;
+        }
         self.filled += n;
     }
 
     /// `n` bytes of the last [`Action::Send`] were written.
     pub fn sent(&mut self, n: usize, now: Instant) {
         self.output.advance(n);
-        if self.output.is_empty() {
-            self.waiting_since = now;
+        // Progress: the send timeout (or, once all is sent, the idle timeout) starts over.
+        self.waiting_since = now;
+    }
+
+    /// Stops taking requests, for a server that is shutting down: the response in flight
+    /// is finished (and a request body being skipped, read to its end), then the connection
+    /// ends as after `Connection: close`. An idle connection ends at once.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        if self.reading == Reading::Head {
+            self.reading = Reading::Done;
         }
     }
 
-    /// When the connection should be closed if nothing happens: the header timeout while a
-    /// head or body is incomplete, the idle timeout between requests, the linger time after
-    /// the half-close. `None` while output is pending.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.output.is_empty().then(|| self.wait_deadline())
+    /// When the connection should be closed if nothing happens: while output is pending,
+    /// the send timeout since the last bytes went out; otherwise the header timeout (and
+    /// the minimum data rate) while a head or body arrives, the idle timeout between
+    /// requests, the linger time after the half-close.
+    pub fn deadline(&self) -> Instant {
+        if self.output.is_empty() {
+            self.wait_deadline()
+        } else {
+            self.waiting_since + self.settings.send_timeout
+        }
     }
 
     fn wait_deadline(&self) -> Instant {
@@ -214,7 +259,25 @@ impl Connection {
             }
             _ => self.settings.header_timeout,
         };
-        self.waiting_since + allowed
+        let deadline = self.waiting_since + allowed;
+        match self.arriving {
+            Some(arrival) if self.settings.min_rate > 0 && self.reading != Reading::Done => {
+                // Every `min_rate` bytes buy one more second beyond the grace.
+                let earned = Duration::from_secs_f64(arrival.bytes as f64 / self.settings.min_rate as f64);
+                deadline.min(arrival.since + RATE_GRACE + earned)
+            }
+            _ => deadline,
+        }
+    }
+
+    /// A request has arrived whole (head and body): the rate clock stops, or restarts for
+    /// the next request if some of it is already buffered.
+    fn request_arrived(&mut self, now: Instant) {
+        let buffered = (self.filled - self.consumed) as u64;
+        self.arriving = (buffered > 0).then_some(Arrival {
+            since: now,
+            bytes: buffered,
+        });
     }
 
     fn receive(&mut self) -> Action<'_> {
@@ -251,7 +314,7 @@ impl Connection {
             match self.reading {
                 Reading::Done => break,
                 Reading::Body(skip) => {
-                    if !self.skip_body(skip) {
+                    if !self.skip_body(skip, clock.now()) {
                         break;
                     }
                 }
@@ -269,7 +332,7 @@ impl Connection {
     }
 
     /// Skips buffered body bytes; true when the body is over and the next head may follow.
-    fn skip_body(&mut self, mut skip: BodySkip) -> bool {
+    fn skip_body(&mut self, mut skip: BodySkip, now: Instant) -> bool {
         let input = &self.input[self.consumed..self.filled];
         let max_body = self.settings.limits.max_body;
         match skip.skip(input, max_body, &mut self.body_skipped) {
@@ -284,7 +347,12 @@ impl Connection {
             }
             Skipped::Done(n) => {
                 self.consumed += n;
-                self.reading = Reading::Head;
+                self.request_arrived(now);
+                self.reading = if self.draining {
+                    Reading::Done
+                } else {
+                    Reading::Head
+                };
                 true
             }
             Skipped::Invalid => {
@@ -349,8 +417,12 @@ impl Connection {
         self.reading = match BodySkip::start(head.framing) {
             _ if !keep_alive => Reading::Done,
             Some(skip) => Reading::Body(skip),
+            None if self.draining => Reading::Done,
             None => Reading::Head,
         };
+        if !matches!(self.reading, Reading::Body(_)) {
+            self.request_arrived(clock.now());
+        }
     }
 }
 
@@ -681,52 +753,100 @@ mod tests {
         conn.sent(n, clock.now());
         assert!(matches!(conn.poll(&clock, &FakeSite), Action::Finish));
         assert!(matches!(conn.poll(&clock, &FakeSite), Action::Receive { .. }));
-        assert_eq!(conn.deadline(), Some(clock.now() + Settings::default().linger));
+        assert_eq!(conn.deadline(), clock.now() + Settings::default().linger);
         conn.received(0, clock.now());
         assert!(matches!(conn.poll(&clock, &FakeSite), Action::Close));
     }
 
+    /// Feeds `bytes` to `conn` as one receive at `at`.
+    fn feed(conn: &mut Connection, clock: &Clock, bytes: &[u8], at: Instant) {
+        let Action::Receive { buf, .. } = conn.poll(clock, &FakeSite) else {
+            panic!("the connection does not want bytes")
+        };
+        buf[..bytes.len()].copy_from_slice(bytes);
+        conn.received(bytes.len(), at);
+    }
+
     #[test]
     fn deadlines_follow_the_phase() {
+        let secs = Duration::from_secs;
         let settings = Settings {
-            header_timeout: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(7),
+            header_timeout: secs(3),
+            idle_timeout: secs(7),
+            send_timeout: secs(5),
+            min_rate: 0,
             ..Settings::default()
         };
         let start = clock();
         let mut conn = Connection::new(settings, start.now());
-        assert_eq!(
-            conn.deadline(),
-            Some(start.now() + Duration::from_secs(3)),
-            "fresh: header"
-        );
-        let later = start.now() + Duration::from_secs(1);
-        let Action::Receive { buf, .. } = conn.poll(&start, &FakeSite) else {
-            panic!()
-        };
-        buf[..GET_A.len()].copy_from_slice(GET_A.as_bytes());
-        conn.received(GET_A.len(), later);
+        assert_eq!(conn.deadline(), start.now() + secs(3), "fresh: header");
+        let later = start.now() + secs(1);
+        feed(&mut conn, &start, GET_A.as_bytes(), later);
         let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&start, &FakeSite) else {
             panic!()
         };
         let n = bytes.len();
-        assert_eq!(conn.deadline(), None, "nothing times out while output is pending");
-        conn.sent(n, later);
         assert_eq!(
             conn.deadline(),
-            Some(later + Duration::from_secs(7)),
-            "idle between requests"
+            start.now() + secs(5),
+            "output pending: send timeout"
         );
-        let Action::Receive { buf, .. } = conn.poll(&start, &FakeSite) else {
+        conn.sent(n, later);
+        assert_eq!(conn.deadline(), later + secs(7), "idle between requests");
+        let partial = later + secs(2);
+        feed(&mut conn, &start, b"G", partial);
+        assert_eq!(conn.deadline(), partial + secs(3), "partial head");
+    }
+
+    #[test]
+    fn a_trickle_below_the_minimum_rate_runs_out_of_time() {
+        let secs = Duration::from_secs;
+        let settings = Settings {
+            header_timeout: secs(60),
+            min_rate: 100,
+            ..Settings::default()
+        };
+        let clock = clock();
+        let mut conn = Connection::new(settings, clock.now());
+        feed(&mut conn, &clock, b"GET /a HTTP/1.1\r\n", clock.now());
+        // 17 bytes earn 0.17 s beyond the 2 s grace, far less than the header timeout.
+        assert_eq!(
+            conn.deadline(),
+            clock.now() + RATE_GRACE + Duration::from_millis(170)
+        );
+        feed(&mut conn, &clock, b"Host: x\r\n\r\n", clock.now() + secs(1));
+        let Action::Send(_) = conn.poll(&clock, &FakeSite) else {
+            panic!("answered")
+        };
+    }
+
+    #[test]
+    fn drain_finishes_the_response_in_flight_then_ends() {
+        let clock = clock();
+        let mut conn = Connection::new(Settings::default(), clock.now());
+        let pipeline = format!("{GET_A}{GET_A}");
+        feed(&mut conn, &clock, pipeline.as_bytes(), clock.now());
+        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
             panic!()
         };
-        buf[0] = b'G';
-        let partial = later + Duration::from_secs(2);
-        conn.received(1, partial);
         assert_eq!(
-            conn.deadline(),
-            Some(partial + Duration::from_secs(3)),
-            "partial head"
+            text(bytes).matches("HTTP/1.1 200 OK").count(),
+            2,
+            "both were in flight"
+        );
+        let n = bytes.len();
+        conn.drain();
+        conn.sent(n, clock.now());
+        assert!(
+            matches!(conn.poll(&clock, &FakeSite), Action::Finish),
+            "no new request after drain"
+        );
+
+        let mut idle = Connection::new(Settings::default(), clock.now());
+        idle.drain();
+        assert!(
+            matches!(idle.poll(&clock, &FakeSite), Action::Finish),
+            "an idle connection ends at once"
         );
     }
 

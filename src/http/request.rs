@@ -183,6 +183,19 @@ pub(crate) enum Parsed {
 /// Parses the head at the start of `buf`. It takes `&mut` because an `HTTP/1.x` version with a
 /// minor above 1 is rewritten in place to `HTTP/1.1` (RFC 9110 §2.5), which httparse rejects.
 pub(crate) fn parse(buf: &mut [u8], limits: &Limits) -> Parsed {
+    // The answer must not depend on how the head was cut into reads: the first problem in
+    // byte order wins. So an oversized head is judged on the part within the limits; an
+    // error there is the answer, otherwise the size is.
+    match oversized(buf, limits) {
+        None => parse_within(buf, limits),
+        Some((within, status)) => match parse_within(&mut buf[..within], limits) {
+            Parsed::Invalid(earlier) => Parsed::Invalid(earlier),
+            _ => Parsed::Invalid(status),
+        },
+    }
+}
+
+fn parse_within(buf: &mut [u8], limits: &Limits) -> Parsed {
     match parse_once(buf, limits) {
         Err(Retry::AsHttp11(at)) => {
             buf[at..at + 8].copy_from_slice(b"HTTP/1.1");
@@ -204,7 +217,7 @@ fn parse_once(buf: &[u8], limits: &Limits) -> Result<Parsed, Retry> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buf) {
-        Ok(httparse::Status::Partial) => Ok(check_partial_size(buf, limits)),
+        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
         Ok(httparse::Status::Complete(len)) => Ok(check_complete(&request, buf, len, limits)),
         Err(httparse::Error::TooManyHeaders) => Ok(Parsed::Invalid(Status::HeaderFieldsTooLarge)),
         Err(httparse::Error::Version) => classify_version(buf),
@@ -212,18 +225,36 @@ fn parse_once(buf: &[u8], limits: &Limits) -> Result<Parsed, Retry> {
     }
 }
 
-/// An incomplete head is only worth waiting for while it can still fit the limits.
-fn check_partial_size(buf: &[u8], limits: &Limits) -> Parsed {
+/// If the head (so far) breaks a size limit: how many bytes of it are within the limits,
+/// and the status for breaking it — 414 for a request line longer than a target within the
+/// limit could make it, 431 for a header section over its limit. Judged on the raw bytes,
+/// the same whether the head is complete or not.
+fn oversized(buf: &[u8], limits: &Limits) -> Option<(usize, Status)> {
     let start = leading_empty_lines(buf);
     let line_limit = limits.max_target + REQUEST_LINE_SLACK;
-    match buf[start..].iter().position(|&b| b == b'\n') {
-        None if buf.len() - start > line_limit => Parsed::Invalid(Status::UriTooLong),
-        Some(end) if end > line_limit => Parsed::Invalid(Status::UriTooLong),
-        Some(end) if buf.len() - start - end > limits.max_header_bytes => {
-            Parsed::Invalid(Status::HeaderFieldsTooLarge)
-        }
-        _ => Parsed::Partial,
+    let line_end = buf[start..].iter().position(|&b| b == b'\n').map(|i| start + i);
+    if line_end.unwrap_or(buf.len()) - start > line_limit {
+        return Some((start + line_limit, Status::UriTooLong));
     }
+    let fields_start = line_end? + 1;
+    let fields_end = head_end(buf, fields_start).unwrap_or(buf.len());
+    (fields_end - fields_start > limits.max_header_bytes).then_some((
+        fields_start + limits.max_header_bytes,
+        Status::HeaderFieldsTooLarge,
+    ))
+}
+
+/// Where the empty line ending the header section starts, if it has arrived.
+fn head_end(buf: &[u8], fields_start: usize) -> Option<usize> {
+    let fields = &buf[fields_start..];
+    if fields.starts_with(b"\r\n") || fields.starts_with(b"\n") {
+        return Some(fields_start); // no fields at all
+    }
+    // The first line end followed by an empty line (CRLF or bare LF).
+    let blank_line = (0..fields.len()).find(|&i| {
+        fields[i] == b'\n' && (fields[i + 1..].starts_with(b"\n") || fields[i + 1..].starts_with(b"\r\n"))
+    });
+    blank_line.map(|i| fields_start + i + 1)
 }
 
 /// RFC 9112 §2.2: a server SHOULD ignore empty lines received before the request line.
@@ -273,14 +304,6 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
     let target = target.as_bytes();
     if target.len() > limits.max_target {
         return Parsed::Invalid(Status::UriTooLong);
-    }
-    let header_bytes: usize = request
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len() + 4)
-        .sum();
-    if header_bytes > limits.max_header_bytes {
-        return Parsed::Invalid(Status::HeaderFieldsTooLarge);
     }
     let version = if minor == 0 {
         Version::Http10

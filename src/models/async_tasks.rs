@@ -17,6 +17,9 @@
 //! queue, and sometimes a hand-off between threads; and every connection waiting for a
 //! request is also a waiter on the one shared shutdown descriptor, a list behind a mutex.
 //!
+//! Slowloris: a slow client costs one suspended task and its input buffer; others are
+//! served as usual.
+//!
 //! When it wins: many connections, mostly idle, on every core, written as straight-line code
 //! per connection — the readability of `thread` with the footprint of `epoll`. `reactor`
 //! does the same work without a scheduler in the way, so it has the edge on raw throughput
@@ -36,9 +39,6 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-
-/// After a stop, how long responses in flight may take before they are cut.
-const GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection task holds: the server's context and the shutdown signal.
 struct Shared {
@@ -81,7 +81,7 @@ async fn serve_all(listener: TcpListener, context: Arc<Context>) -> Result<(), E
     }
     // Refuse new clients now rather than leave them in the backlog during the grace period.
     drop(listener);
-    let give_up = Instant::now() + GRACE;
+    let give_up = Instant::now() + shared.context.shutdown_timeout;
     // Every task holds a reference, so the count says how many are still running. Polling
     // it is crude, but it happens once, for a moment, at the end.
     while Arc::strong_count(&shared) > 1 && Instant::now() < give_up {
@@ -135,7 +135,12 @@ async fn drive(
         tick(clock);
         let done = match conn.poll(clock, &shared.context.site) {
             Action::Send(what) => {
-                stream.writable().await?;
+                // The core's send timeout: a client that takes no data for this long is
+                // dropped (every pass here follows progress, so it restarts from now).
+                let send_deadline = Instant::now() + shared.context.settings.send_timeout;
+                tokio::time::timeout_at(send_deadline.into(), stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(ErrorKind::TimedOut))??;
                 // `try_io` clears tokio's readiness flag if the send would block, so the
                 // next `writable` really waits.
                 stream

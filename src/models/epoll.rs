@@ -10,6 +10,9 @@
 //! its input buffer while a request is arriving), and one `epoll_wait` for any number of
 //! ready sockets. Anything slow inside the loop — a cold disk read — stalls every client.
 //!
+//! Slowloris: a silent slow client costs its entry in the interest list and its input
+//! buffer; a normal client is served at once.
+//!
 //! When it wins: many connections, mostly idle (C10K and beyond), on one core. To use more
 //! cores, run one loop per core: that is the `reactor` model.
 //!
@@ -45,8 +48,11 @@ const EVENT_BATCH: usize = 1024;
 pub(super) struct EventLoop<'a> {
     context: &'a Context,
     epoll: OwnedFd,
-    listener: TcpListener,
-    connections: Slab<Client<'a>>,
+    /// Closed when the server starts to stop, so new clients are refused at once.
+    listener: Option<TcpListener>,
+    connections: Slab<Client>,
+    /// Set once shutdown is triggered: the loop ends when the last connection has, or then.
+    draining_until: Option<Instant>,
     clock: Clock,
     listen_flags: EventFlags,
     /// False while accepting is paused for lack of descriptors.
@@ -86,8 +92,9 @@ impl<'a> EventLoop<'a> {
         Ok(EventLoop {
             context,
             epoll,
-            listener,
+            listener: Some(listener),
             connections: Slab::new(),
+            draining_until: None,
             listen_flags,
             listening: true,
             next_sweep: clock.now() + sweep_every,
@@ -99,8 +106,16 @@ impl<'a> EventLoop<'a> {
     pub(super) fn run(mut self) -> Result<(), Error> {
         let mut events = Vec::with_capacity(EVENT_BATCH);
         loop {
+            if let Some(until) = self.draining_until {
+                if self.connections.is_empty() || self.clock.now() >= until {
+                    return Ok(()); // connections still open now are cut as the loop drops
+                }
+            }
             events.clear();
-            let timeout = timespec(self.next_sweep.saturating_duration_since(Instant::now()));
+            let wake = self
+                .draining_until
+                .map_or(self.next_sweep, |until| until.min(self.next_sweep));
+            let timeout = timespec(wake.saturating_duration_since(Instant::now()));
             match epoll::wait(
                 &self.epoll,
                 rustix::buffer::spare_capacity(&mut events),
@@ -113,7 +128,7 @@ impl<'a> EventLoop<'a> {
             tick(&mut self.clock);
             for event in &events {
                 match event.data.u64() {
-                    SHUTDOWN => return Ok(()),
+                    SHUTDOWN => self.start_draining(),
                     LISTENER => self.accept_all(),
                     key => self.pump(key as usize),
                 }
@@ -126,11 +141,31 @@ impl<'a> EventLoop<'a> {
         }
     }
 
+    /// Shutdown: stop accepting (closing the listener refuses new clients), then let every
+    /// connection finish the response it is sending and end, within the shutdown timeout.
+    fn start_draining(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            let _ = epoll::delete(&self.epoll, &listener);
+        }
+        // The shutdown descriptor stays readable: stop watching it, or every wait would
+        // return at once.
+        let _ = epoll::delete(&self.epoll, self.context.shutdown.fd());
+        self.draining_until = Some(self.clock.now() + self.context.shutdown_timeout);
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.connections[key].conn.drain();
+            self.pump(key); // idle ones end now; the others when their response is out
+        }
+    }
+
     /// Accepts until the backlog is empty: with many clients connecting, one wake-up
     /// serves them all.
     fn accept_all(&mut self) {
         loop {
-            match accept_nonblocking(&self.listener) {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match accept_nonblocking(listener) {
                 Ok(socket) => self.register(socket),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Out of descriptors or memory: the backlog stays non-empty, so the listener
@@ -144,11 +179,14 @@ impl<'a> EventLoop<'a> {
     /// Removes or restores the listener's registration (EPOLLEXCLUSIVE entries cannot be
     /// modified, only deleted and added again).
     fn set_listening(&mut self, listening: bool) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let done = match (self.listening, listening) {
-            (true, false) => epoll::delete(&self.epoll, &self.listener),
+            (true, false) => epoll::delete(&self.epoll, listener),
             (false, true) => {
                 let data = EventData::new_u64(LISTENER);
-                epoll::add(&self.epoll, &self.listener, data, self.listen_flags)
+                epoll::add(&self.epoll, listener, data, self.listen_flags)
             }
             _ => return,
         };

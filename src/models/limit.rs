@@ -3,67 +3,91 @@
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The connection limit of one server.
 #[derive(Debug)]
 pub(crate) struct ConnectionLimit {
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug)]
+struct Counts {
     max: usize,
     open: AtomicUsize,
     /// Set in a forked worker: from then on it counts in memory all workers share.
     shared: OnceLock<WorkerTally>,
 }
 
-/// A place under the limit, given back when dropped.
+/// A place under the limit, given back when dropped. It owns what it counts in, so it can
+/// travel with its connection (through a queue, into a detached thread).
 #[derive(Debug)]
-pub(crate) struct Admission<'a> {
-    open: &'a AtomicUsize,
-    /// The worker's own count, so the parent can give back a dead worker's places.
-    worker: Option<&'a AtomicUsize>,
+pub(crate) struct Admission {
+    counts: Arc<Counts>,
 }
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> ConnectionLimit {
         ConnectionLimit {
-            max,
-            open: AtomicUsize::new(0),
-            shared: OnceLock::new(),
+            counts: Arc::new(Counts {
+                max,
+                open: AtomicUsize::new(0),
+                shared: OnceLock::new(),
+            }),
         }
     }
 
     pub fn max(&self) -> usize {
-        self.max
+        self.counts.max
+    }
+
+    /// Connections admitted and not yet ended, in this process.
+    pub fn open(&self) -> usize {
+        self.counts.open.load(Ordering::Relaxed)
     }
 
     /// A place for one more connection, or `None` at the limit.
-    pub fn admit(&self) -> Option<Admission<'_>> {
-        let (open, worker) = match self.shared.get() {
-            Some(tally) => (tally.open, Some(tally.worker)),
-            None => (&self.open, None),
-        };
-        if open.fetch_add(1, Ordering::Relaxed) >= self.max {
-            open.fetch_sub(1, Ordering::Relaxed);
+    pub fn admit(&self) -> Option<Admission> {
+        let total = self.counts.total();
+        if total.fetch_add(1, Ordering::Relaxed) >= self.counts.max {
+            total.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        if let Some(worker) = worker {
-            worker.fetch_add(1, Ordering::Relaxed);
+        // With a shared tally, the total was counted there: count here too, and the part
+        // of the total this worker holds.
+        if let Some(tally) = self.counts.shared.get() {
+            self.counts.open.fetch_add(1, Ordering::Relaxed);
+            tally.worker.fetch_add(1, Ordering::Relaxed);
         }
-        Some(Admission { open, worker })
+        Some(Admission {
+            counts: Arc::clone(&self.counts),
+        })
     }
 
     /// In a forked worker, before it serves: count in the shared tally.
     pub fn count_in(&self, tally: WorkerTally) {
         // Set once per worker process; a second call would be a bug, and is ignored.
-        let _ = self.shared.set(tally);
+        let _ = self.counts.shared.set(tally);
     }
 }
 
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        if let Some(worker) = self.worker {
-            worker.fetch_sub(1, Ordering::Relaxed);
+impl Counts {
+    /// What the limit is checked against: this process's count, or all workers' together.
+    fn total(&self) -> &AtomicUsize {
+        match self.shared.get() {
+            Some(tally) => tally.open,
+            None => &self.open,
         }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(tally) = self.counts.shared.get() {
+            tally.open.fetch_sub(1, Ordering::Relaxed);
+            tally.worker.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.counts.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

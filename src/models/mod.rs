@@ -25,10 +25,11 @@ use rustix::event::Timespec;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::net::{SendFlags, SocketFlags};
+use slab::Slab;
 use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown as Direction, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What every model shares: the site, the connection policy and the shutdown signal.
@@ -39,6 +40,10 @@ pub(crate) struct Context {
     pub workers: usize,
     pub limit: ConnectionLimit,
     pub shutdown: Arc<Shutdown>,
+    /// After shutdown is triggered, how long responses in flight may take.
+    pub shutdown_timeout: Duration,
+    /// The sockets the blocking models' threads are serving.
+    pub live: LiveSockets,
 }
 
 impl Context {
@@ -48,19 +53,33 @@ impl Context {
         workers: usize,
         max_connections: usize,
         shutdown: Arc<Shutdown>,
+        shutdown_timeout: Duration,
     ) -> Context {
+        let limit = ConnectionLimit::new(max_connections);
         Context {
             site,
             settings,
             workers,
-            limit: ConnectionLimit::new(max_connections),
+            limit,
             shutdown,
+            shutdown_timeout,
+            live: LiveSockets::default(),
         }
+    }
+
+    /// After the accept loop stopped: waits until every admitted connection has ended, or
+    /// the shutdown timeout has passed (the caller then returns, cutting what is left).
+    pub fn wait_for_connections(&self) {
+        let give_up = Instant::now() + self.shutdown_timeout;
+        while self.limit.open() > 0 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.live.cut_all();
     }
 
     /// The protocol state for a newly accepted connection, with its place under the
     /// connection limit; beyond the limit, a connection that only answers 503.
-    pub fn accept(&self, clock: &Clock) -> (Connection, Option<Admission<'_>>) {
+    pub fn accept(&self, clock: &Clock) -> (Connection, Option<Admission>) {
         match self.limit.admit() {
             Some(admission) => (Connection::new(self.settings, clock.now()), Some(admission)),
             None => (Connection::overloaded(self.settings, clock), None),
@@ -72,7 +91,7 @@ pub(crate) fn run(model: Model, listener: TcpListener, context: Arc<Context>) ->
     match model {
         Model::Process => process::run(listener, &context),
         Model::Thread => thread::run(listener, context),
-        Model::Pool => pool::run(listener, &context),
+        Model::Pool => pool::run(listener, context),
         Model::Async => async_tasks::run(listener, context),
         Model::Nonblocking => nonblocking::run(listener, &context),
         Model::Poll => poll::run(listener, &context),
@@ -83,16 +102,58 @@ pub(crate) fn run(model: Model, listener: TcpListener, context: Arc<Context>) ->
     }
 }
 
-/// A connection as the readiness-based models hold it: the socket, its protocol state, and
-/// its place under the connection limit.
-pub(crate) struct Client<'a> {
-    pub socket: TcpStream,
-    pub conn: Connection,
-    _admission: Option<Admission<'a>>,
+/// The sockets of the connections the blocking models' threads are serving. A thread
+/// blocked in `send` cannot be told to stop, but its socket can be shut down under it: that
+/// is how a stopping server cuts what is still open after its shutdown timeout.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSockets(Mutex<Slab<TcpStream>>);
+
+/// A socket's place in [`LiveSockets`], given up when dropped.
+pub(crate) struct Tracked<'a> {
+    live: &'a LiveSockets,
+    key: usize,
 }
 
-impl<'a> Client<'a> {
-    pub fn new(socket: TcpStream, context: &'a Context, clock: &Clock) -> Client<'a> {
+impl LiveSockets {
+    /// Tracks (a duplicate of) `stream` until the returned guard is dropped.
+    pub fn track(&self, stream: &TcpStream) -> Option<Tracked<'_>> {
+        let handle = stream.try_clone().ok()?;
+        let key = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(handle);
+        Some(Tracked { live: self, key })
+    }
+
+    /// Shuts down every tracked socket: blocked reads and writes on it fail at once.
+    fn cut_all(&self) {
+        for (_, socket) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = socket.shutdown(Direction::Both);
+        }
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.live
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_remove(self.key);
+    }
+}
+
+/// A connection as the readiness-based models hold it: the socket, its protocol state, and
+/// its place under the connection limit.
+pub(crate) struct Client {
+    pub socket: TcpStream,
+    pub conn: Connection,
+    _admission: Option<Admission>,
+}
+
+impl Client {
+    pub fn new(socket: TcpStream, context: &Context, clock: &Clock) -> Client {
         // Small responses must not wait for Nagle's algorithm.
         let _ = socket.set_nodelay(true);
         let (conn, admission) = context.accept(clock);
@@ -103,14 +164,23 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Pumps the connection (see [`pump`]); a panic while serving it ends only it.
     pub fn pump(&mut self, clock: &Clock, site: &Site) -> Pumped {
-        pump(&self.socket, &mut self.conn, clock, site)
+        isolated(Pumped::Over, || pump(&self.socket, &mut self.conn, clock, site))
     }
 
     /// True once the core's deadline has passed.
     pub fn expired(&self, now: Instant) -> bool {
-        self.conn.deadline().is_some_and(|deadline| deadline <= now)
+        self.conn.deadline() <= now
     }
+}
+
+/// Runs one connection's step; if a bug makes it panic, the panic hook has already logged
+/// it to stderr, and `fallback` (which ends that connection) is returned so the server goes
+/// on serving everyone else. Whatever the step left half-done belongs to the connection
+/// that is being dropped; shared state (the file cache) recovers from a poisoned lock.
+pub(crate) fn isolated<T>(fallback: T, step: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or(fallback)
 }
 
 /// Answers a connection accepted over the limit (its `Connection` only says 503) without

@@ -10,6 +10,9 @@
 //! ten thousand is ready. epoll keeps the interest list in the kernel and returns only the
 //! ready ones, which is why it wins as connections grow: this model is kept to show that.
 //!
+//! Slowloris: slow clients cost nothing while silent, but each one lengthens every `poll`
+//! call; a normal client is still served, a little later per thousand slow ones.
+//!
 //! When it wins: a few hundred connections or fewer, where the O(n) is small; and
 //! portability (poll is POSIX; epoll is Linux-only).
 
@@ -19,12 +22,12 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
 /// A connection and what its socket must become before pumping it again.
-struct Waiting<'a> {
-    client: Client<'a>,
+struct Waiting {
+    client: Client,
     wants: Interest,
 }
 
@@ -32,19 +35,34 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
+    let mut listener = Some(listener);
     let mut clock = super::clock_now();
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut ready: Vec<usize> = Vec::new();
     let mut accept_paused_until: Option<Instant> = None;
+    let mut draining_until: Option<Instant> = None;
     loop {
+        if draining_until.is_some_and(|until| waiting.is_empty() || clock.now() >= until) {
+            return Ok(()); // connections still open now are cut as they drop
+        }
         let accepting = accept_paused_until.is_none_or(|until| clock.now() >= until);
-        let (stopping, incoming) = wait_for_turn(&listener, accepting, context, &waiting, &mut ready)?;
+        let turn = Turn {
+            // Once draining, the shutdown descriptor (which stays readable) is not watched.
+            shutdown: draining_until.is_none().then(|| context.shutdown.fd()),
+            listener: listener.as_ref().filter(|_| accepting).map(|l| l.as_fd()),
+        };
+        let (stopping, incoming) = turn.wait(context, &waiting, &mut ready)?;
         tick(&mut clock);
         if stopping {
-            return Ok(());
+            // Refuse new clients; let each connection finish its response, then end.
+            listener = None;
+            draining_until = Some(clock.now() + context.shutdown_timeout);
+            waiting.iter_mut().for_each(|entry| entry.client.conn.drain());
+            ready.clear();
+            ready.extend(0..waiting.len());
         }
-        if incoming {
-            accept_paused_until = accept_all(&listener, context, &clock, &mut waiting);
+        if let (true, Some(listener)) = (incoming, &listener) {
+            accept_paused_until = accept_all(listener, context, &clock, &mut waiting);
         }
         // Backwards, so that `swap_remove` only moves entries already handled this turn.
         for &index in ready.iter().rev() {
@@ -57,51 +75,65 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
     }
 }
 
-/// One `poll` over everything; fills `ready` with the indices of ready connections.
-fn wait_for_turn(
-    listener: &TcpListener,
-    accepting: bool,
-    context: &Context,
-    waiting: &[Waiting],
-    ready: &mut Vec<usize>,
-) -> Result<(bool, bool), Error> {
-    let listen_flags = if accepting {
-        PollFlags::IN
-    } else {
-        PollFlags::empty()
-    };
-    let mut fds = Vec::with_capacity(waiting.len() + 2);
-    fds.push(PollFd::from_borrowed_fd(context.shutdown.fd(), PollFlags::IN));
-    fds.push(PollFd::from_borrowed_fd(listener.as_fd(), listen_flags));
-    fds.extend(waiting.iter().map(|entry| {
-        let flags = match entry.wants {
-            Interest::Read => PollFlags::IN,
-            Interest::Write => PollFlags::OUT,
-        };
-        PollFd::from_borrowed_fd(entry.client.socket.as_fd(), flags)
-    }));
-    // Wake up at least once per sweep interval so that timeouts are noticed.
-    let timeout = timespec(sweep_interval(context));
-    match poll(&mut fds, Some(&timeout)) {
-        Ok(_) | Err(Errno::INTR) => {}
-        Err(e) => return Err(Error::io("polling sockets")(e.into())),
+/// What one `poll` watches besides the connections.
+struct Turn<'a> {
+    shutdown: Option<BorrowedFd<'a>>,
+    listener: Option<BorrowedFd<'a>>,
+}
+
+impl Turn<'_> {
+    /// One `poll` over everything; fills `ready` with the indices of ready connections and
+    /// says whether shutdown was triggered and whether clients are waiting to be accepted.
+    fn wait(
+        &self,
+        context: &Context,
+        waiting: &[Waiting],
+        ready: &mut Vec<usize>,
+    ) -> Result<(bool, bool), Error> {
+        let mut fds = Vec::with_capacity(waiting.len() + 2);
+        fds.extend(
+            self.shutdown
+                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+        );
+        fds.extend(
+            self.listener
+                .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN)),
+        );
+        let first_client = fds.len();
+        fds.extend(waiting.iter().map(|entry| {
+            let flags = match entry.wants {
+                Interest::Read => PollFlags::IN,
+                Interest::Write => PollFlags::OUT,
+            };
+            PollFd::from_borrowed_fd(entry.client.socket.as_fd(), flags)
+        }));
+        // Wake up at least once per sweep interval so that timeouts are noticed.
+        let timeout = timespec(sweep_interval(context));
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(Error::io("polling sockets")(e.into())),
+        }
+        let is_ready = |fd: &PollFd| !fd.revents().is_empty();
+        ready.clear();
+        ready.extend(
+            (first_client..fds.len())
+                .filter(|&i| is_ready(&fds[i]))
+                .map(|i| i - first_client),
+        );
+        let stopping = self.shutdown.is_some() && is_ready(&fds[0]);
+        let listener_slot = usize::from(self.shutdown.is_some());
+        let incoming = self.listener.is_some() && is_ready(&fds[listener_slot]);
+        Ok((stopping, incoming))
     }
-    ready.clear();
-    ready.extend(
-        (2..fds.len())
-            .filter(|&i| !fds[i].revents().is_empty())
-            .map(|i| i - 2),
-    );
-    Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty()))
 }
 
 /// Accepts every waiting connection and pumps it at once (its request may be there already).
 /// Returns when to try accepting again if the process ran out of descriptors.
-fn accept_all<'a>(
+fn accept_all(
     listener: &TcpListener,
-    context: &'a Context,
+    context: &Context,
     clock: &crate::http::Clock,
-    waiting: &mut Vec<Waiting<'a>>,
+    waiting: &mut Vec<Waiting>,
 ) -> Option<Instant> {
     loop {
         match accept_nonblocking(listener) {

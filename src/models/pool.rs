@@ -19,38 +19,44 @@
 //! When it wins: bounded memory and threads with blocking, easy-to-read code, for short
 //! requests from well-behaved clients (a classic Java servlet container design).
 
-use super::{accept_until_shutdown, refuse, thread::serve, Admission, Context};
+use super::{accept_until_shutdown, isolated, refuse, thread::serve, Admission, Context};
 use crate::error::Error;
 use crate::http::Connection;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 /// A connection waiting for a worker, with its protocol state already started (so its
 /// header timeout runs) and its place under the connection limit.
-type Queued<'a> = (TcpStream, Connection, Admission<'a>);
+type Queued = (TcpStream, Connection, Admission);
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
     let (queue, waiting) = channel::<Queued>();
-    let waiting = Mutex::new(waiting);
-    thread::scope(|scope| {
-        for _ in 0..context.workers {
-            scope.spawn(|| work(&waiting, context));
+    let waiting = Arc::new(Mutex::new(waiting));
+    // Workers are detached, not scoped to this call: one stuck sending to a client that
+    // stopped reading must not keep a stopping server from returning after its timeout.
+    for _ in 0..context.workers {
+        let (waiting, context) = (Arc::clone(&waiting), Arc::clone(&context));
+        thread::Builder::new()
+            .name("bingfa-pool".into())
+            .spawn(move || work(&waiting, &context))
+            .map_err(Error::io("starting the worker threads"))?;
+    }
+    accept_until_shutdown(&listener, &context.shutdown, |stream| {
+        match context.accept(&super::clock_now()) {
+            // Fails only if every worker is gone, which they are not while the server runs.
+            (conn, Some(admission)) => drop(queue.send((stream, conn, admission))),
+            // Over the limit: every worker may be busy, so say 503 from here.
+            (conn, None) => refuse(stream, conn, &context.site),
         }
-        let accepted = accept_until_shutdown(&listener, &context.shutdown, |stream| {
-            match context.accept(&super::clock_now()) {
-                // Fails only if every worker is gone, which ends the loop soon after anyway.
-                (conn, Some(admission)) => drop(queue.send((stream, conn, admission))),
-                // Over the limit: every worker may be busy, so say 503 from here.
-                (conn, None) => refuse(stream, conn, &context.site),
-            }
-        });
-        // Closing the queue tells the workers to finish their connection and leave;
-        // connections still queued are dropped (closed) with it.
-        drop(queue);
-        accepted
-    })
+    })?;
+    // Closing the queue tells the workers to finish their connection and leave; queued
+    // connections are dropped (closed) unanswered, as is anyone still connecting.
+    drop(queue);
+    drop(listener);
+    context.wait_for_connections();
+    Ok(())
 }
 
 /// One worker: take a connection, serve it to the end, repeat until the queue closes.
@@ -61,7 +67,8 @@ fn work(waiting: &Mutex<Receiver<Queued>>, context: &Context) {
         let next = waiting.lock().unwrap_or_else(PoisonError::into_inner).recv();
         match next {
             Ok((stream, conn, _admission)) if !context.shutdown.is_triggered() => {
-                serve(stream, conn, context)
+                // A bug while serving one connection must not cost the pool a worker.
+                isolated((), || serve(stream, conn, context));
             }
             Ok(_) => {}
             Err(_) => return,

@@ -13,6 +13,8 @@
 //! cache, for one). State the workers must share needs shared memory: here, the count of
 //! open connections held against `--max-connections`, in a page mapped before the fork.
 //!
+//! Slowloris: as for `epoll`, in each worker.
+//!
 //! When it wins: like `reactor`, every core serves; unlike threads, a worker that crashes or
 //! leaks takes down only its own connections, and the parent replaces it.
 
@@ -25,8 +27,9 @@ use nix::unistd::Pid;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-/// How long workers get to finish the responses in flight once the server stops.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Beyond the shutdown timeout the workers enforce themselves, how long the parent waits
+/// for them to exit before it kills them.
+const EXIT_MARGIN: Duration = Duration::from_secs(1);
 /// A worker that dies sooner than this after it started is replaced only after this pause,
 /// so a worker that cannot start does not turn the parent into a fork loop.
 const RESTART_PAUSE: Duration = Duration::from_millis(100);
@@ -35,7 +38,10 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
     let mut workers = Children::new().map_err(Error::io("watching worker processes"))?;
     let tally = SharedTally::new(context.workers).map_err(Error::io("sharing the connection count"))?;
     let result = supervise(&listener, context, &tally, &mut workers);
-    workers.stop(STOP_GRACE);
+    // The workers close their copies as they start draining; with this last one closed,
+    // new clients are refused.
+    drop(listener);
+    workers.stop(context.shutdown_timeout + EXIT_MARGIN);
     result
 }
 

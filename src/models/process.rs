@@ -11,6 +11,10 @@
 //! address space, file cache and kernel task) per open connection. Connection churn is where
 //! it hurts most; memory per idle keep-alive connection is the highest of all models.
 //!
+//! Slowloris: each slow client holds a whole process until the header timeout or the minimum
+//! data rate ends it. A normal client is still served while the process and memory limits
+//! allow another fork; a thousand slow clients are a thousand processes.
+//!
 //! When it wins: isolation. A crash, a leak or a corrupted heap in one child affects one
 //! connection only; the classic Apache prefork/inetd design for untrusted or fragile code.
 //!
@@ -29,14 +33,13 @@ use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-/// How long children get to finish the response in flight once the server stops.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
 pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
     let mut children = Children::new().map_err(Error::io("watching child processes"))?;
     let result = accept_and_fork(&listener, context, &mut children);
-    // Children serving a keep-alive connection would otherwise live on after the parent.
-    children.stop(STOP_GRACE);
+    // New clients are refused from here. Children finish the response in flight (SIGTERM
+    // makes them stop at the next request), within the shutdown timeout.
+    drop(listener);
+    children.stop(context.shutdown_timeout);
     result
 }
 

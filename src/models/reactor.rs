@@ -10,6 +10,8 @@
 //! one worker can be busy while another idles, and a stall in one loop stalls the clients
 //! hashed to it.
 //!
+//! Slowloris: as for `epoll`: slow clients cost memory, not service.
+//!
 //! When it wins: nearly always for a static server: every core serves, and nothing is shared
 //! on the hot path but the read-mostly file cache.
 

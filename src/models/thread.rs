@@ -14,6 +14,10 @@
 //! stack), and with few busy connections it is as fast as anything, since the kernel's
 //! scheduler does the multiplexing.
 //!
+//! Slowloris: every slow client holds a thread (and its stack) until the header timeout or
+//! the minimum data rate ends it; a thousand of them are a thousand sleeping threads, which
+//! Linux handles, but memory and the thread limit bound how many.
+//!
 //! What the seeds got wrong: one `recv(1024)` taken as the whole request, and no timeouts.
 
 use super::{accept_until_shutdown, readable_unless_shutdown, tick, transmit, Context};
@@ -28,7 +32,11 @@ use std::time::Instant;
 pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
         spawn_connection(stream, &context)
-    })
+    })?;
+    // New clients are refused from here; those being answered get the shutdown timeout.
+    drop(listener);
+    context.wait_for_connections();
+    Ok(())
 }
 
 fn spawn_connection(stream: TcpStream, context: &Arc<Context>) {
@@ -45,7 +53,12 @@ fn spawn_connection(stream: TcpStream, context: &Arc<Context>) {
 /// Serves one connection with blocking calls until it is over: the whole life of a
 /// connection in the `thread`, `pool` and `process` models.
 pub(super) fn serve(stream: TcpStream, mut conn: Connection, context: &Context) {
+    // So that a server stopping past its shutdown timeout can cut this connection.
+    let _tracked = context.live.track(&stream);
     let _ = stream.set_nodelay(true);
+    // A blocking send waits at most this long for the client to take more data: the
+    // core's send timeout, enforced by the kernel.
+    let _ = stream.set_write_timeout(Some(context.settings.send_timeout));
     // Any I/O error ends the connection; there is no one to report it to.
     let _ = drive(&stream, &mut conn, context);
 }

@@ -42,11 +42,14 @@
 //! often disabled (containers' seccomp profiles, the `io_uring_disabled` sysctl), and
 //! the code needs `unsafe` to hand buffers to the kernel.
 //!
+//! Slowloris: a slow client costs a pending receive and its buffer; others are served as
+//! usual.
+//!
 //! When it wins: many busy connections per core, where the system calls of a readiness loop
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
 
-use super::{sweep_interval, tick, Admission, Context};
+use super::{isolated, sweep_interval, tick, Admission, Context};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Transmit};
 use crate::server::listen_reuseport;
@@ -179,8 +182,9 @@ fn new_ring() -> Result<IoUring, Error> {
 struct Worker<'a> {
     ring: IoUring,
     context: &'a Context,
-    listener: TcpListener,
-    connections: Slab<Client<'a>>,
+    /// Closed once the accept has ended during a drain, so new clients are refused.
+    listener: Option<TcpListener>,
+    connections: Slab<Client>,
     clock: Clock,
     /// Completions taken from the ring and not yet handled.
     completions: Vec<cqueue::Entry>,
@@ -192,10 +196,13 @@ struct Worker<'a> {
     accept_paused: bool,
     /// The sweep interval, boxed so that its address is stable while the kernel reads it.
     sweep: Box<types::Timespec>,
+    /// Set once shutdown is triggered: serving ends when the last connection has, or then.
+    draining_until: Option<Instant>,
+    /// Everything still in flight is being cancelled: no new operations.
     stopping: bool,
 }
 
-struct Client<'a> {
+struct Client {
     socket: TcpStream,
     conn: Connection,
     /// The memory the kernel reads from and writes to; see the header. It changes (grows) only
@@ -208,7 +215,7 @@ struct Client<'a> {
     in_flight: Option<Op>,
     /// Past its deadline: dropped as soon as its operation completes.
     expired: bool,
-    _admission: Option<Admission<'a>>,
+    _admission: Option<Admission>,
 }
 
 impl<'a> Worker<'a> {
@@ -218,7 +225,7 @@ impl<'a> Worker<'a> {
         Ok(Worker {
             ring,
             context,
-            listener,
+            listener: Some(listener),
             connections: Slab::new(),
             clock: super::clock_now(),
             completions: Vec::new(),
@@ -226,6 +233,7 @@ impl<'a> Worker<'a> {
             accepting: false,
             accept_paused: false,
             sweep: Box::new(sweep.into()),
+            draining_until: None,
             stopping: false,
         })
     }
@@ -239,6 +247,10 @@ impl<'a> Worker<'a> {
         self.arm_timer()?;
         while !self.stopping {
             self.turn()?;
+            if let Some(until) = self.draining_until {
+                let drained = self.connections.is_empty() && !self.accepting;
+                self.stopping = drained || self.clock.now() >= until;
+            }
         }
         self.cancel_everything()?;
         let grace = Instant::now() + CANCEL_GRACE;
@@ -293,7 +305,7 @@ impl<'a> Worker<'a> {
     fn complete(&mut self, completion: cqueue::Entry) -> Result<(), Error> {
         let result = completion.result();
         match completion.user_data() {
-            SHUTDOWN => self.stopping = true,
+            SHUTDOWN => self.start_draining()?,
             TIMER => self.on_timer()?,
             ACCEPT => self.on_accept(result, completion.flags())?,
             CANCEL => {}
@@ -307,7 +319,10 @@ impl<'a> Worker<'a> {
     }
 
     fn accept(&mut self) -> Result<(), Error> {
-        let fd = types::Fd(self.listener.as_raw_fd());
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let fd = types::Fd(listener.as_raw_fd());
         let flags = SocketFlags::CLOEXEC.bits() as i32;
         let entry = if self.multishot {
             opcode::AcceptMulti::new(fd).flags(flags).build()
@@ -340,8 +355,36 @@ impl<'a> Worker<'a> {
             // now would fail again at once. Wait for the next sweep; clients wait in the backlog.
             self.accept_paused = true;
         }
+        if self.draining_until.is_some() {
+            if !self.accepting {
+                self.listener = None; // the cancelled accept has ended: refuse new clients
+            }
+            return Ok(());
+        }
         if !self.accepting && !self.accept_paused && !self.stopping {
             self.accept()?;
+        }
+        Ok(())
+    }
+
+    /// Shutdown: stop accepting, and let every connection finish the response it is sending
+    /// and end, within the shutdown timeout. Connections waiting for a request are ended at
+    /// once by cancelling their receive.
+    fn start_draining(&mut self) -> Result<(), Error> {
+        self.draining_until = Some(self.clock.now() + self.context.shutdown_timeout);
+        if self.accepting {
+            self.cancel(ACCEPT)?;
+        }
+        let waiting: Vec<usize> = self
+            .connections
+            .iter_mut()
+            .filter_map(|(key, client)| {
+                client.conn.drain();
+                (client.in_flight == Some(Op::Receive)).then_some(key)
+            })
+            .collect();
+        for key in waiting {
+            self.cancel(Op::Receive.user_data(key))?;
         }
         Ok(())
     }
@@ -372,12 +415,13 @@ impl<'a> Worker<'a> {
             return Ok(()); // Shutting down: no new operations; the connection goes with the worker.
         }
         let now = self.clock.now();
+        // A panic in the core or the handler (a bug) ends only this connection.
         let progressed = !client.expired
-            && match op {
+            && isolated(false, || match op {
                 Op::Receive => client.received(result, &self.clock, &self.context.site),
                 Op::Send => client.wrote(result, now),
                 Op::ReadFile => client.read_file(result),
-            };
+            });
         if progressed {
             self.advance(key)
         } else {
@@ -390,7 +434,10 @@ impl<'a> Worker<'a> {
     /// with it.
     fn advance(&mut self, key: usize) -> Result<(), Error> {
         let client = &mut self.connections[key];
-        match client.next_operation(&self.clock, &self.context.site) {
+        let (clock, site) = (&self.clock, &self.context.site);
+        // Nothing is in flight while the core decides, so a panic there (a bug) can end the
+        // connection safely.
+        match isolated(None, || client.next_operation(clock, site)) {
             Some((entry, op)) => {
                 client.in_flight = Some(op);
                 // SAFETY: the entry points into `client.buffer`, or names a file the core keeps
@@ -410,7 +457,7 @@ impl<'a> Worker<'a> {
     /// The periodic wake-up: closes connections past their deadline, resumes accepting.
     fn on_timer(&mut self) -> Result<(), Error> {
         self.close_expired()?;
-        if self.accept_paused && !self.stopping {
+        if self.accept_paused && !self.stopping && self.draining_until.is_none() {
             self.accept_paused = false;
             if !self.accepting {
                 self.accept()?;
@@ -433,7 +480,7 @@ impl<'a> Worker<'a> {
         let expired: Vec<usize> = self
             .connections
             .iter()
-            .filter(|(_, client)| !client.expired && client.conn.deadline().is_some_and(|d| d <= now))
+            .filter(|(_, client)| !client.expired && client.conn.deadline() <= now)
             .map(|(key, _)| key)
             .collect();
         for key in expired {
@@ -492,7 +539,7 @@ impl Drop for Worker<'_> {
     }
 }
 
-impl Client<'_> {
+impl Client {
     /// Drives the core until it needs the kernel: the operation to submit, or `None` when the
     /// connection is over.
     fn next_operation(&mut self, clock: &Clock, site: &Site) -> Option<(squeue::Entry, Op)> {

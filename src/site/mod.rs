@@ -149,6 +149,10 @@ impl Site {
 
 impl Handler for Site {
     fn handle(&self, request: &Request<'_>) -> Reply {
+        #[cfg(feature = "fault-injection")]
+        if request.path == b"/__bingfa_panic__" {
+            panic!("fault injected by a test: /__bingfa_panic__");
+        }
         let Ok(path) = fs::decode_path(request.path) else {
             return Reply::error(Status::BadRequest);
         };

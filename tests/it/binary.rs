@@ -38,6 +38,8 @@ pub struct Bingfa {
     pub addr: SocketAddr,
     stderr: Arc<Collected>,
     status: Option<ExitStatus>,
+    /// Set by `begin_stop`: its descendants just before the signal.
+    stopping: Option<Vec<Proc>>,
 }
 
 /// What became of `bingfa ARGS`.
@@ -79,6 +81,13 @@ struct Collected {
 /// Starts `bingfa ARGS` (in `cwd` if given) and waits, at most `SAFETY`, for
 /// its start line or its exit.
 pub fn spawn(args: &[String], cwd: Option<&Path>) -> Started {
+    spawn_limited(args, cwd, None)
+}
+
+/// Like `spawn`, with its open-file limit (soft and hard: it cannot raise
+/// it) set to `nofile` if given, as `prlimit --nofile=N:N bingfa ARGS`
+/// would.
+pub fn spawn_limited(args: &[String], cwd: Option<&Path>, nofile: Option<u64>) -> Started {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -94,6 +103,20 @@ pub fn spawn(args: &[String], cwd: Option<&Path>) -> Started {
     // running.
     unsafe {
         cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+    }
+    if let Some(n) = nofile {
+        let limit = rustix::process::Rlimit {
+            current: Some(n),
+            maximum: Some(n),
+        };
+        // SAFETY: setrlimit(2) is a single system call, safe between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                    .map_err(std::io::Error::from)
+            });
+        }
     }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
     let pid = i32::try_from(child.id()).expect("pid fits i32");
@@ -115,6 +138,7 @@ pub fn spawn(args: &[String], cwd: Option<&Path>) -> Started {
         addr: ([127, 0, 0, 1], 0).into(),
         stderr,
         status: None,
+        stopping: None,
     };
     match rx.recv_timeout(SAFETY) {
         Ok(line) if !line.is_empty() => {
@@ -211,6 +235,16 @@ impl Bingfa {
     /// of its group is left: every worker or per-connection child has exited
     /// and been reaped.
     pub fn stop_with(&mut self, sig: Signal) -> Result<(), String> {
+        self.begin_stop(sig)?;
+        self.finish_stop(false)
+    }
+
+    /// The first half of `stop_with`: sends `sig` (once: a second call does
+    /// nothing, so a server draining after SIGTERM is not signalled again).
+    pub fn begin_stop(&mut self, sig: Signal) -> Result<(), String> {
+        if self.stopping.is_some() {
+            return Ok(());
+        }
         let already = self.try_exit();
         if let Some(status) = already {
             return Err(format!(
@@ -219,18 +253,26 @@ impl Bingfa {
             ));
         }
         // Whatever it has started, even in another process group, must go too.
-        let before = descendants(self.pid);
+        self.stopping = Some(descendants(self.pid));
         self.signal(sig);
+        Ok(())
+    }
+
+    /// The second half of `stop_with`, after `begin_stop`: the exit (status
+    /// 0, within `SAFETY`), no process of its group or of its descendants
+    /// left, and no panic on stderr unless `panics_expected`.
+    pub fn finish_stop(&mut self, panics_expected: bool) -> Result<(), String> {
+        let before = self.stopping.clone().expect("finish_stop without begin_stop");
         let Some(status) = self.wait_exit() else {
             self.kill_group();
             return Err(format!(
-                "bingfa was still running {SAFETY:?} after {sig}; stderr: {:?}",
+                "bingfa was still running {SAFETY:?} after the signal; stderr: {:?}",
                 self.stderr_now()
             ));
         };
         if !status.success() {
             return Err(format!(
-                "exit status after {sig}: {status}; stderr: {:?}",
+                "exit status after the signal: {status}; stderr: {:?}",
                 self.stderr_now()
             ));
         }
@@ -242,7 +284,7 @@ impl Bingfa {
             ));
         }
         let stderr = self.stderr_now();
-        if stderr.contains("panicked") {
+        if stderr.contains("panicked") && !panics_expected {
             return Err(format!("bingfa panicked; stderr: {stderr:?}"));
         }
         Ok(())
@@ -397,4 +439,68 @@ fn proc_stat_is_read_right() {
     assert!(zombie.is_some(), "{:?}", process(pid));
     sleeper.wait().unwrap();
     assert!(!still_there(&child));
+}
+
+/// CPU time a process has used so far, all its threads together (utime +
+/// stime of `/proc/PID/stat`), if it still exists.
+pub fn cpu_time(pid: i32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    // Fields 14 and 15 of proc_pid_stat(5); `fields` starts at field 3.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // In clock ticks of USER_HZ, which Linux fixes at 100 for /proc on every
+    // architecture this runs on.
+    let hz = 100;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / hz as f64))
+}
+
+/// How many descriptors a process has open, if it still exists.
+pub fn open_descriptors(pid: i32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// TCP state of the IPv4 socket whose local end is `local` and remote end
+/// `remote`, from `/proc/net/tcp` (this network namespace, any process):
+/// 1 is ESTABLISHED; `None` if there is no such socket (any more).
+pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
+    let table = fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let (l, r, st) = (fields.next()?, fields.next()?, fields.next()?);
+        (proc_net_addr(l)? == local && proc_net_addr(r)? == remote)
+            .then(|| u8::from_str_radix(st, 16).ok())
+            .flatten()
+    })
+}
+
+/// `0100007F:1F90` (the address as the kernel's native-endian u32, the port
+/// in hex) as a `SocketAddr`.
+fn proc_net_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?.to_ne_bytes();
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddr::from((ip, port)))
+}
+
+#[test]
+fn proc_net_tcp_and_cpu_time_are_read_right() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let (s, c) = (server.local_addr().unwrap(), client.local_addr().unwrap());
+    assert_eq!(tcp_state(s, c), Some(1), "the server side is ESTABLISHED");
+    assert_eq!(tcp_state(c, s), Some(1), "the client side is ESTABLISHED");
+    drop(server);
+    // Closed first: FIN_WAIT (2 or 3), or TIME_WAIT (6) once the client closes too.
+    let left = poll_until(SAFETY, || tcp_state(s, c).filter(|&st| st != 1));
+    assert!(left.is_some(), "still ESTABLISHED after close");
+    let me = std::process::id() as i32;
+    let busy = cpu_time(me).unwrap();
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        std::hint::black_box(busy);
+    }
+    assert!(cpu_time(me).unwrap() > busy, "a busy loop uses CPU time");
+    assert!(open_descriptors(me).unwrap() >= 3);
 }

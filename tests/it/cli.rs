@@ -230,6 +230,12 @@ fn all_options_are_accepted() {
             "5",
             "--idle-timeout",
             "7",
+            "--send-timeout",
+            "9",
+            "--min-rate",
+            "0",
+            "--shutdown-timeout",
+            "4",
             "--max-connections",
             "10",
             "--hidden",
@@ -288,6 +294,16 @@ fn bad_command_lines_fail_with_one_line() {
         (
             "negative header timeout",
             vec!["-b", any, "--header-timeout", "-1", root],
+        ),
+        ("zero send timeout", vec!["-b", any, "--send-timeout", "0", root]),
+        (
+            "negative shutdown timeout",
+            vec!["-b", any, "--shutdown-timeout", "-1", root],
+        ),
+        ("negative min rate", vec!["-b", any, "--min-rate", "-5", root]),
+        (
+            "min rate not a number",
+            vec!["-b", any, "--min-rate", "fast", root],
         ),
         ("port in use", vec!["--bind", &taken_addr, root]),
         (

@@ -81,6 +81,15 @@ impl Site {
         fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()))
     }
 
+    /// Creates a file of `len` zero bytes under the served root without
+    /// writing them (a sparse file: `set_len`), for downloads of any size.
+    pub fn sparse(&self, rel: &str, len: u64) {
+        let path = self.root().join(rel);
+        fs::File::create(&path)
+            .and_then(|f| f.set_len(len))
+            .unwrap_or_else(|e| panic!("create sparse {}: {e}", path.display()))
+    }
+
     /// Sets the modification time of a file under the served root.
     pub fn set_mtime(&self, rel: &str, when: SystemTime) {
         let path = self.root().join(rel);
@@ -124,8 +133,13 @@ fn ensure_symlink(target: &str, link: &Path) {
 /// 1 MiB from a 64-bit LCG (top byte of each step): deterministic and without
 /// a short period, so a misplaced or repeated chunk changes the bytes.
 pub fn big_bin() -> Vec<u8> {
+    pseudo_random(BIG_LEN)
+}
+
+/// `len` bytes from the LCG of `big_bin` (which is its first 1 MiB).
+pub fn pseudo_random(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..BIG_LEN)
+    (0..len)
         .map(|_| {
             x = x
                 .wrapping_mul(6_364_136_223_846_793_005)
@@ -169,6 +183,8 @@ enum Runner {
     Binary {
         bingfa: binary::Bingfa,
         stopped: bool,
+        /// Panics on its stderr do not fail `stop` (see `expect_panics`).
+        panics_expected: bool,
     },
 }
 
@@ -204,6 +220,7 @@ impl TestServer {
                 runner: Runner::Binary {
                     bingfa,
                     stopped: false,
+                    panics_expected: false,
                 },
                 site,
             };
@@ -240,6 +257,28 @@ impl TestServer {
         }
     }
 
+    /// Starts stopping the server without waiting: `shutdown.trigger()`, or
+    /// SIGTERM to the binary (once: `stop` then waits without signalling
+    /// again, so a draining server is not told twice).
+    pub fn begin_stop(&mut self) {
+        match &mut self.runner {
+            Runner::InProcess { shutdown, .. } => shutdown.trigger(),
+            Runner::Binary { bingfa, .. } => {
+                if let Err(e) = bingfa.begin_stop(Signal::SIGTERM) {
+                    panic!("[{}] (pid {}) {e}", self.model, bingfa.pid);
+                }
+            }
+        }
+    }
+
+    /// For a test that makes the server panic on purpose: a panic on the
+    /// binary's stderr no longer fails `stop`.
+    pub fn expect_panics(&mut self) {
+        if let Runner::Binary { panics_expected, .. } = &mut self.runner {
+            *panics_expected = true;
+        }
+    }
+
     /// Stops the server and asserts it stopped cleanly: `serve` returns
     /// `Ok(())` after `shutdown.trigger()`, or the binary exits with status 0
     /// after SIGTERM and leaves no process of its group behind.
@@ -273,11 +312,17 @@ impl TestServer {
                     Err(_) => Err(format!("[{model}] the serve thread panicked")),
                 }
             }
-            Runner::Binary { bingfa, stopped } => {
+            Runner::Binary {
+                bingfa,
+                stopped,
+                panics_expected,
+            } => {
                 if std::mem::replace(stopped, true) {
                     return Ok(());
                 }
-                let result = bingfa.stop_with(Signal::SIGTERM);
+                let result = bingfa
+                    .begin_stop(Signal::SIGTERM)
+                    .and_then(|()| bingfa.finish_stop(*panics_expected));
                 // Whatever went wrong, nothing of it is left running.
                 bingfa.kill_group();
                 result.map_err(|e| format!("[{model}] (pid {}) {e}", bingfa.pid))
@@ -307,6 +352,9 @@ pub fn flags(config: &Config) -> Vec<String> {
         workers,
         header_timeout,
         idle_timeout,
+        send_timeout,
+        min_rate,
+        shutdown_timeout,
         max_connections,
         hidden,
         listing,
@@ -326,6 +374,12 @@ pub fn flags(config: &Config) -> Vec<String> {
         seconds(*header_timeout),
         "--idle-timeout".into(),
         seconds(*idle_timeout),
+        "--send-timeout".into(),
+        seconds(*send_timeout),
+        "--min-rate".into(),
+        min_rate.to_string(),
+        "--shutdown-timeout".into(),
+        seconds(*shutdown_timeout),
         "--max-connections".into(),
         max_connections.to_string(),
     ];
@@ -567,7 +621,23 @@ impl Client {
     }
 
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects with a receive buffer of about `bytes` (set before the
+    /// connection, so the advertised window stays small too): a client
+    /// that stops reading soon makes the server's sends block.
+    pub fn connect_with_rcvbuf(addr: SocketAddr, bytes: usize) -> Client {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket
+            .connect(&addr.into())
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream(socket.into()).expect("set up the client socket")
+    }
+
+    fn from_stream(stream: TcpStream) -> std::io::Result<Client> {
         stream.set_read_timeout(Some(SAFETY))?;
         stream.set_write_timeout(Some(SAFETY))?;
         stream.set_nodelay(true)?;
@@ -716,6 +786,85 @@ impl Client {
             "expected the server to close; it sent {:?}",
             String::from_utf8_lossy(&rest)
         );
+    }
+
+    /// The client's end of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local_addr")
+    }
+
+    /// Reads what the server sends (keeping it buffered) for up to `wait`;
+    /// true as soon as the server has closed (EOF or reset), false if it is
+    /// still open when `wait` is over.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut chunk = [0u8; 64 * 1024];
+        let closed = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("read from server: {e}"),
+            }
+        };
+        self.stream.set_read_timeout(Some(SAFETY)).unwrap();
+        closed
+    }
+
+    /// What has been read but not yet taken as a response.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// One `read` of at most `into.len()` bytes, after what is buffered
+    /// (served first): `Some(0)` at EOF or reset, `None` if nothing came
+    /// within the `SAFETY` timeout.
+    pub fn read_some(&mut self, into: &mut [u8]) -> Option<usize> {
+        if !self.buf.is_empty() {
+            let n = self.buf.len().min(into.len());
+            into[..n].copy_from_slice(&self.buf[..n]);
+            self.buf.drain(..n);
+            return Some(n);
+        }
+        loop {
+            match self.stream.read(into) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(0),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+                Err(e) => panic!("read from server: {e}"),
+            }
+        }
+    }
+
+    /// Reads up to `len` bytes (of a body too large to keep) until the
+    /// server closes: how many came (`len` if all did).
+    pub fn count_until_close(&mut self, len: u64) -> u64 {
+        let mut chunk = vec![0u8; 256 * 1024];
+        let mut got = 0u64;
+        while got < len {
+            match self.read_some(&mut chunk) {
+                Some(0) => break,
+                Some(n) => got += n as u64,
+                None => {
+                    panic!("the server neither sent nor closed within {SAFETY:?}, after {got} of {len} bytes")
+                }
+            }
+        }
+        got
+    }
+
+    /// Reads a response head only (the body, if any, stays to be read with
+    /// `read_some`): for bodies too large to hold in memory.
+    pub fn read_head_only(&mut self) -> Response {
+        self.read_response_inner(true)
     }
 
     /// Waits up to `wait` for the server to send something or close; true if
@@ -1001,6 +1150,11 @@ fn config_defaults() {
     assert!(c.workers >= 1);
     assert_eq!(c.header_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.send_timeout, Duration::from_secs(60));
+    assert_eq!(c.min_rate, 500);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    // From RLIMIT_NOFILE (raised to its maximum), never zero.
+    assert!(c.max_connections > 0);
     assert!(!c.hidden);
     assert!(!c.listing);
     assert_eq!(c.error_page, None);
