@@ -17,7 +17,7 @@ mod uring;
 
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Settings, Transmit};
-use crate::server::Model;
+use crate::server::{listen_reuseport, Model};
 use crate::shutdown::Shutdown;
 use crate::site::Site;
 pub(crate) use limit::{Admission, ConnectionLimit};
@@ -250,6 +250,42 @@ pub(crate) fn wait_readable<const N: usize>(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One listener per worker on the listener's address: the one given, and `workers - 1` more
+/// `SO_REUSEPORT` ones, so the kernel spreads new connections across the workers.
+pub(crate) fn listener_per_worker(listener: TcpListener, workers: usize) -> Result<Vec<TcpListener>, Error> {
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading the listening address"))?;
+    let mut listeners = vec![listener];
+    for _ in 1..workers {
+        listeners.push(listen_reuseport(addr).map_err(|source| Error::Listen { addr, source })?);
+    }
+    Ok(listeners)
+}
+
+/// Runs each worker on its own thread until all return (they do when shutdown is
+/// triggered); reports the first failure. A worker's panic is not a connection's (those are
+/// caught inside): it is passed on.
+pub(crate) fn run_workers<W: Send>(
+    workers: Vec<W>,
+    run: impl Fn(W) -> Result<(), Error> + Sync,
+) -> Result<(), Error> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = workers
+            .into_iter()
+            .map(|worker| scope.spawn(|| run(worker)))
+            .collect();
+        running
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .fold(Ok(()), Result::and)
+    })
 }
 
 /// Checks, before serving starts, what a model needs from the kernel that may be missing.

@@ -16,39 +16,15 @@
 //! on the hot path but the read-mostly file cache.
 
 use super::epoll::EventLoop;
-use super::Context;
+use super::{listener_per_worker, run_workers, Context};
 use crate::error::Error;
-use crate::server::listen_reuseport;
 use std::net::TcpListener;
-use std::thread;
 
 pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
-    let addr = listener
-        .local_addr()
-        .map_err(Error::io("reading the listening address"))?;
-    let mut listeners = vec![listener];
-    for _ in 1..context.workers {
-        let listener = listen_reuseport(addr).map_err(|source| Error::Listen { addr, source })?;
-        listeners.push(listener);
-    }
-    let loops = listeners
+    let loops = listener_per_worker(listener, context.workers)?
         .into_iter()
         .map(|listener| EventLoop::new(listener, context))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::io("setting up the event loops"))?;
-    thread::scope(|scope| {
-        let workers: Vec<_> = loops
-            .into_iter()
-            .map(|event_loop| scope.spawn(|| event_loop.run()))
-            .collect();
-        // Every worker returns when shutdown is triggered; report the first failure.
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .fold(Ok(()), Result::and)
-    })
+    run_workers(loops, EventLoop::run)
 }

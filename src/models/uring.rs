@@ -49,10 +49,9 @@
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
 
-use super::{isolated, sweep_interval, tick, Admission, Context};
+use super::{isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Transmit};
-use crate::server::listen_reuseport;
 use crate::site::Site;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use rustix::event::PollFlags;
@@ -61,7 +60,6 @@ use rustix::net::{SendFlags, SocketFlags};
 use slab::Slab;
 use std::net::{Shutdown as Direction, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// Entries in each submission queue; the completion queue has four times as many, and the
@@ -105,35 +103,13 @@ impl Op {
 }
 
 pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
-    let addr = listener
-        .local_addr()
-        .map_err(Error::io("reading the listening address"))?;
-    let mut listeners = vec![listener];
-    for _ in 1..context.workers {
-        let listener = listen_reuseport(addr).map_err(|source| Error::Listen { addr, source })?;
-        listeners.push(listener);
-    }
     // Every ring is set up before any serving starts, so a kernel without io_uring makes the
     // server fail at once with one clear line.
-    let workers = listeners
+    let workers = listener_per_worker(listener, context.workers)?
         .into_iter()
         .map(|listener| Worker::new(listener, context))
         .collect::<Result<Vec<_>, _>>()?;
-    thread::scope(|scope| {
-        let running: Vec<_> = workers
-            .into_iter()
-            .map(|worker| scope.spawn(|| worker.run()))
-            .collect();
-        // Every worker returns when shutdown is triggered; report the first failure.
-        running
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .fold(Ok(()), Result::and)
-    })
+    run_workers(workers, Worker::run)
 }
 
 /// Fails with one clear line where io_uring cannot be used, before the server says it is up.
