@@ -74,6 +74,10 @@ pub struct Args {
     /// Cache files whose names carry a content hash (app.3f9a1c2b.js) for a year, immutable
     #[arg(long)]
     pub immutable_fingerprints: bool,
+
+    /// Serve a small file from memory for this long before looking it up again (0: every request)
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
+    pub file_cache_valid: Duration,
 }
 
 impl Args {
@@ -96,6 +100,7 @@ impl Args {
         config.error_page = self.error_page.clone();
         config.cache_control = self.cache_control.clone();
         config.immutable_fingerprints = self.immutable_fingerprints;
+        config.file_cache_valid = self.file_cache_valid;
         config
     }
 }
@@ -109,6 +114,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         Ok(Duration::from_secs_f64(seconds))
     } else {
         Err(format!("expected seconds above 0 and at most 1e9, got '{text}'"))
+    }
+}
+
+/// Seconds as for [`parse_seconds`], or 0 to turn something off.
+fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_seconds(text),
     }
 }
 

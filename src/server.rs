@@ -109,6 +109,9 @@ pub struct Config {
     pub cache_control: Option<String>,
     /// Files whose names carry a content hash (`app.3f9a1c2b.js`) are cached for a year.
     pub immutable_fingerprints: bool,
+    /// How long a small file is served from memory before it is looked up again (an edit
+    /// shows within this time); zero: look up on every request.
+    pub file_cache_valid: Duration,
 }
 
 impl Config {
@@ -129,6 +132,7 @@ impl Config {
             error_page: None,
             cache_control: None,
             immutable_fingerprints: false,
+            file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
         }
     }
 
@@ -245,6 +249,7 @@ impl Server {
             error_page: config.error_page.clone(),
             cache_control: config.cache_control.clone(),
             immutable_fingerprints: config.immutable_fingerprints,
+            file_cache_valid: config.file_cache_valid,
         };
         let site = Site::open(&config.root, options).map_err(|source| Error::Root {
             path: config.root.clone(),

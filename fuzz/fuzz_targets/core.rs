@@ -19,7 +19,7 @@
 #![no_main]
 
 use bingfa::http::{
-    Action, Body, Clock, Connection, Handler, Limits, Method, Reply, Request, Settings, Status, Transmit,
+    Action, Body, Clock, Connection, EntityTag, Handler, Limits, Method, Reply, Request, Settings, Status, Transmit,
     Validators,
 };
 use libfuzzer_sys::fuzz_target;
@@ -80,7 +80,7 @@ impl Handler for FakeSite {
                 let body = content(plain);
                 let mut reply = shared(&body);
                 reply.validators = Some(Validators {
-                    etag: ETAG.to_string(),
+                    etag: EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(),
                     last_modified: UNIX_EPOCH + Duration::from_secs(NOW - 1000),
                 });
                 (Kind::Validated, reply, body)

@@ -2,7 +2,7 @@
 //! or with 412, given the representation's validators.
 
 use super::request::{Field, Request};
-use super::response::Validators;
+use super::response::{EntityTag, Validators};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ enum Comparison {
 }
 
 /// Whether a field value — `*` or a list of entity tags — matches `etag` (strong, quoted).
-fn matches_any(value: &[u8], etag: &str, comparison: Comparison) -> bool {
+fn matches_any(value: &[u8], etag: &EntityTag, comparison: Comparison) -> bool {
     if value == b"*" {
         return true; // the representation exists, which is all `*` asks
     }
@@ -114,7 +114,7 @@ mod tests {
 
     fn validators() -> Validators {
         Validators {
-            etag: ETAG.into(),
+            etag: EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(),
             last_modified: UNIX_EPOCH + Duration::from_secs(784_111_777),
         }
     }
@@ -128,6 +128,7 @@ mod tests {
         f(&Request {
             method: request::Method::Get,
             path: b"/",
+            now: std::time::Instant::now(),
             head: &head,
             fields: &parsed.fields,
         })

@@ -88,7 +88,8 @@ pub enum Transmit<'a> {
 
 /// Buffered input never grows past this; every limit on a head is below it.
 const MAX_INPUT: usize = 32 * 1024;
-const INITIAL_INPUT: usize = 4 * 1024;
+/// Most request heads fit; and a buffer this small is quick to take and give back per request.
+const INITIAL_INPUT: usize = 1024;
 /// Pipelined requests stop being answered while this much output waits to be written,
 /// so a client that sends and never reads cannot make the server buffer without bound.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -229,6 +230,17 @@ impl Connection {
         self.waiting_since = now;
     }
 
+    /// The I/O layer has nothing more to read for now: an input buffer holding no unparsed
+    /// bytes is let go, so a connection idling between requests costs no buffer (the next
+    /// read takes a fresh one).
+    pub fn rest(&mut self) {
+        if self.filled == self.consumed {
+            self.input = Vec::new();
+            self.filled = 0;
+            self.consumed = 0;
+        }
+    }
+
     /// Stops taking requests, for a server that is shutting down: the response in flight
     /// is finished (and a request body being skipped, read to its end), then the connection
     /// ends as after `Connection: close`. An idle connection ends at once.
@@ -289,15 +301,17 @@ impl Connection {
     }
 
     fn receive_space(&mut self) -> &mut [u8] {
-        if self.filled == self.input.len() {
-            if self.consumed > 0 {
-                self.input.copy_within(self.consumed..self.filled, 0);
-                self.filled -= self.consumed;
-                self.consumed = 0;
-            } else {
-                let grown = (self.input.len() * 2).clamp(INITIAL_INPUT, MAX_INPUT);
-                self.input.resize(grown, 0);
-            }
+        let full = self.filled == self.input.len();
+        if full && self.consumed > 0 {
+            self.input.copy_within(self.consumed..self.filled, 0);
+            self.filled -= self.consumed;
+            self.consumed = 0;
+        }
+        // Grow when nothing could be made room for, and when the last read filled the
+        // buffer: a client sending more than it holds (a long pipeline) gets bigger reads.
+        if self.filled == self.input.len() || (full && self.input.len() < MAX_INPUT) {
+            let grown = (self.input.len() * 2).clamp(INITIAL_INPUT, MAX_INPUT);
+            self.input.resize(grown, 0);
         }
         if self.filled == self.input.len() {
             // Unreachable while every head limit is below MAX_INPUT; if it ever happens,
@@ -365,6 +379,13 @@ impl Connection {
     /// Parses and answers one buffered head; false when there is none (yet).
     fn answer_one(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
         let start = self.consumed;
+        if start == self.filled {
+            // Nothing buffered: the common case between requests, not worth a parse.
+            if self.peer_closed {
+                self.reading = Reading::Done;
+            }
+            return false;
+        }
         let parsed = request::parse(&mut self.input[start..self.filled], &self.settings.limits);
         match parsed {
             Parsed::Partial => {
@@ -403,6 +424,7 @@ impl Connection {
                 let request = Request {
                     method,
                     path,
+                    now: clock.now(),
                     head: head_bytes,
                     fields: &head.fields,
                 };
@@ -609,7 +631,7 @@ mod tests {
     fn run(pieces: &[&[u8]]) -> (Vec<u8>, usize, bool) {
         let clock = clock();
         let mut conn = Connection::new(Settings::default(), clock.now());
-        let mut pending = pieces.iter();
+        let mut pending: VecDeque<&[u8]> = pieces.iter().copied().collect();
         let mut out = Vec::new();
         let mut writes = 0;
         loop {
@@ -621,10 +643,15 @@ mod tests {
                     conn.sent(n, clock.now());
                 }
                 Action::Send(Transmit::File { .. }) => unreachable!("the fake site has no files"),
-                Action::Receive { buf, .. } => match pending.next() {
+                Action::Receive { buf, .. } => match pending.pop_front() {
+                    // A piece larger than the buffer arrives in several reads, as from a socket.
                     Some(piece) => {
-                        buf[..piece.len()].copy_from_slice(piece);
-                        conn.received(piece.len(), clock.now());
+                        let n = piece.len().min(buf.len());
+                        buf[..n].copy_from_slice(&piece[..n]);
+                        if n < piece.len() {
+                            pending.push_front(&piece[n..]);
+                        }
+                        conn.received(n, clock.now());
                     }
                     None => return (out, writes, false),
                 },
@@ -670,10 +697,15 @@ mod tests {
 
     #[test]
     fn pipelined_responses_leave_in_one_write() {
-        let pipeline = GET_A.repeat(64);
+        let pipeline = GET_A.repeat(32);
         let (out, writes, _) = run(&[pipeline.as_bytes()]);
-        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 64);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 32);
         assert_eq!(writes, 1);
+        // More than a fresh input buffer holds: one write per buffer filled.
+        let pipeline = GET_A.repeat(1000);
+        let (out, writes, _) = run(&[pipeline.as_bytes()]);
+        assert_eq!(text(&out).matches("HTTP/1.1 200 OK").count(), 1000);
+        assert!(writes <= 8, "{writes} writes: the buffer grows with the pipeline");
     }
 
     /// Every split of a pipelined stream into two reads gives the same bytes out.

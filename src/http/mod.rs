@@ -25,6 +25,8 @@ pub use clock::Clock;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
+#[cfg(test)]
+pub(crate) use request::with_request;
 pub use request::{Field, Limits, Method, Request};
-pub use response::{Body, Reply, Validators};
+pub use response::{Body, EntityTag, Reply, Validators};
 pub use status::Status;

@@ -6,7 +6,9 @@
 
 use super::status::Status;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::time::Instant;
 
 /// Size limits on a request head; beyond them the answer is 414 or 431.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,8 @@ pub struct Request<'a> {
     pub method: Method,
     /// The target's path, still percent-encoded, without query: `/a%20b/index.html`.
     pub path: &'a [u8],
+    /// When the request is answered, on the I/O layer's clock: for a handler's own caches.
+    pub now: Instant,
     /// The head's bytes, into which `fields` points.
     pub(crate) head: &'a [u8],
     pub(crate) fields: &'a FieldValues,
@@ -214,9 +218,11 @@ enum Retry {
 }
 
 fn parse_once(buf: &[u8], limits: &Limits) -> Result<Parsed, Retry> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buf) {
+    // Uninitialized: httparse fills in only the fields there are, and a head has a handful,
+    // not MAX_HEADERS.
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
         Ok(httparse::Status::Complete(len)) => Ok(check_complete(&request, buf, len, limits)),
         Err(httparse::Error::TooManyHeaders) => Ok(Parsed::Invalid(Status::HeaderFieldsTooLarge)),
@@ -574,6 +580,26 @@ fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
     &bytes[start..end]
+}
+
+/// Parses `raw`, a whole head asking to serve a path, and runs `f` on the request; for the
+/// tests of handlers.
+#[cfg(test)]
+pub(crate) fn with_request<T>(raw: &[u8], now: Instant, f: impl FnOnce(&Request<'_>) -> T) -> T {
+    let mut head = raw.to_vec();
+    let Parsed::Complete { head: parsed, .. } = parse(&mut head, &Limits::default()) else {
+        panic!("not a whole head: {}", String::from_utf8_lossy(raw));
+    };
+    let Action::Serve { method, path } = parsed.action else {
+        panic!("not a request to serve: {}", String::from_utf8_lossy(raw));
+    };
+    f(&Request {
+        method,
+        path: &head[path.clone()],
+        now,
+        head: &head,
+        fields: &parsed.fields,
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 //! `recv(1024)` taken as the whole request (here: read until the core has a whole head, write
 //! until the response is out).
 
-use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped};
+use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::http::Clock;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
@@ -130,7 +130,7 @@ impl<'a> EventLoop<'a> {
                 match event.data.u64() {
                     SHUTDOWN => self.start_draining(),
                     LISTENER => self.accept_all(),
-                    key => self.pump(key as usize),
+                    key => self.pump(key as usize, reads_after(event.flags)),
                 }
             }
             if self.clock.now() >= self.next_sweep {
@@ -154,7 +154,8 @@ impl<'a> EventLoop<'a> {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.connections[key].conn.drain();
-            self.pump(key); // idle ones end now; the others when their response is out
+            // Idle ones end now; the others when their response is out.
+            self.pump(key, Reads::UntilBlocked);
         }
     }
 
@@ -206,13 +207,14 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    fn pump(&mut self, key: usize) {
+    fn pump(&mut self, key: usize, reads: Reads) {
         let Some(client) = self.connections.get_mut(key) else {
             return; // closed earlier in this batch
         };
-        // Edge-triggered epoll reports a socket again only after it has returned EAGAIN,
-        // which is exactly where `pump` stops; so the interest never has to change.
-        if client.pump(&self.clock, &self.context.site) == Pumped::Over {
+        // Edge-triggered epoll reports a socket again once it has more to read or room to
+        // write, and `pump` stops only where it would block or has read all there was;
+        // so the interest never has to change.
+        if client.pump(&self.clock, &self.context.site, reads) == Pumped::Over {
             self.close(key);
         }
     }
@@ -234,6 +236,18 @@ impl<'a> EventLoop<'a> {
             .collect();
         for key in expired {
             self.close(key);
+        }
+    }
+}
+
+/// What an event says of a socket's input: a hang-up or error must be read through to the
+/// end of stream; otherwise the report is trusted (see [`Reads::Reported`]).
+fn reads_after(flags: EventFlags) -> Reads {
+    if flags.intersects(EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR) {
+        Reads::UntilBlocked
+    } else {
+        Reads::Reported {
+            readable: flags.contains(EventFlags::IN),
         }
     }
 }

@@ -165,8 +165,10 @@ impl Client {
     }
 
     /// Pumps the connection (see [`pump`]); a panic while serving it ends only it.
-    pub fn pump(&mut self, clock: &Clock, site: &Site) -> Pumped {
-        isolated(Pumped::Over, || pump(&self.socket, &mut self.conn, clock, site))
+    pub fn pump(&mut self, clock: &Clock, site: &Site, reads: Reads) -> Pumped {
+        isolated(Pumped::Over, || {
+            pump(&self.socket, &mut self.conn, clock, site, reads)
+        })
     }
 
     /// True once the core's deadline has passed.
@@ -188,7 +190,7 @@ pub(crate) fn isolated<T>(fallback: T, step: impl FnOnce() -> T) -> T {
 /// client already sent so the close is not a reset — then close.
 pub(crate) fn refuse(socket: TcpStream, mut conn: Connection, site: &Site) {
     if socket.set_nonblocking(true).is_ok() {
-        let _ = pump(&socket, &mut conn, &clock_now(), site);
+        let _ = pump(&socket, &mut conn, &clock_now(), site, Reads::UntilBlocked);
     }
 }
 
@@ -311,26 +313,58 @@ pub(crate) enum Interest {
     Write,
 }
 
+/// How far [`pump`] reads: what the caller knows of the socket's input saves the read that
+/// would only say EAGAIN — one system call per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// Until the socket would block: nothing else will say when more bytes are there.
+    UntilBlocked,
+    /// An edge-triggered report without hang-up stands behind the call, and the kernel
+    /// reports again any byte that arrives after it. So a read that does not fill the
+    /// buffer is the last (the socket was empty then), and with `readable: false` the
+    /// report said there was nothing to read at all. (A report with a hang-up needs
+    /// `UntilBlocked`: the end of stream that came before it is not reported again.)
+    Reported { readable: bool },
+}
+
 /// Moves bytes between a non-blocking socket and the core until the socket would block or
 /// the connection is over: the body of every readiness-based model.
-pub(crate) fn pump(socket: &TcpStream, conn: &mut Connection, clock: &Clock, site: &Site) -> Pumped {
+pub(crate) fn pump(
+    socket: &TcpStream,
+    conn: &mut Connection,
+    clock: &Clock,
+    site: &Site,
+    reads: Reads,
+) -> Pumped {
     let mut progressed = false;
+    let mut may_read = reads != Reads::Reported { readable: false };
     loop {
         let (result, wants) = match conn.poll(clock, site) {
             Action::Send(what) => (
                 transmit(socket, what).map(|n| conn.sent(n, clock.now())),
                 Interest::Write,
             ),
-            Action::Receive { buf, .. } => (
-                (&*socket).read(buf).map(|n| conn.received(n, clock.now())),
-                Interest::Read,
-            ),
+            Action::Receive { .. } if !may_read => (Err(ErrorKind::WouldBlock.into()), Interest::Read),
+            Action::Receive { buf, .. } => {
+                let room = buf.len();
+                let read = (&*socket).read(buf);
+                if let Ok(n) = read {
+                    may_read = n == room || reads == Reads::UntilBlocked;
+                    conn.received(n, clock.now());
+                }
+                (read.map(drop), Interest::Read)
+            }
             Action::Finish => (socket.shutdown(Direction::Write), Interest::Read),
             Action::Close => return Pumped::Over,
         };
         match result {
             Ok(()) => progressed = true,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Pumped::Blocked { wants, progressed },
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if wants == Interest::Read {
+                    conn.rest(); // waiting between requests costs no buffer
+                }
+                return Pumped::Blocked { wants, progressed };
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return Pumped::Over,
         }

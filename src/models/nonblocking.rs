@@ -25,7 +25,7 @@
 //! What the seeds got wrong: the loop spun at 100% CPU while idle; one `recv(1024)` was taken
 //! as a whole request; a socket was removed from the list while the list was being iterated.
 
-use super::{accept_nonblocking, tick, Client, Context, Pumped};
+use super::{accept_nonblocking, tick, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -54,15 +54,17 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
             Some(listener) => accept_all(listener, context, &clock, &mut clients),
             None => false,
         };
-        clients.retain_mut(|client| match client.pump(&clock, &context.site) {
-            Pumped::Blocked {
-                progressed: moved, ..
-            } => {
-                progressed |= moved;
-                !client.expired(clock.now())
-            }
-            Pumped::Over => false,
-        });
+        clients.retain_mut(
+            |client| match client.pump(&clock, &context.site, Reads::UntilBlocked) {
+                Pumped::Blocked {
+                    progressed: moved, ..
+                } => {
+                    progressed |= moved;
+                    !client.expired(clock.now())
+                }
+                Pumped::Over => false,
+            },
+        );
         if progressed {
             nap = FIRST_NAP;
         } else {

@@ -16,7 +16,7 @@
 //! When it wins: a few hundred connections or fewer, where the O(n) is small; and
 //! portability (poll is POSIX; epoll is Linux-only).
 
-use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Interest, Pumped};
+use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Interest, Pumped, Reads};
 use crate::error::Error;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
@@ -66,7 +66,10 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
         }
         // Backwards, so that `swap_remove` only moves entries already handled this turn.
         for &index in ready.iter().rev() {
-            match waiting[index].client.pump(&clock, &context.site) {
+            match waiting[index]
+                .client
+                .pump(&clock, &context.site, Reads::UntilBlocked)
+            {
                 Pumped::Blocked { wants, .. } => waiting[index].wants = wants,
                 Pumped::Over => drop(waiting.swap_remove(index)),
             }
@@ -139,7 +142,8 @@ fn accept_all(
         match accept_nonblocking(listener) {
             Ok(socket) => {
                 let mut client = Client::new(socket, context, clock);
-                if let Pumped::Blocked { wants, .. } = client.pump(clock, &context.site) {
+                if let Pumped::Blocked { wants, .. } = client.pump(clock, &context.site, Reads::UntilBlocked)
+                {
                     waiting.push(Waiting { client, wants });
                 }
             }

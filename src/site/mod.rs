@@ -4,11 +4,14 @@
 //! and caching headers, the error page. The core decides *how*: 304, 412, ranges and framing.
 
 use crate::fs::{self, FileIdentity, Lookup, OpenFile, SitePath, SmallFileCache};
-use crate::http::{self, Body, Field, Handler, Method, Reply, Request, Status, Validators};
+use crate::http::{self, Body, EntityTag, Field, Handler, Method, Reply, Request, Status, Validators};
+use hot::{HotFile, HotFiles};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+mod hot;
 mod listing;
 
 /// Files up to this size are kept in memory, so their responses can be batched in one write.
@@ -20,20 +23,40 @@ const DEFAULT_ERROR_PAGE: &str = "404.html";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// How a folder is served, beyond which folder it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SiteOptions {
     pub hidden: bool,
     pub listing: bool,
     pub error_page: Option<PathBuf>,
     pub cache_control: Option<String>,
     pub immutable_fingerprints: bool,
+    /// How long a small file, once looked up, is served from memory without looking again;
+    /// zero: look up on every request.
+    pub file_cache_valid: Duration,
 }
+
+impl Default for SiteOptions {
+    fn default() -> SiteOptions {
+        SiteOptions {
+            hidden: false,
+            listing: false,
+            error_page: None,
+            cache_control: None,
+            immutable_fingerprints: false,
+            file_cache_valid: DEFAULT_FILE_CACHE_VALID,
+        }
+    }
+}
+
+/// A second: an edit shows within it; a busy file is looked up once a second, not per request.
+pub const DEFAULT_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
 
 /// A folder served over HTTP.
 #[derive(Debug)]
 pub struct Site {
     root: fs::Root,
     cache: SmallFileCache,
+    hot: HotFiles,
     options: SiteOptions,
     error_page: SitePath,
     cache_control: Option<Arc<str>>,
@@ -47,6 +70,7 @@ impl Site {
         let error_page = error_page_path(&root, options.error_page.as_deref())?;
         Ok(Site {
             cache: SmallFileCache::new(SMALL_FILE, SMALL_FILE_ENTRIES),
+            hot: HotFiles::new(options.file_cache_valid, SMALL_FILE_ENTRIES),
             error_page,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
@@ -66,19 +90,40 @@ impl Site {
         } else {
             path.extension()
         };
+        let is_index = file.is_index;
         let (file, encoding) = self.choose_encoding(path, file, request);
         let validators = Validators {
             etag: entity_tag(&file.identity),
             last_modified: file.modified,
         };
-        Reply {
+        let reply = Reply {
             validators: Some(validators),
             content_encoding: encoding,
             // Whether a precompressed variant was chosen depends on Accept-Encoding.
             vary: Some("Accept-Encoding"),
             cache_control: self.cache_control_for(path),
             ..Reply::ok(http::content_type(extension), self.body(file, request.method))
+        };
+        if let (None, Body::Shared(bytes)) = (encoding, &reply.body) {
+            let hot = HotFile {
+                content_type: reply.content_type.clone().unwrap_or_default(),
+                validators,
+                bytes: Arc::clone(bytes),
+                cache_control: reply.cache_control.clone(),
+                has_precompressed: self.has_precompressed(path, is_index),
+                checked_at: request.now,
+            };
+            self.hot.insert(request.path, hot);
         }
+        reply
+    }
+
+    /// Whether the client's Accept-Encoding could change which file is sent.
+    fn has_precompressed(&self, path: &SitePath, is_index: bool) -> bool {
+        !is_precompressed(path)
+            && http::PRECOMPRESSED
+                .iter()
+                .any(|(_, suffix)| self.root.sidecar(path, is_index, suffix).is_some())
     }
 
     /// The precompressed sibling (`x.js.br`, `.zst`, `.gz`) the client accepts best, if any
@@ -93,10 +138,7 @@ impl Site {
         let Some(accept_encoding) = request.field(Field::AcceptEncoding) else {
             return (file, None);
         };
-        let already_encoded = path
-            .extension()
-            .is_some_and(|ext| http::PRECOMPRESSED.iter().any(|(_, suffix)| &suffix[1..] == ext));
-        if already_encoded {
+        if is_precompressed(path) {
             return (file, None);
         }
         for (coding, suffix) in http::acceptable_codings(&accept_encoding) {
@@ -153,6 +195,9 @@ impl Handler for Site {
         if request.path == b"/__bingfa_panic__" {
             panic!("fault injected by a test: /__bingfa_panic__");
         }
+        if let Some(reply) = self.hot.reply(request) {
+            return reply;
+        }
         let Ok(path) = fs::decode_path(request.path) else {
             return Reply::error(Status::BadRequest);
         };
@@ -174,13 +219,21 @@ impl Handler for Site {
     }
 }
 
+/// A file that is itself compressed (`x.js.gz`) is never looked up again (`x.js.gz.gz`).
+fn is_precompressed(path: &SitePath) -> bool {
+    path.extension()
+        .is_some_and(|ext| http::PRECOMPRESSED.iter().any(|(_, suffix)| &suffix[1..] == ext))
+}
+
 /// A strong entity tag from what changes whenever the content does: inode, size and
 /// modification time to the nanosecond. Hashing the content would also catch a file
 /// rewritten with its old mtime restored, but costs reading every file on every change;
 /// nginx makes the same choice (with mtime in seconds only).
-fn entity_tag(identity: &FileIdentity) -> String {
+fn entity_tag(identity: &FileIdentity) -> EntityTag {
     let mtime_ns = i128::from(identity.mtime_sec) * 1_000_000_000 + i128::from(identity.mtime_nsec);
-    format!("\"{:x}-{:x}-{:x}\"", identity.ino, identity.len, mtime_ns as u128)
+    let opaque = format_args!("{:x}-{:x}-{:x}", identity.ino, identity.len, mtime_ns as u128);
+    // Three hex numbers of at most 16, 16 and 32 digits fit the tag's inline room.
+    EntityTag::strong(opaque).expect("hex digits and dashes make a valid, short entity tag")
 }
 
 /// `app.3f9a1c2b.js`: a dot-separated part of 8 to 64 hex digits between the name and the

@@ -1,7 +1,7 @@
 //! Serving files: bodies, headers, content types, directories, dotfiles,
 //! symlinks inside the root and the small-file cache.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::support::*;
 
@@ -154,7 +154,9 @@ model_tests! {
         assert_body(&fetch(&s, "/docs-link/"), &s.site.read("docs/index.html"));
     }
 
-    fn modified_file_is_served_fresh(s) {
+    // With `--file-cache-valid 0` every request looks the file up again.
+    fn modified_file_is_served_fresh(model m) {
+        let s = TestServer::start_with(m, |c| c.file_cache_valid = Duration::ZERO);
         let mut c = s.connect();
         c.send(get_req("/readme.txt"));
         assert_body(&c.read_response(), &s.site.read("readme.txt"));
@@ -171,11 +173,31 @@ model_tests! {
         assert_body(&c.read_response(), b"short\n");
     }
 
-    fn new_and_deleted_files(s) {
+    fn new_and_deleted_files(model m) {
+        let s = TestServer::start_with(m, |c| c.file_cache_valid = Duration::ZERO);
         assert_eq!(fetch(&s, "/fresh.txt").status, 404);
         s.site.write("fresh.txt", b"created while serving\n");
         assert_body(&fetch(&s, "/fresh.txt"), b"created while serving\n");
         std::fs::remove_file(s.site.root().join("fresh.txt")).unwrap();
         assert_eq!(fetch(&s, "/fresh.txt").status, 404);
+    }
+
+    // Within `--file-cache-valid` a small file is answered from memory without a look at the
+    // disk: an edit is not seen yet, and the answer stays whole and consistent (the old
+    // bytes with their own length and ETag), never a mix of the two versions. The forking
+    // models keep the cache per process: a new connection may meet one that never had it.
+    fn within_the_file_cache_validity_an_edit_waits(model m) {
+        let s = TestServer::start_with(m, |c| c.file_cache_valid = Duration::from_secs(3600));
+        let old = s.site.read("readme.txt");
+        let new = b"rewritten, with another length\n";
+        let first = fetch(&s, "/readme.txt");
+        assert_body(&first, &old);
+        s.site.write("readme.txt", new);
+        let second = fetch(&s, "/readme.txt");
+        if m.forks() && second.body == new {
+            return;
+        }
+        assert_body(&second, &old);
+        assert_eq!(second.header("etag"), first.header("etag"));
     }
 }

@@ -9,7 +9,8 @@
 //! bytes; this is the part of it that runs in `cargo test`.
 
 use bingfa::http::{
-    Action, Body, Clock, Connection, Handler, Reply, Request, Settings, Status, Transmit, Validators,
+    Action, Body, Clock, Connection, EntityTag, Handler, Reply, Request, Settings, Status, Transmit,
+    Validators,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl Handler for FakeSite {
         );
         if path.starts_with(b"/v") {
             reply.validators = Some(Validators {
-                etag: "\"v1\"".to_string(),
+                etag: EntityTag::strong("v1").unwrap(),
                 last_modified: UNIX_EPOCH + Duration::from_secs(784_000_000),
             });
         }

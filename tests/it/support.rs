@@ -361,6 +361,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         error_page,
         cache_control,
         immutable_fingerprints,
+        file_cache_valid,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -382,6 +383,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         seconds(*shutdown_timeout),
         "--max-connections".into(),
         max_connections.to_string(),
+        "--file-cache-valid".into(),
+        seconds(*file_cache_valid),
     ];
     if *hidden {
         flags.push("--hidden".into());
