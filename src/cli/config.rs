@@ -87,35 +87,59 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
         Some(path) => Some(File::read(&path).map_err(Error::Message)?),
         None => None,
     };
-    let settings = settings(&command);
-    if let Some(file) = &file {
-        file.check_keys(&command, &settings).map_err(Error::Message)?;
-    }
-    let mut extra = Vec::new();
-    let mut root = None;
-    let mut sources = Vec::new();
-    for setting in &settings {
-        let (source, found) = layer(&command, setting, &cli, env, file.as_ref()).map_err(Error::Message)?;
-        match found {
-            Some(Found::Args(args)) => extra.extend(args),
-            Some(Found::Root(path)) => root = Some(path),
-            None => {}
-        }
-        sources.push((setting.key.to_string(), source));
-    }
-    // The values found are added as options in front of the command line's own; none of
-    // them is on the command line, so clap sees each option once.
-    let (program, rest) = match argv.split_first() {
-        Some((program, rest)) => (program.clone(), rest),
-        None => (OsString::from("bingfa"), &argv[..]),
-    };
-    let composed = std::iter::once(program).chain(extra).chain(rest.iter().cloned());
-    let mut args = Args::try_parse_from(composed).map_err(Error::Clap)?;
+    let layers = layers(&command, &cli, env, file.as_ref()).map_err(Error::Message)?;
+    let mut args = Args::try_parse_from(compose(&argv, layers.args)).map_err(Error::Clap)?;
     // ROOT is positional, so it is set here rather than spliced into the arguments.
-    if let Some(root) = root {
+    if let Some(root) = layers.root {
         args.root = root;
     }
+    let sources = layers.sources;
     Ok(Resolved { args, sources })
+}
+
+/// What the environment and the file add to the command line.
+struct Layers {
+    /// Options to add: `--key=VALUE` and `--flag`.
+    args: Vec<OsString>,
+    root: Option<PathBuf>,
+    sources: Vec<(String, Source)>,
+}
+
+/// Looks up every option the command line (`cli`) leaves unset in the environment, then in
+/// the file (whose keys must all be options).
+fn layers(command: &Command, cli: &ArgMatches, env: Env, file: Option<&File>) -> Result<Layers, String> {
+    let settings = settings(command);
+    if let Some(file) = file {
+        file.check_keys(command, &settings)?;
+    }
+    let mut layers = Layers {
+        args: Vec::new(),
+        root: None,
+        sources: Vec::new(),
+    };
+    for setting in &settings {
+        let (source, found) = layer(command, setting, cli, env, file)?;
+        match found {
+            Some(Found::Args(args)) => layers.args.extend(args),
+            Some(Found::Root(path)) => layers.root = Some(path),
+            None => {}
+        }
+        layers.sources.push((setting.key.to_string(), source));
+    }
+    Ok(layers)
+}
+
+/// `argv` with `extra` in front of its arguments. None of `extra` is on the command line
+/// (those options were skipped), so clap sees each option once.
+fn compose(argv: &[OsString], extra: Vec<OsString>) -> Vec<OsString> {
+    let (program, rest) = match argv.split_first() {
+        Some((program, rest)) => (program.clone(), rest),
+        None => (OsString::from("bingfa"), argv),
+    };
+    let mut composed = vec![program];
+    composed.extend(extra);
+    composed.extend_from_slice(rest);
+    composed
 }
 
 /// `--config FILE`, else a non-empty `BINGFA_CONFIG`.
