@@ -1,14 +1,43 @@
-//! The command line: `bingfa [OPTIONS] [ROOT]`.
+//! The command line: `bingfa [OPTIONS] [ROOT]`, and what is generated from its definition
+//! (shell completions, the man page). `config` layers the environment and a `--config` file
+//! beneath it.
+
+pub mod config;
 
 use crate::server::{Config, Model};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use clap_complete::Shell;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Shown under the options in `--help` and in the man page.
+const AFTER_HELP: &str = "\
+Configuration: every option can also be set in a TOML file given with --config FILE
+(or BINGFA_CONFIG), whose keys are the long option names and root:
+    root = \"site\"    # relative to the file's folder
+    header-timeout = 5
+    hidden = true
+or in the environment, as BINGFA_ and the name in capitals with _ for -:
+    BINGFA_MODEL=epoll  BINGFA_HEADER_TIMEOUT=5  BINGFA_HIDDEN=1  BINGFA_ROOT=site
+The command line wins over the environment, which wins over the file;
+--print-config shows the result.";
+
+/// `AFTER_HELP` for the man page, where roff fills lines into paragraphs: indented examples
+/// would run into the text after them.
+const MAN_AFTER_HELP: &str = "\
+Every option can also be set in a TOML file given with --config FILE (or the BINGFA_CONFIG \
+environment variable), whose keys are the long option names and root, for example \
+header-timeout = 5, hidden = true, root = \"site\" (a relative root is taken from the \
+file's folder); or in the environment, as BINGFA_ and the option name in capitals with _ for \
+-, for example BINGFA_MODEL=epoll, BINGFA_HEADER_TIMEOUT=5, BINGFA_HIDDEN=1 (true, false, 1 \
+or 0), BINGFA_ROOT=site. The command line wins over the environment, which wins over the \
+file; --print-config prints the result as TOML that --config reads back.";
+
 /// A static-file HTTP/1.1 server whose concurrency model you choose.
 #[derive(Debug, Parser)]
-#[command(name = "bingfa", version, about)]
+#[command(name = "bingfa", version, about, after_help = AFTER_HELP)]
 pub struct Args {
     /// The folder to serve
     #[arg(default_value = ".")]
@@ -78,6 +107,24 @@ pub struct Args {
     /// Serve a small file from memory for this long before looking it up again (0: every request)
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
+
+    // The options below steer the program rather than the server; `config::META` keeps them
+    // out of files and the environment (but BINGFA_CONFIG names a file).
+    /// Read options from this TOML file; the environment and the command line override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (which --config reads back) and exit
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Print a completion script for SHELL and exit
+    #[arg(long, value_name = "SHELL", conflicts_with = "man")]
+    pub completions: Option<Shell>,
+
+    /// Print the man page (roff) and exit
+    #[arg(long)]
+    pub man: bool,
 }
 
 impl Args {
@@ -102,6 +149,32 @@ impl Args {
         config.immutable_fingerprints = self.immutable_fingerprints;
         config.file_cache_valid = self.file_cache_valid;
         config
+    }
+}
+
+/// The completion script for `shell`, generated from the clap definition.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    // Into memory first: clap_complete panics on a write error, such as a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "bingfa", &mut script);
+    script
+}
+
+/// The man page, in roff, generated from the clap definition.
+pub fn man_page() -> io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    let command = Args::command().after_help(MAN_AFTER_HELP);
+    clap_mangen::Man::new(command).render(&mut page)?;
+    Ok(page)
+}
+
+/// Writes `bytes` to stdout. A reader that went away early (`bingfa --man | head`) is no
+/// failure: it has what it wanted.
+pub fn print(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -222,5 +295,58 @@ mod tests {
             "{}",
             one_line(&error)
         );
+    }
+
+    #[test]
+    fn completions_for_every_shell_name_the_options() {
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::Elvish,
+            Shell::PowerShell,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            for word in ["bingfa", "header-timeout", "print-config"] {
+                assert!(script.contains(word), "{shell}: no {word}");
+            }
+        }
+        // Where the shell completes values, the models are among them.
+        let bash = String::from_utf8(completions(Shell::Bash)).unwrap();
+        assert!(bash.contains("reactor"));
+        let args = parse(&["--completions", "zsh"]).unwrap();
+        assert_eq!(args.completions, Some(Shell::Zsh));
+        assert!(parse(&["--completions", "cmd"]).is_err());
+    }
+
+    #[test]
+    fn man_page_is_roff_with_every_option() {
+        let page = String::from_utf8(man_page().unwrap()).unwrap();
+        assert!(
+            page.lines().any(|line| line.starts_with(".TH bingfa 1")),
+            "{page}"
+        );
+        for word in [
+            "header\\-timeout",
+            "immutable\\-fingerprints",
+            "BINGFA_CONFIG",
+            "reactor",
+        ] {
+            assert!(page.contains(word), "no {word} in the man page");
+        }
+    }
+
+    #[test]
+    fn help_tells_of_the_config_file_and_environment() {
+        let help = Args::command().render_help().to_string();
+        for word in [
+            "--config <FILE>",
+            "--print-config",
+            "--completions <SHELL>",
+            "--man",
+            "BINGFA_",
+        ] {
+            assert!(help.contains(word), "no {word} in --help");
+        }
     }
 }

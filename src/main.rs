@@ -1,29 +1,54 @@
-//! The `bingfa` binary: parse the command line, bind, serve until SIGINT or SIGTERM.
+//! The `bingfa` binary: parse the command line (with the environment and a config file
+//! beneath it), bind, serve until SIGINT or SIGTERM. Or print the configuration, a completion
+//! script or the man page, and exit.
 
+use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
 use bingfa::{Error, Server, Shutdown};
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
+    let env = |name: &str| std::env::var_os(name);
+    let resolved = match config::resolve(std::env::args_os().collect(), &env) {
+        Ok(resolved) => resolved,
         // --help and --version are "errors" that print to stdout and succeed.
-        Err(error) if !error.use_stderr() => {
+        Err(config::Error::Clap(error)) if !error.use_stderr() => {
             let _ = error.print();
             return ExitCode::SUCCESS;
         }
-        Err(error) => return fail(&cli::one_line(&error)),
+        Err(config::Error::Clap(error)) => return fail(&cli::one_line(&error)),
+        Err(config::Error::Message(message)) => return fail(&message),
     };
-    match run(&args) {
+    let args = &resolved.args;
+    let done = if let Some(shell) = args.completions {
+        cli::print(&cli::completions(shell)).map_err(|e| format!("writing completions: {e}"))
+    } else if args.man {
+        cli::man_page()
+            .and_then(|page| cli::print(&page))
+            .map_err(|e| format!("writing the man page: {e}"))
+    } else if args.print_config {
+        print_config(&resolved)
+    } else {
+        run(args).map_err(|error| error.to_string())
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error.to_string()),
+        Err(message) => fail(&message),
     }
 }
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("bingfa: {message}");
     ExitCode::FAILURE
+}
+
+/// `--print-config`: what `run` would serve with, without binding.
+fn print_config(resolved: &Resolved) -> Result<(), String> {
+    // As in `run`: the default connection limit follows the raised descriptor limit.
+    bingfa::server::raise_open_file_limit();
+    let config = resolved.args.config();
+    let text = config::render(resolved, &config)?;
+    cli::print(text.as_bytes()).map_err(|e| format!("writing the configuration: {e}"))
 }
 
 fn run(args: &Args) -> Result<(), Error> {

@@ -102,6 +102,7 @@ mod binary;
 
 mod cli;
 mod conditional;
+mod config;
 mod connections;
 mod drain;
 mod encoding;

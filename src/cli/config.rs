@@ -1,0 +1,846 @@
+//! Option values from the `BINGFA_*` environment and a TOML file (`--config`), beneath the
+//! command line: command line > environment > file > built-in default.
+//!
+//! The clap definition in `cli.rs` is the one list of options. A file key is an option's long
+//! name (`root` for ROOT), its environment variable is `BINGFA_` and that name in capitals
+//! with `_` for `-`, and every value goes through the option's own clap value parser, so it
+//! means the same and fails with the same words wherever it is written. A new option needs no
+//! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
+
+use super::{one_line, Args};
+use crate::server::Config;
+use clap::error::{ContextKind, ContextValue};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::{Spanned, Value};
+
+/// Options that steer the program rather than the server: only the command line sets them
+/// (a file that names another file, or an environment that prints a man page, would surprise).
+const META: &[&str] = &["config", "print_config", "completions", "man", "help", "version"];
+
+/// Names the config file when `--config` is not given.
+pub const CONFIG_VAR: &str = "BINGFA_CONFIG";
+
+/// Reads one environment variable: `std::env::var_os` in the binary, a map in tests, so that
+/// tests running in parallel never change the process environment under each other.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// From the command line, `--help` and `--version` included (clap reports them as errors
+    /// that print to stdout).
+    Clap(clap::Error),
+    /// A bad file or environment value, as one line to print after `bingfa: `.
+    Message(String),
+}
+
+/// Where an option's effective value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    CommandLine,
+    /// The environment variable's name.
+    Env(String),
+    File {
+        path: PathBuf,
+        line: usize,
+    },
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::CommandLine => f.write_str("command line"),
+            Source::Env(var) => f.write_str(var),
+            Source::File { path, line } => write!(f, "{} line {line}", path.display()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The command line with the environment and the file layered beneath it.
+#[derive(Debug)]
+pub struct Resolved {
+    pub args: Args,
+    /// Each option's key and where its value came from, in the order of `--help`.
+    pub sources: Vec<(String, Source)>,
+}
+
+/// Parses `argv` (program name first) and fills every option it leaves unset from the
+/// environment (`env`), then from the config file (`--config`, else `BINGFA_CONFIG`).
+/// `--completions` and `--man` read neither: a broken config must not stop them.
+pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
+    let mut command = Args::command();
+    let cli = command.try_get_matches_from_mut(&argv).map_err(Error::Clap)?;
+    if cli.get_flag("man") || cli.contains_id("completions") {
+        let args = Args::from_arg_matches(&cli).map_err(Error::Clap)?;
+        let sources = Vec::new();
+        return Ok(Resolved { args, sources });
+    }
+    let file = match config_path(&cli, env) {
+        Some(path) => Some(File::read(&path).map_err(Error::Message)?),
+        None => None,
+    };
+    let layers = layers(&command, &cli, env, file.as_ref()).map_err(Error::Message)?;
+    let mut args = Args::try_parse_from(compose(&argv, layers.args)).map_err(Error::Clap)?;
+    // ROOT is positional, so it is set here rather than spliced into the arguments.
+    if let Some(root) = layers.root {
+        args.root = root;
+    }
+    let sources = layers.sources;
+    Ok(Resolved { args, sources })
+}
+
+/// What the environment and the file add to the command line.
+struct Layers {
+    /// Options to add: `--key=VALUE` and `--flag`.
+    args: Vec<OsString>,
+    root: Option<PathBuf>,
+    sources: Vec<(String, Source)>,
+}
+
+/// Looks up every option the command line (`cli`) leaves unset in the environment, then in
+/// the file (whose keys must all be options).
+fn layers(command: &Command, cli: &ArgMatches, env: Env, file: Option<&File>) -> Result<Layers, String> {
+    let settings = settings(command);
+    if let Some(file) = file {
+        file.check_keys(command, &settings)?;
+    }
+    let mut layers = Layers {
+        args: Vec::new(),
+        root: None,
+        sources: Vec::new(),
+    };
+    for setting in &settings {
+        let (source, found) = layer(command, setting, cli, env, file)?;
+        match found {
+            Some(Found::Args(args)) => layers.args.extend(args),
+            Some(Found::Root(path)) => layers.root = Some(path),
+            None => {}
+        }
+        layers.sources.push((setting.key.to_string(), source));
+    }
+    Ok(layers)
+}
+
+/// `argv` with `extra` in front of its arguments. None of `extra` is on the command line
+/// (those options were skipped), so clap sees each option once.
+fn compose(argv: &[OsString], extra: Vec<OsString>) -> Vec<OsString> {
+    let (program, rest) = match argv.split_first() {
+        Some((program, rest)) => (program.clone(), rest),
+        None => (OsString::from("bingfa"), argv),
+    };
+    let mut composed = vec![program];
+    composed.extend(extra);
+    composed.extend_from_slice(rest);
+    composed
+}
+
+/// `--config FILE`, else a non-empty `BINGFA_CONFIG`.
+fn config_path(cli: &ArgMatches, env: Env) -> Option<PathBuf> {
+    if let Some(path) = cli.get_one::<PathBuf>("config") {
+        return Some(path.clone());
+    }
+    env(CONFIG_VAR)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
+
+/// One option that the environment or a file may set.
+struct Setting<'c> {
+    arg: &'c Arg,
+    /// The file key: the long name, or the id for ROOT.
+    key: &'c str,
+}
+
+impl Setting<'_> {
+    fn env_var(&self) -> String {
+        format!("BINGFA_{}", self.key.to_ascii_uppercase().replace('-', "_"))
+    }
+
+    fn is_flag(&self) -> bool {
+        matches!(self.arg.get_action(), ArgAction::SetTrue)
+    }
+
+    fn is_root(&self) -> bool {
+        self.arg.is_positional()
+    }
+}
+
+/// Every option of the command line but the `META` ones, in the order of `--help`.
+fn settings(command: &Command) -> Vec<Setting<'_>> {
+    command
+        .get_arguments()
+        .filter(|arg| !META.contains(&arg.get_id().as_str()))
+        .map(|arg| Setting {
+            arg,
+            key: arg.get_long().unwrap_or(arg.get_id().as_str()),
+        })
+        .collect()
+}
+
+/// A value found outside the command line.
+enum Found {
+    /// To put on the command line: `--key=VALUE`, `--flag`, or nothing for a flag set false.
+    Args(Vec<OsString>),
+    Root(PathBuf),
+}
+
+/// The highest layer that sets `setting`, and what it sets it to (`None` for the command
+/// line, which clap already holds, and for the default).
+fn layer(
+    command: &Command,
+    setting: &Setting,
+    cli: &ArgMatches,
+    env: Env,
+    file: Option<&File>,
+) -> Result<(Source, Option<Found>), String> {
+    if cli.value_source(setting.arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+        return Ok((Source::CommandLine, None));
+    }
+    let var = setting.env_var();
+    // Empty counts as unset, so `BINGFA_MODEL= bingfa` undoes an inherited variable.
+    if let Some(value) = env(&var).filter(|value| !value.is_empty()) {
+        let found = from_env(command, setting, value).map_err(|m| format!("{var}: {m}"))?;
+        return Ok((Source::Env(var), Some(found)));
+    }
+    if let Some(file) = file {
+        if let Some((value, line)) = file.entries.get(setting.key) {
+            let found = file
+                .found(command, setting, value)
+                .map_err(|m| format!("{} line {line}: {}: {m}", file.path.display(), setting.key))?;
+            let path = file.path.clone();
+            return Ok((Source::File { path, line: *line }, Some(found)));
+        }
+    }
+    Ok((Source::Default, None))
+}
+
+fn from_env(command: &Command, setting: &Setting, value: OsString) -> Result<Found, String> {
+    if setting.is_root() {
+        // Relative to the working directory, as on the command line.
+        return Ok(Found::Root(PathBuf::from(value)));
+    }
+    let text = value
+        .into_string()
+        .map_err(|value| format!("not valid UTF-8: '{}'", value.to_string_lossy()))?;
+    if setting.is_flag() {
+        return parse_bool(&text).map(|on| flag(setting, on));
+    }
+    option(command, setting, &text)
+}
+
+/// A boolean environment value: true, false, 1 or 0 (any case).
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("expected true, false, 1 or 0, got '{text}'")),
+    }
+}
+
+fn flag(setting: &Setting, on: bool) -> Found {
+    let args = if on {
+        vec![OsString::from(format!("--{}", setting.key))]
+    } else {
+        Vec::new()
+    };
+    Found::Args(args)
+}
+
+/// `--key=TEXT`, once the option's own value parser has accepted `TEXT`.
+fn option(command: &Command, setting: &Setting, text: &str) -> Result<Found, String> {
+    // The `=` form takes any text as the value, even one that starts with `-`.
+    let arg = format!("--{}={text}", setting.key);
+    command
+        .clone()
+        .try_get_matches_from(["bingfa", arg.as_str()])
+        .map_err(|error| value_error(&error, text))?;
+    Ok(Found::Args(vec![OsString::from(arg)]))
+}
+
+/// A clap value error as the words after `KEY: `: the value parser's own message (with the
+/// value in it), or clap's line without the option it names, since the key already does.
+fn value_error(error: &clap::Error, text: &str) -> String {
+    if let Some(inner) = std::error::Error::source(error) {
+        let inner = inner.to_string();
+        return if inner.contains(&format!("'{text}'")) {
+            inner
+        } else {
+            format!("invalid value '{text}': {inner}")
+        };
+    }
+    let line = one_line(error);
+    match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => line.replacen(&format!(" for '{arg}'"), "", 1),
+        _ => line,
+    }
+}
+
+/// A config file: each key's value and line.
+struct File {
+    path: PathBuf,
+    entries: BTreeMap<String, (Value, usize)>,
+}
+
+/// The top level of a config file, with where each key and value is (byte offsets).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Document(BTreeMap<Spanned<String>, Spanned<Value>>);
+
+impl File {
+    fn read(path: &Path) -> Result<File, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        File::parse(path, &text)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<File, String> {
+        let document: Document = toml::from_str(text).map_err(|e| {
+            // toml's message may run over several lines; the first says what is wrong.
+            let message = e.message().lines().next().unwrap_or("not valid TOML");
+            match e.span() {
+                Some(span) => format!("{} line {}: {message}", path.display(), line_of(text, span.start)),
+                None => format!("{}: {message}", path.display()),
+            }
+        })?;
+        let entries = document
+            .0
+            .into_iter()
+            .map(|(key, value)| {
+                let line = line_of(text, key.span().start);
+                (key.into_inner(), (value.into_inner(), line))
+            })
+            .collect();
+        let path = path.to_path_buf();
+        Ok(File { path, entries })
+    }
+
+    /// Fails on the first key (by line) that names no option.
+    fn check_keys(&self, command: &Command, settings: &[Setting]) -> Result<(), String> {
+        let unknown = self
+            .entries
+            .iter()
+            .filter(|(key, _)| !settings.iter().any(|s| s.key == key.as_str()))
+            .min_by_key(|(_, (_, line))| *line);
+        let Some((key, (_, line))) = unknown else {
+            return Ok(());
+        };
+        let why = if command.get_arguments().any(|a| a.get_long() == Some(key)) {
+            format!("'{key}' can only be given on the command line")
+        } else {
+            format!("unknown key '{key}' (keys are the long option names of bingfa --help, and root)")
+        };
+        Err(format!("{} line {line}: {why}", self.path.display()))
+    }
+
+    /// What the file's `value` sets `setting` to.
+    fn found(&self, command: &Command, setting: &Setting, value: &Value) -> Result<Found, String> {
+        if setting.is_root() {
+            return match value {
+                Value::String(root) if !root.is_empty() => Ok(Found::Root(self.folder().join(root))),
+                _ => Err(format!("expected a folder name, got {}", describe(value))),
+            };
+        }
+        if setting.is_flag() {
+            return match value {
+                Value::Boolean(on) => Ok(flag(setting, *on)),
+                _ => Err(format!("expected true or false, got {}", describe(value))),
+            };
+        }
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Integer(n) => n.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            _ => return Err(format!("expected a string or a number, got {}", describe(value))),
+        };
+        option(command, setting, &text)
+    }
+
+    /// The folder a relative root is taken from, as nginx takes paths from its prefix: the
+    /// file's, so that a config and its site can move together.
+    fn folder(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+}
+
+/// A TOML value as an error message shows it: its type and text.
+fn describe(value: &Value) -> String {
+    format!("{} {value}", value.type_str())
+}
+
+/// The line (from 1) holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The effective configuration as TOML that `--config` reads back: every option in the order
+/// of `--help`, each followed by where its value came from. ROOT is written absolute, so the
+/// output means the same wherever it is saved.
+pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
+    let values = effective(&resolved.args, config)?;
+    let mut lines = Vec::new();
+    for (key, source) in &resolved.sources {
+        let value = values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value)
+            .ok_or_else(|| format!("--print-config has no value for '{key}'"))?;
+        let line = match value {
+            Some(value) => format!("{key} = {value}"),
+            None => format!("# {key} is not set"),
+        };
+        lines.push((line, source));
+    }
+    let width = lines.iter().map(|(line, _)| line.len()).max().unwrap_or(0);
+    let mut out = String::from(
+        "# bingfa's effective configuration; `bingfa --config FILE` reads it back.\n\
+         # After each value: the command line, the variable or the file line that set it, or default.\n",
+    );
+    for (line, source) in lines {
+        out.push_str(&format!("{line:width$}  # {source}\n"));
+    }
+    Ok(out)
+}
+
+/// Every option's effective value by key; `None` for an option that is not set.
+fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<Value>)>, String> {
+    // Every field named, so that a new one does not compile until it is printed here.
+    let Config {
+        root,
+        model,
+        workers,
+        header_timeout,
+        idle_timeout,
+        send_timeout,
+        min_rate,
+        shutdown_timeout,
+        max_connections,
+        hidden,
+        listing,
+        error_page,
+        cache_control,
+        immutable_fingerprints,
+        file_cache_valid,
+    } = config;
+    let root = std::path::absolute(root).map_err(|e| format!("root: {e}"))?;
+    let error_page = match error_page {
+        // Inside ROOT, as on the command line: written as given.
+        Some(page) => Some(Value::String(utf8("error-page", page)?)),
+        None => None,
+    };
+    Ok(vec![
+        ("root", Some(Value::String(utf8("root", &root)?))),
+        ("bind", Some(Value::String(args.bind.to_string()))),
+        ("model", Some(Value::String(model.name().to_string()))),
+        ("workers", Some(integer(*workers as u64))),
+        ("header-timeout", Some(seconds(*header_timeout))),
+        ("idle-timeout", Some(seconds(*idle_timeout))),
+        ("send-timeout", Some(seconds(*send_timeout))),
+        ("min-rate", Some(integer(*min_rate))),
+        ("shutdown-timeout", Some(seconds(*shutdown_timeout))),
+        ("max-connections", Some(integer(*max_connections as u64))),
+        ("hidden", Some(Value::Boolean(*hidden))),
+        ("listing", Some(Value::Boolean(*listing))),
+        ("error-page", error_page),
+        ("cache-control", cache_control.clone().map(Value::String)),
+        (
+            "immutable-fingerprints",
+            Some(Value::Boolean(*immutable_fingerprints)),
+        ),
+        ("file-cache-valid", Some(seconds(*file_cache_valid))),
+    ])
+}
+
+fn utf8(key: &str, path: &Path) -> Result<String, String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("{key} is not valid UTF-8, so it cannot be written as TOML"))
+}
+
+fn integer(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Whole seconds as an integer (`10`), others as a float (`0.25`), as the options take them.
+fn seconds(duration: Duration) -> Value {
+    match i64::try_from(duration.as_secs()) {
+        Ok(whole) if duration.subsec_nanos() == 0 => Value::Integer(whole),
+        _ => Value::Float(duration.as_secs_f64()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Model;
+    use std::collections::HashMap;
+
+    /// `bingfa ARGS` with exactly the variables `vars` set.
+    fn resolve_in(args: &[&str], vars: &[(&str, &str)]) -> Result<Resolved, Error> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), OsString::from(value)))
+            .collect();
+        let env = move |name: &str| vars.get(name).cloned();
+        let argv = std::iter::once("bingfa").chain(args.iter().copied());
+        resolve(argv.map(OsString::from).collect(), &env)
+    }
+
+    fn message(result: Result<Resolved, Error>) -> String {
+        match result {
+            Ok(resolved) => panic!("should have failed: {:?}", resolved.args),
+            Err(Error::Message(message)) => message,
+            Err(Error::Clap(error)) => panic!("a command-line error: {}", one_line(&error)),
+        }
+    }
+
+    fn ok(result: Result<Resolved, Error>) -> Resolved {
+        match result {
+            Ok(resolved) => resolved,
+            Err(Error::Message(message)) => panic!("{message}"),
+            Err(Error::Clap(error)) => panic!("{}", one_line(&error)),
+        }
+    }
+
+    /// A config file holding `text` in a temporary folder (kept while the guard lives).
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bingfa.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn source<'r>(resolved: &'r Resolved, key: &str) -> &'r Source {
+        let found = resolved.sources.iter().find(|(k, _)| k == key);
+        &found.unwrap_or_else(|| panic!("no source for {key}")).1
+    }
+
+    const FILE: &str = "\
+model = \"epoll\"
+header-timeout = 3
+workers = 4
+hidden = true
+cache-control = \"public, max-age=5\"
+bind = \"127.0.0.1:9001\"
+idle-timeout = 0.5
+";
+
+    #[test]
+    fn precedence_is_command_line_then_environment_then_file_then_default() {
+        let (_dir, path) = config_file(FILE);
+        let path_arg = path.to_str().unwrap();
+        let vars = [
+            ("BINGFA_MODEL", "poll"),
+            ("BINGFA_HEADER_TIMEOUT", "2"),
+            ("BINGFA_HIDDEN", "0"),
+            ("BINGFA_LISTING", "TRUE"),
+        ];
+        let resolved = ok(resolve_in(&["--config", path_arg, "-m", "thread"], &vars));
+        let args = &resolved.args;
+        // Command line over environment over file: an enum.
+        assert_eq!(args.model, Model::Thread);
+        assert_eq!(source(&resolved, "model"), &Source::CommandLine);
+        // Environment over file: seconds, and a flag turned off.
+        assert_eq!(args.header_timeout, Duration::from_secs(2));
+        assert_eq!(
+            source(&resolved, "header-timeout"),
+            &Source::Env("BINGFA_HEADER_TIMEOUT".into())
+        );
+        assert!(!args.hidden);
+        // Environment over default: a flag turned on.
+        assert!(args.listing);
+        // File over default: a number, a string, an address, fractional seconds.
+        assert_eq!(args.workers, Some(4));
+        assert_eq!(args.cache_control.as_deref(), Some("public, max-age=5"));
+        assert_eq!(args.bind, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(args.idle_timeout, Duration::from_millis(500));
+        assert_eq!(
+            source(&resolved, "workers"),
+            &Source::File {
+                path: path.clone(),
+                line: 3
+            }
+        );
+        // Default when nobody sets it.
+        assert_eq!(args.send_timeout, Duration::from_secs(60));
+        assert_eq!(args.min_rate, 500);
+        assert_eq!(source(&resolved, "send-timeout"), &Source::Default);
+        assert_eq!(args.root, PathBuf::from("."));
+
+        // Without the command line, the environment wins; without both, the file.
+        let resolved = ok(resolve_in(&["--config", path_arg], &vars));
+        assert_eq!(resolved.args.model, Model::Poll);
+        let resolved = ok(resolve_in(&["--config", path_arg], &[]));
+        assert_eq!(resolved.args.model, Model::Epoll);
+        assert_eq!(resolved.args.header_timeout, Duration::from_secs(3));
+        assert!(resolved.args.hidden);
+    }
+
+    #[test]
+    fn without_a_file_or_environment_the_command_line_is_unchanged() {
+        let resolved = ok(resolve_in(&["-m", "epoll", "-w", "3", "--hidden", "site"], &[]));
+        assert_eq!(resolved.args.model, Model::Epoll);
+        assert_eq!(resolved.args.workers, Some(3));
+        assert!(resolved.args.hidden);
+        assert_eq!(resolved.args.root, PathBuf::from("site"));
+        assert_eq!(resolved.args.header_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_config_file_may_come_from_the_environment() {
+        let (_dir, path) = config_file("model = \"epoll\"\n");
+        let (_other, other) = config_file("model = \"poll\"\n");
+        let vars = [("BINGFA_CONFIG", path.to_str().unwrap())];
+        assert_eq!(ok(resolve_in(&[], &vars)).args.model, Model::Epoll);
+        let args = ["--config", other.to_str().unwrap()];
+        assert_eq!(
+            ok(resolve_in(&args, &vars)).args.model,
+            Model::Poll,
+            "--config wins"
+        );
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset() {
+        let (_dir, path) = config_file("model = \"epoll\"\n");
+        let vars = [("BINGFA_CONFIG", path.to_str().unwrap()), ("BINGFA_MODEL", "")];
+        assert_eq!(ok(resolve_in(&[], &vars)).args.model, Model::Epoll);
+        assert_eq!(
+            ok(resolve_in(&[], &[("BINGFA_CONFIG", "")])).args.model,
+            Model::Reactor
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let (_dir, path) = config_file("model = \"epoll\"\n\n# timeouts\nheder-timeout = 10\n");
+        let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let expected = format!("{} line 4: unknown key 'heder-timeout'", path.display());
+        assert!(error.starts_with(&expected), "{error}");
+        let (_dir, path) = config_file("[server]\nbind = \"127.0.0.1:80\"\n");
+        let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        assert!(error.contains("line 1: unknown key 'server'"), "{error}");
+        // The options that steer the program are not keys.
+        for key in ["config = \"other.toml\"", "print-config = true", "man = true"] {
+            let (_dir, path) = config_file(key);
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            assert!(
+                error.contains("line 1: '") && error.ends_with("only be given on the command line"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_key_and_line_in_the_command_lines_words() {
+        let cases = [
+            ("header-timeout = -1", "--header-timeout=-1"),
+            ("idle-timeout = 0", "--idle-timeout=0"),
+            ("send-timeout = nan", "--send-timeout=NaN"),
+            ("workers = 0", "--workers=0"),
+            ("workers = \"abc\"", "--workers=abc"),
+            ("min-rate = -5", "--min-rate=-5"),
+            ("bind = \"nonsense\"", "--bind=nonsense"),
+            ("cache-control = \"\"", "--cache-control="),
+            ("model = \"nosuch\"", "--model=nosuch"),
+        ];
+        for (line, flag) in cases {
+            let key = line.split(' ').next().unwrap();
+            let (_dir, path) = config_file(&format!("# bingfa\n\n{line}\n"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line 3: {key}: ", path.display());
+            assert!(error.starts_with(&prefix), "{line}: {error}");
+            assert!(!error.contains('\n'), "{line}: {error}");
+            // The same words as the command line gives for the same value.
+            let Err(Error::Clap(cli)) = resolve_in(&[flag], &[]) else {
+                panic!("{flag} should be a command-line error");
+            };
+            let text = flag.split_once('=').unwrap().1;
+            let words = value_error(&cli, text);
+            assert!(error.ends_with(&words), "{line}: {error} vs {words}");
+        }
+        let (_dir, path) = config_file("hidden = \"yes\"\n");
+        let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        assert!(
+            error.ends_with("line 1: hidden: expected true or false, got string \"yes\""),
+            "{error}"
+        );
+        let (_dir, path) = config_file("bind = [1, 2]\n");
+        let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        assert!(
+            error.contains("line 1: bind: expected a string or a number, got array"),
+            "{error}"
+        );
+        let error = message(resolve_in(&[], &[("BINGFA_MODEL", "nosuch")]));
+        assert!(error.contains("possible values"), "{error}");
+    }
+
+    #[test]
+    fn not_toml_is_an_error_with_its_line() {
+        let (_dir, path) = config_file("model = \"epoll\"\nworkers = \n");
+        let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        assert!(
+            error.starts_with(&format!("{} line 2: ", path.display())),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "{error}");
+        let missing = path.with_file_name("missing.toml");
+        let error = message(resolve_in(&["--config", missing.to_str().unwrap()], &[]));
+        assert!(error.starts_with(&format!("{}: ", missing.display())), "{error}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        for (var, value, words) in [
+            ("BINGFA_WORKERS", "abc", "BINGFA_WORKERS: invalid value 'abc'"),
+            (
+                "BINGFA_HEADER_TIMEOUT",
+                "0",
+                "BINGFA_HEADER_TIMEOUT: expected seconds above 0",
+            ),
+            (
+                "BINGFA_HIDDEN",
+                "yes",
+                "BINGFA_HIDDEN: expected true, false, 1 or 0, got 'yes'",
+            ),
+            ("BINGFA_BIND", "nonsense", "BINGFA_BIND: expected IP:PORT"),
+        ] {
+            let error = message(resolve_in(&[], &[(var, value)]));
+            assert!(error.starts_with(words), "{var}={value}: {error}");
+        }
+        // Shadowed by the command line, a bad variable is never read.
+        assert!(resolve_in(&["-w", "2"], &[("BINGFA_WORKERS", "abc")]).is_ok());
+    }
+
+    #[test]
+    fn a_relative_root_in_a_file_is_taken_from_the_files_folder() {
+        let (dir, path) = config_file("root = \"site\"\n");
+        let config = ["--config", path.to_str().unwrap()];
+        assert_eq!(ok(resolve_in(&config, &[])).args.root, dir.path().join("site"));
+        // An absolute root stays as it is.
+        let (_dir, path) = config_file("root = \"/srv/www\"\n");
+        let args = ["--config", path.to_str().unwrap()];
+        assert_eq!(ok(resolve_in(&args, &[])).args.root, PathBuf::from("/srv/www"));
+        // From the environment or the command line, relative to the working directory.
+        let resolved = ok(resolve_in(&config, &[("BINGFA_ROOT", "public")]));
+        assert_eq!(resolved.args.root, PathBuf::from("public"));
+        let resolved = ok(resolve_in(
+            &[config[0], config[1], "www"],
+            &[("BINGFA_ROOT", "public")],
+        ));
+        assert_eq!(resolved.args.root, PathBuf::from("www"));
+        assert_eq!(source(&resolved, "root"), &Source::CommandLine);
+        // The error page stays a path inside ROOT, as on the command line.
+        let (_dir, path) = config_file("error-page = \"errors/404.html\"\n");
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        assert_eq!(resolved.args.error_page, Some(PathBuf::from("errors/404.html")));
+    }
+
+    /// `--print-config` of `args` (with `vars`): the TOML text and the config it came from.
+    fn printed(args: &[&str], vars: &[(&str, &str)]) -> (String, Config) {
+        let resolved = ok(resolve_in(args, vars));
+        let config = resolved.args.config();
+        (render(&resolved, &config).unwrap(), config)
+    }
+
+    #[test]
+    fn print_config_round_trips_through_config() {
+        let (text, mut config) = printed(
+            &[
+                "-b",
+                "127.0.0.1:8123",
+                "-m",
+                "epoll",
+                "-w",
+                "3",
+                "--header-timeout",
+                "0.25",
+                "--idle-timeout",
+                "7",
+                "--min-rate",
+                "0",
+                "--max-connections",
+                "77",
+                "--hidden",
+                "--error-page",
+                "docs/guide.html",
+                "--cache-control",
+                "public, \"quoted\"",
+                "site",
+            ],
+            &[("BINGFA_SHUTDOWN_TIMEOUT", "4")],
+        );
+        assert!(text.contains("model = \"epoll\""), "{text}");
+        assert!(text.contains("# command line"), "{text}");
+        assert!(text.contains("# BINGFA_SHUTDOWN_TIMEOUT"), "{text}");
+        assert!(text.contains("# default"), "{text}");
+        let (_dir, path) = config_file(&text);
+        let (again, reread) = printed(&["--config", path.to_str().unwrap()], &[]);
+        // The same values (the comments say where they came from, which differs).
+        let values = |text: &str| text.parse::<toml::Table>().unwrap();
+        assert_eq!(values(&again), values(&text), "{text}\n{again}");
+        // ROOT is written absolute; all else is as it was.
+        config.root = std::path::absolute("site").unwrap();
+        assert_eq!(format!("{reread:?}"), format!("{config:?}"));
+    }
+
+    #[test]
+    fn print_config_shows_every_option_and_nothing_else() {
+        let (text, _) = printed(&[], &[]);
+        let command = Args::command();
+        let keys: Vec<&str> = settings(&command).iter().map(|s| s.key).collect();
+        let mut printed: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with("# bingfa") && !line.starts_with("# After"))
+            .map(|line| line.trim_start_matches("# ").split([' ', '=']).next().unwrap())
+            .collect();
+        assert_eq!(printed, keys, "{text}");
+        printed.dedup();
+        assert_eq!(printed.len(), keys.len());
+        assert!(text.contains("# error-page is not set"), "{text}");
+        // Every option that --print-config knows is one of the command line's.
+        let resolved = ok(resolve_in(&[], &[]));
+        let known = effective(&resolved.args, &resolved.args.config()).unwrap();
+        assert_eq!(known.iter().map(|(k, _)| *k).collect::<Vec<_>>(), keys);
+    }
+
+    #[test]
+    fn completions_and_man_read_no_config() {
+        let vars = [
+            ("BINGFA_CONFIG", "/nonexistent/bingfa.toml"),
+            ("BINGFA_WORKERS", "x"),
+        ];
+        assert!(resolve_in(&["--man"], &vars).is_ok());
+        assert!(resolve_in(&["--completions", "bash"], &vars).is_ok());
+        assert!(matches!(resolve_in(&[], &vars), Err(Error::Message(_))));
+    }
+
+    #[test]
+    fn environment_names_follow_the_long_names() {
+        let command = Args::command();
+        let names: Vec<String> = settings(&command).iter().map(Setting::env_var).collect();
+        for name in [
+            "BINGFA_ROOT",
+            "BINGFA_BIND",
+            "BINGFA_HEADER_TIMEOUT",
+            "BINGFA_MAX_CONNECTIONS",
+            "BINGFA_IMMUTABLE_FINGERPRINTS",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "BINGFA_PRINT_CONFIG" || n == "BINGFA_HELP"),
+            "{names:?}"
+        );
+    }
+}
