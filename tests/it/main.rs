@@ -101,6 +101,7 @@ mod support;
 mod binary;
 
 mod cli;
+mod clients;
 mod conditional;
 mod config;
 mod connections;

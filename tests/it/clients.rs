@@ -1,0 +1,655 @@
+//! Real clients against every model, run as child processes: curl, wget, ApacheBench, h2load,
+//! Python's urllib and headless Chromium. `.ci/run` installs them from Debian's packages; on a
+//! machine without one, its tests pass after a one-line note (`skipped: wget not installed`),
+//! except under `CI=true`, where a missing client fails the test.
+//!
+//! Every server here also serves `tests/fixture/browser/` as `/browser/`: a page whose
+//! stylesheet, script and image must all load, and whose pages link to each other (for
+//! `wget -r`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::binary::poll_until;
+use crate::support::*;
+
+/// A client still running after this long is killed, with whatever it started, and the test
+/// fails. A safety net against hangs: every run here takes a few seconds at most.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Requests and concurrent connections of the load tools (ab, h2load): enough to reuse every
+/// connection many times, small enough to take well under a second.
+const LOAD_REQUESTS: u32 = 2000;
+const LOAD_CONNECTIONS: u32 = 10;
+
+// ---------------------------------------------------------------------------
+// Client programs and running them
+// ---------------------------------------------------------------------------
+
+/// An installed client program.
+struct Program {
+    path: PathBuf,
+}
+
+/// The client program `name` from `PATH`. If it is not installed: under `CI=true` the test
+/// fails (CI installs every client); otherwise `None`, after a one-line note on stderr, so
+/// `cargo test` passes on a machine without it.
+fn client(name: &str) -> Option<Program> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    });
+    match found {
+        Some(path) => Some(Program { path }),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{name} is not installed, and CI=true: .ci/run should have installed it")
+        }
+        None => {
+            // Straight to stderr: the test harness would capture `eprintln!`.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "skipped: {name} not installed");
+            None
+        }
+    }
+}
+
+/// How a client run ended.
+struct Ran {
+    /// The command line, for messages.
+    command: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Program {
+    /// Runs the program with `args` (stdin empty, proxies unset) and waits for it, at most
+    /// `CLIENT_TIMEOUT`: past that it is killed with its whole process group and the test
+    /// fails. Whatever it leaves running when it exits is killed too.
+    fn run(&self, args: &[&str]) -> Ran {
+        let out = tempfile::tempdir().expect("temp dir for output");
+        let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
+        let mut cmd = Command::new(&self.path);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            // Files, not pipes: nothing can block on a full pipe, or keep one open after exit.
+            .stdout(fs::File::create(&stdout_path).expect("create stdout file"))
+            .stderr(fs::File::create(&stderr_path).expect("create stderr file"))
+            .process_group(0);
+        for proxy in [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ] {
+            cmd.env_remove(proxy);
+        }
+        // SAFETY: prctl(2) is a single system call, safe between fork and exec. If the test
+        // process dies, the client dies too.
+        unsafe {
+            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        }
+        let command = format!("{} {args:?}", self.path.display());
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {command}: {e}"));
+        let group = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        let status = poll_until(CLIENT_TIMEOUT, || child.try_wait().expect("try_wait"));
+        // Its helpers (Chromium's renderer, say) go too, whether it exited or not.
+        let _ = killpg(group, Signal::SIGKILL);
+        let read = |path: &Path| String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned();
+        let (stdout, stderr) = (read(&stdout_path), read(&stderr_path));
+        let Some(status) = status else {
+            let _ = child.wait();
+            panic!(
+                "{command} was still running after {:?} and was killed\nstdout: {}\nstderr: {}",
+                started.elapsed(),
+                tail(&stdout),
+                tail(&stderr)
+            );
+        };
+        Ran {
+            command,
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Ran {
+    /// Asserts exit status 0; gives `self` back for the checks that follow.
+    #[track_caller]
+    fn success(self) -> Ran {
+        assert!(
+            self.status.success(),
+            "{} ended with {}\n{}",
+            self.command,
+            self.status,
+            self.output()
+        );
+        self
+    }
+
+    /// Its output, shortened, for messages.
+    fn output(&self) -> String {
+        format!("stdout: {}\nstderr: {}", tail(&self.stdout), tail(&self.stderr))
+    }
+}
+
+/// The last 3,000 bytes of `text` (Chromium is verbose on stderr).
+fn tail(text: &str) -> &str {
+    let mut start = text.len().saturating_sub(3000);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+// ---------------------------------------------------------------------------
+// The server and the browser fixture
+// ---------------------------------------------------------------------------
+
+fn browser_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/browser")
+}
+
+/// Every file under `dir`, as sorted relative paths with `/` between folders.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+        let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+        for entry in entries {
+            let entry = entry.expect("dir entry");
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("file type").is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out);
+    out.sort();
+    out
+}
+
+/// Workers of the `pool` model here. A pool worker serves one connection for its whole life,
+/// and the clients keep theirs open (ab and h2load 10, Chromium several): with the usual 2
+/// workers the rest would wait for the idle timeout, as the README says of `pool`.
+const POOL_WORKERS: usize = 16;
+
+/// A server of `model` on the usual fixture site, with `tests/fixture/browser/` copied in as
+/// `browser/`.
+fn serve(model: bingfa::Model) -> TestServer {
+    let add_browser = |site: &Site| {
+        let from = browser_fixture();
+        for rel in files_under(&from) {
+            let bytes = fs::read(from.join(&rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"));
+            site.write(&format!("browser/{rel}"), &bytes);
+        }
+    };
+    TestServer::start_prepared(model, add_browser, |config| {
+        if model == bingfa::Model::Pool {
+            config.workers = POOL_WORKERS;
+        }
+    })
+}
+
+fn url(s: &TestServer, path: &str) -> String {
+    format!("http://{}{path}", s.addr)
+}
+
+/// Asserts that the file at `path` holds exactly `expected`, without dumping megabytes.
+#[track_caller]
+fn assert_file(path: &Path, expected: &[u8]) {
+    let got = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    if got != expected {
+        let first_diff = got.iter().zip(expected).position(|(a, b)| a != b);
+        panic!(
+            "{}: {} bytes, expected {}; first differing offset {first_diff:?}",
+            path.display(),
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The value after `label` on the line of `text` that starts with it (ab's report).
+#[track_caller]
+fn field<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|line| line.strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{text}"))
+}
+
+/// `path` as an argument (the temporary directories have UTF-8 names).
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+// ---------------------------------------------------------------------------
+// curl
+// ---------------------------------------------------------------------------
+
+/// Writes the status and the body's length after the transfer.
+const STATUS_AND_SIZE: &str = "%{http_code} %{size_download}";
+
+/// curl with `args`, `-q` first (no `~/.curlrc`), quiet but for errors.
+fn curl_run(curl: &Program, args: &[&str]) -> Ran {
+    let all: Vec<&str> = ["-q", "--silent", "--show-error"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    curl.run(&all).success()
+}
+
+/// A plain GET, byte-exact: a file sent with sendfile (1 MiB) and one from the memory cache.
+fn curl_get(s: &TestServer, curl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    for rel in ["big.bin", "browser/style.css"] {
+        let out = dir.path().join(rel.replace('/', "_"));
+        let ran = curl_run(
+            curl,
+            &[
+                "-o",
+                arg(&out),
+                "-w",
+                STATUS_AND_SIZE,
+                &url(s, &format!("/{rel}")),
+            ],
+        );
+        let expected = s.site.read(rel);
+        assert_eq!(ran.stdout, format!("200 {}", expected.len()), "{}", ran.output());
+        assert_file(&out, &expected);
+    }
+}
+
+/// `curl -C -` finishes a download whose first part is already on disk: a 206 for the rest,
+/// and the file is whole.
+fn curl_resume(s: &TestServer, curl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.bin");
+    let full = s.site.read("big.bin");
+    let have = 300_000;
+    fs::write(&out, &full[..have]).unwrap();
+    let ran = curl_run(
+        curl,
+        &[
+            "-C",
+            "-",
+            "-o",
+            arg(&out),
+            "-w",
+            STATUS_AND_SIZE,
+            &url(s, "/big.bin"),
+        ],
+    );
+    assert_eq!(
+        ran.stdout,
+        format!("206 {}", full.len() - have),
+        "{}",
+        ran.output()
+    );
+    assert_file(&out, &full);
+}
+
+/// `curl -z FILE` (If-Modified-Since: FILE's mtime): a 304 without a body when the local copy is
+/// newer than the served file, the file (200) when it is older.
+fn curl_conditional(s: &TestServer, curl: &Program) {
+    let rel = "browser/index.html";
+    s.site.set_mtime(rel, long_ago());
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local-copy");
+    fs::write(&local, b"an older download").unwrap();
+    let day = Duration::from_secs(24 * 60 * 60);
+    for (local_mtime, status) in [(long_ago() + day, 304), (long_ago() - day, 200)] {
+        fs::File::options()
+            .write(true)
+            .open(&local)
+            .and_then(|f| f.set_modified(local_mtime))
+            .unwrap();
+        let out = dir.path().join(format!("got-{status}"));
+        let ran = curl_run(
+            curl,
+            &[
+                "-z",
+                arg(&local),
+                "-o",
+                arg(&out),
+                "-w",
+                STATUS_AND_SIZE,
+                &url(s, &format!("/{rel}")),
+            ],
+        );
+        if status == 304 {
+            assert_eq!(ran.stdout, "304 0", "local copy newer: {}", ran.output());
+            assert!(fs::read(&out).unwrap_or_default().is_empty(), "a 304 has no body");
+        } else {
+            let expected = s.site.read(rel);
+            assert_eq!(
+                ran.stdout,
+                format!("200 {}", expected.len()),
+                "local copy older: {}",
+                ran.output()
+            );
+            assert_file(&out, &expected);
+        }
+    }
+}
+
+/// Two URLs in one curl run share one connection: the second transfer makes no new connect
+/// (`%{num_connects}` 0) and leaves from the same local port. (curl -v says "Re-using existing
+/// connection" or, from 8.x, "Reusing existing connection".)
+fn curl_reuse(s: &TestServer, curl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("style.css"), dir.path().join("square.png"));
+    let ran = curl_run(
+        curl,
+        &[
+            "--verbose",
+            "-o",
+            arg(&first),
+            "-o",
+            arg(&second),
+            "-w",
+            "%{num_connects} %{local_port}\n",
+            &url(s, "/browser/style.css"),
+            &url(s, "/browser/square.png"),
+        ],
+    );
+    let lines: Vec<(&str, &str)> = ran
+        .stdout
+        .lines()
+        .map(|line| line.split_once(' ').expect("NUM_CONNECTS PORT"))
+        .collect();
+    assert!(
+        matches!(lines[..], [("1", port1), ("0", port2)] if port1 == port2),
+        "expected one connect, then the same connection again: {:?}\n{}",
+        lines,
+        ran.output()
+    );
+    assert_file(&first, &s.site.read("browser/style.css"));
+    assert_file(&second, &s.site.read("browser/square.png"));
+}
+
+// ---------------------------------------------------------------------------
+// wget
+// ---------------------------------------------------------------------------
+
+/// `wget -r -np` mirrors `/browser/` (pages, stylesheet, script, image, a subfolder) byte-exact,
+/// and fetches nothing outside it (index.html links to `../readme.txt`).
+fn wget_mirror(s: &TestServer, wget: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = wget
+        .run(&[
+            "--no-config",
+            "--no-verbose",
+            "-r",
+            "-np",
+            "-nH",
+            "--cut-dirs=1",
+            "-P",
+            arg(dir.path()),
+            &url(s, "/browser/"),
+        ])
+        .success();
+    let fixture = browser_fixture();
+    let expected = files_under(&fixture);
+    assert_eq!(
+        files_under(dir.path()),
+        expected,
+        "wget -r saved another set of files\n{}",
+        ran.output()
+    );
+    for rel in expected {
+        assert_file(&dir.path().join(&rel), &fs::read(fixture.join(&rel)).unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ApacheBench and h2load
+// ---------------------------------------------------------------------------
+
+/// `ab -k`: HTTP/1.0 with `Connection: keep-alive`; every request completes, none fails, and
+/// every response keeps its connection open.
+fn ab_keep_alive(s: &TestServer, ab: &Program) {
+    let (n, c) = (LOAD_REQUESTS.to_string(), LOAD_CONNECTIONS.to_string());
+    let path = "/browser/index.html";
+    let ran = ab
+        .run(&["-q", "-k", "-n", &n, "-c", &c, "-s", "30", &url(s, path)])
+        .success();
+    let report = &ran.stdout;
+    assert_eq!(field(report, "Complete requests:"), n, "{report}");
+    assert_eq!(field(report, "Failed requests:"), "0", "{report}");
+    assert_eq!(field(report, "Keep-Alive requests:"), n, "{report}");
+    assert!(!report.contains("Non-2xx responses"), "{report}");
+    let len = s.site.read(&path[1..]).len();
+    assert_eq!(
+        field(report, "Document Length:"),
+        format!("{len} bytes"),
+        "{report}"
+    );
+}
+
+/// `h2load --h1`: HTTP/1.1 keep-alive; every request succeeds with a 2xx.
+fn h2load_h1(s: &TestServer, h2load: &Program) {
+    let (n, c) = (LOAD_REQUESTS.to_string(), LOAD_CONNECTIONS.to_string());
+    let ran = h2load
+        .run(&["--h1", "-n", &n, "-c", &c, &url(s, "/browser/style.css")])
+        .success();
+    let report = &ran.stdout;
+    let requests = field(report, "requests:");
+    let all_fine = format!("{n} total, {n} started, {n} done, {n} succeeded, 0 failed, 0 errored");
+    assert!(requests.starts_with(&all_fine), "requests: {requests}\n{report}");
+    let codes = field(report, "status codes:");
+    assert_eq!(codes, format!("{n} 2xx, 0 3xx, 0 4xx, 0 5xx"), "{report}");
+}
+
+// ---------------------------------------------------------------------------
+// Python
+// ---------------------------------------------------------------------------
+
+/// Fetches BASE/big.bin into OUT, printing status, length and Content-Type; then a missing
+/// file, which must raise HTTPError.
+const URLLIB_SCRIPT: &str = r#"
+import sys, urllib.error, urllib.request
+base, out = sys.argv[1], sys.argv[2]
+with urllib.request.urlopen(base + "/big.bin", timeout=30) as r:
+    body = r.read()
+    print(r.status, len(body), r.headers["Content-Type"])
+with open(out, "wb") as f:
+    f.write(body)
+try:
+    urllib.request.urlopen(base + "/no-such-file.txt", timeout=30)
+    print("no error for a missing file")
+except urllib.error.HTTPError as e:
+    print("HTTPError", e.code)
+"#;
+
+fn python_urllib(s: &TestServer, python: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.bin");
+    let base = url(s, "");
+    let ran = python.run(&["-c", URLLIB_SCRIPT, &base, arg(&out)]).success();
+    let expected = s.site.read("big.bin");
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            &format!("200 {} application/octet-stream", expected.len()),
+            "HTTPError 404"
+        ],
+        "{}",
+        ran.output()
+    );
+    assert_file(&out, &expected);
+}
+
+// ---------------------------------------------------------------------------
+// Chromium
+// ---------------------------------------------------------------------------
+
+/// What app.js writes into the page once style.css applied, the script ran and square.png
+/// loaded.
+const ALL_LOADED: &str = r#"<p id="result">css=ok js=ok img=ok</p>"#;
+
+/// style.css's background (#123456), and square.png's colour.
+const BACKGROUND: [u8; 3] = [0x12, 0x34, 0x56];
+const SQUARE: [u8; 3] = [200, 50, 20];
+
+/// Headless Chromium loads `/browser/` with a fresh profile: the DOM it dumps after the load
+/// shows what app.js found, and the 800×600 screenshot has style.css's background and
+/// square.png where style.css puts it (64×64 at 100,200). One run does both, to halve
+/// Chromium's start-up cost.
+fn chromium_page(s: &TestServer, chromium: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let shot = dir.path().join("shot.png");
+    let ran = chromium
+        .run(&[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", arg(&profile)),
+            "--hide-scrollbars",
+            "--window-size=800,600",
+            &format!("--screenshot={}", arg(&shot)),
+            "--dump-dom",
+            &url(s, "/browser/"),
+        ])
+        .success();
+    assert!(
+        ran.stdout.contains(ALL_LOADED),
+        "no {ALL_LOADED} in the DOM:\n{}",
+        ran.output()
+    );
+    let png =
+        fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot {}: {e}\n{}", shot.display(), ran.output()));
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is not a PNG"
+    );
+    let image = Rgb::decode(&png);
+    assert_eq!((image.width, image.height), (800, 600), "screenshot size");
+    for (x, y) in [(700, 500), (10, 590), (790, 300)] {
+        assert_colour(image.pixel(x, y), BACKGROUND, &format!("background at {x},{y}"));
+    }
+    for (x, y) in [(101, 201), (132, 232), (162, 262)] {
+        assert_colour(image.pixel(x, y), SQUARE, &format!("square.png at {x},{y}"));
+    }
+}
+
+/// A decoded 8-bit RGB or RGBA image.
+struct Rgb {
+    width: u32,
+    height: u32,
+    samples: usize,
+    line: usize,
+    pixels: Vec<u8>,
+}
+
+impl Rgb {
+    fn decode(png: &[u8]) -> Rgb {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().expect("PNG header");
+        let mut pixels = vec![0; reader.output_buffer_size().expect("PNG size")];
+        let info = reader.next_frame(&mut pixels).expect("PNG image data");
+        let samples = info.color_type.samples();
+        assert!(samples >= 3, "a colour screenshot, not {:?}", info.color_type);
+        Rgb {
+            width: info.width,
+            height: info.height,
+            samples,
+            line: info.line_size,
+            pixels,
+        }
+    }
+
+    fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+        let at = y * self.line + x * self.samples;
+        [self.pixels[at], self.pixels[at + 1], self.pixels[at + 2]]
+    }
+}
+
+/// Equal within 2 per channel (rounding in colour conversion).
+#[track_caller]
+fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
+    let close = got.iter().zip(expected).all(|(&g, e)| g.abs_diff(e) <= 2);
+    assert!(close, "{what}: colour {got:?}, expected {expected:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Every client against every model
+// ---------------------------------------------------------------------------
+
+model_tests! {
+    fn curl_get_is_byte_exact(model m) {
+        if let Some(curl) = client("curl") {
+            curl_get(&serve(m), &curl);
+        }
+    }
+
+    fn curl_resumes_with_continue_at(model m) {
+        if let Some(curl) = client("curl") {
+            curl_resume(&serve(m), &curl);
+        }
+    }
+
+    fn curl_time_condition_gets_304_or_200(model m) {
+        if let Some(curl) = client("curl") {
+            curl_conditional(&serve(m), &curl);
+        }
+    }
+
+    fn curl_reuses_the_connection_for_two_urls(model m) {
+        if let Some(curl) = client("curl") {
+            curl_reuse(&serve(m), &curl);
+        }
+    }
+
+    fn wget_mirrors_the_browser_fixture(model m) {
+        if let Some(wget) = client("wget") {
+            wget_mirror(&serve(m), &wget);
+        }
+    }
+
+    fn ab_keep_alive_has_no_failures(model m) {
+        if let Some(ab) = client("ab") {
+            ab_keep_alive(&serve(m), &ab);
+        }
+    }
+
+    fn h2load_h1_has_no_failures(model m) {
+        if let Some(h2load) = client("h2load") {
+            h2load_h1(&serve(m), &h2load);
+        }
+    }
+
+    fn python_urllib_fetches_and_gets_404(model m) {
+        if let Some(python) = client("python3") {
+            python_urllib(&serve(m), &python);
+        }
+    }
+
+    fn chromium_loads_stylesheet_script_and_image(model m) {
+        if let Some(chromium) = client("chromium") {
+            chromium_page(&serve(m), &chromium);
+        }
+    }
+}
