@@ -79,10 +79,7 @@ impl Handler for FakeSite {
             Some(b'v') => {
                 let body = content(plain);
                 let mut reply = shared(&body);
-                reply.validators = Some(Validators {
-                    etag: EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(),
-                    last_modified: UNIX_EPOCH + Duration::from_secs(NOW - 1000),
-                });
+                reply.validators = Some(Validators::new(EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(), UNIX_EPOCH + Duration::from_secs(NOW - 1000)));
                 (Kind::Validated, reply, body)
             }
             Some(b'e') => {

@@ -113,10 +113,10 @@ mod tests {
     const ETAG: &str = "\"abc-1\"";
 
     fn validators() -> Validators {
-        Validators {
-            etag: EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(),
-            last_modified: UNIX_EPOCH + Duration::from_secs(784_111_777),
-        }
+        Validators::new(
+            EntityTag::strong(&ETAG[1..ETAG.len() - 1]).unwrap(),
+            UNIX_EPOCH + Duration::from_secs(784_111_777),
+        )
     }
 
     /// Parses `fields` as a request's header lines and runs `f` on the request.

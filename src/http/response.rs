@@ -35,6 +35,28 @@ pub struct Reply {
 pub struct Validators {
     pub etag: EntityTag,
     pub last_modified: SystemTime,
+    /// `last_modified` as an HTTP date, formatted once rather than per response.
+    last_modified_text: [u8; HTTP_DATE_LEN],
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+const HTTP_DATE_LEN: usize = 29;
+
+impl Validators {
+    pub fn new(etag: EntityTag, last_modified: SystemTime) -> Validators {
+        // httpdate panics before 1970, and a file's mtime can be anything.
+        let latest = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799); // 9999-12-31
+        let shown = httpdate::HttpDate::from(last_modified.clamp(UNIX_EPOCH, latest));
+        let mut last_modified_text = [b' '; HTTP_DATE_LEN];
+        let mut room = &mut last_modified_text[..];
+        // An HTTP date is always 29 bytes: the write fills the array exactly.
+        let _ = write!(room, "{shown}");
+        Validators {
+            etag,
+            last_modified,
+            last_modified_text,
+        }
+    }
 }
 
 /// A strong entity tag, quotes included: `"1a2b-3c-4d5e6f"` (RFC 9110 §8.8.3). Kept inline,
@@ -174,11 +196,14 @@ pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, clock: &Clock, 
         field(out, "Content-Type", reply.content_type.as_deref());
         field(out, "Content-Encoding", reply.content_encoding);
     }
-    // Writing into a Vec cannot fail.
     if let Some(length) = response.content_length() {
-        let _ = write!(out, "Content-Length: {length}\r\n");
+        // itoa: a quarter of the cost of `write!`, on every response.
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     match &response.layout {
+        // Writing into a Vec cannot fail.
         Layout::Single { range, size } => {
             let _ = write!(
                 out,
@@ -202,15 +227,13 @@ pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, clock: &Clock, 
         // RFC 9110 §15.4.5: a 304 with an ETag needs no other validator. §8.8.2.1: never
         // later than Date, even for a file stamped in the future.
         if !not_modified {
-            // httpdate panics before 1970, and a file's mtime can be anything.
-            let last_modified = validators
-                .last_modified
-                .clamp(UNIX_EPOCH, clock.wall().max(UNIX_EPOCH));
-            let _ = write!(
-                out,
-                "Last-Modified: {}\r\n",
-                httpdate::HttpDate::from(last_modified)
-            );
+            out.extend_from_slice(b"Last-Modified: ");
+            if validators.last_modified > clock.wall() {
+                out.extend_from_slice(clock.date().as_bytes());
+            } else {
+                out.extend_from_slice(&validators.last_modified_text);
+            }
+            out.extend_from_slice(b"\r\n");
         }
     }
     field(out, "Vary", reply.vary);

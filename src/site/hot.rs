@@ -99,10 +99,7 @@ mod tests {
     fn hot(at: Instant, has_precompressed: bool) -> HotFile {
         HotFile {
             content_type: Cow::Borrowed("text/plain"),
-            validators: Validators {
-                etag: EntityTag::strong("2-5-3").unwrap(),
-                last_modified: UNIX_EPOCH,
-            },
+            validators: Validators::new(EntityTag::strong("2-5-3").unwrap(), UNIX_EPOCH),
             bytes: Arc::from(&b"hello"[..]),
             cache_control: None,
             has_precompressed,

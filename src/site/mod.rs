@@ -92,10 +92,7 @@ impl Site {
         };
         let is_index = file.is_index;
         let (file, encoding) = self.choose_encoding(path, file, request);
-        let validators = Validators {
-            etag: entity_tag(&file.identity),
-            last_modified: file.modified,
-        };
+        let validators = Validators::new(entity_tag(&file.identity), file.modified);
         let reply = Reply {
             validators: Some(validators),
             content_encoding: encoding,

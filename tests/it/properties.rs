@@ -74,10 +74,10 @@ impl Handler for FakeSite {
             Body::Shared(Arc::from(body.into_bytes())),
         );
         if path.starts_with(b"/v") {
-            reply.validators = Some(Validators {
-                etag: EntityTag::strong("v1").unwrap(),
-                last_modified: UNIX_EPOCH + Duration::from_secs(784_000_000),
-            });
+            reply.validators = Some(Validators::new(
+                EntityTag::strong("v1").unwrap(),
+                UNIX_EPOCH + Duration::from_secs(784_000_000),
+            ));
         }
         reply
     }
