@@ -171,7 +171,7 @@ fn run(pieces: &[&[u8]], options: &Options, site: &FakeSite) -> Outcome {
     let mut eof_sent = false;
     loop {
         match conn.poll(&clock, site) {
-            Action::Send(Transmit::Bytes(bytes)) => {
+            Action::Send(Transmit::Bytes { bytes, .. }) => {
                 assert!(!bytes.is_empty(), "Send with nothing to send");
                 let n = bytes.len().min(options.send_step);
                 out.extend_from_slice(&bytes[..n]);

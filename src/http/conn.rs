@@ -82,8 +82,17 @@ pub enum Action<'a> {
 /// Bytes to write, or a range of an open file to send with sendfile.
 #[derive(Debug)]
 pub enum Transmit<'a> {
-    Bytes(&'a [u8]),
-    File { file: &'a File, offset: u64, len: usize },
+    /// `more`: a file range follows at once (a head before its body): send with `MSG_MORE`,
+    /// so the head shares a packet with the body instead of leaving alone.
+    Bytes {
+        bytes: &'a [u8],
+        more: bool,
+    },
+    File {
+        file: &'a File,
+        offset: u64,
+        len: usize,
+    },
 }
 
 /// Buffered input never grows past this; every limit on a head is below it.
@@ -571,13 +580,19 @@ impl Output {
     /// The first pending segment. Call only when not empty.
     fn front(&self) -> Transmit<'_> {
         match self.queue.front() {
-            Some(Segment::Bytes { data, sent }) => Transmit::Bytes(&data[*sent..]),
+            Some(Segment::Bytes { data, sent }) => Transmit::Bytes {
+                bytes: &data[*sent..],
+                more: matches!(self.queue.get(1), Some(Segment::File { .. })),
+            },
             Some(Segment::File { file, offset, end }) => Transmit::File {
                 file: file.as_ref(),
                 offset: *offset,
                 len: (end - offset).min(MAX_SENDFILE) as usize,
             },
-            None => Transmit::Bytes(&[]),
+            None => Transmit::Bytes {
+                bytes: &[],
+                more: false,
+            },
         }
     }
 
@@ -636,7 +651,7 @@ mod tests {
         let mut writes = 0;
         loop {
             match conn.poll(&clock, &FakeSite) {
-                Action::Send(Transmit::Bytes(bytes)) => {
+                Action::Send(Transmit::Bytes { bytes, .. }) => {
                     out.extend_from_slice(bytes);
                     writes += 1;
                     let n = bytes.len();
@@ -778,7 +793,7 @@ mod tests {
         let request = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         buf[..request.len()].copy_from_slice(request);
         conn.received(request.len(), clock.now());
-        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &FakeSite) else {
             panic!()
         };
         let n = bytes.len();
@@ -814,7 +829,7 @@ mod tests {
         assert_eq!(conn.deadline(), start.now() + secs(3), "fresh: header");
         let later = start.now() + secs(1);
         feed(&mut conn, &start, GET_A.as_bytes(), later);
-        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&start, &FakeSite) else {
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&start, &FakeSite) else {
             panic!()
         };
         let n = bytes.len();
@@ -858,7 +873,7 @@ mod tests {
         let mut conn = Connection::new(Settings::default(), clock.now());
         let pipeline = format!("{GET_A}{GET_A}");
         feed(&mut conn, &clock, pipeline.as_bytes(), clock.now());
-        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &FakeSite) else {
             panic!()
         };
         assert_eq!(
@@ -886,7 +901,7 @@ mod tests {
     fn overloaded_says_503_and_closes() {
         let clock = clock();
         let mut conn = Connection::overloaded(Settings::default(), &clock);
-        let Action::Send(Transmit::Bytes(bytes)) = conn.poll(&clock, &FakeSite) else {
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &FakeSite) else {
             panic!()
         };
         assert!(text(bytes).starts_with("HTTP/1.1 503 Service Unavailable\r\n"));

@@ -385,7 +385,10 @@ pub(crate) fn tick(clock: &mut Clock) {
 pub(crate) fn transmit(socket: impl AsFd, what: Transmit<'_>) -> io::Result<usize> {
     match what {
         // MSG_NOSIGNAL: a peer that went away is an error to handle, not a SIGPIPE.
-        Transmit::Bytes(bytes) => Ok(rustix::net::send(socket, bytes, SendFlags::NOSIGNAL)?),
+        Transmit::Bytes { bytes, more } => {
+            let more = if more { SendFlags::MORE } else { SendFlags::empty() };
+            Ok(rustix::net::send(socket, bytes, SendFlags::NOSIGNAL | more)?)
+        }
         Transmit::File { file, offset, len } => {
             let mut offset = offset;
             match rustix::fs::sendfile(socket, file, Some(&mut offset), len)? {

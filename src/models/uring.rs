@@ -529,7 +529,7 @@ impl Client {
                 return Some((send.build(), Op::Send));
             }
             match self.conn.poll(clock, site) {
-                Action::Send(Transmit::Bytes(bytes)) => {
+                Action::Send(Transmit::Bytes { bytes, .. }) => {
                     let len = bytes.len().min(CHUNK);
                     if len == 0 {
                         return None; // The core never asks this; looping on it would never end.

@@ -108,7 +108,7 @@ fn run(pieces: &[&[u8]], close_at_end: bool) -> Outcome {
     let mut eof = false;
     for _ in 0..1_000_000 {
         match conn.poll(&clock, &FakeSite) {
-            Action::Send(Transmit::Bytes(bytes)) => {
+            Action::Send(Transmit::Bytes { bytes, .. }) => {
                 outcome.out.extend_from_slice(bytes);
                 let n = bytes.len();
                 conn.sent(n, clock.now());
