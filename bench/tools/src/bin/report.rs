@@ -314,7 +314,9 @@ fn report(r: &Results, charts_rel: &str) -> String {
         w,
         "- **nginx**: `worker_processes {}`, `worker_connections 20480`, `sendfile on`, \
          `tcp_nopush on`, `open_file_cache`, `access_log off`, `keepalive_requests` unbounded, \
-         `listen … reuseport`.",
+         `listen … reuseport`. nginx allocates its connection table for `worker_connections` in every worker at \
+         start (about 0.4 KiB a slot), so much of its memory is there before the first \
+         connection: see the idle table's `at start`.",
         m.nproc
     );
     let _ = writeln!(
@@ -364,8 +366,11 @@ fn report(r: &Results, charts_rel: &str) -> String {
     );
     let _ = writeln!(
         w,
-        "- `—`: the step failed (the server did not start, died, or wrk got no answer in time); \
-         errors are wrk's socket errors (connect, read, write, timeout) plus non-2xx answers.\n"
+        "- req/s count 2xx answers only; errors are wrk's socket errors (connect, read, write, \
+         timeout) plus non-2xx answers. wrk counts only requests that were answered: a model \
+         that leaves some connections waiting (`pool` beyond its `--workers`) shows the rate of \
+         those it serves; the idle test shows how many connections it actually holds.\n\
+         - `—`: the step failed (the server did not start, died, or wrk got no answer in time).\n"
     );
 
     targets(w, r);
@@ -441,26 +446,28 @@ fn report(r: &Results, charts_rel: &str) -> String {
     );
     let _ = writeln!(
         w,
-        "Memory with the connections held (PSS of the process tree), and the latency of requests \
-         made beside them: on a new connection each (connect to last byte) and on one keep-alive \
-         connection.\n"
+        "Memory (PSS of the process tree) at start and with the connections held, what each \
+         held connection added, and the latency of requests made beside them: on a new \
+         connection each (connect to last byte) and on one keep-alive connection. `held` counts \
+         the connections that got their response; if the server closed some of them before the \
+         end, the number still open is in brackets.\n"
     );
     let _ = writeln!(
         w,
-        "| server | held | memory | × nginx | per connection | new conn p50 | p99 | max | \
-         keep-alive p50 | p99 |"
+        "| server | held | memory at start | memory, connections held | × nginx | per connection | \
+         new conn p50 | p99 | max | keep-alive p50 | p99 |"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let nginx_idle_mem = r.idle_ok("nginx").and_then(|d| d.mem_kib);
     for s in &servers {
         let Some(d) = r.idle.get(s.as_str()) else {
-            let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | |", name(s));
+            let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | |", name(s));
             continue;
         };
         let res = d.result.clone().unwrap_or_default();
         if !d.ok || d.result.is_none() {
             let why = d.error.clone().unwrap_or_else(|| "failed".into());
-            let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | | | |", name(s));
+            let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | | | | |", name(s));
             continue;
         }
         let per_conn = match (d.mem_kib, d.mem_base_kib) {
@@ -469,7 +476,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
             }
             _ => None,
         };
-        let held = if res.held == res.conns {
+        let mut held = if res.held == res.conns {
             thousands(res.held as f64)
         } else {
             format!(
@@ -478,6 +485,9 @@ fn report(r: &Results, charts_rel: &str) -> String {
                 thousands(res.conns as f64)
             )
         };
+        if res.still_open < res.held {
+            held.push_str(&format!(" ({} still open)", thousands(res.still_open as f64)));
+        }
         let series = |x: &Series, v: Option<u64>| -> String {
             match v {
                 Some(v) if x.failed == 0 => us(v),
@@ -487,9 +497,10 @@ fn report(r: &Results, charts_rel: &str) -> String {
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             name(s),
             held,
+            opt(d.mem_base_kib, mib),
             opt(d.mem_kib, mib),
             opt(
                 ratio(d.mem_kib.map(|v| v as f64), nginx_idle_mem.map(|v| v as f64)),
