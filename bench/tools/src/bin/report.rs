@@ -13,6 +13,7 @@
 //! report's folder.
 
 use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +90,7 @@ struct Idle {
     ok: bool,
     mem_base_kib: Option<u64>,
     mem_kib: Option<u64>,
+    rss_kib: Option<u64>,
     procs: Option<u64>,
     result: Option<IdleOut>,
     error: Option<String>,
@@ -448,26 +450,27 @@ fn report(r: &Results, charts_rel: &str) -> String {
         w,
         "Memory (PSS of the process tree) at start and with the connections held, what each \
          held connection added, and the latency of requests made beside them: on a new \
-         connection each (connect to last byte) and on one keep-alive connection. `held` counts \
-         the connections that got their response; if the server closed some of them before the \
-         end, the number still open is in brackets.\n"
+         connection each (connect to last byte) and on one keep-alive connection. RSS, summed \
+         over the tree (a page shared by several processes counts in each), is there for \
+         reference. `held` counts the connections that got their response; if the server closed \
+         some of them before the end, the number still open is in brackets.\n"
     );
     let _ = writeln!(
         w,
         "| server | held | memory at start | memory, connections held | × nginx | per connection | \
-         new conn p50 | p99 | max | keep-alive p50 | p99 |"
+         RSS, held | new conn p50 | p99 | max | keep-alive p50 | p99 |"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let nginx_idle_mem = r.idle_ok("nginx").and_then(|d| d.mem_kib);
     for s in &servers {
         let Some(d) = r.idle.get(s.as_str()) else {
-            let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | |", name(s));
+            let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | | |", name(s));
             continue;
         };
         let res = d.result.clone().unwrap_or_default();
         if !d.ok || d.result.is_none() {
             let why = d.error.clone().unwrap_or_else(|| "failed".into());
-            let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | | | | |", name(s));
+            let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | | | | | |", name(s));
             continue;
         }
         let per_conn = match (d.mem_kib, d.mem_base_kib) {
@@ -497,7 +500,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             name(s),
             held,
             opt(d.mem_base_kib, mib),
@@ -507,6 +510,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
                 times
             ),
             per_conn.unwrap_or_else(|| DASH.into()),
+            opt(d.rss_kib, mib),
             opt(res.fresh.p50_us, us),
             series(&res.fresh, res.fresh.p99_us),
             opt(res.fresh.max_us, us),
@@ -640,7 +644,11 @@ fn targets(w: &mut String, r: &Results) {
         opt(rt, times),
         mark(rt.map(|x| x <= 1.0))
     );
-    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "\nEach line compares the two servers' numbers from this one run, strictly (no margin); \
+         on a shared machine, run again before drawing conclusions from a near miss.\n"
+    );
 }
 
 // --- charts ----------------------------------------------------------------------------------
@@ -799,6 +807,7 @@ fn sweep_chart(
     builder
         .caption(caption, ("sans-serif", 22))
         .margin(15)
+        .margin_right(170)
         .x_label_area_size(45)
         .y_label_area_size(80);
     let step_labels = |x: &f64| conns_label(x.round() as u32);
@@ -844,6 +853,7 @@ fn sweep_chart(
             .draw()?;
         draw_lines(&mut chart, &lines, &servers)?;
     }
+    legend(&root, &servers, 1100 - 160, 70)?;
     root.present()?;
     Ok(())
 }
@@ -861,19 +871,32 @@ where
 {
     for (s, pts) in lines {
         let c = color(servers, s);
-        let width = if s == "nginx" || s == "reactor" { 3 } else { 2 };
-        chart
-            .draw_series(LineSeries::new(pts.iter().cloned(), c.stroke_width(width)).point_size(4))?
-            .label(s.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width)));
+        chart.draw_series(LineSeries::new(pts.iter().cloned(), c.stroke_width(width(s))).point_size(4))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    Ok(())
+}
+
+fn width(server: &str) -> u32 {
+    if server == "nginx" || server == "reactor" {
+        3
+    } else {
+        2
+    }
+}
+
+/// The legend, in the right margin of the chart (drawn on the whole area: a chart's own
+/// legend is clipped to its plot).
+fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, servers: &[String], x: i32, y: i32) -> DrawResult {
+    for (i, s) in servers.iter().enumerate() {
+        let y = y + 22 * i as i32;
+        let c = color(servers, s);
+        root.draw(&PathElement::new(
+            vec![(x, y), (x + 24, y)],
+            c.stroke_width(width(s)),
+        ))?;
+        root.draw(&Circle::new((x + 12, y), 4, c.stroke_width(2)))?;
+        root.draw(&Text::new(s.clone(), (x + 32, y - 7), ("sans-serif", 15)))?;
+    }
     Ok(())
 }
 
