@@ -474,7 +474,8 @@ fn report(r: &Results, charts_rel: &str) -> String {
             continue;
         }
         let per_conn = match (d.mem_kib, d.mem_base_kib) {
-            (Some(m), Some(b)) if res.held > 0 => {
+            // Over a handful of connections the difference is noise, not a cost per connection.
+            (Some(m), Some(b)) if res.held >= 100 => {
                 Some(format!("{:.1} KiB", (m as f64 - b as f64) / res.held as f64))
             }
             _ => None,
