@@ -17,8 +17,8 @@
 //!
 //! Every wait is bounded: `--timeout-ms` for each connect and response, `--open-secs` for the
 //! opening phase (it also stops after 32 failures in a row: a server that serves only a few
-//! connections at a time, like `pool`, would otherwise take hours), and 60 s for each timed
-//! series.
+//! connections at a time, like `pool`, would otherwise take hours), and 60 s or 5 failures in
+//! a row for each timed series.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,6 +27,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FAILS_IN_A_ROW: usize = 32;
+/// A timed series stops after this many failures in a row (a server that has stopped answering).
+const SERIES_FAILS_IN_A_ROW: usize = 5;
 const SERIES_LIMIT: Duration = Duration::from_secs(60);
 
 struct Args {
@@ -293,7 +295,7 @@ fn fresh_connections(args: &Args) -> Series {
     let limit = Instant::now() + SERIES_LIMIT;
     let mut in_a_row = 0;
     for _ in 0..args.fresh {
-        if Instant::now() > limit || in_a_row >= FAILS_IN_A_ROW {
+        if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
             break;
         }
         let t = Instant::now();
@@ -323,7 +325,7 @@ fn keep_alive(args: &Args) -> Series {
     let mut conn: Option<TcpStream> = None;
     let mut in_a_row = 0;
     for _ in 0..args.fresh {
-        if Instant::now() > limit || in_a_row >= FAILS_IN_A_ROW {
+        if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
             break;
         }
         let s = match conn.take() {

@@ -496,6 +496,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
             match v {
                 Some(v) if x.failed == 0 => us(v),
                 Some(v) => format!("{} ({} failed)", us(v), x.failed),
+                None if x.failed > 0 => format!("{DASH} ({} failed)", x.failed),
                 None => DASH.to_string(),
             }
         };
