@@ -6,6 +6,7 @@
 #
 # Needs wrk and nginx-light (apt-get install wrk nginx-light). Loopback only; every run is
 # bounded by SECONDS. Numbers on a shared 2-core machine are noisy: compare within one run.
+# The full harness (more workloads, memory, the connections sweep, BENCHMARKS.md) is bench/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -15,6 +16,7 @@ models=("$@")
 [[ ${#models[@]} -gt 0 ]] || models=(process thread pool async nonblocking poll epoll reactor prefork uring)
 workers=$(nproc)
 work=$(mktemp -d)
+chmod 755 "$work" # nginx's workers run as nobody: a 0700 folder would give them 403s
 cleanup() {
     [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
     kill $(jobs -p) 2>/dev/null || true

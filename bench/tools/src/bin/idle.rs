@@ -1,0 +1,401 @@
+//! idle: holds many idle keep-alive connections to a server, then times fresh requests beside
+//! them (the C10K test of bench/run).
+//!
+//!   idle --addr 127.0.0.1:PORT [--conns 9000] [--path /index.html] [--fresh 2000]
+//!        [--threads 8] [--timeout-ms 3000] [--open-secs 120] [--no-wait]
+//!
+//! 1. Opens `--conns` connections from `--threads` threads; on each it sends one keep-alive GET
+//!    and reads the response whole (by Content-Length), then leaves the connection idle.
+//! 2. Prints `held N failed M open_ms T` on stdout and waits for a line (or end of file) on
+//!    stdin, so the caller can measure the server's memory while the connections are held
+//!    (`--no-wait`: go straight on).
+//! 3. With the connections still held, times `--fresh` requests one after another, each on a
+//!    new connection (connect, GET, whole response, close), then `--fresh` requests one after
+//!    another on a single keep-alive connection.
+//! 4. Prints one line of JSON: how many connections were held and why the others failed, and
+//!    p50/p99/max (µs) of both series. Exits 0 whatever the server did; 2 on a bad command line.
+//!
+//! Every wait is bounded: `--timeout-ms` for each connect and response, `--open-secs` for the
+//! opening phase (it also stops after 32 failures in a row: a server that serves only a few
+//! connections at a time, like `pool`, would otherwise take hours), and 60 s or 5 failures in
+//! a row for each timed series.
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const FAILS_IN_A_ROW: usize = 32;
+/// A timed series stops after this many failures in a row (a server that has stopped answering).
+const SERIES_FAILS_IN_A_ROW: usize = 5;
+const SERIES_LIMIT: Duration = Duration::from_secs(60);
+
+struct Args {
+    addr: SocketAddr,
+    conns: usize,
+    path: String,
+    fresh: usize,
+    threads: usize,
+    timeout: Duration,
+    open_secs: u64,
+    wait: bool,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("idle: {msg}");
+    eprintln!(
+        "usage: idle --addr HOST:PORT [--conns N] [--path P] [--fresh N] [--threads N] \
+         [--timeout-ms MS] [--open-secs S] [--no-wait]"
+    );
+    std::process::exit(2);
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+        conns: 9000,
+        path: "/index.html".into(),
+        fresh: 2000,
+        threads: 8,
+        timeout: Duration::from_millis(3000),
+        open_secs: 120,
+        wait: true,
+    };
+    let mut addr = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--no-wait" {
+            args.wait = false;
+            continue;
+        }
+        let Some(value) = it.next() else {
+            usage(&format!("{flag} needs a value"))
+        };
+        let num = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| usage(&format!("{flag}: not a number")))
+        };
+        match flag.as_str() {
+            "--addr" => addr = Some(value.parse().unwrap_or_else(|_| usage("--addr: not HOST:PORT"))),
+            "--conns" => args.conns = num() as usize,
+            "--path" => args.path = value.clone(),
+            "--fresh" => args.fresh = num() as usize,
+            "--threads" => args.threads = (num() as usize).max(1),
+            "--timeout-ms" => args.timeout = Duration::from_millis(num().max(1)),
+            "--open-secs" => args.open_secs = num(),
+            _ => usage(&format!("unknown option {flag}")),
+        }
+    }
+    args.addr = addr.unwrap_or_else(|| usage("--addr is required"));
+    args
+}
+
+/// Why one connection or request failed.
+#[derive(Clone, Copy, Debug)]
+enum Fail {
+    Connect,
+    Write,
+    Timeout,
+    Closed,
+    Bad,
+}
+
+impl Fail {
+    const ALL: [Fail; 5] = [Fail::Connect, Fail::Write, Fail::Timeout, Fail::Closed, Fail::Bad];
+    fn name(self) -> &'static str {
+        match self {
+            Fail::Connect => "connect",
+            Fail::Write => "write",
+            Fail::Timeout => "timeout",
+            Fail::Closed => "closed",
+            Fail::Bad => "bad_response",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fails([usize; 5]);
+
+impl Fails {
+    fn add(&mut self, f: Fail) {
+        self.0[f as usize] += 1;
+    }
+    fn total(&self) -> usize {
+        self.0.iter().sum()
+    }
+    fn json(&self) -> String {
+        let fields: Vec<String> = Fail::ALL
+            .iter()
+            .map(|f| format!("\"{}\":{}", f.name(), self.0[*f as usize]))
+            .collect();
+        format!("{{{}}}", fields.join(","))
+    }
+}
+
+fn read_fail(e: &io::Error) -> Fail {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Fail::Timeout,
+        _ => Fail::Closed,
+    }
+}
+
+fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Fail> {
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|_| Fail::Connect)?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(timeout)).map_err(|_| Fail::Connect)?;
+    s.set_write_timeout(Some(timeout)).map_err(|_| Fail::Connect)?;
+    Ok(s)
+}
+
+/// Sends `req` and reads one whole response (head, then Content-Length bytes of body). Returns
+/// the status. `buf` is scratch space, reused between calls.
+fn exchange(s: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> Result<u16, Fail> {
+    s.write_all(req).map_err(|_| Fail::Write)?;
+    buf.clear();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Err(Fail::Bad);
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(Fail::Closed),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(read_fail(&e)),
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| Fail::Bad)?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or(Fail::Bad)?;
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .ok_or(Fail::Bad)?;
+    let mut have = buf.len() - head_end;
+    while have < length {
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(Fail::Closed),
+            Ok(n) => have += n,
+            Err(e) => return Err(read_fail(&e)),
+        }
+    }
+    if have != length {
+        return Err(Fail::Bad); // more bytes than the response: nothing else was asked for
+    }
+    if !(200..300).contains(&status) {
+        return Err(Fail::Bad);
+    }
+    Ok(status)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn request(args: &Args) -> Vec<u8> {
+    format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.addr).into_bytes()
+}
+
+/// Phase 1: the idle connections.
+fn open_all(args: &Args) -> (Vec<TcpStream>, Fails) {
+    let req = request(args);
+    let deadline = Instant::now() + Duration::from_secs(args.open_secs);
+    let next = AtomicUsize::new(0);
+    let in_a_row = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let held = Mutex::new(Vec::with_capacity(args.conns));
+    let fails = Mutex::new(Fails::default());
+    std::thread::scope(|scope| {
+        for _ in 0..args.threads {
+            scope.spawn(|| {
+                let mut buf = Vec::new();
+                let mut mine = Vec::new();
+                let mut my_fails = Fails::default();
+                while !stop.load(Ordering::Relaxed) && next.fetch_add(1, Ordering::Relaxed) < args.conns {
+                    if Instant::now() > deadline {
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    let result = connect(args.addr, args.timeout).and_then(|mut s| {
+                        exchange(&mut s, &req, &mut buf)?;
+                        Ok(s)
+                    });
+                    match result {
+                        Ok(s) => {
+                            in_a_row.store(0, Ordering::Relaxed);
+                            mine.push(s);
+                        }
+                        Err(f) => {
+                            my_fails.add(f);
+                            if in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FAILS_IN_A_ROW {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                held.lock().unwrap().extend(mine);
+                let mut all = fails.lock().unwrap();
+                for f in Fail::ALL {
+                    all.0[f as usize] += my_fails.0[f as usize];
+                }
+            });
+        }
+    });
+    (held.into_inner().unwrap(), fails.into_inner().unwrap())
+}
+
+/// Latencies of one timed series, in microseconds.
+struct Series {
+    micros: Vec<u64>,
+    fails: Fails,
+}
+
+impl Series {
+    fn json(&mut self) -> String {
+        self.micros.sort_unstable();
+        let pct = |q: f64| -> String {
+            if self.micros.is_empty() {
+                return "null".into();
+            }
+            let i = ((q * self.micros.len() as f64).ceil() as usize).clamp(1, self.micros.len()) - 1;
+            self.micros[i].to_string()
+        };
+        format!(
+            "{{\"n\":{},\"failed\":{},\"errors\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            self.micros.len(),
+            self.fails.total(),
+            self.fails.json(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        )
+    }
+}
+
+/// Phase 3a: each request on a new connection.
+fn fresh_connections(args: &Args) -> Series {
+    let req = request(args);
+    let mut series = Series {
+        micros: Vec::with_capacity(args.fresh),
+        fails: Fails::default(),
+    };
+    let mut buf = Vec::new();
+    let limit = Instant::now() + SERIES_LIMIT;
+    let mut in_a_row = 0;
+    for _ in 0..args.fresh {
+        if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
+            break;
+        }
+        let t = Instant::now();
+        match connect(args.addr, args.timeout).and_then(|mut s| exchange(&mut s, &req, &mut buf)) {
+            Ok(_) => {
+                series.micros.push(t.elapsed().as_micros() as u64);
+                in_a_row = 0;
+            }
+            Err(f) => {
+                series.fails.add(f);
+                in_a_row += 1;
+            }
+        }
+    }
+    series
+}
+
+/// Phase 3b: every request on one keep-alive connection (a new one if it breaks).
+fn keep_alive(args: &Args) -> Series {
+    let req = request(args);
+    let mut series = Series {
+        micros: Vec::with_capacity(args.fresh),
+        fails: Fails::default(),
+    };
+    let mut buf = Vec::new();
+    let limit = Instant::now() + SERIES_LIMIT;
+    let mut conn: Option<TcpStream> = None;
+    let mut in_a_row = 0;
+    for _ in 0..args.fresh {
+        if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
+            break;
+        }
+        let s = match conn.take() {
+            Some(s) => s,
+            None => match connect(args.addr, args.timeout) {
+                Ok(s) => s,
+                Err(f) => {
+                    series.fails.add(f);
+                    in_a_row += 1;
+                    continue;
+                }
+            },
+        };
+        let mut s = s;
+        let t = Instant::now();
+        match exchange(&mut s, &req, &mut buf) {
+            Ok(_) => {
+                series.micros.push(t.elapsed().as_micros() as u64);
+                conn = Some(s);
+                in_a_row = 0;
+            }
+            Err(f) => {
+                series.fails.add(f);
+                in_a_row += 1;
+            }
+        }
+    }
+    series
+}
+
+fn main() {
+    let args = parse_args();
+    let started = Instant::now();
+    let (held, open_fails) = open_all(&args);
+    let open_ms = started.elapsed().as_millis();
+    let not_tried = args.conns.saturating_sub(held.len() + open_fails.total());
+    println!(
+        "held {} failed {} open_ms {}",
+        held.len(),
+        args.conns - held.len(),
+        open_ms
+    );
+    let _ = io::stdout().flush();
+    if args.wait {
+        let mut line = String::new();
+        let _ = io::stdin().lock().read_line(&mut line);
+    }
+    let mut fresh = fresh_connections(&args);
+    let mut keep = keep_alive(&args);
+    // How many of the held connections the server still keeps open (a closed one reads EOF).
+    let mut still_open = 0;
+    for s in &held {
+        let _ = s.set_nonblocking(true);
+        let mut byte = [0u8; 1];
+        match (&*s).read(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => still_open += 1,
+            _ => {}
+        }
+    }
+    println!(
+        "{{\"conns\":{},\"held\":{},\"failed\":{},\"not_tried\":{},\"open_errors\":{},\"open_ms\":{},\
+         \"still_open\":{},\"fresh\":{},\"keepalive\":{}}}",
+        args.conns,
+        held.len(),
+        args.conns - held.len(),
+        not_tried,
+        open_fails.json(),
+        open_ms,
+        still_open,
+        fresh.json(),
+        keep.json()
+    );
+}

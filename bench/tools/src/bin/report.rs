@@ -1,0 +1,1015 @@
+//! report: turns the results of bench/run into BENCHMARKS.md and SVG charts.
+//!
+//!   report [--results bench/results/latest.jsonl] [--out BENCHMARKS.md] [--charts bench/charts]
+//!
+//! The results file has one JSON object a line, told apart by `kind`: one `meta` (the machine,
+//! versions and settings of the run), then `load` (a wrk workload on one server), `idle` (the
+//! idle-connections test) and `sweep` (one step of the connections sweep) records, and an `end`
+//! record with the run's duration. Missing or failed measurements show as `—`.
+//!
+//! Writes the report and, under the charts folder, `models.svg` (req/s per workload, every
+//! server side by side), `sweep-rps.svg` and `sweep-memory.svg` (req/s and memory against the
+//! number of concurrent connections, log scales). Chart paths in the report are relative to the
+//! report's folder.
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Meta {
+    date: String,
+    nproc: u32,
+    cpu: String,
+    kernel: String,
+    mem_total_kib: u64,
+    nginx: String,
+    wrk: String,
+    rustc: String,
+    commit: String,
+    secs: u32,
+    sweep_secs: u32,
+    conns: u32,
+    workers: u32,
+    depth: u32,
+    idle_conns: u32,
+    fresh: u32,
+    sweep: Vec<u32>,
+    models: Vec<String>,
+    quick: bool,
+    nofile: String,
+    page_size: u64,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Load {
+    server: String,
+    workload: String,
+    ok: bool,
+    rps: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    requests: Option<u64>,
+    errors: Option<u64>,
+    mem_kib: Option<u64>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Series {
+    n: u64,
+    failed: u64,
+    p50_us: Option<u64>,
+    p99_us: Option<u64>,
+    max_us: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct IdleOut {
+    conns: u64,
+    held: u64,
+    failed: u64,
+    open_ms: u64,
+    still_open: u64,
+    fresh: Series,
+    keepalive: Series,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Idle {
+    server: String,
+    ok: bool,
+    mem_base_kib: Option<u64>,
+    mem_kib: Option<u64>,
+    rss_kib: Option<u64>,
+    procs: Option<u64>,
+    result: Option<IdleOut>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Sweep {
+    server: String,
+    conns: u32,
+    ok: bool,
+    rps: Option<f64>,
+    p99_ms: Option<f64>,
+    errors: Option<u64>,
+    mem_kib: Option<u64>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct End {
+    duration_s: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Record {
+    Meta(Meta),
+    Load(Load),
+    Idle(Idle),
+    Sweep(Sweep),
+    End(End),
+}
+
+#[derive(Default)]
+struct Results {
+    meta: Meta,
+    load: BTreeMap<(String, String), Load>,
+    idle: BTreeMap<String, Idle>,
+    sweep: BTreeMap<(String, u32), Sweep>,
+    duration_s: Option<u64>,
+}
+
+impl Results {
+    fn read(path: &Path) -> Result<Results, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut r = Results::default();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let rec: Record =
+                serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+            match rec {
+                Record::Meta(m) => r.meta = m,
+                Record::Load(l) => {
+                    r.load.insert((l.server.clone(), l.workload.clone()), l);
+                }
+                Record::Idle(d) => {
+                    r.idle.insert(d.server.clone(), d);
+                }
+                Record::Sweep(s) => {
+                    r.sweep.insert((s.server.clone(), s.conns), s);
+                }
+                Record::End(e) => r.duration_s = Some(e.duration_s),
+            }
+        }
+        Ok(r)
+    }
+
+    /// nginx first, then the models in the order of the run.
+    fn servers(&self) -> Vec<String> {
+        let mut s = vec!["nginx".to_string()];
+        s.extend(self.meta.models.iter().filter(|m| *m != "nginx").cloned());
+        s
+    }
+
+    fn load(&self, server: &str, workload: &str) -> Option<&Load> {
+        self.load
+            .get(&(server.to_string(), workload.to_string()))
+            .filter(|l| l.ok)
+    }
+
+    fn rps(&self, server: &str, workload: &str) -> Option<f64> {
+        self.load(server, workload).and_then(|l| l.rps)
+    }
+
+    fn p99(&self, server: &str, workload: &str) -> Option<f64> {
+        self.load(server, workload).and_then(|l| l.p99_ms)
+    }
+
+    fn idle_ok(&self, server: &str) -> Option<&Idle> {
+        self.idle.get(server).filter(|d| d.ok)
+    }
+
+    fn sweep(&self, server: &str, conns: u32) -> Option<&Sweep> {
+        self.sweep.get(&(server.to_string(), conns)).filter(|s| s.ok)
+    }
+}
+
+const WORKLOADS: [(&str, &str); 4] = [
+    ("small", "small file, keep-alive"),
+    ("pipeline", "16-deep pipelining"),
+    ("1m", "1 MiB file"),
+    ("churn", "Connection: close churn"),
+];
+
+// --- formatting ------------------------------------------------------------------------------
+
+const DASH: &str = "—";
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| DASH.to_string())
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2} ms")
+    } else if v < 100.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn us(v: u64) -> String {
+    ms(v as f64 / 1000.0)
+}
+
+fn mib(kib: u64) -> String {
+    let m = kib as f64 / 1024.0;
+    if m < 10.0 {
+        format!("{m:.2} MiB")
+    } else if m < 1000.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn times(r: f64) -> String {
+    if r < 10.0 {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.1}×")
+    }
+}
+
+fn conns_label(c: u32) -> String {
+    if c >= 1000 && c.is_multiple_of(1000) {
+        format!("{}k", c / 1000)
+    } else {
+        c.to_string()
+    }
+}
+
+fn mark(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "? (not measured)",
+    }
+}
+
+// --- the report ------------------------------------------------------------------------------
+
+fn report(r: &Results, charts_rel: &str) -> String {
+    let m = &r.meta;
+    let servers = r.servers();
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(w, "# Benchmarks\n");
+    let _ = writeln!(
+        w,
+        "Generated by `bench/run`{} on {} from commit `{}`{}. Every server ran on this machine in \
+         the same run, one at a time, over loopback; ratios compare with nginx in that run. \
+         Numbers from a shared {}-core machine are noisy: compare within one run.\n",
+        if m.quick { " --quick" } else { "" },
+        m.date,
+        m.commit,
+        r.duration_s
+            .map(|d| format!(" (the run took {} min {} s)", d / 60, d % 60))
+            .unwrap_or_default(),
+        m.nproc,
+    );
+    if m.quick {
+        let _ = writeln!(
+            w,
+            "> **A `--quick` smoke run**: short durations, fewer connections; regenerate with \
+             `bench/run` for numbers worth quoting.\n"
+        );
+    }
+
+    let _ = writeln!(w, "## Machine and method\n");
+    let _ = writeln!(
+        w,
+        "- **Machine**: {} ({} cores), Linux {}, {:.1} GiB of memory; open-file limit {}.",
+        m.cpu,
+        m.nproc,
+        m.kernel,
+        m.mem_total_kib as f64 / 1048576.0,
+        m.nofile
+    );
+    let _ = writeln!(w, "- **Tools**: {}, {}, {}.", m.nginx, m.wrk, m.rustc);
+    let _ = writeln!(
+        w,
+        "- **nginx**: `worker_processes {}`, `worker_connections 20480`, `sendfile on`, \
+         `tcp_nopush on`, `open_file_cache`, `access_log off`, `keepalive_requests` unbounded, \
+         `listen … reuseport`. nginx allocates its connection table for `worker_connections` in every worker at \
+         start (about 0.4 KiB a slot), so much of its memory is there before the first \
+         connection: see the idle table's `at start`.",
+        m.nproc
+    );
+    let _ = writeln!(
+        w,
+        "- **bingfa**: release build, `-w {} --max-connections 100000`, each model in turn.",
+        m.workers
+    );
+    let _ = writeln!(
+        w,
+        "- **Load**: `wrk -t2 -c{} -d{}s --latency` per workload; fixture: a {}-byte `index.html`, \
+         a 1 MiB file (and a 64 MiB one). Each measurement starts a fresh server.",
+        m.conns, m.secs, m.page_size
+    );
+    let _ = writeln!(
+        w,
+        "- **Pipelining**: `bench/pipeline.lua` writes {} GETs at once; wrk counts every response, \
+         so req/s are responses per second, but its latency is that of a whole batch of {}.",
+        m.depth, m.depth
+    );
+    let _ = writeln!(
+        w,
+        "- **Memory** is **PSS** (proportional set size, `Pss:` of `/proc/PID/smaps_rollup`) \
+         summed over the server's process tree (nginx's master and workers, bingfa and its forked \
+         children): a page shared by n processes counts 1/n in each, so forked workers are not \
+         counted many times. Under load it is the peak of a few samples taken during the run."
+    );
+    let _ = writeln!(
+        w,
+        "- **Idle test**: `bench/tools` `idle` opens {} keep-alive connections, one GET each, \
+         holds them, then the server's memory is read; with them still held it times {} requests \
+         one after another on new connections (connect to last byte) and {} on one keep-alive \
+         connection.",
+        thousands(m.idle_conns as f64),
+        thousands(m.fresh as f64),
+        thousands(m.fresh as f64)
+    );
+    let _ = writeln!(
+        w,
+        "- **Sweep**: `wrk -t2 -cN -d{}s` on the small page for N in {}; memory is the peak \
+         sampled during each run.",
+        m.sweep_secs,
+        m.sweep
+            .iter()
+            .map(|c| thousands(*c as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        w,
+        "- req/s count 2xx answers only; errors are wrk's socket errors (connect, read, write, \
+         timeout) plus non-2xx answers. wrk counts only requests that were answered: a model \
+         that leaves some connections waiting (`pool` beyond its `--workers`) shows the rate of \
+         those it serves; the idle test shows how many connections it actually holds.\n\
+         - `—`: the step failed (the server did not start, died, or wrk got no answer in time).\n"
+    );
+
+    targets(w, r);
+
+    let _ = writeln!(w, "## Throughput\n");
+    let _ = writeln!(
+        w,
+        "![req/s per workload, every server]({charts_rel}/models.svg)\n"
+    );
+    let _ = writeln!(w, "Requests per second, and the ratio to nginx:\n");
+    let _ = writeln!(
+        w,
+        "| server | {} |",
+        WORKLOADS.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(" | ")
+    );
+    let _ = writeln!(w, "|---|{}", "---:|".repeat(WORKLOADS.len()));
+    for s in &servers {
+        let cells: Vec<String> = WORKLOADS
+            .iter()
+            .map(|(wl, _)| {
+                let v = r.rps(s, wl);
+                let rt = ratio(v, r.rps("nginx", wl));
+                match (v, rt) {
+                    (Some(v), Some(rt)) if s != "nginx" => format!("{} ({})", thousands(v), times(rt)),
+                    (Some(v), _) => thousands(v),
+                    _ => DASH.to_string(),
+                }
+            })
+            .collect();
+        let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
+    }
+    let _ = writeln!(w);
+
+    for (wl, title) in WORKLOADS {
+        let _ = writeln!(w, "### {title}\n");
+        let _ = writeln!(
+            w,
+            "| server | req/s | × nginx | p50 | p99 | p99 × nginx | errors | peak memory |"
+        );
+        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for s in &servers {
+            let l = r.load.get(&(s.clone(), wl.to_string()));
+            match l.filter(|l| l.ok) {
+                Some(l) => {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                        name(s),
+                        opt(l.rps, thousands),
+                        opt(ratio(l.rps, r.rps("nginx", wl)), times),
+                        opt(l.p50_ms, ms),
+                        opt(l.p99_ms, ms),
+                        opt(ratio(l.p99_ms, r.p99("nginx", wl)), times),
+                        opt(l.errors, |e| thousands(e as f64)),
+                        opt(l.mem_kib, mib),
+                    );
+                }
+                None => {
+                    let why = l
+                        .and_then(|l| l.error.clone())
+                        .unwrap_or_else(|| "not run".into());
+                    let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | |", name(s));
+                }
+            }
+        }
+        let _ = writeln!(w);
+    }
+
+    let _ = writeln!(
+        w,
+        "## {} idle keep-alive connections\n",
+        thousands(m.idle_conns as f64)
+    );
+    let _ = writeln!(
+        w,
+        "Memory (PSS of the process tree) at start and with the connections held, what each \
+         held connection added, and the latency of requests made beside them: on a new \
+         connection each (connect to last byte) and on one keep-alive connection. RSS, summed \
+         over the tree (a page shared by several processes counts in each), is there for \
+         reference. `held` counts the connections that got their response; if the server closed \
+         some of them before the end, the number still open is in brackets.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| server | held | memory at start | memory, connections held | × nginx | per connection | \
+         RSS, held | new conn p50 | p99 | max | keep-alive p50 | p99 |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let nginx_idle_mem = r.idle_ok("nginx").and_then(|d| d.mem_kib);
+    for s in &servers {
+        let Some(d) = r.idle.get(s.as_str()) else {
+            let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | | |", name(s));
+            continue;
+        };
+        let res = d.result.clone().unwrap_or_default();
+        if !d.ok || d.result.is_none() {
+            let why = d.error.clone().unwrap_or_else(|| "failed".into());
+            let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | | | | | |", name(s));
+            continue;
+        }
+        let per_conn = match (d.mem_kib, d.mem_base_kib) {
+            // Over a handful of connections the difference is noise, not a cost per connection.
+            (Some(m), Some(b)) if res.held >= 100 => {
+                Some(format!("{:.1} KiB", (m as f64 - b as f64) / res.held as f64))
+            }
+            _ => None,
+        };
+        let mut held = if res.held == res.conns {
+            thousands(res.held as f64)
+        } else {
+            format!(
+                "{} of {}",
+                thousands(res.held as f64),
+                thousands(res.conns as f64)
+            )
+        };
+        if res.still_open < res.held {
+            held.push_str(&format!(" ({} still open)", thousands(res.still_open as f64)));
+        }
+        let series = |x: &Series, v: Option<u64>| -> String {
+            match v {
+                Some(v) if x.failed == 0 => us(v),
+                Some(v) => format!("{} ({} failed)", us(v), x.failed),
+                None if x.failed > 0 => format!("{DASH} ({} failed)", x.failed),
+                None => DASH.to_string(),
+            }
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            name(s),
+            held,
+            opt(d.mem_base_kib, mib),
+            opt(d.mem_kib, mib),
+            opt(
+                ratio(d.mem_kib.map(|v| v as f64), nginx_idle_mem.map(|v| v as f64)),
+                times
+            ),
+            per_conn.unwrap_or_else(|| DASH.into()),
+            opt(d.rss_kib, mib),
+            opt(res.fresh.p50_us, us),
+            series(&res.fresh, res.fresh.p99_us),
+            opt(res.fresh.max_us, us),
+            opt(res.keepalive.p50_us, us),
+            series(&res.keepalive, res.keepalive.p99_us),
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## Concurrent connections sweep\n");
+    let _ = writeln!(
+        w,
+        "How each model's cost grows with its load: the small page at N concurrent keep-alive \
+         connections (the C10K picture: poll's O(n) turns, a thread or process per connection).\n"
+    );
+    let _ = writeln!(w, "![req/s against connections]({charts_rel}/sweep-rps.svg)\n");
+    let _ = writeln!(
+        w,
+        "![memory against connections]({charts_rel}/sweep-memory.svg)\n"
+    );
+    let head: Vec<String> = m.sweep.iter().map(|c| thousands(*c as f64)).collect();
+    for (title, cell) in [
+        (
+            "req/s",
+            &(|s: &Sweep| opt(s.rps, thousands)) as &dyn Fn(&Sweep) -> String,
+        ),
+        ("p99 latency", &|s: &Sweep| opt(s.p99_ms, ms)),
+        ("memory (PSS, peak)", &|s: &Sweep| opt(s.mem_kib, mib)),
+    ] {
+        let _ = writeln!(w, "{title}:\n");
+        let _ = writeln!(w, "| server | {} |", head.join(" | "));
+        let _ = writeln!(w, "|---|{}", "---:|".repeat(head.len()));
+        for s in &servers {
+            let cells: Vec<String> = m
+                .sweep
+                .iter()
+                .map(|c| match r.sweep.get(&(s.clone(), *c)) {
+                    Some(x) if x.ok => {
+                        let mut v = cell(x);
+                        if x.errors.unwrap_or(0) > 0 && title == "req/s" {
+                            v.push_str(&format!(" ({} errors)", thousands(x.errors.unwrap_or(0) as f64)));
+                        }
+                        v
+                    }
+                    Some(x) => format!("{DASH} ({})", x.error.clone().unwrap_or_else(|| "failed".into())),
+                    None => DASH.to_string(),
+                })
+                .collect();
+            let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
+        }
+        let _ = writeln!(w);
+    }
+    o
+}
+
+fn name(s: &str) -> String {
+    if s == "nginx" {
+        "nginx".into()
+    } else {
+        format!("`{s}`")
+    }
+}
+
+/// The targets of the default model (issue 6), each with ✓ or ✗.
+fn targets(w: &mut String, r: &Results) {
+    let model = "reactor";
+    let _ = writeln!(
+        w,
+        "## Targets for the default model (`{model}`), as ratios to nginx\n"
+    );
+    if !r.meta.models.iter().any(|m| m == model) {
+        let _ = writeln!(w, "`{model}` was not part of this run.\n");
+        return;
+    }
+    let _ = writeln!(w, "| target | {model} | nginx | ratio | met |");
+    let _ = writeln!(w, "|---|---:|---:|---:|:-:|");
+    let rps_target = |w: &mut String, wl: &str, title: &str, at_least: f64| {
+        let (a, b) = (r.rps(model, wl), r.rps("nginx", wl));
+        let rt = ratio(a, b);
+        let _ = writeln!(
+            w,
+            "| {title} req/s ≥ {at_least:.1}× | {} | {} | {} | {} |",
+            opt(a, thousands),
+            opt(b, thousands),
+            opt(rt, times),
+            mark(rt.map(|x| x >= at_least))
+        );
+    };
+    rps_target(w, "small", "small file", 1.5);
+    rps_target(w, "pipeline", "16-deep pipelining", 10.0);
+    rps_target(w, "1m", "1 MiB file", 1.0);
+    let (a, b) = (
+        r.idle_ok(model).and_then(|d| d.mem_kib),
+        r.idle_ok("nginx").and_then(|d| d.mem_kib),
+    );
+    let rt = ratio(a.map(|v| v as f64), b.map(|v| v as f64));
+    let _ = writeln!(
+        w,
+        "| memory with {} idle keep-alive connections ≤ nginx's | {} | {} | {} | {} |",
+        thousands(r.meta.idle_conns as f64),
+        opt(a, mib),
+        opt(b, mib),
+        opt(rt, times),
+        mark(rt.map(|x| x <= 1.0))
+    );
+    for (wl, title) in WORKLOADS {
+        let (a, b) = (r.p99(model, wl), r.p99("nginx", wl));
+        let rt = ratio(a, b);
+        let _ = writeln!(
+            w,
+            "| p99 latency no worse: {title} | {} | {} | {} | {} |",
+            opt(a, ms),
+            opt(b, ms),
+            opt(rt, times),
+            mark(rt.map(|x| x <= 1.0))
+        );
+    }
+    let fresh = |s: &str| {
+        r.idle_ok(s)
+            .and_then(|d| d.result.as_ref())
+            .and_then(|x| x.fresh.p99_us)
+            .map(|v| v as f64 / 1000.0)
+    };
+    let (a, b) = (fresh(model), fresh("nginx"));
+    let rt = ratio(a, b);
+    let _ = writeln!(
+        w,
+        "| p99 latency no worse: new connection beside the idle ones | {} | {} | {} | {} |",
+        opt(a, ms),
+        opt(b, ms),
+        opt(rt, times),
+        mark(rt.map(|x| x <= 1.0))
+    );
+    let _ = writeln!(
+        w,
+        "\nEach line compares the two servers' numbers from this one run, strictly (no margin); \
+         on a shared machine, run again before drawing conclusions from a near miss.\n"
+    );
+}
+
+// --- charts ----------------------------------------------------------------------------------
+
+const COLORS: [RGBColor; 11] = [
+    RGBColor(0x22, 0x22, 0x22), // nginx
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
+];
+
+fn color(servers: &[String], s: &str) -> RGBColor {
+    let i = servers.iter().position(|x| x == s).unwrap_or(0);
+    COLORS[i % COLORS.len()]
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn models_chart(r: &Results, path: &Path) -> DrawResult {
+    let servers = r.servers();
+    let n = servers.len();
+    let height = 180 + 2 * (n as u32 * 26 + 80);
+    let root = SVGBackend::new(path, (1200, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "req/s per workload (wrk -t2 -c{}, {} cores{})",
+        r.meta.conns,
+        r.meta.nproc,
+        if r.meta.quick { ", quick run" } else { "" }
+    );
+    let root = root.titled(&title, ("sans-serif", 24))?;
+    let panels = root.split_evenly((2, 2));
+    for ((wl, wl_title), panel) in WORKLOADS.iter().zip(panels.iter()) {
+        let values: Vec<Option<f64>> = servers.iter().map(|s| r.rps(s, wl)).collect();
+        let max = values.iter().flatten().cloned().fold(0.0, f64::max).max(1.0);
+        let nginx = r.rps("nginx", wl);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(*wl_title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(110)
+            .build_cartesian_2d(0.0..max * 1.3, (0..n as i32 - 1).into_segmented())?;
+        let names = servers.clone();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .light_line_style(TRANSPARENT)
+            .y_labels(n)
+            .y_label_formatter(&|v: &SegmentValue<i32>| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    names.get(n - 1 - *i as usize).cloned().unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .x_labels(5)
+            .x_label_formatter(&|v: &f64| short(*v))
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        let upper = |i: i32| {
+            if i as usize >= n {
+                SegmentValue::Last
+            } else {
+                SegmentValue::Exact(i)
+            }
+        };
+        for (i, (s, v)) in servers.iter().zip(&values).enumerate() {
+            let row = (n - 1 - i) as i32;
+            let Some(v) = *v else {
+                chart.draw_series(std::iter::once(Text::new(
+                    "failed",
+                    (max * 0.01, SegmentValue::CenterOf(row)),
+                    ("sans-serif", 12).into_font().color(&RED),
+                )))?;
+                continue;
+            };
+            let mut bar = Rectangle::new(
+                [(0.0, SegmentValue::Exact(row)), (v, upper(row + 1))],
+                color(&servers, s).filled(),
+            );
+            bar.set_margin(4, 4, 0, 0);
+            chart.draw_series(std::iter::once(bar))?;
+            let label = match ratio(Some(v), nginx) {
+                Some(rt) if s != "nginx" => format!("{} ({})", short(v), times(rt)),
+                _ => short(v),
+            };
+            chart.draw_series(std::iter::once(Text::new(
+                label,
+                (v + max * 0.01, SegmentValue::CenterOf(row)),
+                ("sans-serif", 12),
+            )))?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn short(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// One line per server against the sweep's connection counts (log x); `log_y` for memory.
+fn sweep_chart(
+    r: &Results,
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    value: &dyn Fn(&Sweep) -> Option<f64>,
+    log_y: bool,
+) -> DrawResult {
+    let servers = r.servers();
+    let steps = &r.meta.sweep;
+    let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let lines: Vec<(String, Vec<(f64, f64)>)> = servers
+        .iter()
+        .map(|s| {
+            let pts = steps
+                .iter()
+                .filter_map(|c| r.sweep(s, *c).and_then(value).map(|v| (*c as f64, v)))
+                .collect();
+            (s.clone(), pts)
+        })
+        .collect();
+    let all: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(_, v)| *v))
+        .collect();
+    let ymax = all.iter().cloned().fold(0.0, f64::max).max(1.0);
+    let ymin = all.iter().cloned().fold(f64::INFINITY, f64::min).min(ymax);
+    let xmin = steps.iter().cloned().min().unwrap_or(10).max(1) as f64;
+    let xmax = steps.iter().cloned().max().unwrap_or(10000).max(2) as f64;
+    let x_range = (xmin / 1.5..xmax * 1.5)
+        .log_scale()
+        .with_key_points(steps.iter().map(|c| *c as f64).collect());
+    let caption = format!(
+        "{title} ({} cores{})",
+        r.meta.nproc,
+        if r.meta.quick { ", quick run" } else { "" }
+    );
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(caption, ("sans-serif", 22))
+        .margin(15)
+        .margin_right(170)
+        .x_label_area_size(45)
+        .y_label_area_size(80);
+    let step_labels = |x: &f64| conns_label(x.round() as u32);
+    if log_y {
+        let (lo, hi) = (ymin / 1.5, ymax * 3.0);
+        let mut keys = Vec::new();
+        let mut decade = 10f64.powf(lo.log10().floor());
+        while decade <= hi {
+            keys.extend(
+                [decade, 2.0 * decade, 5.0 * decade]
+                    .into_iter()
+                    .filter(|k| (lo..=hi).contains(k)),
+            );
+            decade *= 10.0;
+        }
+        let mut chart = builder.build_cartesian_2d(x_range, (lo..hi).log_scale().with_key_points(keys))?;
+        chart
+            .configure_mesh()
+            .x_desc("concurrent connections")
+            .y_desc(y_desc)
+            .x_label_formatter(&step_labels)
+            .y_label_formatter(&|v: &f64| {
+                if *v >= 1.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v}")
+                }
+            })
+            .light_line_style(TRANSPARENT)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        draw_lines(&mut chart, &lines, &servers)?;
+    } else {
+        let mut chart = builder.build_cartesian_2d(x_range, 0.0..ymax * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("concurrent connections")
+            .y_desc(y_desc)
+            .x_label_formatter(&step_labels)
+            .y_label_formatter(&|v: &f64| short(*v))
+            .light_line_style(TRANSPARENT)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        draw_lines(&mut chart, &lines, &servers)?;
+    }
+    legend(&root, &servers, 1100 - 160, 70)?;
+    root.present()?;
+    Ok(())
+}
+
+type Lines = [(String, Vec<(f64, f64)>)];
+
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: &Lines,
+    servers: &[String],
+) -> DrawResult
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (s, pts) in lines {
+        let c = color(servers, s);
+        chart.draw_series(LineSeries::new(pts.iter().cloned(), c.stroke_width(width(s))).point_size(4))?;
+    }
+    Ok(())
+}
+
+fn width(server: &str) -> u32 {
+    if server == "nginx" || server == "reactor" {
+        3
+    } else {
+        2
+    }
+}
+
+/// The legend, in the right margin of the chart (drawn on the whole area: a chart's own
+/// legend is clipped to its plot).
+fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, servers: &[String], x: i32, y: i32) -> DrawResult {
+    for (i, s) in servers.iter().enumerate() {
+        let y = y + 22 * i as i32;
+        let c = color(servers, s);
+        root.draw(&PathElement::new(
+            vec![(x, y), (x + 24, y)],
+            c.stroke_width(width(s)),
+        ))?;
+        root.draw(&Circle::new((x + 12, y), 4, c.stroke_width(2)))?;
+        root.draw(&Text::new(s.clone(), (x + 32, y - 7), ("sans-serif", 15)))?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let mut results = PathBuf::from("bench/results/latest.jsonl");
+    let mut out = PathBuf::from("BENCHMARKS.md");
+    let mut charts = PathBuf::from("bench/charts");
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let Some(v) = it.next() else {
+            eprintln!("report: {flag} needs a value");
+            std::process::exit(2);
+        };
+        match flag.as_str() {
+            "--results" => results = v.into(),
+            "--out" => out = v.into(),
+            "--charts" => charts = v.into(),
+            _ => {
+                eprintln!("usage: report [--results FILE] [--out BENCHMARKS.md] [--charts DIR]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let r = match Results::read(&results) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("report: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&charts) {
+        eprintln!("report: {}: {e}", charts.display());
+        std::process::exit(1);
+    }
+    let out_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let charts_rel = relative(&charts, out_dir);
+    let mut failed = false;
+    let mut run = |what: &str, res: DrawResult| {
+        if let Err(e) = res {
+            eprintln!("report: {what}: {e}");
+            failed = true;
+        }
+    };
+    run("models.svg", models_chart(&r, &charts.join("models.svg")));
+    run(
+        "sweep-rps.svg",
+        sweep_chart(
+            &r,
+            &charts.join("sweep-rps.svg"),
+            "req/s against concurrent connections",
+            "req/s",
+            &|s| s.rps,
+            false,
+        ),
+    );
+    run(
+        "sweep-memory.svg",
+        sweep_chart(
+            &r,
+            &charts.join("sweep-memory.svg"),
+            "memory (PSS of the process tree, peak) against concurrent connections",
+            "MiB",
+            &|s| s.mem_kib.map(|k| k as f64 / 1024.0),
+            true,
+        ),
+    );
+    if let Err(e) = std::fs::write(&out, report(&r, &charts_rel)) {
+        eprintln!("report: {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    println!(
+        "report: wrote {} and {}/{{models,sweep-rps,sweep-memory}}.svg",
+        out.display(),
+        charts.display()
+    );
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+/// `target` as seen from `from` (both relative to the current directory or both absolute).
+fn relative(target: &Path, from: &Path) -> String {
+    let abs = |p: &Path| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let (t, f) = (normalize(&abs(target)), normalize(&abs(from)));
+    let common = t.iter().zip(f.iter()).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = f.iter().skip(common).map(|_| "..".to_string()).collect();
+    parts.extend(t.iter().skip(common).map(|c| c.to_string_lossy().into_owned()));
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
