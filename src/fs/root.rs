@@ -71,6 +71,8 @@ pub enum Lookup {
     Directory(Directory),
     NotFound,
     Forbidden,
+    /// The server ran out of descriptors or memory opening it: try again later.
+    Exhausted,
     Failed(io::Error),
 }
 
@@ -318,6 +320,8 @@ fn classify(error: io::Error) -> Lookup {
             Lookup::NotFound
         }
         Some(Errno::ACCESS | Errno::PERM) => Lookup::Forbidden,
+        // Out of descriptors or memory: the file is fine, the server is busy.
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOMEM) => Lookup::Exhausted,
         _ => Lookup::Failed(error),
     }
 }

@@ -6,13 +6,18 @@
 //! `open_file_cache_valid` does. An edit therefore shows within that time rather than at once;
 //! `valid_for` zero turns the cache off and every request looks the file up again.
 //!
+//! When an entry goes stale, the first request to see it looks the file up again; the others
+//! meanwhile keep the old answer, for at most another `valid_for`. Otherwise, with thousands
+//! of threads (the `thread` model), all would open the file at once the moment it expired.
+//!
 //! Entries are keyed by the raw (still percent-encoded) request path, so a hit does not even
 //! decode it. Every spelling of a path was resolved safely once before it got an entry; a
 //! flood of spellings only fills the table, which is then emptied and refilled.
 
-use crate::http::{Body, Reply, Request, Validators};
+use crate::http::{Body, Field, Reply, Request, Validators};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,6 +32,8 @@ pub(super) struct HotFile {
     pub has_precompressed: bool,
     /// When the file was last looked up and found to be this version.
     pub checked_at: Instant,
+    /// Set by the request that looks the file up again once the entry is stale.
+    pub revalidating: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -52,10 +59,28 @@ impl HotFiles {
         // The map is whole after any panic (entries are inserted whole): a poisoned lock is safe.
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let hot = entries.get(request.path)?;
-        let fresh = request.now.saturating_duration_since(hot.checked_at) < self.valid_for;
-        let must_negotiate =
-            hot.has_precompressed && request.field(crate::http::Field::AcceptEncoding).is_some();
-        (fresh && !must_negotiate).then(|| hot.reply())
+        if hot.has_precompressed && request.field(Field::AcceptEncoding).is_some() {
+            return None; // the full path negotiates
+        }
+        let age = request.now.saturating_duration_since(hot.checked_at);
+        let usable = age < self.valid_for
+            || (age < self.valid_for * 2 && hot.revalidating.swap(true, Ordering::Relaxed));
+        usable.then(|| hot.reply())
+    }
+
+    /// Forgets `path`: it no longer names a small file (gone, grown, now a directory).
+    pub fn remove(&self, path: &[u8]) {
+        let known = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(path);
+        if known {
+            self.entries
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(path);
+        }
     }
 
     /// Keeps `hot` as the answer for `path` (raw, as in the request).
@@ -104,6 +129,7 @@ mod tests {
             cache_control: None,
             has_precompressed,
             checked_at: at,
+            revalidating: AtomicBool::new(false),
         }
     }
 
@@ -125,12 +151,22 @@ mod tests {
             ask(&files, get, start + Duration::from_millis(999)),
             Some(Status::Ok)
         );
+        let stale = start + Duration::from_secs(1);
         assert_eq!(
-            ask(&files, get, start + Duration::from_secs(1)),
+            ask(&files, get, stale),
             None,
-            "stale: look again"
+            "stale: the first to see it looks again"
         );
+        assert_eq!(
+            ask(&files, get, stale),
+            Some(Status::Ok),
+            "the others keep the old answer"
+        );
+        let later = start + Duration::from_secs(2);
+        assert_eq!(ask(&files, get, later), None, "but not past twice the validity");
         assert_eq!(ask(&files, "GET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n", start), None);
+        files.remove(b"/a.txt");
+        assert_eq!(ask(&files, get, start), None, "removed");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::http::{self, Body, EntityTag, Field, Handler, Method, Reply, Request,
 use hot::{HotFile, HotFiles};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,16 +102,23 @@ impl Site {
             cache_control: self.cache_control_for(path),
             ..Reply::ok(http::content_type(extension), self.body(file, request.method))
         };
-        if let (None, Body::Shared(bytes)) = (encoding, &reply.body) {
-            let hot = HotFile {
-                content_type: reply.content_type.clone().unwrap_or_default(),
-                validators,
-                bytes: Arc::clone(bytes),
-                cache_control: reply.cache_control.clone(),
-                has_precompressed: self.has_precompressed(path, is_index),
-                checked_at: request.now,
-            };
-            self.hot.insert(request.path, hot);
+        match (encoding, &reply.body) {
+            // Remembered as the answer for this raw path (see hot.rs).
+            (None, Body::Shared(bytes)) => {
+                let hot = HotFile {
+                    content_type: reply.content_type.clone().unwrap_or_default(),
+                    validators,
+                    bytes: Arc::clone(bytes),
+                    cache_control: reply.cache_control.clone(),
+                    has_precompressed: self.has_precompressed(path, is_index),
+                    checked_at: request.now,
+                    revalidating: AtomicBool::new(false),
+                };
+                self.hot.insert(request.path, hot);
+            }
+            // Grown past the small-file size: no longer answered from memory.
+            (None, Body::File { .. }) if request.method == Method::Get => self.hot.remove(request.path),
+            _ => {}
         }
         reply
     }
@@ -198,7 +206,11 @@ impl Handler for Site {
         let Ok(path) = fs::decode_path(request.path) else {
             return Reply::error(Status::BadRequest);
         };
-        match self.root.lookup(&path, self.options.hidden) {
+        let lookup = self.root.lookup(&path, self.options.hidden);
+        if !matches!(lookup, Lookup::File(_)) {
+            self.hot.remove(request.path); // a file served a moment ago may be gone
+        }
+        match lookup {
             Lookup::File(file) => self.file_reply(&path, file, request),
             Lookup::Redirect(location) => Reply::moved_permanently(location),
             Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
@@ -211,6 +223,7 @@ impl Handler for Site {
             },
             Lookup::Directory(_) | Lookup::NotFound => self.not_found(request.method),
             Lookup::Forbidden => Reply::error(Status::Forbidden),
+            Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
             Lookup::Failed(_) => Reply::error(Status::InternalServerError),
         }
     }
