@@ -236,8 +236,11 @@ fn parse_once(buf: &[u8], limits: &Limits) -> Result<Parsed, Retry> {
 /// limit could make it, 431 for a header section over its limit. Judged on the raw bytes,
 /// the same whether the head is complete or not.
 fn oversized(buf: &[u8], limits: &Limits) -> Option<(usize, Status)> {
-    let start = leading_empty_lines(buf);
     let line_limit = limits.max_target + REQUEST_LINE_SLACK;
+    if buf.len() <= line_limit.min(limits.max_header_bytes) {
+        return None; // too short to break either limit: the common case, not worth a scan
+    }
+    let start = leading_empty_lines(buf);
     let line_end = buf[start..].iter().position(|&b| b == b'\n').map(|i| start + i);
     if line_end.unwrap_or(buf.len()) - start > line_limit {
         return Some((start + line_limit, Status::UriTooLong));
