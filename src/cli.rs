@@ -275,6 +275,21 @@ mod tests {
     }
 
     #[test]
+    fn bind_takes_a_unix_socket_path() {
+        let args = parse(&["-b", "unix:/run/bingfa.sock"]).unwrap();
+        assert_eq!(args.bind, Address::Unix(PathBuf::from("/run/bingfa.sock")));
+        assert_eq!(args.bind.to_string(), "unix:/run/bingfa.sock");
+        let args = parse(&["--bind", "localhost:8080"]).unwrap();
+        assert!(matches!(args.bind, Address::Tcp(addr) if addr.ip().is_loopback()));
+        let error = parse(&["-b", "unix:"]).unwrap_err();
+        assert!(
+            one_line(&error).contains("a path after 'unix:'"),
+            "{}",
+            one_line(&error)
+        );
+    }
+
+    #[test]
     fn bad_values_are_one_line() {
         for bad in [
             &["--model", "nosuch"][..],
