@@ -105,7 +105,7 @@ impl Listener {
     }
 
     /// Where clients reach this listener, as the start line lists it: `http://ADDR/`, one per
-    /// local interface address if it is bound to 0.0.0.0 or [::]; or `unix:PATH`.
+    /// local interface address if it is bound to `0.0.0.0` or `[::]`; or `unix:PATH`.
     pub fn urls(&self) -> io::Result<Vec<String>> {
         match self.kind {
             Kind::Tcp => {
@@ -122,7 +122,7 @@ impl Listener {
         self.kind
     }
 
-    /// See the field.
+    /// Whether more `SO_REUSEPORT` listeners can be opened on its address.
     pub(crate) fn reuse_port(&self) -> bool {
         self.reuse_port
     }

@@ -1,4 +1,4 @@
-//! For a server bound to every interface (0.0.0.0 or [::]), the start line lists a URL per
+//! For a server bound to every interface (`0.0.0.0` or `[::]`), the start line lists a URL per
 //! address of this machine, as a person would type or click them, instead of one they cannot
 //! connect to.
 
