@@ -4,11 +4,12 @@
 
 pub mod config;
 
+use crate::net::Address;
 use crate::server::{Config, Model};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,9 +44,9 @@ pub struct Args {
     #[arg(default_value = ".")]
     pub root: PathBuf,
 
-    /// Address to listen on: IP:PORT, [IPv6]:PORT or HOST:PORT
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, HOST:PORT or unix:PATH (not used when systemd passes a socket)
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8000", value_parser = parse_address)]
-    pub bind: SocketAddr,
+    pub bind: Address,
 
     /// Concurrency model
     #[arg(short, long, value_name = "NAME", value_enum, default_value_t = Model::Reactor)]
@@ -211,15 +212,18 @@ fn parse_header_value(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
+/// An address as `Address` parses it, or a host name and port, resolved.
+fn parse_address(text: &str) -> Result<Address, String> {
+    let literal = text.parse::<Address>();
+    if literal.is_ok() || text.starts_with("unix:") {
+        return literal;
     }
     let mut resolved = text
         .to_socket_addrs()
-        .map_err(|_| format!("expected IP:PORT, [IPv6]:PORT or HOST:PORT, got '{text}'"))?;
+        .map_err(|_| format!("expected IP:PORT, [IPv6]:PORT, HOST:PORT or unix:PATH, got '{text}'"))?;
     resolved
         .next()
+        .map(Address::Tcp)
         .ok_or_else(|| format!("'{text}' resolves to no address"))
 }
 
@@ -268,6 +272,21 @@ mod tests {
         assert_eq!(args.config().header_timeout, Duration::from_millis(250));
         assert_eq!(args.config().idle_timeout, Duration::from_secs(2));
         assert_eq!(parse(&["-m", "coroutine"]).unwrap().model, Model::Async);
+    }
+
+    #[test]
+    fn bind_takes_a_unix_socket_path() {
+        let args = parse(&["-b", "unix:/run/bingfa.sock"]).unwrap();
+        assert_eq!(args.bind, Address::Unix(PathBuf::from("/run/bingfa.sock")));
+        assert_eq!(args.bind.to_string(), "unix:/run/bingfa.sock");
+        let args = parse(&["--bind", "localhost:8080"]).unwrap();
+        assert!(matches!(args.bind, Address::Tcp(addr) if addr.ip().is_loopback()));
+        let error = parse(&["-b", "unix:"]).unwrap_err();
+        assert!(
+            one_line(&error).contains("a path after 'unix:'"),
+            "{}",
+            one_line(&error)
+        );
     }
 
     #[test]

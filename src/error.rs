@@ -1,7 +1,7 @@
 //! The errors that stop the server, each one line for the person who started it.
 
+use crate::net::{ActivationError, Address};
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -9,9 +9,11 @@ pub enum Error {
     #[error("cannot serve {}: {source}", path.display())]
     Root { path: PathBuf, source: io::Error },
     #[error("cannot listen on {addr}: address already in use")]
-    AddressInUse { addr: SocketAddr },
+    AddressInUse { addr: Address },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: io::Error },
+    Listen { addr: Address, source: io::Error },
+    #[error("cannot use the socket systemd passed (LISTEN_FDS): {0}")]
+    Activation(#[from] ActivationError),
     #[error("the {model} model is not available here: {reason}")]
     Unavailable { model: &'static str, reason: String },
     #[error("{context}: {source}")]
@@ -25,5 +27,15 @@ impl Error {
     /// Wraps an I/O error with what the server was doing when it happened.
     pub fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Io { context, source }
+    }
+
+    /// Binding or listening on `addr` failed; "address in use" is its own error.
+    pub(crate) fn listen(addr: impl Into<Address>, source: io::Error) -> Error {
+        let addr = addr.into();
+        if source.kind() == io::ErrorKind::AddrInUse {
+            Error::AddressInUse { addr }
+        } else {
+            Error::Listen { addr, source }
+        }
     }
 }

@@ -7,6 +7,7 @@
 //!   the small-file cache.
 //! - [`site`]: the core's handler for a static folder, joining the two.
 //! - `models`: one file per concurrency model, moving bytes between sockets and the core.
+//! - [`net`]: the sockets: TCP or Unix, bound here or passed in by systemd.
 //! - [`server`]: configuration, listening, and running a model until [`Shutdown`].
 //! - [`cli`]: the command line.
 //!
@@ -17,10 +18,12 @@ mod error;
 pub mod fs;
 pub mod http;
 mod models;
+pub mod net;
 pub mod server;
 mod shutdown;
 pub mod site;
 
 pub use error::Error;
+pub use net::{Address, Listener};
 pub use server::{bind, serve, Config, Model, Server};
 pub use shutdown::Shutdown;

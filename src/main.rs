@@ -4,7 +4,7 @@
 
 use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
-use bingfa::{Error, Server, Shutdown};
+use bingfa::{Error, Listener, Server, Shutdown};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -55,17 +55,32 @@ fn run(args: &Args) -> Result<(), Error> {
     // Before the config, whose default connection limit follows the descriptor limit.
     bingfa::server::raise_open_file_limit();
     let config = args.config();
-    let listener = bingfa::bind(args.bind)?;
+    let (listener, origin) = listen(args)?;
     let server = Server::new(listener, &config)?;
     // Before any thread starts, so that every thread and process inherits the blocked signals.
     let shutdown = Shutdown::on_signals().map_err(Error::io("watching SIGINT and SIGTERM"))?;
     println!(
-        "bingfa {} serving {} at http://{}/ (model {}, {} workers)",
+        "bingfa {} serving {} at {} ({origin}model {}, {} workers)",
         env!("CARGO_PKG_VERSION"),
         server.root().display(),
-        server.local_addr()?,
+        server.urls()?.join(", "),
         config.model,
         config.workers,
     );
     server.run(shutdown)
+}
+
+/// The socket systemd passed (socket activation), else `--bind`; and for the start line,
+/// where the socket came from when it was not `--bind`.
+fn listen(args: &Args) -> Result<(Listener, &'static str), Error> {
+    let Some(inherited) = bingfa::net::inherited()? else {
+        return Ok((bingfa::bind(args.bind.clone())?, ""));
+    };
+    if inherited.sockets > 1 {
+        eprintln!(
+            "bingfa: systemd passed {} sockets; serving only the first",
+            inherited.sockets
+        );
+    }
+    Ok((inherited.listener, "socket from systemd, "))
 }

@@ -3,11 +3,12 @@
 use crate::error::Error;
 use crate::http;
 use crate::models::{self, Context};
+use crate::net::{self, Address, Listener};
 use crate::shutdown::Shutdown;
 use crate::site::{Site, SiteOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,26 +176,30 @@ fn connection_budget() -> usize {
     (soft.saturating_sub(64) / 2).max(1)
 }
 
-/// Binds a TCP listener. Every listener is `SO_REUSEPORT`, so the reactor can open one per
-/// worker on the same address.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+/// Binds a listener on `address`: a Unix socket (see `net::bind_unix`), or a TCP one. Every
+/// TCP listener is `SO_REUSEPORT`, so the reactor can open one per worker on the same address.
+pub fn bind(address: Address) -> Result<Listener, Error> {
+    let addr = match address {
+        Address::Tcp(addr) => addr,
+        Address::Unix(path) => return net::bind_unix(&path),
+    };
     if addr.port() != 0 {
         check_address_free(addr)?;
     }
-    listen_reuseport(addr).map_err(|source| listen_error(addr, source))
+    listen_reuseport(addr).map_err(|source| Error::listen(addr, source))
 }
 
 /// With `SO_REUSEPORT`, a second server of the same user could silently share a port with
 /// the first. A plain bind first makes "address in use" an error, as users expect. (A server
 /// that takes the port between this check and the real bind would still share it.)
 fn check_address_free(addr: SocketAddr) -> Result<(), Error> {
-    let probe = new_socket(addr).map_err(|source| listen_error(addr, source))?;
+    let probe = new_socket(addr).map_err(|source| Error::listen(addr, source))?;
     probe
         .bind(&addr.into())
-        .map_err(|source| listen_error(addr, source))
+        .map_err(|source| Error::listen(addr, source))
 }
 
-pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<Listener> {
     let socket = new_socket(addr)?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -202,7 +207,7 @@ pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener>
     }
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    Ok(socket.into())
+    Ok(Listener::reusing_port(socket))
 }
 
 /// Unsent bytes below which a connection counts as writable again.
@@ -216,32 +221,29 @@ fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     )?;
     // Restarting must not wait for old connections in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    tune_tcp(&socket);
+    Ok(socket)
+}
+
+/// Settings for a TCP listener, bound here or passed in by systemd.
+pub(crate) fn tune_tcp(socket: &Socket) {
     // Report a socket writable once its *unsent* backlog is small, not once the whole
     // (autotuned, megabytes large) send buffer has drained: a client reading slowly but
     // steadily then shows progress often, so only one that stops reading meets the send
     // timeout. Accepted sockets inherit it. Old kernels lack it; nothing else depends on it.
     let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
-    Ok(socket)
-}
-
-fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
-    if source.kind() == std::io::ErrorKind::AddrInUse {
-        Error::AddressInUse { addr }
-    } else {
-        Error::Listen { addr, source }
-    }
 }
 
 /// A server ready to run: its root is open and its listener bound.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     site: Site,
     config: Config,
 }
 
 impl Server {
-    pub fn new(listener: TcpListener, config: &Config) -> Result<Server, Error> {
+    pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
         models::check_available(config.model)?;
         let options = SiteOptions {
             hidden: config.hidden,
@@ -267,9 +269,10 @@ impl Server {
         self.site.root()
     }
 
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+    /// Where clients reach the server (see [`Listener::urls`]).
+    pub fn urls(&self) -> Result<Vec<String>, Error> {
         self.listener
-            .local_addr()
+            .urls()
             .map_err(Error::io("reading the listening address"))
     }
 
@@ -288,6 +291,6 @@ impl Server {
 }
 
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.
-pub fn serve(listener: TcpListener, config: &Config, shutdown: Arc<Shutdown>) -> Result<(), Error> {
+pub fn serve(listener: Listener, config: &Config, shutdown: Arc<Shutdown>) -> Result<(), Error> {
     Server::new(listener, config)?.run(shutdown)
 }

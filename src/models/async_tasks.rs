@@ -6,7 +6,7 @@
 //! HTTP core in the same plain loop as the `thread` model, but waits for socket readiness
 //! with `.await` instead of blocking a thread. Bytes still move with the shared `transmit`
 //! (`send`, or `sendfile` for file bodies) and `recv`, called once tokio says the socket is
-//! ready. `--workers` threads run the tasks and steal work from each other; tokio's epoll
+//! ready: every socket, TCP or Unix, is registered with tokio as an `AsyncFd`. `--workers` threads run the tasks and steal work from each other; tokio's epoll
 //! driver wakes them; the accept loop runs on the calling thread. While waiting for a request
 //! a task also waits for the shutdown signal, so stopping the server ends idle connections at
 //! once; responses in flight get a short grace period, then the runtime drops what is left.
@@ -25,12 +25,13 @@
 //! does the same work without a scheduler in the way, so it has the edge on raw throughput
 //! when requests are short; tasks win back balance, since any worker can run any connection.
 
-use super::{tick, transmit, Context};
+use super::{accept_nonblocking, tick, transmit, Context};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection};
+use crate::net::{Listener, Stream};
 use std::future::{poll_fn, Future};
-use std::io::{self, ErrorKind};
-use std::net::TcpListener;
+use std::io::{self, ErrorKind, Read};
+use std::net::Shutdown as Direction;
 use std::os::fd::OwnedFd;
 use std::pin::pin;
 use std::sync::Arc;
@@ -38,7 +39,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 /// What every connection task holds: the server's context and the shutdown signal.
 struct Shared {
@@ -47,7 +47,7 @@ struct Shared {
     stop: AsyncFd<OwnedFd>,
 }
 
-pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
@@ -65,14 +65,16 @@ pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Er
 }
 
 /// Accepts until shutdown, one task per connection; then waits for the tasks, boundedly.
-async fn serve_all(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
-    let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(Error::io("setting up the listener"))?;
+async fn serve_all(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
+    // SAFETY: a `Listener` owns its descriptor and closes it only when dropped, which the
+    // `AsyncFd` does.
+    let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+        .map_err(|e| Error::io("setting up the listener")(e.into()))?;
     let stop = watch_shutdown(&context).map_err(Error::io("watching for shutdown"))?;
     let shared = Arc::new(Shared { context, stop });
-    while let Some(accepted) = unless_stopped(&shared.stop, listener.accept()).await {
+    while let Some(accepted) = unless_stopped(&shared.stop, accept(&listener)).await {
         match accepted {
-            Ok((stream, _peer)) => drop(tokio::spawn(serve(stream, Arc::clone(&shared)))),
+            Ok(stream) => drop(tokio::spawn(serve(stream, Arc::clone(&shared)))),
             // The peer gave up before we accepted, or a signal interrupted us: try again.
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
             // Out of descriptors or memory: pause instead of failing in a tight loop.
@@ -88,6 +90,18 @@ async fn serve_all(listener: TcpListener, context: Arc<Context>) -> Result<(), E
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Accepts one connection, as a non-blocking socket, once the listener is ready.
+async fn accept(listener: &AsyncFd<Listener>) -> io::Result<Stream> {
+    loop {
+        let mut ready = listener.readable().await?;
+        // `try_io` clears tokio's readiness flag if accepting would block (another worker's
+        // task took the connection), so the next `readable` really waits.
+        if let Ok(accepted) = ready.try_io(|listener| accept_nonblocking(listener.get_ref())) {
+            return accepted;
+        }
+    }
 }
 
 /// Registers a duplicate of the shutdown descriptor with tokio, which needs an owner for it.
@@ -115,10 +129,18 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
     .await
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve(stream: Stream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let mut clock = super::clock_now();
     let (mut conn, _admission) = shared.context.accept(&clock);
+    // Registered from inside the runtime, on whichever worker runs this task. If tokio cannot
+    // take it, the connection is closed unanswered.
+    // SAFETY: as for the listener: a `Stream` owns its descriptor until the `AsyncFd` drops it.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(stream, Interest::READABLE | Interest::WRITABLE) };
+    let Ok(stream) = registered else {
+        return;
+    };
     // Any I/O error ends the connection; there is no one to report it to.
     let _ = drive(&stream, &mut conn, &mut clock, &shared).await;
 }
@@ -126,7 +148,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
 /// The whole life of one connection: the `thread` model's loop, with `.await` where it
 /// would block.
 async fn drive(
-    stream: &TcpStream,
+    stream: &AsyncFd<Stream>,
     conn: &mut Connection,
     clock: &mut Clock,
     shared: &Shared,
@@ -138,27 +160,31 @@ async fn drive(
                 // The core's send timeout: a client that takes no data for this long is
                 // dropped (every pass here follows progress, so it restarts from now).
                 let send_deadline = Instant::now() + shared.context.settings.send_timeout;
-                tokio::time::timeout_at(send_deadline.into(), stream.writable())
+                let mut ready = tokio::time::timeout_at(send_deadline.into(), stream.writable())
                     .await
                     .map_err(|_| io::Error::from(ErrorKind::TimedOut))??;
                 // `try_io` clears tokio's readiness flag if the send would block, so the
                 // next `writable` really waits.
-                stream
-                    .try_io(Interest::WRITABLE, || transmit(stream, what))
+                ready
+                    .try_io(|stream| transmit(stream.get_ref(), what))
+                    .unwrap_or_else(|_would_block| Err(ErrorKind::WouldBlock.into()))
                     .map(|n| conn.sent(n, Instant::now()))
             }
             Action::Receive { buf, deadline } => {
                 // Waiting for the next request is where a stopping server lets go, and
                 // where the core's header and idle timeouts apply.
                 let ready = tokio::time::timeout_at(deadline.into(), stream.readable());
-                match unless_stopped(&shared.stop, ready).await {
+                let mut ready = match unless_stopped(&shared.stop, ready).await {
                     Some(Ok(ready)) => ready?,
                     // Stopped, or the deadline passed.
                     None | Some(Err(_)) => return Ok(()),
-                }
-                stream.try_read(buf).map(|n| conn.received(n, Instant::now()))
+                };
+                ready
+                    .try_io(|stream| stream.get_ref().read(buf))
+                    .unwrap_or_else(|_would_block| Err(ErrorKind::WouldBlock.into()))
+                    .map(|n| conn.received(n, Instant::now()))
             }
-            Action::Finish => rustix::net::shutdown(stream, rustix::net::Shutdown::Write).map_err(Into::into),
+            Action::Finish => stream.get_ref().shutdown(Direction::Write),
             Action::Close => return Ok(()),
         };
         match done {

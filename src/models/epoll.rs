@@ -25,15 +25,15 @@
 use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::http::Clock;
+use crate::net::{Listener, Stream};
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::io::Errno;
 use slab::Slab;
 use std::io;
-use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     EventLoop::new(listener, context)
         .map_err(Error::io("setting up the event loop"))?
         .run()
@@ -49,7 +49,7 @@ pub(super) struct EventLoop<'a> {
     context: &'a Context,
     epoll: OwnedFd,
     /// Closed when the server starts to stop, so new clients are refused at once.
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     connections: Slab<Client>,
     /// Set once shutdown is triggered: the loop ends when the last connection has, or then.
     draining_until: Option<Instant>,
@@ -63,18 +63,19 @@ pub(super) struct EventLoop<'a> {
 
 impl<'a> EventLoop<'a> {
     /// A loop that owns its listener: the only one accepting on it.
-    pub(super) fn new(listener: TcpListener, context: &'a Context) -> io::Result<EventLoop<'a>> {
+    pub(super) fn new(listener: Listener, context: &'a Context) -> io::Result<EventLoop<'a>> {
         EventLoop::with_listen_flags(listener, context, EventFlags::IN)
     }
 
-    /// A loop on a listener other processes wait on too (`prefork`). EPOLLEXCLUSIVE wakes
-    /// one waiter per new connection instead of all of them (the thundering herd).
-    pub(super) fn sharing(listener: TcpListener, context: &'a Context) -> io::Result<EventLoop<'a>> {
+    /// A loop on a listener other loops wait on too (`prefork`, and `reactor` on a listener
+    /// no other can join). EPOLLEXCLUSIVE wakes one waiter per new connection instead of all
+    /// of them (the thundering herd).
+    pub(super) fn sharing(listener: Listener, context: &'a Context) -> io::Result<EventLoop<'a>> {
         EventLoop::with_listen_flags(listener, context, EventFlags::IN | EventFlags::EXCLUSIVE)
     }
 
     fn with_listen_flags(
-        listener: TcpListener,
+        listener: Listener,
         context: &'a Context,
         listen_flags: EventFlags,
     ) -> io::Result<EventLoop<'a>> {
@@ -196,7 +197,7 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    fn register(&mut self, socket: TcpStream) {
+    fn register(&mut self, socket: Stream) {
         let client = Client::new(socket, self.context, &self.clock);
         let entry = self.connections.vacant_entry();
         let key = entry.key() as u64;

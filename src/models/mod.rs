@@ -17,6 +17,7 @@ mod uring;
 
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Settings, Transmit};
+use crate::net::{Listener, Stream};
 use crate::server::{listen_reuseport, Model};
 use crate::shutdown::Shutdown;
 use crate::site::Site;
@@ -27,7 +28,7 @@ use rustix::io::Errno;
 use rustix::net::{SendFlags, SocketFlags};
 use slab::Slab;
 use std::io::{self, ErrorKind, Read};
-use std::net::{Shutdown as Direction, TcpListener, TcpStream};
+use std::net::Shutdown as Direction;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -87,7 +88,7 @@ impl Context {
     }
 }
 
-pub(crate) fn run(model: Model, listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+pub(crate) fn run(model: Model, listener: Listener, context: Arc<Context>) -> Result<(), Error> {
     match model {
         Model::Process => process::run(listener, &context),
         Model::Thread => thread::run(listener, context),
@@ -106,7 +107,7 @@ pub(crate) fn run(model: Model, listener: TcpListener, context: Arc<Context>) ->
 /// blocked in `send` cannot be told to stop, but its socket can be shut down under it: that
 /// is how a stopping server cuts what is still open after its shutdown timeout.
 #[derive(Debug, Default)]
-pub(crate) struct LiveSockets(Mutex<Slab<TcpStream>>);
+pub(crate) struct LiveSockets(Mutex<Slab<Stream>>);
 
 /// A socket's place in [`LiveSockets`], given up when dropped.
 pub(crate) struct Tracked<'a> {
@@ -116,7 +117,7 @@ pub(crate) struct Tracked<'a> {
 
 impl LiveSockets {
     /// Tracks (a duplicate of) `stream` until the returned guard is dropped.
-    pub fn track(&self, stream: &TcpStream) -> Option<Tracked<'_>> {
+    pub fn track(&self, stream: &Stream) -> Option<Tracked<'_>> {
         let handle = stream.try_clone().ok()?;
         let key = self
             .0
@@ -147,13 +148,13 @@ impl Drop for Tracked<'_> {
 /// A connection as the readiness-based models hold it: the socket, its protocol state, and
 /// its place under the connection limit.
 pub(crate) struct Client {
-    pub socket: TcpStream,
+    pub socket: Stream,
     pub conn: Connection,
     _admission: Option<Admission>,
 }
 
 impl Client {
-    pub fn new(socket: TcpStream, context: &Context, clock: &Clock) -> Client {
+    pub fn new(socket: Stream, context: &Context, clock: &Clock) -> Client {
         // Small responses must not wait for Nagle's algorithm.
         let _ = socket.set_nodelay(true);
         let (conn, admission) = context.accept(clock);
@@ -188,17 +189,17 @@ pub(crate) fn isolated<T>(fallback: T, step: impl FnOnce() -> T) -> T {
 /// Answers a connection accepted over the limit (its `Connection` only says 503) without
 /// tying up a worker: one non-blocking pump — the 503, the half-close, a drain of what the
 /// client already sent so the close is not a reset — then close.
-pub(crate) fn refuse(socket: TcpStream, mut conn: Connection, site: &Site) {
+pub(crate) fn refuse(socket: Stream, mut conn: Connection, site: &Site) {
     if socket.set_nonblocking(true).is_ok() {
         let _ = pump(&socket, &mut conn, &clock_now(), site, Reads::UntilBlocked);
     }
 }
 
 /// Accepts one connection as a non-blocking socket (accept4 sets the flag: no extra fcntl).
-pub(crate) fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
+pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
     loop {
         match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-            Ok(fd) => return Ok(TcpStream::from(fd)),
+            Ok(fd) => return Ok(Stream::new(fd, listener.kind())),
             // A signal, or a client that gave up while waiting in the backlog: next one.
             Err(Errno::INTR | Errno::CONNABORTED) => continue,
             Err(e) => return Err(e.into()),
@@ -209,9 +210,9 @@ pub(crate) fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream
 /// The blocking models' accept loop: waits for a connection or the shutdown, hands each
 /// accepted socket to `serve`, and returns once shutdown is triggered.
 pub(crate) fn accept_until_shutdown(
-    listener: &TcpListener,
+    listener: &Listener,
     shutdown: &Shutdown,
-    mut serve: impl FnMut(TcpStream),
+    mut serve: impl FnMut(Stream),
 ) -> Result<(), Error> {
     while readable_unless_shutdown(listener, shutdown, None).map_err(Error::io("waiting for connections"))? {
         match listener.accept() {
@@ -254,17 +255,28 @@ pub(crate) fn wait_readable<const N: usize>(
     }
 }
 
-/// One listener per worker on the listener's address: the one given, and `workers - 1` more
-/// `SO_REUSEPORT` ones, so the kernel spreads new connections across the workers.
-pub(crate) fn listener_per_worker(listener: TcpListener, workers: usize) -> Result<Vec<TcpListener>, Error> {
+/// One listener per worker: the one given, and `workers - 1` more `SO_REUSEPORT` ones on its
+/// address, so the kernel spreads new connections across the workers. A listener that no
+/// other can join (a Unix socket, or one passed in by systemd) is shared instead: every worker
+/// gets a copy of it, and they take turns accepting.
+pub(crate) fn listener_per_worker(listener: Listener, workers: usize) -> Result<Vec<Listener>, Error> {
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        listeners.push(another_listener(&listener)?);
+    }
+    listeners.insert(0, listener);
+    Ok(listeners)
+}
+
+/// A new `SO_REUSEPORT` listener on `listener`'s address, or a copy where none can join it.
+fn another_listener(listener: &Listener) -> Result<Listener, Error> {
+    if !listener.reuse_port() {
+        return listener.try_clone().map_err(Error::io("sharing the listener"));
+    }
     let addr = listener
         .local_addr()
         .map_err(Error::io("reading the listening address"))?;
-    let mut listeners = vec![listener];
-    for _ in 1..workers {
-        listeners.push(listen_reuseport(addr).map_err(|source| Error::Listen { addr, source })?);
-    }
-    Ok(listeners)
+    listen_reuseport(addr).map_err(|source| Error::listen(addr, source))
 }
 
 /// Runs each worker on its own thread until all return (they do when shutdown is
@@ -330,7 +342,7 @@ pub(crate) enum Reads {
 /// Moves bytes between a non-blocking socket and the core until the socket would block or
 /// the connection is over: the body of every readiness-based model.
 pub(crate) fn pump(
-    socket: &TcpStream,
+    socket: &Stream,
     conn: &mut Connection,
     clock: &Clock,
     site: &Site,

@@ -27,13 +27,13 @@
 
 use super::{accept_nonblocking, tick, Client, Context, Pumped, Reads};
 use crate::error::Error;
-use std::net::TcpListener;
+use crate::net::Listener;
 use std::time::{Duration, Instant};
 
 const FIRST_NAP: Duration = Duration::from_micros(50);
 const LONGEST_NAP: Duration = Duration::from_millis(2);
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
@@ -77,7 +77,7 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
 
 /// Accepts every waiting connection; true if there was any.
 fn accept_all(
-    listener: &TcpListener,
+    listener: &Listener,
     context: &Context,
     clock: &crate::http::Clock,
     clients: &mut Vec<Client>,

@@ -18,10 +18,10 @@
 
 use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Interest, Pumped, Reads};
 use crate::error::Error;
+use crate::net::Listener;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ struct Waiting {
     wants: Interest,
 }
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
@@ -133,7 +133,7 @@ impl Turn<'_> {
 /// Accepts every waiting connection and pumps it at once (its request may be there already).
 /// Returns when to try accepting again if the process ran out of descriptors.
 fn accept_all(
-    listener: &TcpListener,
+    listener: &Listener,
     context: &Context,
     clock: &crate::http::Clock,
     waiting: &mut Vec<Waiting>,

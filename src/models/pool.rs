@@ -22,16 +22,16 @@
 use super::{accept_until_shutdown, isolated, refuse, thread::serve, Admission, Context};
 use crate::error::Error;
 use crate::http::Connection;
-use std::net::{TcpListener, TcpStream};
+use crate::net::{Listener, Stream};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 /// A connection waiting for a worker, with its protocol state already started (so its
 /// header timeout runs) and its place under the connection limit.
-type Queued = (TcpStream, Connection, Admission);
+type Queued = (Stream, Connection, Admission);
 
-pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
     let (queue, waiting) = channel::<Queued>();
     let waiting = Arc::new(Mutex::new(waiting));
     // Workers are detached, not scoped to this call: one stuck sending to a client that

@@ -23,8 +23,8 @@ use super::epoll::EventLoop;
 use super::limit::SharedTally;
 use super::{wait_readable, Context};
 use crate::error::Error;
+use crate::net::Listener;
 use nix::unistd::Pid;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// Beyond the shutdown timeout the workers enforce themselves, how long the parent waits
@@ -34,7 +34,7 @@ const EXIT_MARGIN: Duration = Duration::from_secs(1);
 /// so a worker that cannot start does not turn the parent into a fork loop.
 const RESTART_PAUSE: Duration = Duration::from_millis(100);
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     let mut workers = Children::new().map_err(Error::io("watching worker processes"))?;
     let tally = SharedTally::new(context.workers).map_err(Error::io("sharing the connection count"))?;
     let result = supervise(&listener, context, &tally, &mut workers);
@@ -46,7 +46,7 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
 }
 
 fn supervise(
-    listener: &TcpListener,
+    listener: &Listener,
     context: &Context,
     tally: &SharedTally,
     workers: &mut Children,
@@ -82,7 +82,7 @@ fn supervise(
 
 fn start_worker(
     index: usize,
-    listener: &TcpListener,
+    listener: &Listener,
     context: &Context,
     tally: &SharedTally,
     workers: &mut Children,

@@ -28,12 +28,12 @@ use super::children::Children;
 use super::{refuse, thread, wait_readable, Context};
 use crate::error::Error;
 use crate::http::Connection;
+use crate::net::Listener;
 use std::io::ErrorKind;
-use std::net::TcpListener;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     let mut children = Children::new().map_err(Error::io("watching child processes"))?;
     let result = accept_and_fork(&listener, context, &mut children);
     // New clients are refused from here. Children finish the response in flight (SIGTERM
@@ -43,7 +43,7 @@ pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error>
     result
 }
 
-fn accept_and_fork(listener: &TcpListener, context: &Context, children: &mut Children) -> Result<(), Error> {
+fn accept_and_fork(listener: &Listener, context: &Context, children: &mut Children) -> Result<(), Error> {
     loop {
         let [stopping, exited, incoming] =
             wait_readable([context.shutdown.fd(), children.fd(), listener.as_fd()], None)
@@ -60,7 +60,7 @@ fn accept_and_fork(listener: &TcpListener, context: &Context, children: &mut Chi
     }
 }
 
-fn accept_one(listener: &TcpListener, context: &Context, children: &mut Children) {
+fn accept_one(listener: &Listener, context: &Context, children: &mut Children) {
     let stream = match listener.accept() {
         Ok((stream, _peer)) => stream,
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => return,

@@ -23,13 +23,14 @@
 use super::{accept_until_shutdown, readable_unless_shutdown, tick, transmit, Context};
 use crate::error::Error;
 use crate::http::{Action, Connection};
+use crate::net::{Listener, Stream};
 use std::io::{self, ErrorKind, Read};
-use std::net::{Shutdown as Direction, TcpListener, TcpStream};
+use std::net::Shutdown as Direction;
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
         spawn_connection(stream, &context)
     })?;
@@ -39,7 +40,7 @@ pub(super) fn run(listener: TcpListener, context: Arc<Context>) -> Result<(), Er
     Ok(())
 }
 
-fn spawn_connection(stream: TcpStream, context: &Arc<Context>) {
+fn spawn_connection(stream: Stream, context: &Arc<Context>) {
     let context = Arc::clone(context);
     // If no thread can be started, the stream is dropped with the closure: the client sees
     // the connection close, and the server carries on.
@@ -52,7 +53,7 @@ fn spawn_connection(stream: TcpStream, context: &Arc<Context>) {
 
 /// Serves one connection with blocking calls until it is over: the whole life of a
 /// connection in the `thread`, `pool` and `process` models.
-pub(super) fn serve(stream: TcpStream, mut conn: Connection, context: &Context) {
+pub(super) fn serve(stream: Stream, mut conn: Connection, context: &Context) {
     // So that a server stopping past its shutdown timeout can cut this connection.
     let _tracked = context.live.track(&stream);
     let _ = stream.set_nodelay(true);
@@ -63,7 +64,7 @@ pub(super) fn serve(stream: TcpStream, mut conn: Connection, context: &Context) 
     let _ = drive(&stream, &mut conn, context);
 }
 
-fn drive(stream: &TcpStream, conn: &mut Connection, context: &Context) -> io::Result<()> {
+fn drive(stream: &Stream, conn: &mut Connection, context: &Context) -> io::Result<()> {
     let mut clock = super::clock_now();
     loop {
         tick(&mut clock);

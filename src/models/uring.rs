@@ -36,6 +36,9 @@
 //! Accepts are multishot where the kernel has it (5.19+): one submission yields a completion
 //! per new connection. Each loop also keeps a `PollAdd` on the shutdown descriptor and a
 //! `Timeout` that wakes it for the timeout sweep, so shutdown and timeouts are completions too.
+//! Each ring accepts on its own `SO_REUSEPORT` listener, as in `reactor`; on a listener no
+//! other can join (a Unix socket, or one passed in by systemd), every ring accepts on a copy
+//! of the one listener, and each new connection completes the accept of one of them.
 //!
 //! What it costs: what `reactor` costs, plus a buffer per connection (as large as the largest
 //! piece it moved, at most `CHUNK`) and a copy of every byte of a file body. io_uring is also
@@ -52,14 +55,15 @@
 use super::{isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Transmit};
+use crate::net::{Kind, Listener, Stream};
 use crate::site::Site;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{SendFlags, SocketFlags};
 use slab::Slab;
-use std::net::{Shutdown as Direction, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::Shutdown as Direction;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Entries in each submission queue; the completion queue has four times as many, and the
@@ -102,7 +106,7 @@ impl Op {
     }
 }
 
-pub(super) fn run(listener: TcpListener, context: &Context) -> Result<(), Error> {
+pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     // Every ring is set up before any serving starts, so a kernel without io_uring makes the
     // server fail at once with one clear line.
     let workers = listener_per_worker(listener, context.workers)?
@@ -159,7 +163,9 @@ struct Worker<'a> {
     ring: IoUring,
     context: &'a Context,
     /// Closed once the accept has ended during a drain, so new clients are refused.
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
+    /// What the listener accepts: TCP or Unix connections.
+    kind: Kind,
     connections: Slab<Client>,
     clock: Clock,
     /// Completions taken from the ring and not yet handled.
@@ -179,7 +185,7 @@ struct Worker<'a> {
 }
 
 struct Client {
-    socket: TcpStream,
+    socket: Stream,
     conn: Connection,
     /// The memory the kernel reads from and writes to; see the header. It changes (grows) only
     /// while no operation is in flight.
@@ -195,12 +201,13 @@ struct Client {
 }
 
 impl<'a> Worker<'a> {
-    fn new(listener: TcpListener, context: &'a Context) -> Result<Worker<'a>, Error> {
+    fn new(listener: Listener, context: &'a Context) -> Result<Worker<'a>, Error> {
         let ring = new_ring()?;
         let sweep = sweep_interval(context);
         Ok(Worker {
             ring,
             context,
+            kind: listener.kind(),
             listener: Some(listener),
             connections: Slab::new(),
             clock: super::clock_now(),
@@ -318,7 +325,7 @@ impl<'a> Worker<'a> {
         self.accepting &= cqueue::more(flags);
         if let Ok(fd) = u32::try_from(result) {
             // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
-            let socket = unsafe { TcpStream::from_raw_fd(fd as i32) };
+            let socket = Stream::new(unsafe { OwnedFd::from_raw_fd(fd as i32) }, self.kind);
             if !self.stopping {
                 self.register(socket)?; // (Accepted as the server stops: closed at once.)
             }
@@ -365,7 +372,7 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    fn register(&mut self, socket: TcpStream) -> Result<(), Error> {
+    fn register(&mut self, socket: Stream) -> Result<(), Error> {
         let _ = socket.set_nodelay(true);
         let (conn, admission) = self.context.accept(&self.clock);
         let key = self.connections.insert(Client {

@@ -89,20 +89,9 @@ pub fn spawn(args: &[String], cwd: Option<&Path>) -> Started {
 /// would.
 pub fn spawn_limited(args: &[String], cwd: Option<&Path>, nofile: Option<u64>) -> Started {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args(args);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
-    }
-    // SAFETY: prctl(2) is a single system call, safe between fork and exec.
-    // If this test thread dies without stopping the server (the test binary
-    // is killed, say), the kernel kills the server too instead of leaving it
-    // running.
-    unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
     if let Some(n) = nofile {
         let limit = rustix::process::Rlimit {
@@ -117,6 +106,23 @@ pub fn spawn_limited(args: &[String], cwd: Option<&Path>, nofile: Option<u64>) -
                     .map_err(std::io::Error::from)
             });
         }
+    }
+    launch(cmd, args)
+}
+
+/// Starts `cmd`, which runs `bingfa ARGS` (or execs it, from a wrapper),
+/// and waits as `spawn` does.
+pub fn launch(mut cmd: Command, args: &[String]) -> Started {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl(2) is a single system call, safe between fork and exec.
+    // If this test thread dies without stopping the server (the test binary
+    // is killed, say), the kernel kills the server too instead of leaving it
+    // running.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
     let pid = i32::try_from(child.id()).expect("pid fits i32");
@@ -142,7 +148,10 @@ pub fn spawn_limited(args: &[String], cwd: Option<&Path>, nofile: Option<u64>) -
     };
     match rx.recv_timeout(SAFETY) {
         Ok(line) if !line.is_empty() => {
-            running.addr = url_addr(&line);
+            // A server on a Unix socket or on IPv6 only has no such URL.
+            if line.contains(" at http://127.0.0.1:") {
+                running.addr = url_addr(&line);
+            }
             running.start_line = line;
             Started::Serving(running)
         }

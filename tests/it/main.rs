@@ -114,6 +114,7 @@ mod headers;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod listening;
 mod listing;
 mod methods;
 mod properties;

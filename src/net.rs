@@ -1,0 +1,273 @@
+//! The sockets HTTP travels over: TCP, or a Unix stream socket (`--bind unix:/path`), bound
+//! here or passed in by systemd (socket activation). The models hold one `Listener` type and
+//! one `Stream` type and never ask which kind they hold; the kinds differ only where this file
+//! says so: `TCP_NODELAY`, and whether more listeners can be opened on the same address.
+
+mod activation;
+mod interfaces;
+mod unix;
+
+pub use activation::{inherited, ActivationError, Inherited};
+pub(crate) use unix::bind as bind_unix;
+
+use socket2::{SockAddr, Socket};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where to listen: `--bind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Tcp(SocketAddr),
+    /// A Unix socket at this path, written `unix:PATH`.
+    Unix(PathBuf),
+}
+
+const UNIX_PREFIX: &str = "unix:";
+
+impl FromStr for Address {
+    type Err = String;
+
+    /// `IP:PORT`, `[IPv6]:PORT` or `unix:PATH` (host names are resolved by the command line).
+    fn from_str(text: &str) -> Result<Address, String> {
+        let Some(path) = text.strip_prefix(UNIX_PREFIX) else {
+            return text
+                .parse()
+                .map(Address::Tcp)
+                .map_err(|_| format!("expected IP:PORT or [IPv6]:PORT, got '{text}'"));
+        };
+        if path.is_empty() {
+            return Err(format!("expected a path after 'unix:', got '{text}'"));
+        }
+        // The kernel's limit (sun_path): checked here so a long path fails as a bad option.
+        std::os::unix::net::SocketAddr::from_pathname(path)
+            .map_err(|_| format!("a Unix socket path must be shorter than 108 bytes, got '{text}'"))?;
+        Ok(Address::Unix(PathBuf::from(path)))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => addr.fmt(f),
+            Address::Unix(path) => write!(f, "{UNIX_PREFIX}{}", path.display()),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Address {
+        Address::Tcp(addr)
+    }
+}
+
+/// The kinds of stream socket served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// IPv4 or IPv6.
+    Tcp,
+    Unix,
+}
+
+/// A listening socket, ready to accept.
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    kind: Kind,
+    /// Bound here with `SO_REUSEPORT`: more listeners can be opened on its address, and the
+    /// kernel spreads new connections across them.
+    reuse_port: bool,
+    /// The socket file this listener created, removed when it is dropped (not by copies).
+    _file: Option<unix::SocketFile>,
+}
+
+impl Listener {
+    /// A TCP listener bound here with `SO_REUSEPORT`.
+    pub(crate) fn reusing_port(socket: Socket) -> Listener {
+        Listener {
+            socket,
+            kind: Kind::Tcp,
+            reuse_port: true,
+            _file: None,
+        }
+    }
+
+    /// The address of a TCP listener.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a TCP listener"))
+    }
+
+    /// Where clients reach this listener, as the start line lists it: `http://ADDR/`, one per
+    /// local interface address if it is bound to `0.0.0.0` or `[::]`; or `unix:PATH`.
+    pub fn urls(&self) -> io::Result<Vec<String>> {
+        match self.kind {
+            Kind::Tcp => {
+                let addr = self.local_addr()?;
+                // An IPv6 socket that is not IPv6-only (an inherited one may be) takes IPv4 too.
+                let dual_stack = addr.is_ipv6() && !self.socket.only_v6()?;
+                Ok(interfaces::urls(addr, dual_stack))
+            }
+            Kind::Unix => Ok(vec![unix_url(&self.socket.local_addr()?)]),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether more `SO_REUSEPORT` listeners can be opened on its address.
+    pub(crate) fn reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+
+    /// Another handle on the same listening socket (a workers' shared one). It never removes
+    /// the socket file: the original does.
+    pub(crate) fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener {
+            socket: self.socket.try_clone()?,
+            kind: self.kind,
+            reuse_port: self.reuse_port,
+            _file: None,
+        })
+    }
+
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+
+    /// Accepts one connection (blocking unless the listener is non-blocking).
+    pub(crate) fn accept(&self) -> io::Result<(Stream, SockAddr)> {
+        let (socket, peer) = self.socket.accept()?;
+        Ok((Stream::new(socket, self.kind), peer))
+    }
+}
+
+/// `unix:PATH` for a socket's address; systemd may also pass an abstract one (`@name`).
+fn unix_url(addr: &SockAddr) -> String {
+    if let Some(path) = addr.as_pathname() {
+        format!("{UNIX_PREFIX}{}", path.display())
+    } else if let Some(name) = addr.as_abstract_namespace() {
+        format!("{UNIX_PREFIX}@{}", String::from_utf8_lossy(name))
+    } else {
+        format!("{UNIX_PREFIX}(unnamed)")
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    socket: Socket,
+    kind: Kind,
+}
+
+impl Stream {
+    /// A connection accepted on a listener of `kind`.
+    pub fn new(socket: impl Into<Socket>, kind: Kind) -> Stream {
+        Stream {
+            socket: socket.into(),
+            kind,
+        }
+    }
+
+    /// Turns Nagle's algorithm off or on; a Unix socket has none.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match self.kind {
+            Kind::Tcp => self.socket.set_tcp_nodelay(nodelay),
+            Kind::Unix => Ok(()),
+        }
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_write_timeout(timeout)
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(nonblocking)
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.shutdown(how)
+    }
+
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(Stream::new(self.socket.try_clone()?, self.kind))
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.socket).read(buf)
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_print_alike() {
+        for text in [
+            "127.0.0.1:8000",
+            "[::1]:80",
+            "0.0.0.0:0",
+            "unix:/run/bingfa.sock",
+            "unix:rel/x.sock",
+        ] {
+            let address: Address = text.parse().unwrap();
+            assert_eq!(address.to_string(), text);
+        }
+        assert_eq!(
+            "unix:/tmp/a".parse::<Address>(),
+            Ok(Address::Unix(PathBuf::from("/tmp/a")))
+        );
+        assert_eq!(
+            "10.0.0.1:80".parse::<Address>(),
+            Ok(Address::Tcp("10.0.0.1:80".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn bad_addresses_say_what_was_expected() {
+        let long = format!("unix:/{}", "x".repeat(200));
+        for (text, words) in [
+            ("unix:", "a path after 'unix:'"),
+            (long.as_str(), "shorter than 108 bytes"),
+            ("localhost", "IP:PORT"),
+            ("127.0.0.1", "IP:PORT"),
+        ] {
+            let error = text.parse::<Address>().unwrap_err();
+            assert!(error.contains(words), "{text}: {error}");
+        }
+    }
+}
