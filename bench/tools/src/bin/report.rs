@@ -115,6 +115,15 @@ struct End {
     duration_s: u64,
 }
 
+/// `bench/callgrind.sh`: user-space instructions per request, `depth` requests per write.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Callgrind {
+    model: String,
+    depth: u32,
+    instructions: u64,
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Record {
@@ -122,6 +131,7 @@ enum Record {
     Load(Load),
     Idle(Idle),
     Sweep(Sweep),
+    Callgrind(Callgrind),
     End(End),
 }
 
@@ -131,6 +141,7 @@ struct Results {
     load: BTreeMap<(String, String), Load>,
     idle: BTreeMap<String, Idle>,
     sweep: BTreeMap<(String, u32), Sweep>,
+    callgrind: Vec<Callgrind>,
     duration_s: Option<u64>,
 }
 
@@ -152,6 +163,7 @@ impl Results {
                 Record::Sweep(s) => {
                     r.sweep.insert((s.server.clone(), s.conns), s);
                 }
+                Record::Callgrind(c) => r.callgrind.push(c),
                 Record::End(e) => r.duration_s = Some(e.duration_s),
             }
         }
@@ -376,6 +388,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
     );
 
     targets(w, r);
+    instructions(w, r);
 
     let _ = writeln!(w, "## Throughput\n");
     let _ = writeln!(
@@ -574,6 +587,33 @@ fn name(s: &str) -> String {
     } else {
         format!("`{s}`")
     }
+}
+
+/// Instructions per request from `bench/callgrind.sh`, if the run measured them.
+fn instructions(w: &mut String, r: &Results) {
+    if r.callgrind.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## Instructions per request\n\n\
+         User-space instructions per request on the small page, counted by `valgrind \
+         --tool=callgrind` (`bench/callgrind.sh`: one worker, the difference between runs of 2,000 and \
+         10,000 keep-alive writes, so start-up cancels out). Unlike req/s this does not move \
+         with the machine's load; the kernel's share (the `recv` and `send` of each request) is \
+         not counted.\n\n\
+         | model | requests per write | instructions per request |\n|---|---:|---:|"
+    );
+    for c in &r.callgrind {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} |",
+            c.model,
+            c.depth,
+            thousands(c.instructions as f64)
+        );
+    }
+    let _ = writeln!(w);
 }
 
 /// The targets of the default model (issue 6), each with ✓ or ✗.
