@@ -12,6 +12,10 @@ pub enum Error {
     AddressInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot open the access log {}: {source}", path.display())]
+    AccessLog { path: PathBuf, source: io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: io::Error },
     #[error("the {model} model is not available here: {reason}")]
     Unavailable { model: &'static str, reason: String },
     #[error("{context}: {source}")]

@@ -8,6 +8,7 @@
 //! - [`site`]: the core's handler for a static folder, joining the two.
 //! - `models`: one file per concurrency model, moving bytes between sockets and the core.
 //! - [`server`]: configuration, listening, and running a model until [`Shutdown`].
+//! - [`observe`]: the access log, metrics, and the log of events on stderr.
 //! - [`cli`]: the command line.
 //!
 //! See ARCHITECTURE.md for the flow of one request and the invariants.
@@ -17,6 +18,7 @@ mod error;
 pub mod fs;
 pub mod http;
 mod models;
+pub mod observe;
 pub mod server;
 mod shutdown;
 pub mod site;

@@ -76,7 +76,10 @@ async fn serve_all(listener: TcpListener, context: Arc<Context>) -> Result<(), E
             // The peer gave up before we accepted, or a signal interrupted us: try again.
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
             // Out of descriptors or memory: pause instead of failing in a tight loop.
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => {
+                crate::observe::accept_failed(&e);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     // Refuse new clients now rather than leave them in the backlog during the grace period.
@@ -118,7 +121,7 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
 async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let mut clock = super::clock_now();
-    let (mut conn, _admission) = shared.context.accept(&clock);
+    let (mut conn, _admission) = shared.context.accept(&clock, &stream);
     // Any I/O error ends the connection; there is no one to report it to.
     let _ = drive(&stream, &mut conn, &mut clock, &shared).await;
 }

@@ -116,6 +116,7 @@ mod lifecycle;
 mod limits;
 mod listing;
 mod methods;
+mod observe;
 mod properties;
 mod ranges;
 mod slow_clients;
