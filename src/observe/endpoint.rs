@@ -64,6 +64,7 @@ impl Endpoint {
     ) -> Result<Endpoint, Error> {
         // An eventfd made before the fork: the parent's write wakes the child.
         let stop = Shutdown::new().map_err(Error::io("starting the metrics endpoint"))?;
+        let server = nix::unistd::getpid();
         // SAFETY: the caller is single-threaded (the forking models run only in such a
         // process, see `Model::forks`), so the child may run ordinary Rust code.
         let forked = unsafe { fork() }.map_err(|e| Error::io("starting the metrics endpoint")(e.into()))?;
@@ -72,9 +73,12 @@ impl Endpoint {
                 // SAFETY: in this child the server's listener is never used: it runs only
                 // the endpoint, then exits without running the parent's destructors.
                 drop(unsafe { OwnedFd::from_raw_fd(server_listener) });
-                // Should the server die without stopping it, so does the endpoint.
+                // Should the server die without stopping it, so does the endpoint (and if it
+                // died before that was asked for, the endpoint has no one left to serve).
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-                serve(&listener, &metrics, &stop);
+                if nix::unistd::getppid() == server {
+                    serve(&listener, &metrics, &stop);
+                }
                 std::process::exit(0)
             }
             ForkResult::Parent { child } => Ok(Endpoint {
