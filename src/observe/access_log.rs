@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the writer writes what has accumulated (and looks for SIGHUP).
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -34,6 +34,8 @@ const INTERVAL: Duration = Duration::from_millis(100);
 const WAKE_AT: usize = 256 * 1024;
 /// Beyond this many bytes waiting, lines are dropped.
 const MAX_PENDING: usize = 8 * 1024 * 1024;
+/// Lines dropped are reported on stderr at most this often.
+const DROPS_TOLD_EVERY: Duration = Duration::from_secs(1);
 /// Writes to a pipe up to this size are atomic (POSIX PIPE_BUF on Linux): stdout is written
 /// in pieces of whole lines no larger, so processes sharing it never interleave their lines.
 const PIPE_BUF: usize = 4096;
@@ -219,6 +221,7 @@ impl Drop for Writer {
 /// The writer thread's loop: every interval (or when woken), takes the batch and writes it.
 fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target, hangups: Option<&SignalFd>) {
     let mut batch = Vec::new();
+    let mut drops_told = Instant::now();
     loop {
         let stopping = {
             let mut pending = shared.lock();
@@ -241,9 +244,13 @@ fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target, hangups: 
             shared.note(out.write(&batch), target);
             batch.clear();
         }
-        let dropped = shared.dropped.swap(0, Relaxed);
-        if dropped > 0 {
-            tracing::warn!("the access log fell behind: {dropped} lines dropped");
+        // Once a second at most, however long the disk stays behind.
+        if drops_told.elapsed() >= DROPS_TOLD_EVERY || stopping {
+            let dropped = shared.dropped.swap(0, Relaxed);
+            if dropped > 0 {
+                tracing::warn!("the access log fell behind: {dropped} lines dropped");
+                drops_told = Instant::now();
+            }
         }
         if stopping {
             return;
