@@ -5,11 +5,12 @@
 pub mod config;
 
 use crate::net::Address;
+use crate::observe::{LogFormat, LogLevel};
 use crate::server::{Config, Model};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,6 +110,22 @@ pub struct Args {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
 
+    /// Log each request to this file (appended to, reopened on SIGHUP), or to stdout for -
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+
+    /// Format of the access-log lines
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Combined)]
+    pub log_format: LogFormat,
+
+    /// Least severe event written to stderr (info: the lifecycle; error: errors only)
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz
+    #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address)]
+    pub metrics: Option<SocketAddr>,
+
     // The options below steer the program rather than the server; `config::META` keeps them
     // out of files and the environment (but BINGFA_CONFIG names a file).
     /// Read options from this TOML file; the environment and the command line override it
@@ -149,6 +166,9 @@ impl Args {
         config.cache_control = self.cache_control.clone();
         config.immutable_fingerprints = self.immutable_fingerprints;
         config.file_cache_valid = self.file_cache_valid;
+        config.access_log = self.access_log.clone();
+        config.log_format = self.log_format;
+        config.metrics = self.metrics;
         config
     }
 }
@@ -225,6 +245,16 @@ fn parse_address(text: &str) -> Result<Address, String> {
         .next()
         .map(Address::Tcp)
         .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// A TCP address only (the metrics listener): IP:PORT, [IPv6]:PORT or HOST:PORT.
+fn parse_tcp_address(text: &str) -> Result<SocketAddr, String> {
+    match parse_address(text)? {
+        Address::Tcp(addr) => Ok(addr),
+        Address::Unix(_) => Err(format!(
+            "expected IP:PORT, [IPv6]:PORT or HOST:PORT, got '{text}'"
+        )),
+    }
 }
 
 /// A clap error as one line: its first line, plus the possible values if it lists them.

@@ -2,6 +2,7 @@
 
 use crate::net::{ActivationError, Address};
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,10 @@ pub enum Error {
     Listen { addr: Address, source: io::Error },
     #[error("cannot use the socket systemd passed (LISTEN_FDS): {0}")]
     Activation(#[from] ActivationError),
+    #[error("cannot open the access log {}: {source}", path.display())]
+    AccessLog { path: PathBuf, source: io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: io::Error },
     #[error("the {model} model is not available here: {reason}")]
     Unavailable { model: &'static str, reason: String },
     #[error("{context}: {source}")]

@@ -9,6 +9,7 @@
 //! - `models`: one file per concurrency model, moving bytes between sockets and the core.
 //! - [`net`]: the sockets: TCP or Unix, bound here or passed in by systemd.
 //! - [`server`]: configuration, listening, and running a model until [`Shutdown`].
+//! - [`observe`]: the access log, metrics, and the log of events on stderr.
 //! - [`cli`]: the command line.
 //!
 //! See ARCHITECTURE.md for the flow of one request and the invariants.
@@ -19,6 +20,7 @@ pub mod fs;
 pub mod http;
 mod models;
 pub mod net;
+pub mod observe;
 pub mod server;
 mod shutdown;
 pub mod site;

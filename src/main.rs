@@ -52,6 +52,7 @@ fn print_config(resolved: &Resolved) -> Result<(), String> {
 }
 
 fn run(args: &Args) -> Result<(), Error> {
+    bingfa::observe::log_to_stderr(args.log_level);
     // Before the config, whose default connection limit follows the descriptor limit.
     bingfa::server::raise_open_file_limit();
     let config = args.config();

@@ -4,11 +4,13 @@ use crate::error::Error;
 use crate::http;
 use crate::models::{self, Context};
 use crate::net::{self, Address, Listener};
+use crate::observe::{LogFormat, Observation};
 use crate::shutdown::Shutdown;
 use crate::site::{Site, SiteOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +115,12 @@ pub struct Config {
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
+    /// Where each request is logged: a file (appended to; reopened on SIGHUP by the binary),
+    /// or `-` for stdout. `None`: no access log.
+    pub access_log: Option<PathBuf>,
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics and a health check on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -134,6 +142,9 @@ impl Config {
             cache_control: None,
             immutable_fingerprints: false,
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
+            access_log: None,
+            log_format: LogFormat::Combined,
+            metrics: None,
         }
     }
 
@@ -146,6 +157,7 @@ impl Config {
             // Lingering is only a courtesy to a client still sending; never longer than
             // the server would wait for a head.
             linger: http::Settings::default().linger.min(self.header_timeout),
+            observe: self.access_log.is_some() || self.metrics.is_some(),
             ..http::Settings::default()
         }
     }
@@ -240,6 +252,7 @@ pub struct Server {
     listener: Listener,
     site: Site,
     config: Config,
+    observation: Option<Observation>,
 }
 
 impl Server {
@@ -253,14 +266,17 @@ impl Server {
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
         };
-        let site = Site::open(&config.root, options).map_err(|source| Error::Root {
+        let mut site = Site::open(&config.root, options).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,
         })?;
+        let observation = Observation::new(config)?;
+        site.observer = observation.as_ref().map(|o| Arc::clone(o.observer()));
         Ok(Server {
             listener,
             site,
             config: config.clone(),
+            observation,
         })
     }
 
@@ -276,8 +292,21 @@ impl Server {
             .map_err(Error::io("reading the listening address"))
     }
 
+    /// Where `--metrics` are served, once bound (with the real port if 0 was asked for).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.observation.as_ref()?.metrics_addr()
+    }
+
     /// Serves until `shutdown` is triggered.
     pub fn run(self, shutdown: Arc<Shutdown>) -> Result<(), Error> {
+        tracing::debug!("{:?}", self.config);
+        let observer = self.site.observer.clone();
+        let observing = match self.observation {
+            Some(observation) => {
+                Some(observation.start(self.config.model, self.listener.as_fd(), &shutdown)?)
+            }
+            None => None,
+        };
         let context = Arc::new(Context::new(
             self.site,
             self.config.settings(),
@@ -285,8 +314,14 @@ impl Server {
             self.config.max_connections,
             shutdown,
             self.config.shutdown_timeout,
+            observer,
         ));
-        models::run(self.config.model, self.listener, context)
+        let served = models::run(self.config.model, self.listener, context);
+        drop(observing);
+        if served.is_ok() {
+            tracing::info!("stopped");
+        }
+        served
     }
 }
 

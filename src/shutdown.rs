@@ -36,11 +36,16 @@ impl Shutdown {
     /// blocks both signals in the calling thread, and threads and processes started later
     /// inherit that. No handler runs and no thread waits for signals, so the program stays
     /// single-threaded, which the forking models need.
+    ///
+    /// SIGHUP is blocked too, so that it never stops the server: the access log reads it
+    /// (see [`hangups`]) to reopen its file; without a log it is ignored.
     pub fn on_signals() -> io::Result<Arc<Shutdown>> {
         let mut signals = SigSet::empty();
         signals.add(Signal::SIGINT);
         signals.add(Signal::SIGTERM);
-        signals.thread_block()?;
+        let mut blocked = signals;
+        blocked.add(Signal::SIGHUP);
+        blocked.thread_block()?;
         let fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(Arc::new(Shutdown {
             wake: Wake::Signals(fd.into()),
@@ -54,6 +59,11 @@ impl Shutdown {
             // The signal stays pending (it is blocked), which makes the signalfd readable.
             Wake::Signals(_) => drop(nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM)),
         }
+    }
+
+    /// Whether this is the binary's shutdown, on signals (which also blocks SIGHUP).
+    pub(crate) fn watches_signals(&self) -> bool {
+        matches!(self.wake, Wake::Signals(_))
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -72,6 +82,19 @@ impl Shutdown {
             Wake::Event(fd) | Wake::Signals(fd) => fd.as_fd(),
         }
     }
+}
+
+/// SIGHUP as a descriptor, readable while one is pending for the calling process (each
+/// process makes its own): the access log reopens its file on it, and the parent of `prefork`
+/// passes it on to its workers. Meant for the binary, where [`Shutdown::on_signals`] has
+/// blocked SIGHUP; unblocked, it would stop the process before anyone read it.
+pub(crate) fn hangups() -> io::Result<SignalFd> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGHUP);
+    Ok(SignalFd::with_flags(
+        &signals,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }
 
 #[cfg(test)]

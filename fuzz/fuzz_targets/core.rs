@@ -19,8 +19,8 @@
 #![no_main]
 
 use bingfa::http::{
-    Action, Body, Clock, Connection, EntityTag, Handler, Limits, Method, Reply, Request, Settings, Status, Transmit,
-    Validators,
+    Action, Body, Clock, Connection, EntityTag, Exchange, Handler, Limits, Method, Reply, Request, Settings,
+    Status, Transmit, Validators,
 };
 use libfuzzer_sys::fuzz_target;
 use std::borrow::Cow;
@@ -121,6 +121,11 @@ impl Handler for FakeSite {
         });
         reply
     }
+
+    fn exchanged(&self, exchange: &Exchange<'_>) {
+        // Every response has a head, so it is longer than its content.
+        assert!(exchange.bytes > exchange.body_bytes, "{exchange:?}");
+    }
 }
 
 fn shared(body: &[u8]) -> Reply {
@@ -177,7 +182,11 @@ fn run(pieces: &[&[u8]], options: &Options, site: &FakeSite) -> Outcome {
                 out.extend_from_slice(&bytes[..n]);
                 // While output is pending, the deadline is the send timeout from the last progress.
                 let send_deadline = clock.now() + options.settings.send_timeout;
-                assert_eq!(conn.deadline(), send_deadline, "the send timeout while output is pending");
+                assert_eq!(
+                    conn.deadline(),
+                    send_deadline,
+                    "the send timeout while output is pending"
+                );
                 conn.sent(n, clock.now());
             }
             Action::Send(Transmit::File { .. }) => unreachable!("the fake site has no files"),
@@ -422,6 +431,8 @@ fuzz_target!(|data: &[u8]| {
     pieces.push(remaining);
 
     let mut settings = Settings::default();
+    // The bookkeeping behind access logs and metrics must not change a byte of output.
+    settings.observe = flags & 0b1000_0000 != 0;
     if flags & 0b0100_0000 != 0 {
         settings.limits = Limits {
             max_target: 64,

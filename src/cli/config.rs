@@ -429,6 +429,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         cache_control,
         immutable_fingerprints,
         file_cache_valid,
+        access_log,
+        log_format,
+        metrics,
     } = config;
     let root = std::path::absolute(root).map_err(|e| format!("root: {e}"))?;
     let error_page = match error_page {
@@ -456,6 +459,20 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             Some(Value::Boolean(*immutable_fingerprints)),
         ),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
+        (
+            "access-log",
+            access_log
+                .as_deref()
+                .map(|p| utf8("access-log", p))
+                .transpose()?
+                .map(Value::String),
+        ),
+        ("log-format", Some(Value::String(log_format.name().to_string()))),
+        (
+            "log-level",
+            Some(Value::String(args.log_level.name().to_string())),
+        ),
+        ("metrics", metrics.map(|addr| Value::String(addr.to_string()))),
     ])
 }
 

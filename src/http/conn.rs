@@ -16,10 +16,12 @@
 
 use super::body::{BodySkip, Skipped};
 use super::clock::Clock;
+use super::exchange::{self, Answered, Exchange, Exchanges};
 use super::request::{self, Action as RequestAction, Head, Limits, Parsed, Request, Version};
 use super::response::{self, Body, Persistence, Reply};
 use super::shape::{shape, Layout, Response};
 use super::status::Status;
+use core::net::IpAddr;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
@@ -29,6 +31,9 @@ use std::time::{Duration, Instant};
 /// Answers requests that made it through the protocol checks (GET and HEAD of a path).
 pub trait Handler {
     fn handle(&self, request: &Request<'_>) -> Reply;
+
+    /// A response is all sent (with `Settings::observe` only): for an access log, metrics.
+    fn exchanged(&self, _exchange: &Exchange<'_>) {}
 }
 
 /// Per-connection policy: limits and timeouts.
@@ -49,6 +54,9 @@ pub struct Settings {
     /// client still sends for this long, so that closing does not reset the connection and
     /// destroy a response the client has not read yet (RFC 9112 §9.6).
     pub linger: Duration,
+    /// Tell the handler of every exchange ([`Handler::exchanged`]); off, the core keeps no
+    /// record of them.
+    pub observe: bool,
 }
 
 impl Default for Settings {
@@ -60,6 +68,7 @@ impl Default for Settings {
             send_timeout: Duration::from_secs(60),
             min_rate: 500,
             linger: Duration::from_secs(2),
+            observe: false,
         }
     }
 }
@@ -144,6 +153,8 @@ pub struct Connection {
     waiting_since: Instant,
     /// The request now arriving, for the minimum data rate.
     arriving: Option<Arrival>,
+    /// With `Settings::observe`: the exchanges whose responses are not yet all sent.
+    observed: Option<Box<Exchanges>>,
 }
 
 /// When a request's first byte came, and how many bytes have come since.
@@ -173,6 +184,7 @@ impl Connection {
             draining: false,
             waiting_since: now,
             arriving: None,
+            observed: settings.observe.then(Box::default),
         }
     }
 
@@ -180,7 +192,7 @@ impl Connection {
     pub fn overloaded(settings: Settings, clock: &Clock) -> Connection {
         let mut conn = Connection::new(settings, clock.now());
         let refusal = Response::whole(Reply::error(Status::ServiceUnavailable));
-        conn.output.push(refusal, false, clock, Persistence::Close);
+        conn.queue(refusal, false, clock, Persistence::Close, None);
         conn.reading = Reading::Done;
         conn
     }
@@ -188,6 +200,9 @@ impl Connection {
     /// The next step for the I/O layer. Answers every complete request already buffered
     /// before asking for more bytes, so pipelined responses leave together.
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Action<'_> {
+        if let Some(observed) = &mut self.observed {
+            observed.report(clock, handler);
+        }
         if self.output.is_empty() {
             self.answer_buffered(clock, handler);
             if !self.output.is_empty() {
@@ -235,8 +250,18 @@ impl Connection {
     /// `n` bytes of the last [`Action::Send`] were written.
     pub fn sent(&mut self, n: usize, now: Instant) {
         self.output.advance(n);
+        if let Some(observed) = &mut self.observed {
+            observed.sent(n);
+        }
         // Progress: the send timeout (or, once all is sent, the idle timeout) starts over.
         self.waiting_since = now;
+    }
+
+    /// The client's address, for the handler's [`Exchange`]s (kept with `Settings::observe`).
+    pub fn set_peer(&mut self, peer: Option<IpAddr>) {
+        if let Some(observed) = &mut self.observed {
+            observed.set_peer(peer);
+        }
     }
 
     /// The I/O layer has nothing more to read for now: an input buffer holding no unparsed
@@ -405,7 +430,7 @@ impl Connection {
             }
             Parsed::Invalid(status) => {
                 let response = Response::whole(Reply::error(status));
-                self.output.push(response, false, clock, Persistence::Close);
+                self.queue(response, false, clock, Persistence::Close, None);
                 self.reading = Reading::Done;
                 false
             }
@@ -414,6 +439,28 @@ impl Connection {
                 self.respond(head, start, clock, handler);
                 true
             }
+        }
+    }
+
+    /// Queues `response`; with `Settings::observe`, notes it and its request (`answered`,
+    /// `None` if there is no request line), to report them once the response is all sent.
+    fn queue(
+        &mut self,
+        response: Response,
+        head_only: bool,
+        clock: &Clock,
+        persistence: Persistence,
+        answered: Option<Answered>,
+    ) {
+        let noted = self
+            .observed
+            .is_some()
+            .then(|| exchange::summary(&response, head_only));
+        self.output.push(response, head_only, clock, persistence);
+        if let (Some(observed), Some(noted)) = (&mut self.observed, noted) {
+            let since = self.arriving.map_or(clock.now(), |arrival| arrival.since);
+            let request = answered.map(|answered| (&self.input[answered.start..], answered));
+            observed.queued(request, noted, self.output.pending(), since);
         }
     }
 
@@ -426,6 +473,7 @@ impl Connection {
             (true, Version::Http10) => Persistence::KeepAlive,
             (true, Version::Http11) => Persistence::Implicit,
         };
+        let answered = self.observed.is_some().then(|| Answered::of(&head, head_start));
         let (response, head_only) = match head.action {
             RequestAction::Serve { method, path } => {
                 let head_bytes = &self.input[head_start..];
@@ -442,7 +490,7 @@ impl Connection {
             }
             RequestAction::Refuse(status) => (Response::whole(Reply::error(status)), false),
         };
-        self.output.push(response, head_only, clock, persistence);
+        self.queue(response, head_only, clock, persistence, answered);
         self.served_any = true;
         self.body_skipped = 0;
         self.reading = match BodySkip::start(head.framing) {
@@ -511,6 +559,15 @@ impl From<Body> for Source {
 impl Output {
     fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Bytes queued and not yet sent.
+    fn pending(&self) -> u64 {
+        let left = |segment: &Segment| match segment {
+            Segment::Bytes { data, sent } => (data.len() - sent) as u64,
+            Segment::File { offset, end, .. } => end - offset,
+        };
+        self.queue.iter().map(left).sum()
     }
 
     fn is_full(&self) -> bool {

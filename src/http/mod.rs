@@ -8,11 +8,13 @@
 //! - `body`: finding where a request body ends, so it can be dropped.
 //! - `conn`: the connection state machine: pipelining, persistence, timeouts, output queue.
 //! - `response`: what a handler answers and how its head is written.
+//! - `exchange`: what the handler is told of each answered request, for logs and metrics.
 
 mod body;
 mod clock;
 mod conditional;
 mod conn;
+mod exchange;
 mod mime;
 mod negotiate;
 mod range;
@@ -23,6 +25,7 @@ mod status;
 
 pub use clock::Clock;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
+pub use exchange::{Exchange, RequestLine};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
 #[cfg(test)]

@@ -55,10 +55,7 @@ impl<'a> Request<'a> {
     /// combined into one comma-separated list, as RFC 9110 §5.3 says (which turns a
     /// repeated singleton such as `Range` into an invalid value, to be ignored).
     pub fn field(&self, field: Field) -> Option<Cow<'a, [u8]>> {
-        let (start, len) = self.fields.first[field as usize]?;
-        let first = self
-            .head
-            .get(usize::from(start)..usize::from(start) + usize::from(len))?;
+        let first = self.fields.value(self.head, field)?;
         if self.fields.repeated & (1 << field as u8) == 0 {
             return Some(Cow::Borrowed(first));
         }
@@ -101,10 +98,13 @@ pub enum Field {
     IfRange,
     AcceptEncoding,
     Accept,
+    /// For the access log.
+    Referer,
+    UserAgent,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 8] = [
+    const ALL: [(Field, &'static str); 10] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -113,6 +113,8 @@ impl Field {
         (Field::IfRange, "if-range"),
         (Field::AcceptEncoding, "accept-encoding"),
         (Field::Accept, "accept"),
+        (Field::Referer, "referer"),
+        (Field::UserAgent, "user-agent"),
     ];
 
     fn named(name: &str) -> Option<Field> {
@@ -128,8 +130,16 @@ impl Field {
 /// (see `Limits`), so 16 bits locate any byte of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FieldValues {
-    first: [Option<(u16, u16)>; 8],
-    repeated: u8,
+    first: [Option<(u16, u16)>; Field::ALL.len()],
+    repeated: u16,
+}
+
+impl FieldValues {
+    /// The first line's value of `field` in `head`, as sent (trimmed): enough for a log.
+    pub(crate) fn value<'h>(&self, head: &'h [u8], field: Field) -> Option<&'h [u8]> {
+        let (start, len) = self.first[field as usize]?;
+        head.get(usize::from(start)..usize::from(start) + usize::from(len))
+    }
 }
 
 /// The methods that reach the handler; everything else is answered by the core.
@@ -172,6 +182,15 @@ pub(crate) struct Head {
     pub expects_continue: bool,
     pub action: Action,
     pub fields: FieldValues,
+    /// Where the method and the target lie in the parsed buffer, for the access log.
+    pub spans: RequestSpans,
+}
+
+/// The offsets of a request line's method and target in the buffer it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestSpans {
+    pub method: (usize, usize),
+    pub target: (usize, usize),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -352,6 +371,10 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
             expects_continue: fields.expects_continue,
             action,
             fields: fields.values,
+            spans: RequestSpans {
+                method: (offset_in(buf, method.as_bytes()), method.len()),
+                target: (offset_in(buf, target), target.len()),
+            },
         },
         len,
     }

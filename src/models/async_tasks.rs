@@ -78,7 +78,10 @@ async fn serve_all(listener: Listener, context: Arc<Context>) -> Result<(), Erro
             // The peer gave up before we accepted, or a signal interrupted us: try again.
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
             // Out of descriptors or memory: pause instead of failing in a tight loop.
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => {
+                crate::observe::accept_failed(&e);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
     // Refuse new clients now rather than leave them in the backlog during the grace period.
@@ -132,7 +135,7 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
 async fn serve(stream: Stream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let mut clock = super::clock_now();
-    let (mut conn, _admission) = shared.context.accept(&clock);
+    let (mut conn, _admission) = shared.context.accept(&clock, &stream);
     // Registered from inside the runtime, on whichever worker runs this task. If tokio cannot
     // take it, the connection is closed unanswered.
     // SAFETY: as for the listener: a `Stream` owns its descriptor until the `AsyncFd` drops it.

@@ -76,11 +76,16 @@ impl Children {
         }
     }
 
+    /// Sends `signal` to every child.
+    pub fn signal(&self, signal: Signal) {
+        for &pid in &self.pids {
+            let _ = kill(pid, signal);
+        }
+    }
+
     /// Asks every child to stop (SIGTERM), waits up to `grace` for them, then kills the rest.
     pub fn stop(&mut self, grace: Duration) {
-        for &pid in &self.pids {
-            let _ = kill(pid, Signal::SIGTERM);
-        }
+        self.signal(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while !self.pids.is_empty() && Instant::now() < deadline {
             let wait = deadline

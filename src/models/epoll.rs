@@ -173,7 +173,10 @@ impl<'a> EventLoop<'a> {
                 // Out of descriptors or memory: the backlog stays non-empty, so the listener
                 // would wake us at once, forever. Stop listening until the next sweep; the
                 // clients wait in the backlog meanwhile.
-                Err(_) => return self.set_listening(false),
+                Err(e) => {
+                    crate::observe::accept_failed(&e);
+                    return self.set_listening(false);
+                }
             }
         }
     }

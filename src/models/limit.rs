@@ -1,6 +1,7 @@
 //! Counting open connections against `--max-connections`: within one process, or across the
 //! forked workers of `prefork`, whose own memory is private to each.
 
+use crate::observe::OpenGauge;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -17,6 +18,8 @@ struct Counts {
     open: AtomicUsize,
     /// Set in a forked worker: from then on it counts in memory all workers share.
     shared: OnceLock<WorkerTally>,
+    /// `--metrics`: the gauge of open connections, moved with the count.
+    gauge: Option<OpenGauge>,
 }
 
 /// A place under the limit, given back when dropped. It owns what it counts in, so it can
@@ -27,12 +30,13 @@ pub(crate) struct Admission {
 }
 
 impl ConnectionLimit {
-    pub fn new(max: usize) -> ConnectionLimit {
+    pub fn new(max: usize, gauge: Option<OpenGauge>) -> ConnectionLimit {
         ConnectionLimit {
             counts: Arc::new(Counts {
                 max,
                 open: AtomicUsize::new(0),
                 shared: OnceLock::new(),
+                gauge,
             }),
         }
     }
@@ -58,6 +62,9 @@ impl ConnectionLimit {
         if let Some(tally) = self.counts.shared.get() {
             self.counts.open.fetch_add(1, Ordering::Relaxed);
             tally.worker.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(gauge) = &self.counts.gauge {
+            gauge.opened();
         }
         Some(Admission {
             counts: Arc::clone(&self.counts),
@@ -88,6 +95,9 @@ impl Drop for Admission {
             tally.worker.fetch_sub(1, Ordering::Relaxed);
         }
         self.counts.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(gauge) = &self.counts.gauge {
+            gauge.closed();
+        }
     }
 }
 
@@ -146,7 +156,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit_and_gives_places_back() {
-        let limit = ConnectionLimit::new(2);
+        let limit = ConnectionLimit::new(2, None);
         let first = limit.admit();
         let second = limit.admit();
         assert!(first.is_some() && second.is_some());
@@ -158,7 +168,7 @@ mod tests {
     #[test]
     fn workers_share_one_limit_and_a_dead_workers_places_come_back() {
         let tally = SharedTally::new(2).unwrap();
-        let (a, b) = (ConnectionLimit::new(2), ConnectionLimit::new(2));
+        let (a, b) = (ConnectionLimit::new(2, None), ConnectionLimit::new(2, None));
         a.count_in(tally.for_worker(0));
         b.count_in(tally.for_worker(1));
         let held_by_a = a.admit();

@@ -18,6 +18,7 @@ mod uring;
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Settings, Transmit};
 use crate::net::{Listener, Stream};
+use crate::observe::{Observer, Writer};
 use crate::server::{listen_reuseport, Model};
 use crate::shutdown::Shutdown;
 use crate::site::Site;
@@ -45,6 +46,8 @@ pub(crate) struct Context {
     pub shutdown_timeout: Duration,
     /// The sockets the blocking models' threads are serving.
     pub live: LiveSockets,
+    /// With `--access-log` or `--metrics`: told of each accepted connection.
+    pub observer: Option<Arc<Observer>>,
 }
 
 impl Context {
@@ -55,8 +58,10 @@ impl Context {
         max_connections: usize,
         shutdown: Arc<Shutdown>,
         shutdown_timeout: Duration,
+        observer: Option<Arc<Observer>>,
     ) -> Context {
-        let limit = ConnectionLimit::new(max_connections);
+        let gauge = observer.as_ref().and_then(|observer| observer.open_gauge());
+        let limit = ConnectionLimit::new(max_connections, gauge);
         Context {
             site,
             settings,
@@ -65,6 +70,7 @@ impl Context {
             shutdown,
             shutdown_timeout,
             live: LiveSockets::default(),
+            observer,
         }
     }
 
@@ -78,13 +84,36 @@ impl Context {
         self.live.cut_all();
     }
 
-    /// The protocol state for a newly accepted connection, with its place under the
-    /// connection limit; beyond the limit, a connection that only answers 503.
-    pub fn accept(&self, clock: &Clock) -> (Connection, Option<Admission>) {
+    /// The protocol state for a newly accepted connection on `socket`, with its place under
+    /// the connection limit; beyond the limit, a connection that only answers 503.
+    pub fn accept(&self, clock: &Clock, socket: impl AsFd) -> (Connection, Option<Admission>) {
         match self.limit.admit() {
-            Some(admission) => (Connection::new(self.settings, clock.now()), Some(admission)),
-            None => (Connection::overloaded(self.settings, clock), None),
+            Some(admission) => (
+                self.observed(Connection::new(self.settings, clock.now()), socket),
+                Some(admission),
+            ),
+            None => (self.overloaded(clock, socket), None),
         }
+    }
+
+    /// A connection that only answers 503, for a model that refuses one itself.
+    pub fn overloaded(&self, clock: &Clock, socket: impl AsFd) -> Connection {
+        self.observed(Connection::overloaded(self.settings, clock), socket)
+    }
+
+    fn observed(&self, mut conn: Connection, socket: impl AsFd) -> Connection {
+        if let Some(observer) = &self.observer {
+            observer.accepted(&mut conn, socket.as_fd());
+        }
+        conn
+    }
+
+    /// Starts this process's access-log writer, if there is a log: for a process that
+    /// serves and may start threads (a `prefork` worker). Dropped, it writes what is left.
+    pub fn log_writer(&self) -> Option<Writer> {
+        self.observer
+            .as_ref()?
+            .start_writer(self.shutdown.watches_signals())
     }
 }
 
@@ -157,7 +186,7 @@ impl Client {
     pub fn new(socket: Stream, context: &Context, clock: &Clock) -> Client {
         // Small responses must not wait for Nagle's algorithm.
         let _ = socket.set_nodelay(true);
-        let (conn, admission) = context.accept(clock);
+        let (conn, admission) = context.accept(clock, &socket);
         Client {
             socket,
             conn,
@@ -221,7 +250,10 @@ pub(crate) fn accept_until_shutdown(
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
             // Out of descriptors or memory: pause rather than fail in a tight loop; the
             // clients wait in the backlog meanwhile.
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                crate::observe::accept_failed(&e);
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
     Ok(())

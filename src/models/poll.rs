@@ -150,7 +150,10 @@ fn accept_all(
             Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
             // Out of descriptors: the backlog stays readable; leave it out of `poll` for a
             // sweep interval rather than spin.
-            Err(_) => return Some(clock.now() + sweep_interval(context)),
+            Err(e) => {
+                crate::observe::accept_failed(&e);
+                return Some(clock.now() + sweep_interval(context));
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error
             .map_err(Error::io("starting the worker threads"))?;
     }
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
-        match context.accept(&super::clock_now()) {
+        match context.accept(&super::clock_now(), &stream) {
             // Fails only if every worker is gone, which they are not while the server runs.
             (conn, Some(admission)) => drop(queue.send((stream, conn, admission))),
             // Over the limit: every worker may be busy, so say 503 from here.

@@ -6,7 +6,8 @@
 //! it with EPOLLEXCLUSIVE, so the kernel wakes one worker per new connection. The parent
 //! serves nothing: it waits (one `poll`) for the shutdown signal or a worker's exit, reaps
 //! every exited worker and forks a replacement; on SIGTERM or SIGINT it forwards SIGTERM to
-//! the workers, waits for them, and exits. nginx's master/worker design.
+//! the workers, waits for them, and exits; SIGHUP (reopen the access log) it passes on.
+//! nginx's master/worker design.
 //!
 //! What it costs: the fork happens `--workers` times, not per connection; then each worker
 //! costs what an `epoll` loop costs, plus a process's memory (its own copy of the small-file
@@ -24,7 +25,9 @@ use super::limit::SharedTally;
 use super::{wait_readable, Context};
 use crate::error::Error;
 use crate::net::Listener;
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// Beyond the shutdown timeout the workers enforce themselves, how long the parent waits
@@ -57,11 +60,17 @@ fn supervise(
         slots.push(start_worker(index, listener, context, tally, workers)?);
     }
     let mut started = Instant::now();
+    let hangups = crate::shutdown::hangups().map_err(Error::io("watching SIGHUP"))?;
     loop {
-        let [stopping, exited] = wait_readable([context.shutdown.fd(), workers.fd()], None)
-            .map_err(Error::io("supervising workers"))?;
+        let [stopping, exited, hung_up] =
+            wait_readable([context.shutdown.fd(), workers.fd(), hangups.as_fd()], None)
+                .map_err(Error::io("supervising workers"))?;
         if stopping {
             return Ok(());
+        }
+        if hung_up {
+            while let Ok(Some(_)) = hangups.read_signal() {}
+            workers.signal(Signal::SIGHUP);
         }
         if !exited {
             continue;
@@ -73,6 +82,7 @@ fn supervise(
         started = Instant::now();
         for (index, slot) in slots.iter_mut().enumerate() {
             if dead.contains(slot) {
+                tracing::warn!("worker {index} (pid {slot}) exited; starting another");
                 tally.forget_worker(index);
                 *slot = start_worker(index, listener, context, tally, workers)?;
             }
@@ -91,6 +101,7 @@ fn start_worker(
     let worker_tally = tally.for_worker(index);
     let serve = move || {
         context.limit.count_in(worker_tally);
+        let _log = context.log_writer();
         match EventLoop::sharing(listener, context).map(EventLoop::run) {
             Ok(Ok(())) => 0,
             _ => 1,

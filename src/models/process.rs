@@ -27,11 +27,11 @@
 use super::children::Children;
 use super::{refuse, thread, wait_readable, Context};
 use crate::error::Error;
-use crate::http::Connection;
+
 use crate::net::Listener;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     let mut children = Children::new().map_err(Error::io("watching child processes"))?;
@@ -65,21 +65,22 @@ fn accept_one(listener: &Listener, context: &Context, children: &mut Children) {
         Ok((stream, _peer)) => stream,
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => return,
         // Out of descriptors or memory: pause rather than spin; clients wait in the backlog.
-        Err(_) => return std::thread::sleep(Duration::from_millis(10)),
+        Err(e) => {
+            crate::observe::accept_failed(&e);
+            return std::thread::sleep(Duration::from_millis(10));
+        }
     };
     if children.len() >= context.limit.max() {
         // One child per connection: the children are the connections to count.
         let clock = super::clock_now();
-        return refuse(
-            stream,
-            Connection::overloaded(context.settings, &clock),
-            &context.site,
-        );
+        let refusal = context.overloaded(&clock, &stream);
+        return refuse(stream, refusal, &context.site);
     }
     // The stream moves into the child's closure: the child serves it, and in the parent
     // the closure, never called, is dropped when `spawn` returns, closing the parent's copy.
     let served = children.spawn(move || {
-        thread::serve(stream, Connection::new(context.settings, Instant::now()), context);
+        let (conn, _admission) = context.accept(&super::clock_now(), &stream);
+        thread::serve(stream, conn, context);
         0
     });
     if served.is_err() {

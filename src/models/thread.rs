@@ -46,7 +46,7 @@ fn spawn_connection(stream: Stream, context: &Arc<Context>) {
     // the connection close, and the server carries on.
     let _ = thread::Builder::new().name("bingfa-conn".into()).spawn(move || {
         let clock = super::clock_now();
-        let (conn, _admission) = context.accept(&clock);
+        let (conn, _admission) = context.accept(&clock, &stream);
         serve(stream, conn, &context);
     });
 }

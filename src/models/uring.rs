@@ -336,6 +336,7 @@ impl<'a> Worker<'a> {
         {
             // Out of descriptors or memory: the backlog stays non-empty, so accepting again
             // now would fail again at once. Wait for the next sweep; clients wait in the backlog.
+            crate::observe::accept_failed(&std::io::Error::from_raw_os_error(-result));
             self.accept_paused = true;
         }
         if self.draining_until.is_some() {
@@ -374,7 +375,7 @@ impl<'a> Worker<'a> {
 
     fn register(&mut self, socket: Stream) -> Result<(), Error> {
         let _ = socket.set_nodelay(true);
-        let (conn, admission) = self.context.accept(&self.clock);
+        let (conn, admission) = self.context.accept(&self.clock, &socket);
         let key = self.connections.insert(Client {
             socket,
             conn,

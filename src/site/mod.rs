@@ -4,7 +4,10 @@
 //! and caching headers, the error page. The core decides *how*: 304, 412, ranges and framing.
 
 use crate::fs::{self, FileIdentity, Lookup, OpenFile, SitePath, SmallFileCache};
-use crate::http::{self, Body, EntityTag, Field, Handler, Method, Reply, Request, Status, Validators};
+use crate::http::{
+    self, Body, EntityTag, Exchange, Field, Handler, Method, Reply, Request, Status, Validators,
+};
+use crate::observe::Observer;
 use hot::{HotFile, HotFiles};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,8 @@ pub struct Site {
     error_page: SitePath,
     cache_control: Option<Arc<str>>,
     immutable: Arc<str>,
+    /// Told of every exchange, for `--access-log` and `--metrics`.
+    pub(crate) observer: Option<Arc<Observer>>,
 }
 
 impl Site {
@@ -77,6 +82,7 @@ impl Site {
             immutable: Arc::from(IMMUTABLE),
             root,
             options,
+            observer: None,
         })
     }
 
@@ -225,6 +231,12 @@ impl Handler for Site {
             Lookup::Forbidden => Reply::error(Status::Forbidden),
             Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
             Lookup::Failed(_) => Reply::error(Status::InternalServerError),
+        }
+    }
+
+    fn exchanged(&self, exchange: &Exchange<'_>) {
+        if let Some(observer) = &self.observer {
+            observer.exchanged(exchange);
         }
     }
 }

@@ -117,6 +117,7 @@ mod limits;
 mod listening;
 mod listing;
 mod methods;
+mod observe;
 mod properties;
 mod ranges;
 mod slow_clients;

@@ -170,6 +170,8 @@ pub fn pseudo_random(len: usize) -> Vec<u8> {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub model: Model,
+    /// Where `--metrics` are served, if the config asked for them.
+    pub metrics: Option<SocketAddr>,
     runner: Runner,
     // Last: the files outlive the server, which `Drop` stops first.
     pub site: Site,
@@ -214,9 +216,11 @@ impl TestServer {
         adjust(&mut config);
         if config.model.forks() || std::env::var_os("BINGFA_IT_BINARY").is_some() {
             let bingfa = binary::start(&flags(&config), None);
+            let metrics = config.metrics.map(|_| metrics_addr(&bingfa));
             return TestServer {
                 addr: bingfa.addr,
                 model: config.model,
+                metrics,
                 runner: Runner::Binary {
                     bingfa,
                     stopped: false,
@@ -230,13 +234,16 @@ impl TestServer {
         let addr = listener.local_addr().expect("local_addr");
         let shutdown = Shutdown::new().expect("Shutdown::new");
         let stop = Arc::clone(&shutdown);
+        let server = bingfa::Server::new(listener, &config).unwrap_or_else(|e| panic!("Server::new: {e}"));
+        let metrics = server.metrics_addr();
         let handle = thread::Builder::new()
             .name(format!("bingfa-{model}"))
-            .spawn(move || bingfa::serve(listener, &config, stop).map_err(|e| e.to_string()))
+            .spawn(move || server.run(stop).map_err(|e| e.to_string()))
             .expect("spawn server thread");
         TestServer {
             addr,
             model,
+            metrics,
             runner: Runner::InProcess {
                 shutdown,
                 handle: Some(handle),
@@ -362,6 +369,9 @@ pub fn flags(config: &Config) -> Vec<String> {
         cache_control,
         immutable_fingerprints,
         file_cache_valid,
+        access_log,
+        log_format,
+        metrics,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -385,6 +395,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         max_connections.to_string(),
         "--file-cache-valid".into(),
         seconds(*file_cache_valid),
+        "--log-format".into(),
+        log_format.name().into(),
     ];
     if *hidden {
         flags.push("--hidden".into());
@@ -403,7 +415,27 @@ pub fn flags(config: &Config) -> Vec<String> {
     if *immutable_fingerprints {
         flags.push("--immutable-fingerprints".into());
     }
+    if let Some(path) = access_log {
+        flags.push("--access-log".into());
+        flags.push(path.to_str().expect("UTF-8 access log path").to_string());
+    }
+    if let Some(addr) = metrics {
+        flags.push("--metrics".into());
+        flags.push(addr.to_string());
+    }
     flags
+}
+
+/// The metrics address a running binary announces on stderr (with the real port when it
+/// was given port 0): `... metrics at http://ADDR/metrics, ...`.
+pub fn metrics_addr(bingfa: &binary::Bingfa) -> SocketAddr {
+    let found = binary::poll_until(SAFETY, || {
+        let stderr = bingfa.stderr_now();
+        let at = stderr.find("metrics at http://")? + "metrics at http://".len();
+        let end = at + stderr[at..].find("/metrics")?;
+        stderr[at..end].parse().ok()
+    });
+    found.unwrap_or_else(|| panic!("no metrics address on stderr: {:?}", bingfa.stderr_now()))
 }
 
 /// `Duration` as the command line takes it: `60`, `0.3`.

@@ -1,0 +1,318 @@
+//! The counters behind `--metrics`, in memory every process of the server shares, and their
+//! Prometheus text (exposition format 0.0.4).
+//!
+//! The counters live in an anonymous shared mapping made before any fork, so the worker
+//! processes of `prefork` and the per-connection children of `process` all count into the
+//! same numbers, which the endpoint reads whichever process it runs in. Updates are relaxed
+//! atomic additions: a scrape may see a request counted in one series a moment before
+//! another, never a count going down.
+
+use crate::http::Exchange;
+use std::fmt::Write as _;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bounds of the request-duration histogram's buckets, in seconds (`+Inf` follows).
+const DURATION_BOUNDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The status classes counted, 1xx to 5xx.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// What is counted. All zero bytes is a valid value (every field is an atomic integer),
+/// which is what a fresh anonymous mapping holds.
+#[repr(C)]
+#[derive(Debug)]
+struct Counters {
+    requests: [AtomicU64; CLASSES.len()],
+    response_bytes: AtomicU64,
+    accepted: AtomicU64,
+    open: AtomicI64,
+    /// Requests per bucket, not cumulative: `[i]` counts durations within bound `i` and above
+    /// bound `i - 1`; the last one, those above every bound.
+    durations: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    duration_nanos: AtomicU64,
+    log_dropped: AtomicU64,
+}
+
+/// The counters of one server, labelled with its model.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    model: &'static str,
+    counters: SharedCounters,
+}
+
+impl Metrics {
+    pub fn new(model: &'static str) -> io::Result<Arc<Metrics>> {
+        let counters = SharedCounters::new()?;
+        Ok(Arc::new(Metrics { model, counters }))
+    }
+
+    pub fn accepted(&self) {
+        self.counters.accepted.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an exchange that took `duration`.
+    pub fn exchanged(&self, exchange: &Exchange<'_>, duration: Duration) {
+        let counters = &self.counters;
+        let class = usize::from(exchange.status / 100).clamp(1, CLASSES.len()) - 1;
+        counters.requests[class].fetch_add(1, Relaxed);
+        counters.response_bytes.fetch_add(exchange.bytes, Relaxed);
+        counters.durations[bucket(duration)].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        counters.duration_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    pub fn log_dropped(&self) {
+        self.counters.log_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// The gauge of open connections, for the connection limit to move.
+    pub fn open_gauge(self: &Arc<Metrics>) -> OpenGauge {
+        OpenGauge(Arc::clone(self))
+    }
+
+    /// Every series as Prometheus text.
+    pub fn render(&self) -> String {
+        let c = &self.counters;
+        let model = self.model;
+        let mut text = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let out = &mut text;
+        header(
+            out,
+            "bingfa_requests_total",
+            "counter",
+            "Requests answered, by status class.",
+        );
+        for (class, count) in CLASSES.iter().zip(&c.requests) {
+            let count = count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "bingfa_requests_total{{model=\"{model}\",class=\"{class}\"}} {count}"
+            );
+        }
+        let help = "Bytes of the responses sent, heads included.";
+        simple(
+            out,
+            "bingfa_response_bytes_total",
+            "counter",
+            help,
+            model,
+            c.response_bytes.load(Relaxed),
+        );
+        let help = "Connections accepted, those refused at --max-connections included.";
+        simple(
+            out,
+            "bingfa_connections_accepted_total",
+            "counter",
+            help,
+            model,
+            c.accepted.load(Relaxed),
+        );
+        let help = "Connections being served (those counted against --max-connections).";
+        let open = c.open.load(Relaxed).max(0) as u64;
+        simple(out, "bingfa_connections_open", "gauge", help, model, open);
+        self.render_durations(out);
+        let help = "Access-log lines dropped because the writer fell behind.";
+        simple(
+            out,
+            "bingfa_access_log_dropped_total",
+            "counter",
+            help,
+            model,
+            c.log_dropped.load(Relaxed),
+        );
+        text
+    }
+
+    fn render_durations(&self, out: &mut String) {
+        let c = &self.counters;
+        let model = self.model;
+        let name = "bingfa_request_duration_seconds";
+        let help = "Time from a request's first byte to its response's last byte handed to the kernel.";
+        header(out, name, "histogram", help);
+        let mut cumulative = 0;
+        let bounds = DURATION_BOUNDS.iter().map(|b| b.to_string());
+        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(&c.durations) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{le}\"}} {cumulative}");
+        }
+        let sum = c.duration_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {cumulative}");
+    }
+}
+
+/// `# HELP` and `# TYPE` of one metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric with one series, labelled with the model.
+fn simple(out: &mut String, name: &str, kind: &str, help: &str, model: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name}{{model=\"{model}\"}} {value}");
+}
+
+/// The histogram bucket of `duration`.
+fn bucket(duration: Duration) -> usize {
+    let seconds = duration.as_secs_f64();
+    DURATION_BOUNDS
+        .iter()
+        .position(|&bound| seconds <= bound)
+        .unwrap_or(DURATION_BOUNDS.len())
+}
+
+/// Connections open, moved by the connection limit as it admits and lets go.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenGauge(Arc<Metrics>);
+
+impl OpenGauge {
+    pub fn opened(&self) {
+        self.0.counters.open.fetch_add(1, Relaxed);
+    }
+
+    pub fn closed(&self) {
+        self.0.counters.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// [`Counters`] in an anonymous shared mapping: processes forked after it is made see the
+/// same memory. Each process unmaps its own view when it drops it.
+#[derive(Debug)]
+struct SharedCounters(NonNull<Counters>);
+
+// SAFETY: the mapping holds only atomics, which any thread may use through a shared reference.
+unsafe impl Send for SharedCounters {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedCounters {}
+
+impl SharedCounters {
+    fn new() -> io::Result<SharedCounters> {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh anonymous mapping aliases nothing; it is zero-filled, which is a
+        // valid `Counters`, and page-aligned, which is aligned enough for it.
+        let memory = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                size_of::<Counters>(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?
+        };
+        NonNull::new(memory.cast::<Counters>())
+            .map(SharedCounters)
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+    }
+}
+
+impl std::ops::Deref for SharedCounters {
+    type Target = Counters;
+
+    fn deref(&self) -> &Counters {
+        // SAFETY: the mapping is valid and initialized from `new` until `drop`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length, and no reference to it
+        // outlives `self` (every user borrows through `Deref`).
+        let _ = unsafe { rustix::mm::munmap(self.0.as_ptr().cast(), size_of::<Counters>()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Instant, SystemTime};
+
+    fn exchange(status: u16, bytes: u64) -> Exchange<'static> {
+        Exchange {
+            peer: None,
+            request: None,
+            referer: None,
+            user_agent: None,
+            status,
+            body_bytes: bytes,
+            bytes,
+            received: Instant::now(),
+            time: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// The value of the series `series` (name and labels, exactly as written).
+    fn value(text: &str, series: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[test]
+    fn counts_render_as_prometheus_text() {
+        let metrics = Metrics::new("epoll").unwrap();
+        metrics.accepted();
+        metrics.accepted();
+        metrics.exchanged(&exchange(200, 100), Duration::from_micros(50));
+        metrics.exchanged(&exchange(404, 10), Duration::from_millis(3));
+        metrics.exchanged(&exchange(304, 0), Duration::from_secs(60));
+        let gauge = metrics.open_gauge();
+        gauge.opened();
+        let text = metrics.render();
+        let series = |s: &str| value(&text, s);
+        assert_eq!(series(r#"bingfa_requests_total{model="epoll",class="2xx"}"#), 1.0);
+        assert_eq!(series(r#"bingfa_requests_total{model="epoll",class="3xx"}"#), 1.0);
+        assert_eq!(series(r#"bingfa_requests_total{model="epoll",class="5xx"}"#), 0.0);
+        assert_eq!(series(r#"bingfa_response_bytes_total{model="epoll"}"#), 110.0);
+        assert_eq!(series(r#"bingfa_connections_accepted_total{model="epoll"}"#), 2.0);
+        assert_eq!(series(r#"bingfa_connections_open{model="epoll"}"#), 1.0);
+        let bucket = |le: &str| {
+            series(&format!(
+                r#"bingfa_request_duration_seconds_bucket{{model="epoll",le="{le}"}}"#
+            ))
+        };
+        assert_eq!(bucket("0.0001"), 1.0);
+        assert_eq!(bucket("0.0025"), 1.0);
+        assert_eq!(bucket("0.005"), 2.0);
+        assert_eq!(bucket("10"), 2.0);
+        assert_eq!(bucket("+Inf"), 3.0);
+        assert_eq!(
+            series(r#"bingfa_request_duration_seconds_count{model="epoll"}"#),
+            3.0
+        );
+        let sum = series(r#"bingfa_request_duration_seconds_sum{model="epoll"}"#);
+        assert!((sum - 60.00305).abs() < 1e-9, "{sum}");
+        gauge.closed();
+        assert!(metrics
+            .render()
+            .contains("bingfa_connections_open{model=\"epoll\"} 0\n"));
+    }
+
+    #[test]
+    fn the_counters_are_shared_with_a_forked_child() {
+        // Forking a multi-threaded test process is safe here: the child only adds to an
+        // atomic and exits, touching no lock.
+        let metrics = Metrics::new("prefork").unwrap();
+        // SAFETY: the child calls only async-signal-safe operations (an atomic add, _exit).
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                metrics.accepted();
+                unsafe { nix::libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert!(metrics
+            .render()
+            .contains("bingfa_connections_accepted_total{model=\"prefork\"} 1\n"));
+    }
+}
