@@ -177,7 +177,7 @@ fuzz_target!(|raw: &[u8]| {
                     assert_eq!(location, path.directory_location());
                     continue;
                 }
-                Lookup::NotFound | Lookup::Forbidden => continue,
+                Lookup::NotFound | Lookup::Forbidden | Lookup::Exhausted => continue,
                 Lookup::Failed(error) => panic!("lookup failed: {error}"),
             };
             for suffix in [".gz", ".br", ".zst"] {
