@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh [MODEL] [DEPTH]      defaults: reactor 1 (DEPTH: requests pipelined per write)
 #
+# (Ports 20000-31999: below the ephemeral range, where a client socket may hold the port.)
 # Runs the server under `valgrind --tool=callgrind` with one worker twice, for N1 and N2
 # keep-alive requests over 4 connections, and prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up
 # and shutdown cancel out. Only user-space instructions are counted; the kernel's TCP work is not.
@@ -20,7 +21,7 @@ trap 'rm -rf "$site"' EXIT
 python3 bench/page.py > "$site/index.html"
 
 instructions() { # requests
-    local port=$((20000 + RANDOM % 20000)) file="$out/callgrind.$model.$depth.$1"
+    local port=$((20000 + RANDOM % 12000)) file="$out/callgrind.$model.$depth.$1"
     valgrind --tool=callgrind --callgrind-out-file="$file" \
         ./target/release/bingfa "$site" -b "127.0.0.1:$port" -m "$model" -w 1 >/dev/null 2>"$file.log" &
     local pid=$!
