@@ -38,7 +38,7 @@ pub(super) struct HotFile {
 
 #[derive(Debug)]
 pub(super) struct HotFiles {
-    entries: RwLock<HashMap<Box<[u8]>, Arc<HotFile>>>,
+    entries: RwLock<HashMap<Box<[u8]>, HotFile>>,
     valid_for: Duration,
     max_entries: usize,
 }
@@ -83,16 +83,21 @@ impl HotFiles {
         }
     }
 
+    /// False with `valid_for` zero: nothing is kept, so there is no entry worth making.
+    pub fn is_on(&self) -> bool {
+        !self.valid_for.is_zero()
+    }
+
     /// Keeps `hot` as the answer for `path` (raw, as in the request).
     pub fn insert(&self, path: &[u8], hot: HotFile) {
-        if self.valid_for.is_zero() {
+        if !self.is_on() {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.max_entries && !entries.contains_key(path) {
             entries.clear();
         }
-        entries.insert(path.into(), Arc::new(hot));
+        entries.insert(path.into(), hot);
     }
 }
 

@@ -110,7 +110,7 @@ impl Site {
         };
         match (encoding, &reply.body) {
             // Remembered as the answer for this raw path (see hot.rs).
-            (None, Body::Shared(bytes)) => {
+            (None, Body::Shared(bytes)) if self.hot.is_on() => {
                 let hot = HotFile {
                     content_type: reply.content_type.clone().unwrap_or_default(),
                     validators,
