@@ -258,3 +258,34 @@ fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
         out.extend_from_slice(b"\r\n");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_tags_are_quoted_and_checked() {
+        let tag = EntityTag::strong(format_args!("{:x}-{:x}", 255, 16)).unwrap();
+        assert_eq!(tag.as_bytes(), b"\"ff-10\"");
+        assert!(EntityTag::strong("a\"b").is_none(), "a quote inside");
+        assert!(EntityTag::strong("a b").is_none(), "a space");
+        assert!(EntityTag::strong("").is_some(), "\"\" is a valid tag");
+        let longest = "f".repeat(ENTITY_TAG_CAPACITY - 2);
+        assert!(EntityTag::strong(&longest).is_some());
+        assert!(
+            EntityTag::strong(format!("{longest}f")).is_none(),
+            "too long for the room"
+        );
+    }
+
+    #[test]
+    fn last_modified_is_formatted_once_and_clamped() {
+        let etag = EntityTag::strong("x").unwrap();
+        let date = UNIX_EPOCH + std::time::Duration::from_secs(784_111_777);
+        let validators = Validators::new(etag, date);
+        assert_eq!(&validators.last_modified_text, b"Sun, 06 Nov 1994 08:49:37 GMT");
+        let before_1970 = UNIX_EPOCH - std::time::Duration::from_secs(1);
+        let validators = Validators::new(etag, before_1970);
+        assert_eq!(&validators.last_modified_text, b"Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+}
