@@ -39,19 +39,6 @@ pub struct SiteOptions {
     pub file_cache_valid: Duration,
 }
 
-impl Default for SiteOptions {
-    fn default() -> SiteOptions {
-        SiteOptions {
-            hidden: false,
-            listing: false,
-            error_page: None,
-            cache_control: None,
-            immutable_fingerprints: false,
-            file_cache_valid: DEFAULT_FILE_CACHE_VALID,
-        }
-    }
-}
-
 /// A second: an edit shows within it; a busy file is looked up once a second, not per request.
 pub const DEFAULT_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
 

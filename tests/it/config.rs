@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,7 +15,7 @@ use std::thread;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::binary::{url_addr, BIN};
+use crate::binary::{self, Bingfa, Started, BIN};
 use crate::support::*;
 
 /// An environment variable for the child: name and value.
@@ -93,54 +92,13 @@ impl Drop for Running {
     }
 }
 
-/// A serving `bingfa` started with `vars`, and its start line.
-struct Serving {
-    running: Running,
-    start_line: String,
-    addr: SocketAddr,
-}
-
-/// Starts `bingfa ARGS` with `vars` in `cwd` and reads its start line (bounded).
-fn serve(args: &[&str], vars: &[(&str, &str)], cwd: &Path) -> Serving {
-    let mut cmd = command(args, vars, cwd);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut running = Running::spawn(cmd);
-    let stdout = running
-        .child
-        .as_mut()
-        .and_then(|c| c.stdout.take())
-        .expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let start_line = match rx.recv_timeout(SAFETY) {
-        Ok(line) if !line.is_empty() => line,
-        other => panic!("bingfa {args:?} with {vars:?} printed no start line: {other:?}"),
-    };
-    let addr = url_addr(&start_line);
-    Serving {
-        running,
-        start_line,
-        addr,
-    }
-}
-
-impl Serving {
-    /// SIGTERM, then the exit must be status 0.
-    fn stop(mut self) {
-        kill(self.running.pid, Signal::SIGTERM).expect("SIGTERM");
-        let child = self.running.child.take().expect("a child");
-        let output = Running {
-            child: Some(child),
-            pid: self.running.pid,
+/// Starts `bingfa ARGS` with `vars` in `cwd`, which must print its start line (bounded).
+fn serve(args: &[&str], vars: &[(&str, &str)], cwd: &Path) -> Bingfa {
+    match binary::launch(command(args, vars, cwd), &binary::args(args)) {
+        Started::Serving(running) => running,
+        Started::Failed { status, stderr } => {
+            panic!("bingfa {args:?} with {vars:?} exited ({status}) before its start line: {stderr:?}")
         }
-        .wait_with_output();
-        assert!(output.status.success(), "exit after SIGTERM: {}", output.status);
     }
 }
 
@@ -195,7 +153,7 @@ fn serves_from_a_config_file() {
          cache-control = \"public, max-age=300\"\n",
     );
     let elsewhere = tempfile::tempdir().unwrap();
-    let running = serve(&["--config", path.to_str().unwrap()], &[], elsewhere.path());
+    let mut running = serve(&["--config", path.to_str().unwrap()], &[], elsewhere.path());
     let line = &running.start_line;
     let canonical = fs::canonicalize(site.root()).unwrap();
     assert!(line.contains(canonical.to_str().unwrap()), "{line:?}");
@@ -204,7 +162,9 @@ fn serves_from_a_config_file() {
     assert_body(&page, &site.read("readme.txt"));
     assert_eq!(page.header("cache-control"), Some("public, max-age=300"));
     assert_body(&fetch(running.addr, "/.hidden.txt"), &site.read(".hidden.txt"));
-    running.stop();
+    running
+        .stop_with(Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `BINGFA_MODEL` wins over the file, `-m` over `BINGFA_MODEL`; `BINGFA_CONFIG` names the file.
@@ -236,11 +196,13 @@ fn environment_overrides_the_file_and_the_command_line_overrides_both() {
         ),
     ];
     for (args, vars, expected) in cases {
-        let running = serve(args, vars, &cwd);
+        let mut running = serve(args, vars, &cwd);
         let line = &running.start_line;
         assert!(line.contains(expected), "{args:?} {vars:?}: {line:?}");
         assert_body(&fetch(running.addr, "/readme.txt"), &site.read("readme.txt"));
-        running.stop();
+        running
+            .stop_with(Signal::SIGTERM)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

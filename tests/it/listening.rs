@@ -96,6 +96,16 @@ fn connect_unix(path: &Path) -> UnixStream {
     stream
 }
 
+/// Sends `requests` over a new connection to `path` and returns the responses (status and
+/// body) it gets before the server closes.
+fn exchange_unix(path: &Path, requests: &str) -> Vec<(u16, Vec<u8>)> {
+    let mut stream = connect_unix(path);
+    stream.write_all(requests.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    responses(&received)
+}
+
 /// The status and body of each response in `bytes`, framed by
 /// Content-Length (every response here has one).
 fn responses(mut bytes: &[u8]) -> Vec<(u16, Vec<u8>)> {
@@ -134,16 +144,12 @@ model_tests! {
         let (_dir, path) = socket_path();
         let server = UnixServer::start(m, &site, &path);
         let served = panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut stream = connect_unix(&path);
             let requests = format!(
                 "{}{}",
                 get_req("/readme.txt"),
                 req("GET", "/big.bin", "Connection: close\r\n")
             );
-            stream.write_all(requests.as_bytes()).unwrap();
-            let mut received = Vec::new();
-            stream.read_to_end(&mut received).unwrap();
-            let got = responses(&received);
+            let got = exchange_unix(&path, &requests);
             assert_eq!(got.len(), 2, "{} responses", got.len());
             assert_eq!(got[0], (200, site.read("readme.txt")));
             assert_eq!(got[1].0, 200);
@@ -168,13 +174,8 @@ fn a_stale_socket_file_is_replaced_and_a_live_one_is_in_use() {
     // Closed without removing its file, as a killed server leaves it.
     drop(UnixListener::bind(&path).unwrap());
     let mut running = binary::start(&args("thread"), None);
-    let mut stream = connect_unix(&path);
-    stream
-        .write_all(req("GET", "/readme.txt", "Connection: close\r\n").as_bytes())
-        .unwrap();
-    let mut received = Vec::new();
-    stream.read_to_end(&mut received).unwrap();
-    assert_eq!(responses(&received), [(200, site.read("readme.txt"))]);
+    let got = exchange_unix(&path, &req("GET", "/readme.txt", "Connection: close\r\n"));
+    assert_eq!(got, [(200, site.read("readme.txt"))]);
     match binary::spawn(&args("epoll"), None) {
         Started::Failed { status, stderr } => {
             assert!(!status.success());
@@ -327,13 +328,8 @@ fn a_unix_socket_from_systemd_is_served_and_left_in_place() {
     let expected = format!("at unix:{} (socket from systemd, model reactor", path.display());
     assert!(line.contains(&expected), "start line {line:?} lacks {expected:?}");
     for _ in 0..4 {
-        let mut stream = connect_unix(&path);
-        stream
-            .write_all(req("GET", "/readme.txt", "Connection: close\r\n").as_bytes())
-            .unwrap();
-        let mut received = Vec::new();
-        stream.read_to_end(&mut received).unwrap();
-        assert_eq!(responses(&received), [(200, site.read("readme.txt"))]);
+        let got = exchange_unix(&path, &req("GET", "/readme.txt", "Connection: close\r\n"));
+        assert_eq!(got, [(200, site.read("readme.txt"))]);
     }
     running
         .stop_with(Signal::SIGTERM)
