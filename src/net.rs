@@ -1,7 +1,7 @@
 //! The sockets HTTP travels over: TCP, or a Unix stream socket (`--bind unix:/path`), bound
 //! here or passed in by systemd (socket activation). The models hold one `Listener` type and
 //! one `Stream` type and never ask which kind they hold; the kinds differ only where this file
-//! says so: `TCP_NODELAY`, and whether more listeners can be opened on the same address.
+//! says so: TCP options, and whether more listeners can be opened on the same address.
 
 mod activation;
 mod interfaces;
@@ -185,14 +185,6 @@ impl Stream {
         Stream {
             socket: socket.into(),
             kind,
-        }
-    }
-
-    /// Turns Nagle's algorithm off or on; a Unix socket has none.
-    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        match self.kind {
-            Kind::Tcp => self.socket.set_tcp_nodelay(nodelay),
-            Kind::Unix => Ok(()),
         }
     }
 

@@ -85,6 +85,8 @@ pub enum Action<'a> {
     },
     /// All responses are out: shut down the write side, keep reading until the peer closes.
     Finish,
+    /// Close the socket: the peer has closed, or its last request said it was the last and
+    /// nothing followed it, so closing cannot reset the connection under the response.
     Close,
 }
 
@@ -145,6 +147,10 @@ pub struct Connection {
     body_skipped: u64,
     ending: Ending,
     peer_closed: bool,
+    /// The client said its request was its last (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive), the request had no body and nothing followed it: once the response is
+    /// out, closing at once is safe, with no half-close and linger (nginx does the same).
+    client_ends: bool,
     served_any: bool,
     /// Set by [`Connection::drain`]: no request after the one in flight is answered.
     draining: bool,
@@ -180,6 +186,7 @@ impl Connection {
             body_skipped: 0,
             ending: Ending::Open,
             peer_closed: false,
+            client_ends: false,
             served_any: false,
             draining: false,
             waiting_since: now,
@@ -215,7 +222,7 @@ impl Connection {
         if self.reading != Reading::Done {
             return self.receive();
         }
-        if self.peer_closed {
+        if self.peer_closed || (self.client_ends && self.filled == self.consumed) {
             return Action::Close;
         }
         if self.ending == Ending::Open {
@@ -493,6 +500,7 @@ impl Connection {
         self.queue(response, head_only, clock, persistence, answered);
         self.served_any = true;
         self.body_skipped = 0;
+        self.client_ends = !head.keep_alive && head.framing.is_none();
         self.reading = match BodySkip::start(head.framing) {
             _ if !keep_alive => Reading::Done,
             Some(skip) => Reading::Body(skip),
@@ -840,26 +848,52 @@ mod tests {
         assert!(out.contains("HTTP/1.1 200 OK"));
     }
 
+    /// Sends the one response `conn` has queued, then returns what it asks next.
+    fn answer<'c>(conn: &'c mut Connection, clock: &Clock, request: &[u8]) -> Action<'c> {
+        feed(conn, clock, request, clock.now());
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(clock, &FakeSite) else {
+            panic!("no response")
+        };
+        let n = bytes.len();
+        conn.sent(n, clock.now());
+        conn.poll(clock, &FakeSite)
+    }
+
     #[test]
     fn lingers_after_the_last_response_until_the_peer_closes() {
         let clock = clock();
         let mut conn = Connection::new(Settings::default(), clock.now());
-        let Action::Receive { buf, .. } = conn.poll(&clock, &FakeSite) else {
-            panic!()
-        };
-        let request = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        buf[..request.len()].copy_from_slice(request);
-        conn.received(request.len(), clock.now());
-        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &FakeSite) else {
-            panic!()
-        };
-        let n = bytes.len();
-        conn.sent(n, clock.now());
-        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Finish));
+        // The server ends this one (a framing error): the client may still be sending.
+        let action = answer(&mut conn, &clock, b"GET /a HTTP/1.1\r\n\r\n");
+        assert!(matches!(action, Action::Finish));
         assert!(matches!(conn.poll(&clock, &FakeSite), Action::Receive { .. }));
         assert_eq!(conn.deadline(), clock.now() + Settings::default().linger);
         conn.received(0, clock.now());
         assert!(matches!(conn.poll(&clock, &FakeSite), Action::Close));
+    }
+
+    #[test]
+    fn closes_at_once_when_the_client_said_it_was_done() {
+        let clock = clock();
+        for (request, closes_at_once) in [
+            ("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+            ("GET /a HTTP/1.0\r\n\r\n", true),
+            // Bytes after a last request: the client misbehaves and may send more.
+            (
+                "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET",
+                false,
+            ),
+            // A body the server does not read to its end.
+            (
+                "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 9\r\n\r\n",
+                false,
+            ),
+        ] {
+            let mut conn = Connection::new(Settings::default(), clock.now());
+            let action = answer(&mut conn, &clock, request.as_bytes());
+            let closed = matches!(action, Action::Close);
+            assert_eq!(closed, closes_at_once, "{request:?}");
+        }
     }
 
     /// Feeds `bytes` to `conn` as one receive at `at`.

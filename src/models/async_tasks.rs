@@ -133,7 +133,6 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
 }
 
 async fn serve(stream: Stream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
     let mut clock = super::clock_now();
     let (mut conn, _admission) = shared.context.accept(&clock, &stream);
     // Registered from inside the runtime, on whichever worker runs this task. If tokio cannot

@@ -223,11 +223,12 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    /// Deregisters, then closes: closing first would leave epoll holding a stale entry if
-    /// the descriptor were shared, and the seeds' reverse order crashes.
+    /// Closing the socket takes it out of the interest list: a socket is the only descriptor
+    /// of its connection (never duplicated, accepted after any fork), and the kernel drops
+    /// an epoll entry with the last descriptor of its file. So no `EPOLL_CTL_DEL`, one
+    /// system call fewer per connection. (The seeds deleted after closing, which fails.)
     fn close(&mut self, key: usize) {
-        let client = self.connections.remove(key);
-        let _ = epoll::delete(&self.epoll, &client.socket);
+        self.connections.remove(key);
     }
 
     fn close_expired(&mut self) {

@@ -184,8 +184,6 @@ pub(crate) struct Client {
 
 impl Client {
     pub fn new(socket: Stream, context: &Context, clock: &Clock) -> Client {
-        // Small responses must not wait for Nagle's algorithm.
-        let _ = socket.set_nodelay(true);
         let (conn, admission) = context.accept(clock, &socket);
         Client {
             socket,

@@ -56,7 +56,6 @@ fn spawn_connection(stream: Stream, context: &Arc<Context>) {
 pub(super) fn serve(stream: Stream, mut conn: Connection, context: &Context) {
     // So that a server stopping past its shutdown timeout can cut this connection.
     let _tracked = context.live.track(&stream);
-    let _ = stream.set_nodelay(true);
     // A blocking send waits at most this long for the client to take more data: the
     // core's send timeout, enforced by the kernel.
     let _ = stream.set_write_timeout(Some(context.settings.send_timeout));

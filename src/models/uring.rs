@@ -374,7 +374,6 @@ impl<'a> Worker<'a> {
     }
 
     fn register(&mut self, socket: Stream) -> Result<(), Error> {
-        let _ = socket.set_nodelay(true);
         let (conn, admission) = self.context.accept(&self.clock, &socket);
         let key = self.connections.insert(Client {
             socket,
