@@ -264,6 +264,15 @@ impl Connection {
         self.waiting_since = now;
     }
 
+    /// The client took some of the bytes already handed to the kernel (the I/O layer learns
+    /// this from the socket, see `models::SendWatch`): while a response is being sent, the
+    /// send timeout starts over.
+    pub fn progressed(&mut self, now: Instant) {
+        if !self.output.is_empty() {
+            self.waiting_since = now;
+        }
+    }
+
     /// The client's address, for the handler's [`Exchange`]s (kept with `Settings::observe`).
     pub fn set_peer(&mut self, peer: Option<IpAddr>) {
         if let Some(observed) = &mut self.observed {

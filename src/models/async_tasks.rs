@@ -25,7 +25,7 @@
 //! does the same work without a scheduler in the way, so it has the edge on raw throughput
 //! when requests are short; tasks win back balance, since any worker can run any connection.
 
-use super::{accept_nonblocking, tick, transmit, Context};
+use super::{accept_nonblocking, tick, transmit, Context, SendWatch};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection};
 use crate::net::{Listener, Stream};
@@ -37,7 +37,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 
 /// What every connection task holds: the server's context and the shutdown signal.
@@ -147,6 +147,25 @@ async fn serve(stream: Stream, shared: Arc<Shared>) {
     let _ = drive(&stream, &mut conn, &mut clock, &shared).await;
 }
 
+/// Waits until `stream` can take more of a response, within the core's send timeout: a
+/// client that takes no data for this long is dropped. Every wait here follows progress, so
+/// the timeout counts from now, and starts over while the client is seen still taking what
+/// the kernel holds ([`SendWatch`]).
+async fn writable<'a>(
+    stream: &'a AsyncFd<Stream>,
+    watch: &mut SendWatch,
+    shared: &Shared,
+) -> io::Result<AsyncFdReadyGuard<'a, Stream>> {
+    loop {
+        let deadline = Instant::now() + shared.context.settings.send_timeout;
+        match tokio::time::timeout_at(deadline.into(), stream.writable()).await {
+            Ok(ready) => return ready,
+            Err(_elapsed) if watch.moving(stream.get_ref()) => {}
+            Err(_elapsed) => return Err(ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
 /// The whole life of one connection: the `thread` model's loop, with `.await` where it
 /// would block.
 async fn drive(
@@ -155,21 +174,20 @@ async fn drive(
     clock: &mut Clock,
     shared: &Shared,
 ) -> io::Result<()> {
+    let mut watch = SendWatch::default();
     loop {
         tick(clock);
         let done = match conn.poll(clock, &shared.context.site) {
             Action::Send(what) => {
-                // The core's send timeout: a client that takes no data for this long is
-                // dropped (every pass here follows progress, so it restarts from now).
-                let send_deadline = Instant::now() + shared.context.settings.send_timeout;
-                let mut ready = tokio::time::timeout_at(send_deadline.into(), stream.writable())
-                    .await
-                    .map_err(|_| io::Error::from(ErrorKind::TimedOut))??;
+                let mut ready = writable(stream, &mut watch, shared).await?;
                 // `try_io` clears tokio's readiness flag if the send would block, so the
                 // next `writable` really waits.
                 ready
                     .try_io(|stream| transmit(stream.get_ref(), what))
-                    .unwrap_or_else(|_would_block| Err(ErrorKind::WouldBlock.into()))
+                    .unwrap_or_else(|_would_block| {
+                        watch.blocked(stream.get_ref());
+                        Err(ErrorKind::WouldBlock.into())
+                    })
                     .map(|n| conn.sent(n, Instant::now()))
             }
             Action::Receive { buf, deadline } => {

@@ -235,9 +235,8 @@ impl<'a> EventLoop<'a> {
         let now = self.clock.now();
         let expired: Vec<usize> = self
             .connections
-            .iter()
-            .filter(|(_, client)| client.expired(now))
-            .map(|(key, _)| key)
+            .iter_mut()
+            .filter_map(|(key, client)| client.expired(now).then_some(key))
             .collect();
         for key in expired {
             self.close(key);

@@ -26,8 +26,10 @@ pub(crate) use limit::{Admission, ConnectionLimit};
 use rustix::event::Timespec;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
+use rustix::ioctl::{ioctl, Getter, Opcode};
 use rustix::net::{SendFlags, SocketFlags};
 use slab::Slab;
+use std::ffi::c_int;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -179,6 +181,7 @@ impl Drop for Tracked<'_> {
 pub(crate) struct Client {
     pub socket: Stream,
     pub conn: Connection,
+    watch: SendWatch,
     _admission: Option<Admission>,
 }
 
@@ -188,21 +191,75 @@ impl Client {
         Client {
             socket,
             conn,
+            watch: SendWatch::default(),
             _admission: admission,
         }
     }
 
     /// Pumps the connection (see [`pump`]); a panic while serving it ends only it.
     pub fn pump(&mut self, clock: &Clock, site: &Site, reads: Reads) -> Pumped {
-        isolated(Pumped::Over, || {
+        let pumped = isolated(Pumped::Over, || {
             pump(&self.socket, &mut self.conn, clock, site, reads)
-        })
+        });
+        if let Pumped::Blocked {
+            wants: Interest::Write,
+            ..
+        } = pumped
+        {
+            self.watch.blocked(&self.socket);
+        }
+        pumped
     }
 
-    /// True once the core's deadline has passed.
-    pub fn expired(&self, now: Instant) -> bool {
+    /// True once the core's deadline has passed, unless the client turns out to be still
+    /// taking a response (see [`SendWatch`]).
+    pub fn expired(&mut self, now: Instant) -> bool {
+        if self.conn.deadline() > now {
+            return false;
+        }
+        if self.watch.moving(&self.socket) {
+            self.conn.progressed(now);
+        }
         self.conn.deadline() <= now
     }
+}
+
+/// Tells a client that takes a response slowly from one that takes none. The core's send
+/// timeout counts from the last bytes the server wrote, but the kernel reports room to write
+/// only once the unsent part of the socket's queue is below half its `TCP_NOTSENT_LOWAT`; a
+/// slow client can take longer than the timeout to drain that much while taking data all
+/// along. So when the timeout runs out, the socket's queue is measured (`SIOCOUTQ`): shorter
+/// than when the server last had to wait means the client is still reading.
+#[derive(Debug, Default)]
+pub(crate) struct SendWatch {
+    /// Bytes the socket held, not yet acknowledged, at the last look.
+    held: Option<u32>,
+}
+
+impl SendWatch {
+    /// A send would block: notes how much the socket holds.
+    pub fn blocked(&mut self, socket: impl AsFd) {
+        self.held = unacknowledged(socket);
+    }
+
+    /// Whether the socket holds less than at the last look; notes the new level.
+    pub fn moving(&mut self, socket: impl AsFd) -> bool {
+        let held = unacknowledged(socket);
+        let moving = matches!((self.held, held), (Some(before), Some(now)) if now < before);
+        self.held = held;
+        moving
+    }
+}
+
+/// The bytes a socket holds that the peer has not acknowledged (sent or not).
+fn unacknowledged(socket: impl AsFd) -> Option<u32> {
+    const SIOCOUTQ: Opcode = 0x5411;
+    // SAFETY: SIOCOUTQ is a valid request on TCP and Unix stream sockets, and the kernel
+    // writes an `int` for it.
+    let getter = unsafe { Getter::<SIOCOUTQ, c_int>::new() };
+    // SAFETY: as above; the getter owns the memory written.
+    let held = unsafe { ioctl(socket, getter) };
+    held.ok().and_then(|held| u32::try_from(held).ok())
 }
 
 /// Runs one connection's step; if a bug makes it panic, the panic hook has already logged
@@ -459,4 +516,39 @@ pub(crate) fn sweep_interval(context: &Context) -> Duration {
         .min(settings.idle_timeout)
         .min(settings.linger);
     (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A client that reads a little is seen taking data; one that reads nothing is not.
+    #[test]
+    fn send_watch_sees_a_slow_reader_move() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let chunk = [7u8; 64 * 1024];
+        while server.write(&chunk).is_ok() {} // until the socket would block
+        let mut watch = SendWatch::default();
+        watch.blocked(&server);
+        assert!(!watch.moving(&server), "nothing read yet");
+        let mut taken = vec![0u8; 256 * 1024];
+        client.read_exact(&mut taken).unwrap();
+        // The acknowledgements travel over loopback: give them a moment.
+        let moved = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            watch.moving(&server)
+        });
+        assert!(moved, "the reader took 256 KiB");
+        // What the reader made room for is delivered, then the queue stands still again.
+        let settled = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !watch.moving(&server)
+        });
+        assert!(settled, "the queue kept shrinking with nothing read");
+    }
 }

@@ -74,7 +74,7 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
                 Pumped::Over => drop(waiting.swap_remove(index)),
             }
         }
-        waiting.retain(|entry| !entry.client.expired(clock.now()));
+        waiting.retain_mut(|entry| !entry.client.expired(clock.now()));
     }
 }
 

@@ -52,7 +52,9 @@
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
 
-use super::{isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context};
+use super::{
+    isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context, SendWatch,
+};
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Transmit};
 use crate::net::{Kind, Listener, Stream};
@@ -197,6 +199,8 @@ struct Client {
     in_flight: Option<Op>,
     /// Past its deadline: dropped as soon as its operation completes.
     expired: bool,
+    /// Looked at on every sweep while a send is in flight, which may wait long for room.
+    watch: SendWatch,
     _admission: Option<Admission>,
 }
 
@@ -383,6 +387,7 @@ impl<'a> Worker<'a> {
             sent: 0,
             in_flight: None,
             expired: false,
+            watch: SendWatch::default(),
             _admission: admission,
         });
         self.advance(key)
@@ -462,9 +467,8 @@ impl<'a> Worker<'a> {
         let now = self.clock.now();
         let expired: Vec<usize> = self
             .connections
-            .iter()
-            .filter(|(_, client)| !client.expired && client.conn.deadline() <= now)
-            .map(|(key, _)| key)
+            .iter_mut()
+            .filter_map(|(key, client)| client.past_deadline(now).then_some(key))
             .collect();
         for key in expired {
             let client = &mut self.connections[key];
@@ -523,6 +527,19 @@ impl Drop for Worker<'_> {
 }
 
 impl Client {
+    /// Whether the connection has run out of time (and is not already being dropped). A send
+    /// in flight may wait long for room in the socket: each sweep measures the socket's queue,
+    /// and a client seen taking data has its send timeout start over.
+    fn past_deadline(&mut self, now: Instant) -> bool {
+        if self.expired {
+            return false;
+        }
+        if self.in_flight == Some(Op::Send) && self.watch.moving(&self.socket) {
+            self.conn.progressed(now);
+        }
+        self.conn.deadline() <= now
+    }
+
     /// Drives the core until it needs the kernel: the operation to submit, or `None` when the
     /// connection is over.
     fn next_operation(&mut self, clock: &Clock, site: &Site) -> Option<(squeue::Entry, Op)> {
