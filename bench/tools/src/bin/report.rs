@@ -59,6 +59,8 @@ struct Load {
     errors: Option<u64>,
     mem_kib: Option<u64>,
     error: Option<String>,
+    /// Set on the rounds of the targets (`kind: round`).
+    round: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -129,6 +131,7 @@ struct Callgrind {
 enum Record {
     Meta(Meta),
     Load(Load),
+    Round(Load),
     Idle(Idle),
     Sweep(Sweep),
     Callgrind(Callgrind),
@@ -139,6 +142,8 @@ enum Record {
 struct Results {
     meta: Meta,
     load: BTreeMap<(String, String), Load>,
+    /// The rounds of the targets, in order, per server and workload.
+    rounds: BTreeMap<(String, String), Vec<Load>>,
     idle: BTreeMap<String, Idle>,
     sweep: BTreeMap<(String, u32), Sweep>,
     callgrind: Vec<Callgrind>,
@@ -156,6 +161,10 @@ impl Results {
                 Record::Meta(m) => r.meta = m,
                 Record::Load(l) => {
                     r.load.insert((l.server.clone(), l.workload.clone()), l);
+                }
+                Record::Round(l) => {
+                    let key = (l.server.clone(), l.workload.clone());
+                    r.rounds.entry(key).or_default().push(l);
                 }
                 Record::Idle(d) => {
                     r.idle.insert(d.server.clone(), d);
@@ -189,6 +198,23 @@ impl Results {
 
     fn p99(&self, server: &str, workload: &str) -> Option<f64> {
         self.load(server, workload).and_then(|l| l.p99_ms)
+    }
+
+    /// The rounds of `server` on `workload` that went well.
+    fn rounds(&self, server: &str, workload: &str) -> Vec<&Load> {
+        let key = (server.to_string(), workload.to_string());
+        self.rounds
+            .get(&key)
+            .map_or(Vec::new(), |all| all.iter().filter(|l| l.ok).collect())
+    }
+
+    /// What the targets compare: the median over the rounds if there were any, else the one
+    /// measurement of the main pass.
+    fn target_value(&self, server: &str, workload: &str, of: impl Fn(&Load) -> Option<f64>) -> Option<f64> {
+        if self.rounds.is_empty() {
+            return self.load(server, workload).and_then(of);
+        }
+        median(self.rounds(server, workload).into_iter().filter_map(of).collect())
     }
 
     fn idle_ok(&self, server: &str) -> Option<&Idle> {
@@ -250,6 +276,16 @@ fn mib(kib: u64) -> String {
         format!("{m:.1} MiB")
     } else {
         format!("{m:.0} MiB")
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
 }
 
@@ -629,8 +665,10 @@ fn targets(w: &mut String, r: &Results) {
     }
     let _ = writeln!(w, "| target | {model} | nginx | ratio | met |");
     let _ = writeln!(w, "|---|---:|---:|---:|:-:|");
+    let rps = |s: &str, wl: &str| r.target_value(s, wl, |l| l.rps);
+    let p99 = |s: &str, wl: &str| r.target_value(s, wl, |l| l.p99_ms);
     let rps_target = |w: &mut String, wl: &str, title: &str, at_least: f64| {
-        let (a, b) = (r.rps(model, wl), r.rps("nginx", wl));
+        let (a, b) = (rps(model, wl), rps("nginx", wl));
         let rt = ratio(a, b);
         let _ = writeln!(
             w,
@@ -659,7 +697,7 @@ fn targets(w: &mut String, r: &Results) {
         mark(rt.map(|x| x <= 1.0))
     );
     for (wl, title) in WORKLOADS {
-        let (a, b) = (r.p99(model, wl), r.p99("nginx", wl));
+        let (a, b) = (p99(model, wl), p99("nginx", wl));
         let rt = ratio(a, b);
         let _ = writeln!(
             w,
@@ -691,6 +729,55 @@ fn targets(w: &mut String, r: &Results) {
         "\nEach line compares the two servers' numbers from this one run, strictly (no margin); \
          on a shared machine, run again before drawing conclusions from a near miss.\n"
     );
+    rounds(w, r, model);
+}
+
+/// Every round behind the targets' medians, so a reader sees how much they moved.
+fn rounds(w: &mut String, r: &Results, model: &str) {
+    if r.rounds.is_empty() {
+        let _ = writeln!(
+            w,
+            "Throughput and p99 above are the single measurements of the tables below.\n"
+        );
+        return;
+    }
+    let count = r.rounds.values().map(Vec::len).max().unwrap_or(0);
+    let rounds = if count == 1 {
+        "1 round"
+    } else {
+        &format!("{count} rounds")
+    };
+    let _ = writeln!(
+        w,
+        "Throughput and p99 above are medians over {rounds} run after the tables below: in \
+         each, nginx and `{model}` took each workload back to back, a fresh server each time, so \
+         that the two are measured minutes, not the whole run, apart. Every round \
+         (`{model}` / nginx, and the ratio):\n"
+    );
+    let _ = writeln!(w, "| workload | round | req/s | ratio | p99 | ratio |");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
+    for (wl, title) in WORKLOADS {
+        let all = |s: &str| r.rounds.get(&(s.to_string(), wl.to_string()));
+        let (Some(ours), Some(theirs)) = (all(model), all("nginx")) else {
+            continue;
+        };
+        for a in ours {
+            let Some(b) = theirs.iter().find(|b| b.round == a.round) else {
+                continue;
+            };
+            let pair = |x: Option<f64>, y: Option<f64>, f: &dyn Fn(f64) -> String| {
+                (format!("{} / {}", opt(x, f), opt(y, f)), opt(ratio(x, y), times))
+            };
+            let (rps, rps_ratio) = pair(a.rps, b.rps, &thousands);
+            let (p99, p99_ratio) = pair(a.p99_ms, b.p99_ms, &ms);
+            let round = a.round.map_or(DASH.to_string(), |n| n.to_string());
+            let _ = writeln!(
+                w,
+                "| {title} | {round} | {rps} | {rps_ratio} | {p99} | {p99_ratio} |"
+            );
+        }
+    }
+    let _ = writeln!(w);
 }
 
 // --- charts ----------------------------------------------------------------------------------
