@@ -118,10 +118,6 @@ impl Listener {
         }
     }
 
-    pub(crate) fn kind(&self) -> Kind {
-        self.kind
-    }
-
     /// Whether more `SO_REUSEPORT` listeners can be opened on its address.
     pub(crate) fn reuse_port(&self) -> bool {
         self.reuse_port
@@ -145,7 +141,7 @@ impl Listener {
     /// Accepts one connection (blocking unless the listener is non-blocking).
     pub(crate) fn accept(&self) -> io::Result<(Stream, SockAddr)> {
         let (socket, peer) = self.socket.accept()?;
-        Ok((Stream::new(socket, self.kind), peer))
+        Ok((Stream::new(socket), peer))
     }
 }
 
@@ -176,15 +172,13 @@ impl AsRawFd for Listener {
 #[derive(Debug)]
 pub(crate) struct Stream {
     socket: Socket,
-    kind: Kind,
 }
 
 impl Stream {
-    /// A connection accepted on a listener of `kind`.
-    pub fn new(socket: impl Into<Socket>, kind: Kind) -> Stream {
+    /// A connection accepted on a listener, of whatever kind.
+    pub fn new(socket: impl Into<Socket>) -> Stream {
         Stream {
             socket: socket.into(),
-            kind,
         }
     }
 
@@ -198,10 +192,6 @@ impl Stream {
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.socket.shutdown(how)
-    }
-
-    pub fn try_clone(&self) -> io::Result<Stream> {
-        Ok(Stream::new(self.socket.try_clone()?, self.kind))
     }
 }
 

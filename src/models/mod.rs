@@ -31,8 +31,9 @@ use rustix::net::{SendFlags, SocketFlags};
 use slab::Slab;
 use std::ffi::c_int;
 use std::io::{self, ErrorKind, Read};
+use std::marker::PhantomData;
 use std::net::Shutdown as Direction;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -137,31 +138,45 @@ pub(crate) fn run(model: Model, listener: Listener, context: Arc<Context>) -> Re
 /// The sockets of the connections the blocking models' threads are serving. A thread
 /// blocked in `send` cannot be told to stop, but its socket can be shut down under it: that
 /// is how a stopping server cuts what is still open after its shutdown timeout.
+///
+/// It holds descriptor numbers, not duplicates, so a connection costs one descriptor, not two
+/// (with duplicates, `thread` ran out of descriptors at 10,000 connections). A number is safe
+/// to use because a socket leaves the table, under its lock, before it is closed (see
+/// [`Tracked`]), and `cut_all` uses the numbers under the same lock: a number in the table
+/// always names the connection's own open socket, never a later file given the same number.
 #[derive(Debug, Default)]
-pub(crate) struct LiveSockets(Mutex<Slab<Stream>>);
+pub(crate) struct LiveSockets(Mutex<Slab<RawFd>>);
 
-/// A socket's place in [`LiveSockets`], given up when dropped.
+/// A socket's place in [`LiveSockets`], given up when dropped: it borrows the socket, so it
+/// is dropped before the socket can be closed.
 pub(crate) struct Tracked<'a> {
     live: &'a LiveSockets,
     key: usize,
+    _socket: PhantomData<&'a Stream>,
 }
 
 impl LiveSockets {
-    /// Tracks (a duplicate of) `stream` until the returned guard is dropped.
-    pub fn track(&self, stream: &Stream) -> Option<Tracked<'_>> {
-        let handle = stream.try_clone().ok()?;
+    /// Tracks `stream` until the returned guard is dropped.
+    pub fn track<'a>(&'a self, stream: &'a Stream) -> Tracked<'a> {
         let key = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(handle);
-        Some(Tracked { live: self, key })
+            .insert(stream.as_fd().as_raw_fd());
+        Tracked {
+            live: self,
+            key,
+            _socket: PhantomData,
+        }
     }
 
     /// Shuts down every tracked socket: blocked reads and writes on it fail at once.
     fn cut_all(&self) {
-        for (_, socket) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = socket.shutdown(Direction::Both);
+        for (_, &fd) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            // SAFETY: the descriptor is open, and still this connection's socket: it leaves
+            // the table (under this lock, held here) before its socket is closed.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
         }
     }
 }
@@ -283,7 +298,7 @@ pub(crate) fn refuse(socket: Stream, mut conn: Connection, site: &Site) {
 pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
     loop {
         match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-            Ok(fd) => return Ok(Stream::new(fd, listener.kind())),
+            Ok(fd) => return Ok(Stream::new(fd)),
             // A signal, or a client that gave up while waiting in the backlog: next one.
             Err(Errno::INTR | Errno::CONNABORTED) => continue,
             Err(e) => return Err(e.into()),

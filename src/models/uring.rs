@@ -57,7 +57,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::http::{Action, Clock, Connection, Transmit};
-use crate::net::{Kind, Listener, Stream};
+use crate::net::{Listener, Stream};
 use crate::site::Site;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use rustix::event::PollFlags;
@@ -166,8 +166,6 @@ struct Worker<'a> {
     context: &'a Context,
     /// Closed once the accept has ended during a drain, so new clients are refused.
     listener: Option<Listener>,
-    /// What the listener accepts: TCP or Unix connections.
-    kind: Kind,
     connections: Slab<Client>,
     clock: Clock,
     /// Completions taken from the ring and not yet handled.
@@ -211,7 +209,6 @@ impl<'a> Worker<'a> {
         Ok(Worker {
             ring,
             context,
-            kind: listener.kind(),
             listener: Some(listener),
             connections: Slab::new(),
             clock: super::clock_now(),
@@ -329,7 +326,7 @@ impl<'a> Worker<'a> {
         self.accepting &= cqueue::more(flags);
         if let Ok(fd) = u32::try_from(result) {
             // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
-            let socket = Stream::new(unsafe { OwnedFd::from_raw_fd(fd as i32) }, self.kind);
+            let socket = Stream::new(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             if !self.stopping {
                 self.register(socket)?; // (Accepted as the server stops: closed at once.)
             }

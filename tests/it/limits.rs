@@ -12,6 +12,9 @@
 //! shares the load with workers (prefork), so this case is not theirs.
 //! (The limit on targets, heads and fields is in `errors.rs`; the default
 //! `max_connections` is checked in `support::config_defaults`.)
+//!
+//! Also: holding a connection costs the server one descriptor, so the limit
+//! bounds connections one for one.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +88,46 @@ fn out_of_descriptors(model: Model) {
     }
 }
 
+/// Keep-alive connections held while their count of descriptors is read.
+const HELD: usize = 40;
+
+/// Each connection costs the server one descriptor, its socket: the descriptor limit is
+/// what bounds how many connections it can hold, so a second one per connection (as the
+/// thread models once kept, a duplicate to cut it at shutdown) would halve that.
+fn one_descriptor_per_connection(model: Model) {
+    let site = Site::new();
+    let mut config = Config::new(site.root());
+    config.model = model;
+    // `pool` serves as many connections at once as it has workers.
+    config.workers = if model == Model::Pool { HELD + 1 } else { 2 };
+    let mut bingfa = match binary::spawn(&flags(&config), None) {
+        binary::Started::Serving(bingfa) => bingfa,
+        binary::Started::Failed { status, stderr } => {
+            panic!("[{model}] bingfa exited ({status}) at start: {stderr:?}")
+        }
+    };
+    let pid = bingfa.pid;
+    let answered = |c: &mut Client| assert_body(&c.read_response(), &site.read("readme.txt"));
+    let mut first = Client::connect(bingfa.addr);
+    first.send(get_req("/readme.txt"));
+    answered(&mut first);
+    let before = open_descriptors(pid).expect("server fds");
+    let mut clients: Vec<Client> = (0..HELD).map(|_| Client::connect(bingfa.addr)).collect();
+    for c in &mut clients {
+        c.send(get_req("/readme.txt"));
+        answered(c); // accepted and served, now idle and held
+    }
+    let grown = open_descriptors(pid).expect("server fds") - before;
+    assert!(
+        (HELD..HELD + 4).contains(&grown),
+        "[{model}] holding {HELD} more keep-alive connections took {grown} more descriptors"
+    );
+    drop(clients);
+    if let Err(e) = bingfa.stop_with(nix::sys::signal::Signal::SIGTERM) {
+        panic!("[{model}] {e}");
+    }
+}
+
 macro_rules! emfile_tests {
     ($($module:ident $variant:ident),*) => {$(
         mod $module {
@@ -94,6 +137,14 @@ macro_rules! emfile_tests {
                     return;
                 }
                 super::out_of_descriptors(bingfa::Model::$variant);
+            }
+
+            #[test]
+            fn one_descriptor_per_connection() {
+                if crate::support::skip(bingfa::Model::$variant, module_path!()) {
+                    return;
+                }
+                super::one_descriptor_per_connection(bingfa::Model::$variant);
             }
         }
     )*};
