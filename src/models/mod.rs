@@ -162,7 +162,7 @@ impl LiveSockets {
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(stream.as_fd().as_raw_fd());
+            .insert(stream.as_raw_fd());
         Tracked {
             live: self,
             key,
