@@ -22,6 +22,7 @@
 //! `recv(1024)` taken as the whole request (here: read until the core has a whole head, write
 //! until the response is out).
 
+use super::steer::Steer;
 use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::http::Clock;
@@ -59,6 +60,8 @@ pub(super) struct EventLoop<'a> {
     listening: bool,
     sweep_every: Duration,
     next_sweep: Instant,
+    /// `reactor` on its own listeners: this loop's part in steering connections by CPU.
+    steer: Option<Steer<'a>>,
 }
 
 impl<'a> EventLoop<'a> {
@@ -101,7 +104,17 @@ impl<'a> EventLoop<'a> {
             next_sweep: clock.now() + sweep_every,
             clock,
             sweep_every,
+            steer: None,
         })
+    }
+
+    /// A loop whose listener was tagged with a CPU (see `steer`): it reports its connections
+    /// at each sweep and gives up the tag if it holds far more than its share.
+    pub(super) fn steered(self, steer: Steer<'a>) -> EventLoop<'a> {
+        EventLoop {
+            steer: Some(steer),
+            ..self
+        }
     }
 
     pub(super) fn run(mut self) -> Result<(), Error> {
@@ -137,6 +150,9 @@ impl<'a> EventLoop<'a> {
             if self.clock.now() >= self.next_sweep {
                 self.close_expired();
                 self.set_listening(true);
+                if let (Some(steer), Some(listener)) = (&mut self.steer, &self.listener) {
+                    steer.check(self.connections.len(), listener);
+                }
                 self.next_sweep = self.clock.now() + self.sweep_every;
             }
         }

@@ -12,6 +12,7 @@ mod pool;
 mod prefork;
 mod process;
 mod reactor;
+mod steer;
 mod thread;
 mod uring;
 

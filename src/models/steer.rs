@@ -1,0 +1,212 @@
+//! Steering each new connection to the worker on the CPU that received it (`reactor`).
+//!
+//! Each worker's `SO_REUSEPORT` listener is tagged with one of the CPUs the server may run on
+//! (`SO_INCOMING_CPU`). Since Linux 6.2 the kernel then gives a new connection to the listener
+//! tagged with the CPU that processed its SYN, and hashes it as usual when none is. That CPU
+//! is the one the client called `connect` on over loopback, or the one whose NIC queue the
+//! flow arrives on; the connection's later packets arrive there too. So a worker serves the
+//! connections that arrive on one CPU, the scheduler keeps it near the CPU that wakes it, and
+//! a connection's socket stays in one core's cache instead of moving between two. This is
+//! the use the kernel's authors describe: one listener per receive queue, "to keep CPU
+//! caches hot". With the hash, instead, each client thread talks to every worker.
+//!
+//! The risk is a skew: if nearly every connection arrives on one CPU (a NIC with a single
+//! queue, a single-threaded client on the same host), nearly every connection goes to one
+//! worker. So at each sweep a worker compares its part of all open connections with its fair
+//! share; a worker holding far more stops steering: its tag is cleared, and connections from
+//! its CPU are hashed across all workers again, as with no tags at all.
+
+use crate::net::Listener;
+use rustix::net::sockopt::set_socket_incoming_cpu;
+use rustix::thread::{sched_getaffinity, CpuSet};
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A worker's share is judged only once the workers hold this many connections each on
+/// average: with fewer, an uneven split means nothing.
+const JUDGE_FROM_PER_WORKER: usize = 16;
+
+/// A worker gives up its tag after this many sweeps in a row found it holding far more than
+/// its share. The others' counts are a sweep old, so while clients are still connecting one
+/// sweep can see a skew that is not there.
+const SWEEPS_TO_CONVICT: u8 = 3;
+
+/// `SO_INCOMING_CPU` of -1: no CPU, the listener takes part in the hash only.
+const NO_CPU: u32 = u32::MAX;
+
+/// What the workers of one server share about steering.
+#[derive(Debug)]
+pub(super) struct Steering {
+    /// Each worker's open connections, as it last reported them.
+    held: Box<[AtomicUsize]>,
+}
+
+/// One worker's part: its slot in the counts, and whether its listener is still tagged.
+#[derive(Debug)]
+pub(super) struct Steer<'a> {
+    steering: &'a Steering,
+    worker: usize,
+    tagged: bool,
+    /// Sweeps in a row that found this worker holding far more than its share.
+    strikes: u8,
+}
+
+impl Steering {
+    /// Tags listener `i` with the `i`-th CPU the server may run on (round robin when there
+    /// are more workers than CPUs). `None` with a single listener, or if the kernel refuses:
+    /// connections are then hashed across the listeners, as they would be without this.
+    pub fn tag(listeners: &[Listener]) -> Option<Steering> {
+        if listeners.len() < 2 {
+            return None;
+        }
+        let cpus = allowed_cpus().ok()?;
+        for (listener, cpu) in listeners.iter().zip(cpus.iter().cycle()) {
+            set_socket_incoming_cpu(listener, *cpu).ok()?;
+        }
+        let held = listeners.iter().map(|_| AtomicUsize::new(0)).collect();
+        Some(Steering { held })
+    }
+
+    pub fn for_worker(&self, worker: usize) -> Steer<'_> {
+        Steer {
+            steering: self,
+            worker,
+            tagged: true,
+            strikes: 0,
+        }
+    }
+}
+
+impl Steer<'_> {
+    /// At each sweep: reports the connections this worker holds, and clears its listener's
+    /// tag once it has held far more than its share of all of them for a few sweeps.
+    pub fn check(&mut self, held: usize, listener: &Listener) {
+        let counts = &self.steering.held;
+        counts[self.worker].store(held, Ordering::Relaxed);
+        if !self.tagged {
+            return;
+        }
+        let total = counts.iter().map(|count| count.load(Ordering::Relaxed)).sum();
+        if !overloaded(held, total, counts.len()) {
+            self.strikes = 0;
+            return;
+        }
+        self.strikes += 1;
+        if self.strikes >= SWEEPS_TO_CONVICT && set_socket_incoming_cpu(listener, NO_CPU).is_ok() {
+            self.tagged = false;
+            tracing::info!(
+                "worker {} holds {held} of {total} connections: new connections on its CPU are \
+                 now spread across all workers",
+                self.worker
+            );
+        }
+    }
+}
+
+/// Whether a worker holding `held` of `total` connections holds far more than its share:
+/// more than twice it, or with two workers more than three quarters — in general, more than
+/// the lesser of `2/n` and halfway from `1/n` to all.
+fn overloaded(held: usize, total: usize, workers: usize) -> bool {
+    if workers < 2 || total < JUDGE_FROM_PER_WORKER * workers {
+        return false;
+    }
+    // held / total > min(2/n, (n+1)/2n), multiplied through by 2n·total.
+    2 * held * workers > total * (workers + 1).min(4)
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> io::Result<Vec<u32>> {
+    let set = sched_getaffinity(None)?;
+    let cpus: Vec<u32> = (0..CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .filter_map(|cpu| u32::try_from(cpu).ok())
+        .collect();
+    if cpus.is_empty() {
+        return Err(io::Error::other("no CPU in the affinity mask"));
+    }
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::listen_reuseport;
+    use rustix::net::sockopt::socket_incoming_cpu;
+    use std::net::{SocketAddr, TcpStream};
+
+    #[test]
+    fn overloaded_means_far_beyond_a_fair_share() {
+        assert!(!overloaded(20, 20, 2), "too few connections to judge");
+        assert!(!overloaded(60, 100, 2));
+        assert!(!overloaded(75, 100, 2));
+        assert!(overloaded(76, 100, 2));
+        assert!(!overloaded(66, 100, 3));
+        assert!(overloaded(67, 100, 3));
+        assert!(!overloaded(25, 100, 8), "8 workers: a quarter is twice the share");
+        assert!(!overloaded(50, 200, 8));
+        assert!(overloaded(51, 200, 8));
+        assert!(!overloaded(100, 100, 1), "one worker: nothing to steer");
+    }
+
+    /// Two listeners on one port, tagged; the client connects from each CPU in turn.
+    #[test]
+    fn a_connection_goes_to_the_listener_of_the_cpu_it_came_from() {
+        let cpus = allowed_cpus().unwrap();
+        let first = listen_reuseport(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = first.local_addr().unwrap();
+        let listeners = [first, listen_reuseport(addr).unwrap()];
+        let _steering = Steering::tag(&listeners).unwrap();
+        for (index, listener) in listeners.iter().enumerate() {
+            let cpu = cpus[index % cpus.len()];
+            assert_eq!(socket_incoming_cpu(listener).unwrap(), cpu);
+            listener.set_nonblocking(true).unwrap();
+        }
+        if cpus.len() < 2 {
+            return; // one CPU: both listeners carry it, and there is no choice to see
+        }
+        for (index, cpu) in cpus.iter().take(2).enumerate() {
+            // The SYN is processed on the connecting thread's CPU (loopback).
+            let client = std::thread::spawn({
+                let cpu = *cpu as usize;
+                move || {
+                    let mut only = CpuSet::new();
+                    only.set(cpu);
+                    rustix::thread::sched_setaffinity(None, &only).unwrap();
+                    TcpStream::connect(addr).unwrap()
+                }
+            })
+            .join()
+            .unwrap();
+            assert!(listeners[index].accept().is_ok(), "listener {index} got it");
+            assert!(listeners[1 - index].accept().is_err(), "the other did not");
+            drop(client);
+        }
+    }
+
+    #[test]
+    fn a_worker_holding_nearly_everything_stops_steering() {
+        let first = listen_reuseport(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = first.local_addr().unwrap();
+        let listeners = [first, listen_reuseport(addr).unwrap()];
+        let steering = Steering::tag(&listeners).unwrap();
+        let (mut busy, mut idle) = (steering.for_worker(0), steering.for_worker(1));
+        idle.check(40, &listeners[1]);
+        assert_eq!(idle.strikes, 1, "40 of 40 (the other has not reported yet)");
+        busy.check(60, &listeners[0]);
+        idle.check(40, &listeners[1]);
+        assert_eq!(
+            (busy.strikes, idle.strikes),
+            (0, 0),
+            "60 and 40 of 100 is no skew"
+        );
+        for _ in 0..SWEEPS_TO_CONVICT - 1 {
+            idle.check(2, &listeners[1]);
+            busy.check(98, &listeners[0]);
+            assert!(busy.tagged, "not yet: a skew must last");
+        }
+        busy.check(98, &listeners[0]);
+        assert!(!busy.tagged && idle.tagged);
+        assert_eq!(socket_incoming_cpu(&listeners[0]).unwrap(), NO_CPU);
+        assert_ne!(socket_incoming_cpu(&listeners[1]).unwrap(), NO_CPU);
+    }
+}
