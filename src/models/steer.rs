@@ -61,7 +61,13 @@ impl Steering {
         }
         let cpus = allowed_cpus().ok()?;
         for (listener, cpu) in listeners.iter().zip(cpus.iter().cycle()) {
-            set_socket_incoming_cpu(listener, *cpu).ok()?;
+            if set_socket_incoming_cpu(listener, *cpu).is_err() {
+                // Not all or nothing: untag the ones done, and hash them all.
+                for listener in listeners {
+                    let _ = set_socket_incoming_cpu(listener, NO_CPU);
+                }
+                return None;
+            }
         }
         let held = listeners.iter().map(|_| AtomicUsize::new(0)).collect();
         Some(Steering { held })
