@@ -525,3 +525,63 @@ fn contrib_units_are_valid() {
         "systemd-analyze verify: {said}"
     );
 }
+
+/// `reactor` gives each connection to the worker tagged with the CPU it arrives on
+/// (`models::steer`). When every connection arrives on one CPU, the worker holding them all
+/// gives its tag up after three sweeps (every 0.1 s here, a quarter of the header timeout),
+/// says so, and the server serves on.
+#[test]
+fn reactor_spreads_connections_again_when_all_arrive_on_one_cpu() {
+    let allowed = rustix::thread::sched_getaffinity(None).unwrap();
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| allowed.is_set(cpu))
+        .collect();
+    if cpus.len() < 2 {
+        eprintln!("one CPU: both workers carry it, and nothing is steered");
+        return;
+    }
+    let site = Site::new();
+    let root = site.root().to_str().unwrap().to_string();
+    let args = binary::args(&[
+        "-b",
+        "127.0.0.1:0",
+        "-m",
+        "reactor",
+        "-w",
+        "2",
+        "--header-timeout",
+        "0.4",
+        &root,
+    ]);
+    let mut running = binary::start(&args, None);
+    let addr = running.addr;
+    let one_cpu = cpus[0];
+    // Over loopback, a connection arrives on the CPU its client connects from.
+    let held = std::thread::spawn(move || {
+        let mut only = rustix::thread::CpuSet::new();
+        only.set(one_cpu);
+        rustix::thread::sched_setaffinity(None, &only).unwrap();
+        (0..40)
+            .map(|_| {
+                let mut c = Client::connect(addr);
+                c.send(get_req("/readme.txt"));
+                assert_eq!(c.read_response().status, 200);
+                c
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    let said = "new connections on its CPU are now spread across all workers";
+    let seen = binary::poll_until(SAFETY, || running.stderr_now().contains(said).then_some(()));
+    assert!(
+        seen.is_some(),
+        "no {said:?} on stderr: {:?}",
+        running.stderr_now()
+    );
+    assert_eq!(fetch(addr, "/readme.txt").status, 200);
+    drop(held);
+    running
+        .stop_with(Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
