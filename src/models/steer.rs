@@ -1,8 +1,9 @@
 //! Steering each new connection to the worker on the CPU that received it (`reactor`).
 //!
 //! Each worker's `SO_REUSEPORT` listener is tagged with one of the CPUs the server may run on
-//! (`SO_INCOMING_CPU`). Since Linux 6.2 the kernel then gives a new connection to the listener
-//! tagged with the CPU that processed its SYN, and hashes it as usual when none is. That CPU
+//! (`SO_INCOMING_CPU`). The kernel then gives a new connection to the listener tagged with the
+//! CPU that processed its SYN, and hashes it as usual when none is (a fix of late 2022, commit
+//! b261eda84ec1; kernels from 4.6 to it ignore the tag on a reuseport group). That CPU
 //! is the one the client called `connect` on over loopback, or the one whose NIC queue the
 //! flow arrives on; the connection's later packets arrive there too. So a worker serves the
 //! connections that arrive on one CPU, the scheduler keeps it near the CPU that wakes it, and
@@ -97,7 +98,7 @@ impl Steer<'_> {
             self.strikes = 0;
             return;
         }
-        self.strikes += 1;
+        self.strikes = self.strikes.saturating_add(1);
         if self.strikes >= SWEEPS_TO_CONVICT && set_socket_incoming_cpu(listener, NO_CPU).is_ok() {
             self.tagged = false;
             tracing::info!(
