@@ -149,8 +149,8 @@ mod tests {
         assert!(overloaded(76, 100, 2));
         assert!(!overloaded(66, 100, 3));
         assert!(overloaded(67, 100, 3));
-        assert!(!overloaded(25, 100, 8), "8 workers: a quarter is twice the share");
-        assert!(!overloaded(50, 200, 8));
+        assert!(!overloaded(100, 100, 8), "8 workers: judged from 128 connections");
+        assert!(!overloaded(50, 200, 8), "8 workers: a quarter is twice the share");
         assert!(overloaded(51, 200, 8));
         assert!(!overloaded(100, 100, 1), "one worker: nothing to steer");
     }
