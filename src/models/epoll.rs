@@ -22,7 +22,7 @@
 //! `recv(1024)` taken as the whole request (here: read until the core has a whole head, write
 //! until the response is out).
 
-use super::steer::Steer;
+use super::steer::{Handover, Steer};
 use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::http::Clock;
@@ -42,6 +42,8 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
 
 const LISTENER: u64 = u64::MAX;
 const SHUTDOWN: u64 = u64::MAX - 1;
+/// `reactor`: the doorbell another worker rings when it hands connections over (`steer`).
+const HANDED: u64 = u64::MAX - 2;
 /// Events taken from the kernel per `epoll_wait`.
 const EVENT_BATCH: usize = 1024;
 
@@ -109,12 +111,19 @@ impl<'a> EventLoop<'a> {
     }
 
     /// A loop whose listener was tagged with a CPU (see `steer`): it reports its connections
-    /// at each sweep and gives up the tag if it holds far more than its share.
-    pub(super) fn steered(self, steer: Steer<'a>) -> EventLoop<'a> {
-        EventLoop {
+    /// at each sweep, gives up the tag and hands connections over if it holds far more than
+    /// its share, and takes those handed to it.
+    pub(super) fn steered(self, steer: Steer<'a>) -> io::Result<EventLoop<'a>> {
+        epoll::add(
+            &self.epoll,
+            steer.doorbell(),
+            EventData::new_u64(HANDED),
+            EventFlags::IN,
+        )?;
+        Ok(EventLoop {
             steer: Some(steer),
             ..self
-        }
+        })
     }
 
     pub(super) fn run(mut self) -> Result<(), Error> {
@@ -144,6 +153,7 @@ impl<'a> EventLoop<'a> {
                 match event.data.u64() {
                     SHUTDOWN => self.start_draining(),
                     LISTENER => self.accept_all(),
+                    HANDED => self.take_handed(),
                     key => self.pump(key as usize, reads_after(event.flags)),
                 }
             }
@@ -151,7 +161,9 @@ impl<'a> EventLoop<'a> {
                 self.close_expired();
                 self.set_listening(true);
                 if let (Some(steer), Some(listener)) = (&mut self.steer, &self.listener) {
-                    steer.check(self.connections.len(), listener);
+                    for handover in steer.check(self.connections.len(), listener) {
+                        self.hand_over(handover);
+                    }
                 }
                 self.next_sweep = self.clock.now() + self.sweep_every;
             }
@@ -218,12 +230,65 @@ impl<'a> EventLoop<'a> {
 
     fn register(&mut self, socket: Stream) {
         let client = Client::new(socket, self.context, &self.clock);
+        self.watch(client);
+    }
+
+    /// Adds `client`'s socket to the epoll set; the key to its events is its slot. Adding
+    /// a socket reports at once what it has pending, so one that comes from another loop
+    /// (`hand_over`) misses no event. Returns the key, or `None` if epoll refused the socket
+    /// (it is then dropped, which closes it).
+    fn watch(&mut self, client: Client) -> Option<usize> {
         let entry = self.connections.vacant_entry();
-        let key = entry.key() as u64;
+        let key = entry.key();
         let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
-        // A socket epoll refuses is dropped, which closes it.
-        if epoll::add(&self.epoll, &client.socket, EventData::new_u64(key), interest).is_ok() {
-            entry.insert(client);
+        epoll::add(
+            &self.epoll,
+            &client.socket,
+            EventData::new_u64(key as u64),
+            interest,
+        )
+        .ok()?;
+        entry.insert(client);
+        Some(key)
+    }
+
+    /// Passes `handover.count` connections to another loop (see `steer`), first those whose
+    /// packets now arrive on its CPU. Each leaves this epoll set first, so that no event of
+    /// its comes here after it has gone.
+    fn hand_over(&mut self, handover: Handover) {
+        let Some(steer) = &self.steer else {
+            return;
+        };
+        let (mut keys, others): (Vec<usize>, Vec<usize>) = self
+            .connections
+            .iter()
+            .map(|(key, _)| key)
+            .partition(|&key| steer.arrives_for(handover.to, &self.connections[key].socket));
+        keys.extend(others);
+        keys.truncate(handover.count);
+        let clients = keys
+            .into_iter()
+            .map(|key| self.connections.remove(key))
+            .filter(|client| epoll::delete(&self.epoll, &client.socket).is_ok())
+            .collect();
+        steer.hand_over(handover.to, clients);
+    }
+
+    /// Takes the connections another loop handed to this one. While draining, they are told
+    /// to finish as the others were.
+    fn take_handed(&mut self) {
+        let Some(steer) = &self.steer else {
+            return;
+        };
+        for mut client in steer.take_handed() {
+            if self.draining_until.is_some() {
+                client.conn.drain();
+            }
+            if let Some(key) = self.watch(client) {
+                if self.draining_until.is_some() {
+                    self.pump(key, Reads::UntilBlocked);
+                }
+            }
         }
     }
 

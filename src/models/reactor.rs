@@ -3,19 +3,20 @@
 //! How it works: `--workers` threads each run the `epoll` model's event loop. Each has its
 //! own `SO_REUSEPORT` listener on the same address, so the kernel spreads new connections
 //! across them by a hash of the peer's address — no shared accept queue, no lock, no
-//! thundering herd — and a connection stays on the thread that accepted it. This is nginx's
-//! design (`worker_processes auto; listen ... reuseport`), with threads instead of processes.
-//! Each listener is also tagged with a CPU, so a connection goes to the worker of the CPU
-//! its packets arrive on, not to one picked by hash (see `steer`: fewer cache misses and
-//! cross-CPU wake-ups; a worker that gets far more than its share gives its tag up).
+//! thundering herd — and a connection usually stays on the thread that accepted it. This is
+//! nginx's design (`worker_processes auto; listen ... reuseport`), with threads instead of
+//! processes. Each listener is also tagged with a CPU, so a connection goes to the worker of
+//! the CPU its packets arrive on, not to one picked by hash (see `steer`: fewer cache misses
+//! and cross-CPU wake-ups). A worker that gets far more than its share gives its tag up and
+//! hands the connections beyond its share to the others.
 //! A listener that no other can join — a Unix socket, or one passed in by systemd, whose
 //! address more listeners of ours would take connections from — is shared instead: every
 //! loop waits on it with EPOLLEXCLUSIVE, as `prefork`'s workers do, and the kernel wakes one
 //! loop per new connection.
 //!
-//! What it costs: what `epoll` costs, times the workers; connections are not rebalanced, so
-//! one worker can be busy while another idles, and a stall in one loop stalls the clients
-//! hashed to it.
+//! What it costs: what `epoll` costs, times the workers. Connections move only when one
+//! worker holds far more than its share, so one worker can be busy while another idles, and
+//! a stall in one loop stalls the clients it holds.
 //!
 //! Slowloris: as for `epoll`: slow clients cost memory, not service.
 //!
@@ -41,7 +42,7 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
             }
             let event_loop = EventLoop::new(listener, context)?;
             Ok(match &steering {
-                Some(steering) => event_loop.steered(steering.for_worker(index)),
+                Some(steering) => event_loop.steered(steering.for_worker(index))?,
                 None => event_loop,
             })
         })

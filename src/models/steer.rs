@@ -12,16 +12,24 @@
 //! caches hot". With the hash, instead, each client thread talks to every worker.
 //!
 //! The risk is a skew: if nearly every connection arrives on one CPU (a NIC with a single
-//! queue, a single-threaded client on the same host), nearly every connection goes to one
-//! worker. So at each sweep a worker compares its part of all open connections with its fair
-//! share; a worker holding far more stops steering: its tag is cleared, and connections from
-//! its CPU are hashed across all workers again, as with no tags at all.
+//! queue, a single-threaded client on the same host, a client whose threads all connected
+//! from one CPU), nearly every connection goes to one worker. So at each sweep a worker
+//! compares its part of all open connections with its fair share. A worker holding far more
+//! stops steering: its tag is cleared, and new connections from its CPU are hashed across all
+//! workers again, as with no tags at all. It also hands the connections beyond its share to
+//! the workers below theirs: each goes, state and all, through a queue and a doorbell (an
+//! eventfd the receiving loop waits on), and the receiver adds its socket to its own epoll
+//! set, which reports at once whatever the socket has pending.
 
+use super::Client;
 use crate::net::Listener;
-use rustix::net::sockopt::set_socket_incoming_cpu;
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::net::sockopt::{set_socket_incoming_cpu, socket_incoming_cpu};
 use rustix::thread::{sched_getaffinity, CpuSet};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// A worker's share is judged only once the workers hold this many connections each on
 /// average: with fewer, an uneven split means nothing.
@@ -36,14 +44,25 @@ const SWEEPS_TO_CONVICT: u8 = 3;
 const NO_CPU: u32 = u32::MAX;
 
 /// What the workers of one server share about steering.
-#[derive(Debug)]
 pub(super) struct Steering {
     /// Each worker's open connections, as it last reported them.
     held: Box<[AtomicUsize]>,
+    /// Connections handed to each worker by one holding too many, until it takes them.
+    handed: Box<[Mutex<Vec<Client>>]>,
+    /// Each worker's doorbell for them: an eventfd its loop waits on.
+    doorbells: Box<[OwnedFd]>,
+    /// The CPU each worker's listener was tagged with.
+    cpus: Box<[u32]>,
+}
+
+/// Connections a worker should pass on: `count` of them to worker `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Handover {
+    pub to: usize,
+    pub count: usize,
 }
 
 /// One worker's part: its slot in the counts, and whether its listener is still tagged.
-#[derive(Debug)]
 pub(super) struct Steer<'a> {
     steering: &'a Steering,
     worker: usize,
@@ -60,9 +79,10 @@ impl Steering {
         if listeners.len() < 2 {
             return None;
         }
-        let cpus = allowed_cpus().ok()?;
-        for (listener, cpu) in listeners.iter().zip(cpus.iter().cycle()) {
-            if set_socket_incoming_cpu(listener, *cpu).is_err() {
+        let allowed = allowed_cpus().ok()?;
+        let cpus: Box<[u32]> = allowed.iter().cycle().take(listeners.len()).copied().collect();
+        for (listener, &cpu) in listeners.iter().zip(&cpus) {
+            if set_socket_incoming_cpu(listener, cpu).is_err() {
                 // Not all or nothing: untag the ones done, and hash them all.
                 for listener in listeners {
                     let _ = set_socket_incoming_cpu(listener, NO_CPU);
@@ -70,8 +90,17 @@ impl Steering {
                 return None;
             }
         }
-        let held = listeners.iter().map(|_| AtomicUsize::new(0)).collect();
-        Some(Steering { held })
+        let doorbells = listeners
+            .iter()
+            .map(|_| eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Steering {
+            held: listeners.iter().map(|_| AtomicUsize::new(0)).collect(),
+            handed: listeners.iter().map(|_| Mutex::default()).collect(),
+            doorbells,
+            cpus,
+        })
     }
 
     pub fn for_worker(&self, worker: usize) -> Steer<'_> {
@@ -85,21 +114,29 @@ impl Steering {
 }
 
 impl Steer<'_> {
-    /// At each sweep: reports the connections this worker holds, and clears its listener's
-    /// tag once it has held far more than its share of all of them for a few sweeps.
-    pub fn check(&mut self, held: usize, listener: &Listener) {
+    /// Readable when connections were handed to this worker: its loop waits on it.
+    pub fn doorbell(&self) -> BorrowedFd<'_> {
+        self.steering.doorbells[self.worker].as_fd()
+    }
+
+    /// At each sweep: reports the connections this worker holds. Once it has held far more
+    /// than its share of all of them for a few sweeps, clears its listener's tag (the first
+    /// time) and says which connections to hand to whom; the loop then calls `hand_over`.
+    pub fn check(&mut self, held: usize, listener: &Listener) -> Vec<Handover> {
         let counts = &self.steering.held;
         counts[self.worker].store(held, Ordering::Relaxed);
-        if !self.tagged {
-            return;
-        }
-        let total = counts.iter().map(|count| count.load(Ordering::Relaxed)).sum();
-        if !overloaded(held, total, counts.len()) {
+        let now: Vec<usize> = counts.iter().map(|count| count.load(Ordering::Relaxed)).collect();
+        let total = now.iter().sum();
+        if !overloaded(held, total, now.len()) {
             self.strikes = 0;
-            return;
+            return Vec::new();
         }
         self.strikes = self.strikes.saturating_add(1);
-        if self.strikes >= SWEEPS_TO_CONVICT && set_socket_incoming_cpu(listener, NO_CPU).is_ok() {
+        if self.strikes < SWEEPS_TO_CONVICT {
+            return Vec::new();
+        }
+        self.strikes = 0;
+        if self.tagged && set_socket_incoming_cpu(listener, NO_CPU).is_ok() {
             self.tagged = false;
             tracing::info!(
                 "worker {} holds {held} of {total} connections: new connections on its CPU are \
@@ -107,7 +144,66 @@ impl Steer<'_> {
                 self.worker
             );
         }
+        let handovers = shares_to_hand(&now, self.worker);
+        let count: usize = handovers.iter().map(|handover| handover.count).sum();
+        tracing::info!(
+            "worker {} hands {count} of its {held} connections to others",
+            self.worker
+        );
+        handovers
     }
+
+    /// Whether `socket`'s packets now arrive on the CPU of worker `to`: when a client thread
+    /// has moved to another CPU since it connected, its connections are best handed to the
+    /// worker there (the kernel notes the CPU of each packet a socket receives).
+    pub fn arrives_for(&self, to: usize, socket: impl AsFd) -> bool {
+        socket_incoming_cpu(socket).ok() == Some(self.steering.cpus[to])
+    }
+
+    /// Queues `clients` for worker `to` and rings its doorbell.
+    pub fn hand_over(&self, to: usize, clients: Vec<Client>) {
+        let steering = self.steering;
+        steering.held[self.worker].fetch_sub(clients.len(), Ordering::Relaxed);
+        steering.held[to].fetch_add(clients.len(), Ordering::Relaxed);
+        lock(&steering.handed[to]).extend(clients);
+        // Fails only if the counter would overflow: the bell is already ringing then.
+        let _ = rustix::io::write(&steering.doorbells[to], &1u64.to_ne_bytes());
+    }
+
+    /// The connections handed to this worker since it last looked; quiets its doorbell.
+    pub fn take_handed(&self) -> Vec<Client> {
+        // Quiet the bell first: a handover after this rings it again.
+        let _ = rustix::io::read(&self.steering.doorbells[self.worker], &mut [0; 8]);
+        std::mem::take(&mut *lock(&self.steering.handed[self.worker]))
+    }
+}
+
+/// A queue is whole after any panic (clients are moved in and out whole): a poisoned lock
+/// is safe to use.
+fn lock(queue: &Mutex<Vec<Client>>) -> std::sync::MutexGuard<'_, Vec<Client>> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What worker `from` should hand to the others so that it keeps its fair share and fills
+/// theirs, given every worker's count `held`: to each worker below the share, what it lacks,
+/// fewest first, as far as `from`'s excess goes.
+fn shares_to_hand(held: &[usize], from: usize) -> Vec<Handover> {
+    let share = held.iter().sum::<usize>() / held.len();
+    let mut excess = held[from].saturating_sub(share);
+    let mut below: Vec<(usize, usize)> = (0..held.len())
+        .filter(|&worker| worker != from && held[worker] < share)
+        .map(|worker| (worker, held[worker]))
+        .collect();
+    below.sort_by_key(|&(_, count)| count);
+    let mut handovers = Vec::new();
+    for (to, count) in below {
+        let lacking = (share - count).min(excess);
+        if lacking > 0 {
+            handovers.push(Handover { to, count: lacking });
+            excess -= lacking;
+        }
+    }
+    handovers
 }
 
 /// Whether a worker holding `held` of `total` connections holds far more than its share:
@@ -138,7 +234,6 @@ fn allowed_cpus() -> io::Result<Vec<u32>> {
 mod tests {
     use super::*;
     use crate::server::listen_reuseport;
-    use rustix::net::sockopt::socket_incoming_cpu;
     use std::net::{SocketAddr, TcpStream};
 
     #[test]
@@ -208,12 +303,34 @@ mod tests {
         );
         for _ in 0..SWEEPS_TO_CONVICT - 1 {
             idle.check(2, &listeners[1]);
-            busy.check(98, &listeners[0]);
-            assert!(busy.tagged, "not yet: a skew must last");
+            let handovers = busy.check(98, &listeners[0]);
+            assert!(busy.tagged && handovers.is_empty(), "not yet: a skew must last");
         }
-        busy.check(98, &listeners[0]);
+        let handovers = busy.check(98, &listeners[0]);
+        assert_eq!(
+            handovers,
+            [Handover { to: 1, count: 48 }],
+            "down to its share of 50"
+        );
         assert!(!busy.tagged && idle.tagged);
         assert_eq!(socket_incoming_cpu(&listeners[0]).unwrap(), NO_CPU);
         assert_ne!(socket_incoming_cpu(&listeners[1]).unwrap(), NO_CPU);
+        assert!(busy.take_handed().is_empty() && idle.take_handed().is_empty());
+    }
+
+    #[test]
+    fn the_excess_fills_the_emptiest_workers_first() {
+        let to = |to, count| Handover { to, count };
+        assert_eq!(shares_to_hand(&[100, 0], 0), [to(1, 50)]);
+        assert_eq!(shares_to_hand(&[0, 101], 1), [to(0, 50)], "the odd one stays");
+        assert_eq!(
+            shares_to_hand(&[100, 0, 0, 0], 0),
+            [to(1, 25), to(2, 25), to(3, 25)]
+        );
+        assert_eq!(
+            shares_to_hand(&[70, 20, 10, 0], 0),
+            [to(3, 25), to(2, 15), to(1, 5)]
+        );
+        assert_eq!(shares_to_hand(&[50, 50], 0), [], "at its share: nothing to hand");
     }
 }

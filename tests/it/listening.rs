@@ -529,7 +529,7 @@ fn contrib_units_are_valid() {
 /// `reactor` gives each connection to the worker tagged with the CPU it arrives on
 /// (`models::steer`). When every connection arrives on one CPU, the worker holding them all
 /// gives its tag up after three sweeps (every 0.1 s here, a quarter of the header timeout),
-/// says so, and the server serves on.
+/// hands half of them to the other worker, says so, and every connection is served on.
 #[test]
 fn reactor_spreads_connections_again_when_all_arrive_on_one_cpu() {
     let allowed = rustix::thread::sched_getaffinity(None).unwrap();
@@ -572,15 +572,23 @@ fn reactor_spreads_connections_again_when_all_arrive_on_one_cpu() {
     })
     .join()
     .unwrap();
-    let said = "new connections on its CPU are now spread across all workers";
-    let seen = binary::poll_until(SAFETY, || running.stderr_now().contains(said).then_some(()));
-    assert!(
-        seen.is_some(),
-        "no {said:?} on stderr: {:?}",
-        running.stderr_now()
-    );
+    for said in [
+        "holds 40 of 40 connections: new connections on its CPU are now spread across all workers",
+        "hands 20 of its 40 connections to others",
+    ] {
+        let seen = binary::poll_until(SAFETY, || running.stderr_now().contains(said).then_some(()));
+        assert!(
+            seen.is_some(),
+            "no {said:?} on stderr: {:?}",
+            running.stderr_now()
+        );
+    }
     assert_eq!(fetch(addr, "/readme.txt").status, 200);
-    drop(held);
+    // The connections handed over, and those kept, answer their next request.
+    for mut c in held {
+        c.send(get_req("/readme.txt"));
+        assert_eq!(c.read_response().status, 200);
+    }
     running
         .stop_with(Signal::SIGTERM)
         .unwrap_or_else(|e| panic!("{e}"));
