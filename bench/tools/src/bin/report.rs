@@ -91,6 +91,8 @@ struct IdleOut {
 #[serde(default)]
 struct Idle {
     server: String,
+    /// Set on the rounds of the targets.
+    round: Option<u32>,
     ok: bool,
     mem_base_kib: Option<u64>,
     mem_kib: Option<u64>,
@@ -147,6 +149,8 @@ struct Results {
     /// The rounds of the targets, in order, per server and workload.
     rounds: BTreeMap<(String, String), Vec<Load>>,
     idle: BTreeMap<String, Idle>,
+    /// The idle test's rounds, in order, per server.
+    idle_rounds: BTreeMap<String, Vec<Idle>>,
     sweep: BTreeMap<(String, u32), Sweep>,
     callgrind: Vec<Callgrind>,
     duration_s: Option<u64>,
@@ -167,6 +171,9 @@ impl Results {
                 Record::Round(l) => {
                     let key = (l.server.clone(), l.workload.clone());
                     r.rounds.entry(key).or_default().push(l);
+                }
+                Record::Idle(d) if d.round.is_some() => {
+                    r.idle_rounds.entry(d.server.clone()).or_default().push(d);
                 }
                 Record::Idle(d) => {
                     r.idle.insert(d.server.clone(), d);
@@ -231,6 +238,15 @@ impl Results {
 
     fn idle_ok(&self, server: &str) -> Option<&Idle> {
         self.idle.get(server).filter(|d| d.ok)
+    }
+
+    /// What the idle targets compare: the median over the idle rounds if there were any,
+    /// else the one idle test of the main pass.
+    fn idle_target(&self, server: &str, of: impl Fn(&Idle) -> Option<f64>) -> Option<f64> {
+        match self.idle_rounds.get(server) {
+            Some(all) => median(all.iter().filter(|d| d.ok).filter_map(of).collect()),
+            None => self.idle_ok(server).and_then(of),
+        }
     }
 
     fn sweep(&self, server: &str, conns: u32) -> Option<&Sweep> {
@@ -712,17 +728,14 @@ fn targets(w: &mut String, r: &Results) {
     rps_target(w, "small", "small file", 1.5);
     rps_target(w, "pipeline", "16-deep pipelining", 10.0);
     rps_target(w, "1m", "1 MiB file", 1.0);
-    let (a, b) = (
-        r.idle_ok(model).and_then(|d| d.mem_kib),
-        r.idle_ok("nginx").and_then(|d| d.mem_kib),
-    );
-    let rt = ratio(a.map(|v| v as f64), b.map(|v| v as f64));
+    let (a, b) = (r.idle_target(model, idle_mem), r.idle_target("nginx", idle_mem));
+    let rt = ratio(a, b);
     let _ = writeln!(
         w,
         "| memory with {} idle keep-alive connections ≤ nginx's | {} | {} | {} | {} |",
         thousands(r.meta.idle_conns as f64),
-        opt(a, mib),
-        opt(b, mib),
+        opt(a.map(|v| v as u64), mib),
+        opt(b.map(|v| v as u64), mib),
         opt(rt, times),
         mark(rt.map(|x| x <= 1.0))
     );
@@ -739,13 +752,7 @@ fn targets(w: &mut String, r: &Results) {
             mark(rt.map(|x| x <= 1.0))
         );
     }
-    let fresh = |s: &str| {
-        r.idle_ok(s)
-            .and_then(|d| d.result.as_ref())
-            .and_then(|x| x.fresh.p99_us)
-            .map(|v| v as f64 / 1000.0)
-    };
-    let (a, b) = (fresh(model), fresh("nginx"));
+    let (a, b) = (r.idle_target(model, fresh_p99), r.idle_target("nginx", fresh_p99));
     let rt = ratio(a, b);
     let _ = writeln!(
         w,
@@ -767,12 +774,23 @@ fn targets(w: &mut String, r: &Results) {
     rounds(w, r, model);
 }
 
+/// The idle test's memory, in KiB, as a number the targets can take a median of.
+fn idle_mem(d: &Idle) -> Option<f64> {
+    d.mem_kib.map(|v| v as f64)
+}
+
+/// The p99 of the idle test's requests on new connections, in ms.
+fn fresh_p99(d: &Idle) -> Option<f64> {
+    let us = d.result.as_ref()?.fresh.p99_us?;
+    Some(us as f64 / 1000.0)
+}
+
 /// Every round behind the targets' medians, so a reader sees how much they moved.
 fn rounds(w: &mut String, r: &Results, model: &str) {
     if r.rounds.is_empty() {
         let _ = writeln!(
             w,
-            "Throughput and p99 above are the single measurements of the tables below.\n"
+            "Every number above is the single measurement of the tables below.\n"
         );
         return;
     }
@@ -782,12 +800,20 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
     } else {
         &format!("{count} rounds")
     };
+    // Results from before the idle test had rounds take memory and latency from the main pass.
+    let (medians, steps) = if r.idle_rounds.is_empty() {
+        ("Throughput and p99 above are medians", "each workload")
+    } else {
+        (
+            "Every number above is a median",
+            "each workload and then the idle test",
+        )
+    };
     let _ = writeln!(
         w,
-        "Throughput and p99 above are medians over {rounds} run after the tables below: in \
-         each, nginx and `{model}` took each workload back to back, a fresh server each time, so \
-         that the two are measured minutes, not the whole run, apart. Every round \
-         (`{model}` / nginx, and the ratio):\n"
+        "{medians} over {rounds} run after the tables below: in each, nginx and `{model}` took \
+         {steps} back to back, a fresh server each time, so that the two are measured minutes, \
+         not the whole run, apart. Every round (`{model}` / nginx, and the ratio):\n"
     );
     let _ = writeln!(w, "| workload | round | req/s | ratio | p99 | ratio |");
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
@@ -813,6 +839,42 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
                 "| {title} | {round} | {rps} | {rps_ratio} | {p99} | {p99_ratio} |"
             );
         }
+    }
+    let _ = writeln!(w);
+    idle_rounds(w, r, model);
+}
+
+/// The idle test's rounds: memory and the new-connection p99, each server's in turn.
+fn idle_rounds(w: &mut String, r: &Results, model: &str) {
+    let (Some(ours), Some(theirs)) = (r.idle_rounds.get(model), r.idle_rounds.get("nginx")) else {
+        return;
+    };
+    let _ = writeln!(
+        w,
+        "And the idle test ({} keep-alive connections held), in the same rounds:\n",
+        thousands(r.meta.idle_conns as f64)
+    );
+    let _ = writeln!(w, "| round | memory | ratio | p99, new connection | ratio |");
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|");
+    for a in ours {
+        let Some(b) = theirs.iter().find(|b| b.round == a.round) else {
+            continue;
+        };
+        let of = |d: &Idle, f: fn(&Idle) -> Option<f64>| if d.ok { f(d) } else { None };
+        let (mem_a, mem_b) = (of(a, idle_mem), of(b, idle_mem));
+        let (p99_a, p99_b) = (of(a, fresh_p99), of(b, fresh_p99));
+        let mib_of = |v: f64| mib(v as u64);
+        let _ = writeln!(
+            w,
+            "| {} | {} / {} | {} | {} / {} | {} |",
+            a.round.map_or(DASH.to_string(), |n| n.to_string()),
+            opt(mem_a, mib_of),
+            opt(mem_b, mib_of),
+            opt(ratio(mem_a, mem_b), times),
+            opt(p99_a, ms),
+            opt(p99_b, ms),
+            opt(ratio(p99_a, p99_b), times)
+        );
     }
     let _ = writeln!(w);
 }
