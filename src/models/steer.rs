@@ -79,6 +79,12 @@ impl Steering {
         if listeners.len() < 2 {
             return None;
         }
+        // The doorbells first: a tag is set only once nothing else can fail.
+        let doorbells = listeners
+            .iter()
+            .map(|_| eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK))
+            .collect::<Result<_, _>>()
+            .ok()?;
         let allowed = allowed_cpus().ok()?;
         let cpus: Box<[u32]> = allowed.iter().cycle().take(listeners.len()).copied().collect();
         for (listener, &cpu) in listeners.iter().zip(&cpus) {
@@ -90,11 +96,6 @@ impl Steering {
                 return None;
             }
         }
-        let doorbells = listeners
-            .iter()
-            .map(|_| eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK))
-            .collect::<Result<_, _>>()
-            .ok()?;
         Some(Steering {
             held: listeners.iter().map(|_| AtomicUsize::new(0)).collect(),
             handed: listeners.iter().map(|_| Mutex::default()).collect(),
