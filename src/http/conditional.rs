@@ -1,8 +1,8 @@
 //! Conditional requests (RFC 9110 §13): whether a GET or HEAD is answered in full, with 304,
 //! or with 412, given the representation's validators.
 
+use super::reply::{EntityTag, Validators};
 use super::request::{Field, Request};
-use super::response::{EntityTag, Validators};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

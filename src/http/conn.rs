@@ -17,9 +17,9 @@
 use super::body::{BodySkip, Skipped};
 use super::clock::Clock;
 use super::exchange::{self, Answered, Exchange, Exchanges};
-use super::request::{self, Action as RequestAction, Head, Limits, Parsed, Request, Version};
-use super::response::{self, Body, Persistence, Reply};
-use super::shape::{shape, Layout, Response};
+use super::reply::{self, Body, Persistence, Reply};
+use super::request::{self, Head, Intent, Limits, Parsed, Request, Version};
+use super::shape::{shape, Layout, Shaped};
 use super::status::Status;
 use core::net::IpAddr;
 use std::collections::VecDeque;
@@ -198,7 +198,7 @@ impl Connection {
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock) -> Connection {
         let mut conn = Connection::new(settings, clock.now());
-        let refusal = Response::whole(Reply::error(Status::ServiceUnavailable));
+        let refusal = Shaped::whole(Reply::error(Status::ServiceUnavailable));
         conn.queue(refusal, false, clock, Persistence::Close, None);
         conn.reading = Reading::Done;
         conn
@@ -445,7 +445,7 @@ impl Connection {
                 false
             }
             Parsed::Invalid(status) => {
-                let response = Response::whole(Reply::error(status));
+                let response = Shaped::whole(Reply::error(status));
                 self.queue(response, false, clock, Persistence::Close, None);
                 self.reading = Reading::Done;
                 false
@@ -462,7 +462,7 @@ impl Connection {
     /// `None` if there is no request line), to report them once the response is all sent.
     fn queue(
         &mut self,
-        response: Response,
+        response: Shaped,
         head_only: bool,
         clock: &Clock,
         persistence: Persistence,
@@ -490,8 +490,8 @@ impl Connection {
             (true, Version::Http11) => Persistence::Implicit,
         };
         let answered = self.observed.is_some().then(|| Answered::of(&head, head_start));
-        let (response, head_only) = match head.action {
-            RequestAction::Serve { method, path } => {
+        let (response, head_only) = match head.intent {
+            Intent::Serve { method, path } => {
                 let head_bytes = &self.input[head_start..];
                 let path = if path.is_empty() { b"/" } else { &head_bytes[path] };
                 let request = Request {
@@ -504,7 +504,7 @@ impl Connection {
                 let response = shape(handler.handle(&request), &request);
                 (response, method == request::Method::Head)
             }
-            RequestAction::Refuse(status) => (Response::whole(Reply::error(status)), false),
+            Intent::Refuse(status) => (Shaped::whole(Reply::error(status)), false),
         };
         self.queue(response, head_only, clock, persistence, answered);
         self.served_any = true;
@@ -599,12 +599,12 @@ impl Output {
         memory >= OUTPUT_HIGH_WATER || files >= MAX_QUEUED_FILES
     }
 
-    fn push(&mut self, response: Response, head_only: bool, clock: &Clock, persistence: Persistence) {
-        response::write_head(self.tail_bytes(), &response, clock, persistence);
+    fn push(&mut self, response: Shaped, head_only: bool, clock: &Clock, persistence: Persistence) {
+        reply::write_head(self.tail_bytes(), &response, clock, persistence);
         if head_only {
             return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
         }
-        let Response { reply, layout } = response;
+        let Shaped { reply, layout } = response;
         let size = reply.body.len();
         let body = Source::from(reply.body);
         match layout {

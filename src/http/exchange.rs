@@ -7,7 +7,7 @@
 use super::clock::Clock;
 use super::conn::Handler;
 use super::request::{Field, FieldValues, Head, RequestSpans, Version};
-use super::shape::Response;
+use super::shape::Shaped;
 // A plain value from `core`: the core is told an address, it never sees a socket.
 use core::net::IpAddr;
 use std::collections::VecDeque;
@@ -71,7 +71,7 @@ impl Answered {
 }
 
 /// What the log says of a response: its status, and the content bytes it sends.
-pub(crate) fn summary(response: &Response, head_only: bool) -> (u16, u64) {
+pub(crate) fn summary(response: &Shaped, head_only: bool) -> (u16, u64) {
     let body_bytes = match response.content_length() {
         Some(len) if !head_only => len,
         _ => 0,
@@ -218,8 +218,8 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::super::conn::{Action, Connection, Settings, Transmit};
+    use super::super::reply::{Body, Reply};
     use super::super::request::Request;
-    use super::super::response::{Body, Reply};
     use super::super::status::Status;
     use super::*;
     use std::borrow::Cow;

@@ -7,7 +7,7 @@
 //! - `request`: one request head, parsed by httparse and checked against RFC 9112/9110.
 //! - `body`: finding where a request body ends, so it can be dropped.
 //! - `conn`: the connection state machine: pipelining, persistence, timeouts, output queue.
-//! - `response`: what a handler answers and how its head is written.
+//! - `reply`: what a handler answers and how its head is written.
 //! - `exchange`: what the handler is told of each answered request, for logs and metrics.
 
 mod body;
@@ -18,8 +18,8 @@ mod exchange;
 mod mime;
 mod negotiate;
 mod range;
+mod reply;
 mod request;
-mod response;
 mod shape;
 mod status;
 
@@ -28,8 +28,8 @@ pub use conn::{Action, Connection, Handler, Settings, Transmit};
 pub use exchange::{Exchange, RequestLine};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
+pub use reply::{Body, EntityTag, Reply, Validators};
 #[cfg(test)]
 pub(crate) use request::with_request;
 pub use request::{Field, Limits, Method, Request};
-pub use response::{Body, EntityTag, Reply, Validators};
 pub use status::Status;

@@ -164,7 +164,7 @@ pub(crate) enum Framing {
 
 /// What the request asks of the server, decided before any file is looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
+pub(crate) enum Intent {
     /// GET or HEAD of this path: a range into the parsed buffer; empty stands for `/`
     /// (an absolute-form target with no path, RFC 9112 §3.2.2).
     Serve { method: Method, path: Range<usize> },
@@ -180,7 +180,7 @@ pub(crate) struct Head {
     pub framing: Option<Framing>,
     /// `Expect: 100-continue` was sent: the client may hold its body back until told.
     pub expects_continue: bool,
-    pub action: Action,
+    pub intent: Intent,
     pub fields: FieldValues,
     /// Where the method and the target lie in the parsed buffer, for the access log.
     pub spans: RequestSpans,
@@ -347,13 +347,13 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
             return Parsed::Invalid(Status::ContentTooLarge);
         }
     }
-    let action = match decide_action(method, target) {
-        Ok(action) => action,
+    let intent = match decide_intent(method, target) {
+        Ok(intent) => intent,
         Err(status) => return Parsed::Invalid(status),
     };
-    let action = match action {
+    let intent = match intent {
         // Turn the path slice into offsets, so the head does not borrow the buffer.
-        Target::Path(path) => Action::Serve {
+        Target::Path(path) => Intent::Serve {
             method: if method == "HEAD" {
                 Method::Head
             } else {
@@ -361,7 +361,7 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
             },
             path: offset_in(buf, target) + path.start..offset_in(buf, target) + path.end,
         },
-        Target::Refused(status) => Action::Refuse(status),
+        Target::Refused(status) => Intent::Refuse(status),
     };
     Parsed::Complete {
         head: Head {
@@ -369,7 +369,7 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
             keep_alive: fields.keep_alive(version),
             framing: fields.framing,
             expects_continue: fields.expects_continue,
-            action,
+            intent,
             fields: fields.values,
             spans: RequestSpans {
                 method: (offset_in(buf, method.as_bytes()), method.len()),
@@ -548,7 +548,7 @@ enum Target {
 }
 
 /// The method decides who answers; the target form must suit it (RFC 9112 §3.2).
-fn decide_action(method: &str, target: &[u8]) -> Result<Target, Status> {
+fn decide_intent(method: &str, target: &[u8]) -> Result<Target, Status> {
     match method {
         "GET" | "HEAD" => Ok(Target::Path(path_of(target)?)),
         // RFC 9110 §9: methods this server knows but does not allow on static files.
@@ -616,7 +616,7 @@ pub(crate) fn with_request<T>(raw: &[u8], now: Instant, f: impl FnOnce(&Request<
     let Parsed::Complete { head: parsed, .. } = parse(&mut head, &Limits::default()) else {
         panic!("not a whole head: {}", String::from_utf8_lossy(raw));
     };
-    let Action::Serve { method, path } = parsed.action else {
+    let Intent::Serve { method, path } = parsed.intent else {
         panic!("not a request to serve: {}", String::from_utf8_lossy(raw));
     };
     f(&Request {
@@ -639,9 +639,9 @@ mod tests {
     fn status_of(raw: &str) -> Option<u16> {
         match parse_str(raw) {
             Parsed::Invalid(status) => Some(status.code()),
-            Parsed::Complete { head, .. } => match head.action {
-                Action::Refuse(status) => Some(status.code()),
-                Action::Serve { .. } => Some(200),
+            Parsed::Complete { head, .. } => match head.intent {
+                Intent::Refuse(status) => Some(status.code()),
+                Intent::Serve { .. } => Some(200),
             },
             Parsed::Partial => None,
         }
@@ -768,7 +768,7 @@ mod tests {
             Parsed::Complete {
                 head:
                     Head {
-                        action: Action::Serve { path, .. },
+                        intent: Intent::Serve { path, .. },
                         ..
                     },
                 ..

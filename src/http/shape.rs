@@ -3,15 +3,15 @@
 
 use super::conditional::{self, Precondition};
 use super::range::{self, Ranges};
+use super::reply::{Reply, Validators};
 use super::request::{Field, Method, Request};
-use super::response::{Reply, Validators};
 use super::status::Status;
 use std::borrow::Cow;
 use std::ops::Range;
 
 /// A reply with its final status, and which of its body's bytes go out how.
 #[derive(Debug)]
-pub(crate) struct Response {
+pub(crate) struct Shaped {
     pub reply: Reply,
     pub layout: Layout,
 }
@@ -33,9 +33,9 @@ pub(crate) enum Layout {
     Unsatisfiable { size: u64 },
 }
 
-impl Response {
-    pub fn whole(reply: Reply) -> Response {
-        Response {
+impl Shaped {
+    pub fn whole(reply: Reply) -> Shaped {
+        Shaped {
             reply,
             layout: Layout::Whole,
         }
@@ -59,15 +59,15 @@ impl Response {
 }
 
 /// Applies the request's preconditions and ranges to `reply`.
-pub(crate) fn shape(mut reply: Reply, request: &Request<'_>) -> Response {
+pub(crate) fn shape(mut reply: Reply, request: &Request<'_>) -> Shaped {
     let Some(validators) = reply.validators.as_ref().filter(|_| reply.status == Status::Ok) else {
-        return Response::whole(reply);
+        return Shaped::whole(reply);
     };
     match conditional::evaluate(request, validators) {
-        Precondition::Failed => return Response::whole(Reply::error(Status::PreconditionFailed)),
+        Precondition::Failed => return Shaped::whole(Reply::error(Status::PreconditionFailed)),
         Precondition::NotModified => {
             reply.status = Status::NotModified;
-            return Response {
+            return Shaped {
                 reply,
                 layout: Layout::NotModified,
             };
@@ -79,17 +79,17 @@ pub(crate) fn shape(mut reply: Reply, request: &Request<'_>) -> Response {
         .field(Field::Range)
         .filter(|_| request.method == Method::Get);
     let Some(range_field) = range_field.filter(|_| conditional::if_range_holds(request, validators)) else {
-        return Response::whole(reply);
+        return Shaped::whole(reply);
     };
     let size = reply.body.len();
     match range::parse(&range_field, size) {
-        Ranges::Whole => Response::whole(reply),
+        Ranges::Whole => Shaped::whole(reply),
         Ranges::Unsatisfiable => {
             let refusal = Reply {
                 cache_control: reply.cache_control,
                 ..Reply::error(Status::RangeNotSatisfiable)
             };
-            Response {
+            Shaped {
                 reply: refusal,
                 layout: Layout::Unsatisfiable { size },
             }
@@ -97,7 +97,7 @@ pub(crate) fn shape(mut reply: Reply, request: &Request<'_>) -> Response {
         Ranges::Parts(mut parts) if parts.len() == 1 => {
             reply.status = Status::PartialContent;
             let range = parts.remove(0);
-            Response {
+            Shaped {
                 reply,
                 layout: Layout::Single { range, size },
             }
@@ -108,7 +108,7 @@ pub(crate) fn shape(mut reply: Reply, request: &Request<'_>) -> Response {
             let part_type = reply.content_type.take();
             reply.content_type = Some(Cow::Owned(format!("multipart/byteranges; boundary={boundary}")));
             let layout = multipart(&boundary, part_type.as_deref(), parts, size);
-            Response { reply, layout }
+            Shaped { reply, layout }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What a handler answers, and how the core turns it into a response head (RFC 9110 §6, RFC 9112 §4).
 
 use super::clock::Clock;
-use super::shape::{Layout, Response};
+use super::shape::{Layout, Shaped};
 use super::status::Status;
 use std::borrow::Cow;
 use std::fmt;
@@ -185,7 +185,7 @@ pub(crate) enum Persistence {
 }
 
 /// Appends the head of `response` to `out`.
-pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, clock: &Clock, persistence: Persistence) {
+pub(crate) fn write_head(out: &mut Vec<u8>, response: &Shaped, clock: &Clock, persistence: Persistence) {
     let reply = &response.reply;
     out.extend_from_slice(reply.status.status_line().as_bytes());
     out.extend_from_slice(b"Server: bingfa\r\nDate: ");
