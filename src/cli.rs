@@ -4,9 +4,10 @@
 
 pub mod config;
 
+use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::{Config, Model};
+use crate::server::Config;
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};

@@ -1,6 +1,6 @@
 //! The errors that stop the server, each one line for the person who started it.
 
-use crate::net::{ActivationError, Address};
+use crate::net::{ActivationError, ListenError};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,10 +9,8 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("cannot serve {}: {source}", path.display())]
     Root { path: PathBuf, source: io::Error },
-    #[error("cannot listen on {addr}: address already in use")]
-    AddressInUse { addr: Address },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: Address, source: io::Error },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("cannot use the socket systemd passed (LISTEN_FDS): {0}")]
     Activation(#[from] ActivationError),
     #[error("cannot open the access log {}: {source}", path.display())]
@@ -32,15 +30,5 @@ impl Error {
     /// Wraps an I/O error with what the server was doing when it happened.
     pub fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Io { context, source }
-    }
-
-    /// Binding or listening on `addr` failed; "address in use" is its own error.
-    pub(crate) fn listen(addr: impl Into<Address>, source: io::Error) -> Error {
-        let addr = addr.into();
-        if source.kind() == io::ErrorKind::AddrInUse {
-            Error::AddressInUse { addr }
-        } else {
-            Error::Listen { addr, source }
-        }
     }
 }

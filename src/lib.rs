@@ -15,17 +15,20 @@
 //! See ARCHITECTURE.md for the flow of one request and the invariants.
 
 pub mod cli;
+mod engine;
 mod error;
 pub mod fs;
 pub mod http;
 mod models;
 pub mod net;
 pub mod observe;
+mod seam;
 pub mod server;
 mod shutdown;
 pub mod site;
 
 pub use error::Error;
-pub use net::{Address, Listener};
-pub use server::{bind, serve, Config, Model, Server};
+pub use models::Model;
+pub use net::{bind, Address, Listener};
+pub use server::{serve, Config, Server};
 pub use shutdown::Shutdown;

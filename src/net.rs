@@ -5,10 +5,11 @@
 
 mod activation;
 mod interfaces;
+mod tcp;
 mod unix;
 
 pub use activation::{inherited, ActivationError, Inherited};
-pub(crate) use unix::bind as bind_unix;
+pub(crate) use tcp::listen_reuseport;
 
 use socket2::{SockAddr, Socket};
 use std::fmt;
@@ -62,6 +63,35 @@ impl fmt::Display for Address {
 impl From<SocketAddr> for Address {
     fn from(addr: SocketAddr) -> Address {
         Address::Tcp(addr)
+    }
+}
+
+/// Binds a listener on `address`: a TCP one (`SO_REUSEPORT`, so that the reactor can open one
+/// per worker on the same address), or a Unix socket (a stale socket file is removed first).
+pub fn bind(address: Address) -> Result<Listener, ListenError> {
+    match address {
+        Address::Tcp(addr) => tcp::bind(addr),
+        Address::Unix(path) => unix::bind(&path),
+    }
+}
+
+/// Binding or listening on an address failed; "address in use" is told apart.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: address already in use")]
+    AddressInUse { addr: Address },
+    #[error("cannot listen on {addr}: {source}")]
+    Other { addr: Address, source: io::Error },
+}
+
+impl ListenError {
+    fn new(addr: impl Into<Address>, source: io::Error) -> ListenError {
+        let addr = addr.into();
+        if source.kind() == io::ErrorKind::AddrInUse {
+            ListenError::AddressInUse { addr }
+        } else {
+            ListenError::Other { addr, source }
+        }
     }
 }
 
@@ -142,6 +172,18 @@ impl Listener {
     pub(crate) fn accept(&self) -> io::Result<(Stream, SockAddr)> {
         let (socket, peer) = self.socket.accept()?;
         Ok((Stream::new(socket), peer))
+    }
+}
+
+/// A TCP listener bound elsewhere (the metrics endpoint's): served as it is.
+impl From<std::net::TcpListener> for Listener {
+    fn from(listener: std::net::TcpListener) -> Listener {
+        Listener {
+            socket: Socket::from(listener),
+            kind: Kind::Tcp,
+            reuse_port: false,
+            _file: None,
+        }
     }
 }
 

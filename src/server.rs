@@ -1,87 +1,22 @@
-//! Starting a server: its configuration, its listening socket, and the hand-off to a model.
+//! Wiring a server together: its configuration, the site, what observes it, and the hand-off
+//! of a bound listener to a model. Nothing here serves a byte itself.
 
+mod endpoint;
+
+use crate::engine::Context;
 use crate::error::Error;
 use crate::http;
-use crate::models::{self, Context};
-use crate::net::{self, Address, Listener};
-use crate::observe::{LogFormat, Observation};
+use crate::models::{self, Model};
+use crate::net::Listener;
+use crate::observe::{LogFormat, Observer};
 use crate::shutdown::Shutdown;
 use crate::site::{Site, SiteOptions};
-use socket2::{Domain, Protocol, Socket, Type};
-use std::fmt;
-use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use endpoint::Endpoint;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The concurrency models; each lives in `src/models/<name>.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Model {
-    /// One process per connection (fork).
-    Process,
-    /// One thread per connection, blocking I/O.
-    Thread,
-    /// A fixed pool of worker threads taking connections from a queue.
-    Pool,
-    /// Tokio tasks, one per connection, on a multi-thread runtime.
-    #[value(alias = "coroutine")]
-    Async,
-    /// One thread trying every non-blocking socket in turn, no readiness API.
-    Nonblocking,
-    /// One thread, poll(2) over every socket each turn.
-    Poll,
-    /// One thread, non-blocking sockets, one epoll loop.
-    Epoll,
-    /// One epoll loop per worker thread, each with its own SO_REUSEPORT listener.
-    Reactor,
-    /// Worker processes forked at start, each running an epoll loop; the parent supervises.
-    Prefork,
-    /// io_uring: accept, receive and send driven by completions, one ring per worker.
-    Uring,
-}
-
-impl Model {
-    pub const ALL: &'static [Model] = &[
-        Model::Process,
-        Model::Thread,
-        Model::Pool,
-        Model::Async,
-        Model::Nonblocking,
-        Model::Poll,
-        Model::Epoll,
-        Model::Reactor,
-        Model::Prefork,
-        Model::Uring,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Process => "process",
-            Model::Thread => "thread",
-            Model::Pool => "pool",
-            Model::Async => "async",
-            Model::Nonblocking => "nonblocking",
-            Model::Poll => "poll",
-            Model::Epoll => "epoll",
-            Model::Reactor => "reactor",
-            Model::Prefork => "prefork",
-            Model::Uring => "uring",
-        }
-    }
-
-    /// Models that fork. They must be started from a single-threaded program (the
-    /// `bingfa` binary is one), never from inside a multi-threaded one such as a test runner.
-    pub fn forks(self) -> bool {
-        matches!(self, Model::Process | Model::Prefork)
-    }
-}
-
-impl fmt::Display for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Everything a server needs to know besides its listener.
 #[derive(Debug, Clone)]
@@ -188,84 +123,20 @@ fn connection_budget() -> usize {
     (soft.saturating_sub(64) / 2).max(1)
 }
 
-/// Binds a listener on `address`: a Unix socket (see `net::bind_unix`), or a TCP one. Every
-/// TCP listener is `SO_REUSEPORT`, so the reactor can open one per worker on the same address.
-pub fn bind(address: Address) -> Result<Listener, Error> {
-    let addr = match address {
-        Address::Tcp(addr) => addr,
-        Address::Unix(path) => return net::bind_unix(&path),
-    };
-    if addr.port() != 0 {
-        check_address_free(addr)?;
-    }
-    listen_reuseport(addr).map_err(|source| Error::listen(addr, source))
-}
-
-/// With `SO_REUSEPORT`, a second server of the same user could silently share a port with
-/// the first. A plain bind first makes "address in use" an error, as users expect. (A server
-/// that takes the port between this check and the real bind would still share it.)
-fn check_address_free(addr: SocketAddr) -> Result<(), Error> {
-    let probe = new_socket(addr).map_err(|source| Error::listen(addr, source))?;
-    probe
-        .bind(&addr.into())
-        .map_err(|source| Error::listen(addr, source))
-}
-
-pub(crate) fn listen_reuseport(addr: SocketAddr) -> std::io::Result<Listener> {
-    let socket = new_socket(addr)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(Listener::reusing_port(socket))
-}
-
-/// Unsent bytes below which a connection counts as writable again. It also caps what one
-/// `sendfile` may leave unsent, so it sets how many rounds of wake-up and `sendfile` a large
-/// body takes: at 256 KiB, a 1 MiB file took at least four, and reactor served 25-40% fewer
-/// of them per second than at 2 MiB, which is as fast as no mark at all (wrk -c100 on the
-/// 1 MiB file, 2 cores). A client slower than the kernel's wake-up is still seen taking data:
-/// see `models::SendWatch`.
-const NOTSENT_LOWAT: u32 = 2 << 20;
-
-fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    // Restarting must not wait for old connections in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    tune_tcp(&socket);
-    Ok(socket)
-}
-
-/// Settings for a TCP listener, bound here or passed in by systemd.
-pub(crate) fn tune_tcp(socket: &Socket) {
-    // Report a socket writable once its *unsent* backlog is small, not once the whole
-    // (autotuned, megabytes large) send buffer has drained: a client reading slowly but
-    // steadily then shows progress often, so only one that stops reading meets the send
-    // timeout. Accepted sockets inherit it. Old kernels lack it; nothing else depends on it.
-    let _ = socket.set_tcp_notsent_lowat(NOTSENT_LOWAT);
-    // Small responses must not wait for Nagle's algorithm. Set once here, since accepted
-    // sockets inherit it: a system call saved on every connection.
-    let _ = socket.set_tcp_nodelay(true);
-}
-
-/// A server ready to run: its root is open and its listener bound.
+/// A server ready to run: its root is open, its listener bound, and its access log and
+/// metrics listener too, so that every mistake in the configuration shows before it serves.
 #[derive(Debug)]
 pub struct Server {
     listener: Listener,
     site: Site,
     config: Config,
-    observation: Option<Observation>,
+    observer: Option<Arc<Observer>>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
     pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
-        models::check_available(config.model)?;
+        config.model.check_available()?;
         let options = SiteOptions {
             hidden: config.hidden,
             listing: config.listing,
@@ -278,13 +149,19 @@ impl Server {
             path: config.root.clone(),
             source,
         })?;
-        let observation = Observation::new(config)?;
-        site.observer = observation.as_ref().map(|o| Arc::clone(o.observer()));
+        let metrics_for = config.metrics.map(|_| config.model.name());
+        let observer = Observer::open(config.access_log.as_deref(), config.log_format, metrics_for)?;
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?),
+            None => None,
+        };
+        site.observer = observer.clone();
         Ok(Server {
             listener,
             site,
             config: config.clone(),
-            observation,
+            observer,
+            metrics_listener,
         })
     }
 
@@ -302,18 +179,31 @@ impl Server {
 
     /// Where `--metrics` are served, once bound (with the real port if 0 was asked for).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.observation.as_ref()?.metrics_addr()
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     /// Serves until `shutdown` is triggered.
     pub fn run(self, shutdown: Arc<Shutdown>) -> Result<(), Error> {
         tracing::debug!("{:?}", self.config);
-        let observer = self.site.observer.clone();
-        let observing = match self.observation {
-            Some(observation) => {
-                Some(observation.start(self.config.model, self.listener.as_fd(), &shutdown)?)
+        let model = self.config.model;
+        // A forking model's parent starts no thread: its serving processes start their own
+        // log writers, and the metrics endpoint runs in a process of its own.
+        let writer = match &self.observer {
+            Some(observer) if !model.forks() => observer.start_writer(shutdown.watches_signals()),
+            _ => None,
+        };
+        let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
+        let endpoint = match (self.metrics_listener, metrics) {
+            (Some(listener), Some(handler)) => {
+                let server_listener = self.listener.as_raw_fd();
+                Some(Endpoint::start(
+                    listener,
+                    handler,
+                    model.forks(),
+                    server_listener,
+                )?)
             }
-            None => None,
+            _ => None,
         };
         let context = Arc::new(Context::new(
             self.site,
@@ -322,10 +212,11 @@ impl Server {
             self.config.max_connections,
             shutdown,
             self.config.shutdown_timeout,
-            observer,
+            self.observer,
         ));
-        let served = models::run(self.config.model, self.listener, context);
-        drop(observing);
+        let served = models::run(model, self.listener, context);
+        drop(endpoint);
+        drop(writer);
         if served.is_ok() {
             tracing::info!("stopped");
         }
@@ -336,19 +227,4 @@ impl Server {
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.
 pub fn serve(listener: Listener, config: &Config, shutdown: Arc<Shutdown>) -> Result<(), Error> {
     Server::new(listener, config)?.run(shutdown)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Nagle's algorithm is turned off once, on the listener: accepted sockets inherit it.
-    #[test]
-    fn accepted_sockets_inherit_no_delay() {
-        let listener = listen_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        let fd = std::os::fd::AsFd::as_fd(&accepted);
-        assert!(rustix::net::sockopt::tcp_nodelay(fd).unwrap());
-    }
 }

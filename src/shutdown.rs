@@ -6,6 +6,7 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A descriptor that becomes readable when the server should stop, and stays readable (nobody
 /// reads it), so any number of event loops, threads or forked workers can wait on it with
@@ -95,6 +96,42 @@ pub(crate) fn hangups() -> io::Result<SignalFd> {
         &signals,
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
     )?)
+}
+
+/// Blocks until `fd` is readable (true), or until shutdown is triggered or `timeout` has
+/// passed (false). One `poll` on two descriptors: the socket and the shutdown signal.
+pub(crate) fn readable_unless_shutdown(
+    fd: impl AsFd,
+    shutdown: &Shutdown,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let [readable, stopping] = wait_readable([fd.as_fd(), shutdown.fd()], timeout)?;
+    Ok(readable && !stopping)
+}
+
+/// Blocks until one of `fds` is readable or `timeout` passes (`None`: no limit); says which
+/// are readable (an error or hang-up counts: the next read will report it).
+pub(crate) fn wait_readable<const N: usize>(
+    fds: [BorrowedFd<'_>; N],
+    timeout: Option<Duration>,
+) -> io::Result<[bool; N]> {
+    let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN));
+    let timeout = timeout.map(timespec);
+    loop {
+        match poll(&mut polled, timeout.as_ref()) {
+            Ok(_) => return Ok(polled.each_ref().map(|fd| !fd.revents().is_empty())),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A `Duration` as the timeout of `poll`, `epoll_wait` and io_uring.
+pub(crate) fn timespec(duration: Duration) -> Timespec {
+    Timespec {
+        tv_sec: duration.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: duration.subsec_nanos().into(),
+    }
 }
 
 #[cfg(test)]

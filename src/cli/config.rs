@@ -497,7 +497,7 @@ fn seconds(duration: Duration) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::Model;
+    use crate::models::Model;
     use std::collections::HashMap;
 
     /// `bingfa ARGS` with exactly the variables `vars` set.

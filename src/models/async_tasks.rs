@@ -1,6 +1,6 @@
 //! `async` (alias `coroutine`): one tokio task per connection on a multi-threaded runtime.
 //!
-//! How it works: the Rust counterpart of the seeds' gevent server. gevent monkey-patched
+//! How it works: the Rust counterpart of the tutorial's gevent server. gevent monkey-patched
 //! sockets so that blocking-looking code yields to a hub; here each `.await` marks the point
 //! where a task yields. The accept loop spawns a task per connection; the task drives the
 //! HTTP core in the same plain loop as the `thread` model, but waits for socket readiness
@@ -25,10 +25,10 @@
 //! does the same work without a scheduler in the way, so it has the edge on raw throughput
 //! when requests are short; tasks win back balance, since any worker can run any connection.
 
-use super::{accept_nonblocking, tick, transmit, Context, SendWatch};
+use crate::engine::{accept_nonblocking, clock_now, tick, transmit, Context, SendWatch};
 use crate::error::Error;
-use crate::http::{Action, Clock, Connection};
 use crate::net::{Listener, Stream};
+use crate::seam::{Clock, Handler, Link, Step};
 use std::future::{poll_fn, Future};
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
@@ -41,13 +41,16 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::Interest;
 
 /// What every connection task holds: the server's context and the shutdown signal.
-struct Shared {
-    context: Arc<Context>,
+struct Shared<H> {
+    context: Arc<Context<H>>,
     /// One registration of the shutdown descriptor, awaited by every task.
     stop: AsyncFd<OwnedFd>,
 }
 
-pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run<H>(listener: Listener, context: Arc<Context<H>>) -> Result<(), Error>
+where
+    H: Handler + Send + Sync + 'static,
+{
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
@@ -65,7 +68,10 @@ pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error
 }
 
 /// Accepts until shutdown, one task per connection; then waits for the tasks, boundedly.
-async fn serve_all(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
+async fn serve_all<H>(listener: Listener, context: Arc<Context<H>>) -> Result<(), Error>
+where
+    H: Handler + Send + Sync + 'static,
+{
     // SAFETY: a `Listener` owns its descriptor and closes it only when dropped, which the
     // `AsyncFd` does.
     let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
@@ -108,7 +114,7 @@ async fn accept(listener: &AsyncFd<Listener>) -> io::Result<Stream> {
 }
 
 /// Registers a duplicate of the shutdown descriptor with tokio, which needs an owner for it.
-fn watch_shutdown(context: &Context) -> io::Result<AsyncFd<OwnedFd>> {
+fn watch_shutdown<H>(context: &Context<H>) -> io::Result<AsyncFd<OwnedFd>> {
     let fd = context.shutdown.fd().try_clone_to_owned()?;
     // SAFETY: tokio needs the descriptor to stay open, and the same, while it is registered;
     // an `OwnedFd` moved into the `AsyncFd` is closed by nothing else.
@@ -132,9 +138,9 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
     .await
 }
 
-async fn serve(stream: Stream, shared: Arc<Shared>) {
-    let mut clock = super::clock_now();
-    let (mut conn, _admission) = shared.context.accept(&clock, &stream);
+async fn serve<H: Handler>(stream: Stream, shared: Arc<Shared<H>>) {
+    let mut clock = clock_now();
+    let (mut link, _admission) = shared.context.accept(&clock, &stream);
     // Registered from inside the runtime, on whichever worker runs this task. If tokio cannot
     // take it, the connection is closed unanswered.
     // SAFETY: as for the listener: a `Stream` owns its descriptor until the `AsyncFd` drops it.
@@ -144,17 +150,17 @@ async fn serve(stream: Stream, shared: Arc<Shared>) {
         return;
     };
     // Any I/O error ends the connection; there is no one to report it to.
-    let _ = drive(&stream, &mut conn, &mut clock, &shared).await;
+    let _ = drive(&stream, &mut link, &mut clock, &shared).await;
 }
 
 /// Waits until `stream` can take more of a response, within the core's send timeout: a
 /// client that takes no data for this long is dropped. Every wait here follows progress, so
 /// the timeout counts from now, and starts over while the client is seen still taking what
 /// the kernel holds ([`SendWatch`]).
-async fn writable<'a>(
+async fn writable<'a, H>(
     stream: &'a AsyncFd<Stream>,
     watch: &mut SendWatch,
-    shared: &Shared,
+    shared: &Shared<H>,
 ) -> io::Result<AsyncFdReadyGuard<'a, Stream>> {
     loop {
         let deadline = Instant::now() + shared.context.settings.send_timeout;
@@ -168,17 +174,17 @@ async fn writable<'a>(
 
 /// The whole life of one connection: the `thread` model's loop, with `.await` where it
 /// would block.
-async fn drive(
+async fn drive<H: Handler>(
     stream: &AsyncFd<Stream>,
-    conn: &mut Connection,
+    link: &mut Link,
     clock: &mut Clock,
-    shared: &Shared,
+    shared: &Shared<H>,
 ) -> io::Result<()> {
     let mut watch = SendWatch::default();
     loop {
         tick(clock);
-        let done = match conn.poll(clock, &shared.context.site) {
-            Action::Send(what) => {
+        let done = match link.poll(clock, &shared.context.handler) {
+            Step::Send(what) => {
                 let mut ready = writable(stream, &mut watch, shared).await?;
                 // `try_io` clears tokio's readiness flag if the send would block, so the
                 // next `writable` really waits.
@@ -188,9 +194,9 @@ async fn drive(
                         watch.blocked(stream.get_ref());
                         Err(ErrorKind::WouldBlock.into())
                     })
-                    .map(|n| conn.sent(n, Instant::now()))
+                    .map(|n| link.sent(n, Instant::now()))
             }
-            Action::Receive { buf, deadline } => {
+            Step::Receive { buf, deadline } => {
                 // Waiting for the next request is where a stopping server lets go, and
                 // where the core's header and idle timeouts apply.
                 let ready = tokio::time::timeout_at(deadline.into(), stream.readable());
@@ -202,10 +208,10 @@ async fn drive(
                 ready
                     .try_io(|stream| stream.get_ref().read(buf))
                     .unwrap_or_else(|_would_block| Err(ErrorKind::WouldBlock.into()))
-                    .map(|n| conn.received(n, Instant::now()))
+                    .map(|n| link.received(n, Instant::now()))
             }
-            Action::Finish => stream.get_ref().shutdown(Direction::Write),
-            Action::Close => return Ok(()),
+            Step::Finish => stream.get_ref().shutdown(Direction::Write),
+            Step::Close => return Ok(()),
         };
         match done {
             Ok(()) => {}

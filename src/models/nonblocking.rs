@@ -1,5 +1,4 @@
-//! `nonblocking`: one thread trying every non-blocking socket in turn, no readiness API (the
-//! seeds' polling loop, done right).
+//! `nonblocking`: one thread trying every non-blocking socket in turn, no readiness API.
 //!
 //! How it works: the listener and every connection are non-blocking; each pass tries to
 //! accept, then pumps every connection — a `read` or `write` that returns EAGAIN at once
@@ -22,23 +21,25 @@
 //! When it wins: never in production; it shows what readiness APIs are for, and it needs no
 //! API beyond non-blocking sockets.
 //!
-//! What the seeds got wrong: the loop spun at 100% CPU while idle; one `recv(1024)` was taken
-//! as a whole request; a socket was removed from the list while the list was being iterated.
+//! The tutorial's polling loop spun at 100% CPU while idle, took one `recv(1024)` as a whole
+//! request and removed sockets from the list it was iterating (ARCHITECTURE.md, "Lessons"):
+//! here the nap, the core's reading to a whole head, and `retain_mut` avoid each.
 
-use super::{accept_nonblocking, tick, Client, Context, Pumped, Reads};
+use crate::engine::{accept_nonblocking, clock_now, tick, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::seam::{Clock, Handler};
 use std::time::{Duration, Instant};
 
 const FIRST_NAP: Duration = Duration::from_micros(50);
 const LONGEST_NAP: Duration = Duration::from_millis(2);
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
     let mut listener = Some(listener);
-    let mut clock = super::clock_now();
+    let mut clock = clock_now();
     let mut clients: Vec<Client> = Vec::new();
     let mut nap = FIRST_NAP;
     let mut draining_until: Option<Instant> = None;
@@ -48,14 +49,14 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
             // Refuse new clients; let each connection finish its response, then end.
             listener = None;
             draining_until = Some(clock.now() + context.shutdown_timeout);
-            clients.iter_mut().for_each(|client| client.conn.drain());
+            clients.iter_mut().for_each(|client| client.link.drain());
         }
         let mut progressed = match &listener {
             Some(listener) => accept_all(listener, context, &clock, &mut clients),
             None => false,
         };
         clients.retain_mut(
-            |client| match client.pump(&clock, &context.site, Reads::UntilBlocked) {
+            |client| match client.pump(&clock, &context.handler, Reads::UntilBlocked) {
                 Pumped::Blocked {
                     progressed: moved, ..
                 } => {
@@ -76,10 +77,10 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
 }
 
 /// Accepts every waiting connection; true if there was any.
-fn accept_all(
+fn accept_all<H>(
     listener: &Listener,
-    context: &Context,
-    clock: &crate::http::Clock,
+    context: &Context<H>,
+    clock: &Clock,
     clients: &mut Vec<Client>,
 ) -> bool {
     let mut accepted = false;

@@ -16,9 +16,13 @@
 //! When it wins: a few hundred connections or fewer, where the O(n) is small; and
 //! portability (poll is POSIX; epoll is Linux-only).
 
-use super::{accept_nonblocking, sweep_interval, tick, timespec, Client, Context, Interest, Pumped, Reads};
+use crate::engine::{
+    accept_nonblocking, clock_now, sweep_interval, tick, Client, Context, Interest, Pumped, Reads,
+};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::seam::{Clock, Handler};
+use crate::shutdown::timespec;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use std::io::ErrorKind;
@@ -31,12 +35,12 @@ struct Waiting {
     wants: Interest,
 }
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     listener
         .set_nonblocking(true)
         .map_err(Error::io("setting up the listener"))?;
     let mut listener = Some(listener);
-    let mut clock = super::clock_now();
+    let mut clock = clock_now();
     let mut waiting: Vec<Waiting> = Vec::new();
     let mut ready: Vec<usize> = Vec::new();
     let mut accept_paused_until: Option<Instant> = None;
@@ -57,7 +61,7 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
             // Refuse new clients; let each connection finish its response, then end.
             listener = None;
             draining_until = Some(clock.now() + context.shutdown_timeout);
-            waiting.iter_mut().for_each(|entry| entry.client.conn.drain());
+            waiting.iter_mut().for_each(|entry| entry.client.link.drain());
             ready.clear();
             ready.extend(0..waiting.len());
         }
@@ -68,7 +72,7 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
         for &index in ready.iter().rev() {
             match waiting[index]
                 .client
-                .pump(&clock, &context.site, Reads::UntilBlocked)
+                .pump(&clock, &context.handler, Reads::UntilBlocked)
             {
                 Pumped::Blocked { wants, .. } => waiting[index].wants = wants,
                 Pumped::Over => drop(waiting.swap_remove(index)),
@@ -87,9 +91,9 @@ struct Turn<'a> {
 impl Turn<'_> {
     /// One `poll` over everything; fills `ready` with the indices of ready connections and
     /// says whether shutdown was triggered and whether clients are waiting to be accepted.
-    fn wait(
+    fn wait<H>(
         &self,
-        context: &Context,
+        context: &Context<H>,
         waiting: &[Waiting],
         ready: &mut Vec<usize>,
     ) -> Result<(bool, bool), Error> {
@@ -111,7 +115,7 @@ impl Turn<'_> {
             PollFd::from_borrowed_fd(entry.client.socket.as_fd(), flags)
         }));
         // Wake up at least once per sweep interval so that timeouts are noticed.
-        let timeout = timespec(sweep_interval(context));
+        let timeout = timespec(sweep_interval(&context.settings));
         match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(Error::io("polling sockets")(e.into())),
@@ -132,17 +136,18 @@ impl Turn<'_> {
 
 /// Accepts every waiting connection and pumps it at once (its request may be there already).
 /// Returns when to try accepting again if the process ran out of descriptors.
-fn accept_all(
+fn accept_all<H: Handler>(
     listener: &Listener,
-    context: &Context,
-    clock: &crate::http::Clock,
+    context: &Context<H>,
+    clock: &Clock,
     waiting: &mut Vec<Waiting>,
 ) -> Option<Instant> {
     loop {
         match accept_nonblocking(listener) {
             Ok(socket) => {
                 let mut client = Client::new(socket, context, clock);
-                if let Pumped::Blocked { wants, .. } = client.pump(clock, &context.site, Reads::UntilBlocked)
+                if let Pumped::Blocked { wants, .. } =
+                    client.pump(clock, &context.handler, Reads::UntilBlocked)
                 {
                     waiting.push(Waiting { client, wants });
                 }
@@ -152,7 +157,7 @@ fn accept_all(
             // sweep interval rather than spin.
             Err(e) => {
                 crate::observe::accept_failed(&e);
-                return Some(clock.now() + sweep_interval(context));
+                return Some(clock.now() + sweep_interval(&context.settings));
             }
         }
     }

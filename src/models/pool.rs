@@ -19,19 +19,23 @@
 //! When it wins: bounded memory and threads with blocking, easy-to-read code, for short
 //! requests from well-behaved clients (a classic Java servlet container design).
 
-use super::{accept_until_shutdown, isolated, refuse, thread::serve, Admission, Context};
+use super::thread::serve;
+use crate::engine::{accept_until_shutdown, clock_now, isolated, refuse, Admission, Context};
 use crate::error::Error;
-use crate::http::Connection;
 use crate::net::{Listener, Stream};
+use crate::seam::{Handler, Link};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 /// A connection waiting for a worker, with its protocol state already started (so its
 /// header timeout runs) and its place under the connection limit.
-type Queued = (Stream, Connection, Admission);
+type Queued = (Stream, Link, Admission);
 
-pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run<H>(listener: Listener, context: Arc<Context<H>>) -> Result<(), Error>
+where
+    H: Handler + Send + Sync + 'static,
+{
     let (queue, waiting) = channel::<Queued>();
     let waiting = Arc::new(Mutex::new(waiting));
     // Workers are detached, not scoped to this call: one stuck sending to a client that
@@ -44,11 +48,11 @@ pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error
             .map_err(Error::io("starting the worker threads"))?;
     }
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
-        match context.accept(&super::clock_now(), &stream) {
+        match context.accept(&clock_now(), &stream) {
             // Fails only if every worker is gone, which they are not while the server runs.
-            (conn, Some(admission)) => drop(queue.send((stream, conn, admission))),
+            (link, Some(admission)) => drop(queue.send((stream, link, admission))),
             // Over the limit: every worker may be busy, so say 503 from here.
-            (conn, None) => refuse(stream, conn, &context.site),
+            (link, None) => refuse(stream, link, &context.handler),
         }
     })?;
     // Closing the queue tells the workers to finish their connection and leave; queued
@@ -60,15 +64,15 @@ pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error
 }
 
 /// One worker: take a connection, serve it to the end, repeat until the queue closes.
-fn work(waiting: &Mutex<Receiver<Queued>>, context: &Context) {
+fn work<H: Handler>(waiting: &Mutex<Receiver<Queued>>, context: &Context<H>) {
     loop {
         // One worker at a time waits on the queue; the others wait for the lock. A worker
         // that panicked while holding it left nothing half-done in a Receiver.
         let next = waiting.lock().unwrap_or_else(PoisonError::into_inner).recv();
         match next {
-            Ok((stream, conn, _admission)) if !context.shutdown.is_triggered() => {
+            Ok((stream, link, _admission)) if !context.shutdown.is_triggered() => {
                 // A bug while serving one connection must not cost the pool a worker.
-                isolated((), || serve(stream, conn, context));
+                isolated((), || serve(stream, link, context));
             }
             Ok(_) => {}
             Err(_) => return,

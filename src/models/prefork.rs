@@ -19,12 +19,11 @@
 //! When it wins: like `reactor`, every core serves; unlike threads, a worker that crashes or
 //! leaks takes down only its own connections, and the parent replaces it.
 
-use super::children::Children;
-use super::epoll::EventLoop;
-use super::limit::SharedTally;
-use super::{wait_readable, Context};
+use crate::engine::{Children, Context, EventLoop, SharedTally};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::seam::Handler;
+use crate::shutdown::wait_readable;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
@@ -37,7 +36,7 @@ const EXIT_MARGIN: Duration = Duration::from_secs(1);
 /// so a worker that cannot start does not turn the parent into a fork loop.
 const RESTART_PAUSE: Duration = Duration::from_millis(100);
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     let mut workers = Children::new().map_err(Error::io("watching worker processes"))?;
     let tally = SharedTally::new(context.workers).map_err(Error::io("sharing the connection count"))?;
     let result = supervise(&listener, context, &tally, &mut workers);
@@ -48,9 +47,9 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     result
 }
 
-fn supervise(
+fn supervise<H: Handler>(
     listener: &Listener,
-    context: &Context,
+    context: &Context<H>,
     tally: &SharedTally,
     workers: &mut Children,
 ) -> Result<(), Error> {
@@ -90,10 +89,10 @@ fn supervise(
     }
 }
 
-fn start_worker(
+fn start_worker<H: Handler>(
     index: usize,
     listener: &Listener,
-    context: &Context,
+    context: &Context<H>,
     tally: &SharedTally,
     workers: &mut Children,
 ) -> Result<Pid, Error> {

@@ -1,4 +1,4 @@
-//! `process`: one process per connection, forked from the accept loop (the seeds' first server).
+//! `process`: one process per connection, forked from the accept loop.
 //!
 //! How it works: a single-threaded parent waits (one `poll`) for a connection, the shutdown
 //! signal, or a child's exit. It forks a child per accepted connection; the child serves that
@@ -18,22 +18,23 @@
 //! When it wins: isolation. A crash, a leak or a corrupted heap in one child affects one
 //! connection only; the classic Apache prefork/inetd design for untrusted or fragile code.
 //!
-//! What the seeds got wrong: children were never reaped (zombies piled up until the parent
-//! exited) and the parent had to remember to close its copy of the socket (forgetting keeps
-//! the connection open after the child is done: the browser spins). Here SIGCHLD wakes the
-//! loop through a signalfd and every exited child is reaped; the parent's copy of the socket
-//! is dropped right after the fork.
+//! Two things a forking server must not forget (ARCHITECTURE.md, "Lessons"): to reap its
+//! children, or zombies pile up until the parent exits; and to close the parent's copy of
+//! the socket, or the connection stays open after the child is done and the browser spins.
+//! Here SIGCHLD wakes the loop through a signalfd and every exited child is reaped; the
+//! parent's copy of the socket is dropped right after the fork.
 
-use super::children::Children;
-use super::{refuse, thread, wait_readable, Context};
+use super::thread;
+use crate::engine::{clock_now, refuse, Children, Context};
 use crate::error::Error;
-
 use crate::net::Listener;
+use crate::seam::Handler;
+use crate::shutdown::wait_readable;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     let mut children = Children::new().map_err(Error::io("watching child processes"))?;
     let result = accept_and_fork(&listener, context, &mut children);
     // New clients are refused from here. Children finish the response in flight (SIGTERM
@@ -43,7 +44,11 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     result
 }
 
-fn accept_and_fork(listener: &Listener, context: &Context, children: &mut Children) -> Result<(), Error> {
+fn accept_and_fork<H: Handler>(
+    listener: &Listener,
+    context: &Context<H>,
+    children: &mut Children,
+) -> Result<(), Error> {
     loop {
         let [stopping, exited, incoming] =
             wait_readable([context.shutdown.fd(), children.fd(), listener.as_fd()], None)
@@ -60,7 +65,7 @@ fn accept_and_fork(listener: &Listener, context: &Context, children: &mut Childr
     }
 }
 
-fn accept_one(listener: &Listener, context: &Context, children: &mut Children) {
+fn accept_one<H: Handler>(listener: &Listener, context: &Context<H>, children: &mut Children) {
     let stream = match listener.accept() {
         Ok((stream, _peer)) => stream,
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => return,
@@ -72,15 +77,14 @@ fn accept_one(listener: &Listener, context: &Context, children: &mut Children) {
     };
     if children.len() >= context.limit.max() {
         // One child per connection: the children are the connections to count.
-        let clock = super::clock_now();
-        let refusal = context.overloaded(&clock, &stream);
-        return refuse(stream, refusal, &context.site);
+        let refusal = context.overloaded(&clock_now(), &stream);
+        return refuse(stream, refusal, &context.handler);
     }
     // The stream moves into the child's closure: the child serves it, and in the parent
     // the closure, never called, is dropped when `spawn` returns, closing the parent's copy.
     let served = children.spawn(move || {
-        let (conn, _admission) = context.accept(&super::clock_now(), &stream);
-        thread::serve(stream, conn, context);
+        let (link, _admission) = context.accept(&clock_now(), &stream);
+        thread::serve(stream, link, context);
         0
     });
     if served.is_err() {

@@ -6,7 +6,7 @@
 //! thundering herd — and a connection usually stays on the thread that accepted it. This is
 //! nginx's design (`worker_processes auto; listen ... reuseport`), with threads instead of
 //! processes. Each listener is also tagged with a CPU, so a connection goes to the worker of
-//! the CPU its packets arrive on, not to one picked by hash (see `steer`: fewer cache misses
+//! the CPU its packets arrive on, not to one picked by hash (see `engine::steer`: fewer cache misses
 //! and cross-CPU wake-ups). A worker that gets far more than its share gives its tag up and
 //! hands the connections beyond its share to the others.
 //! A listener that no other can join — a Unix socket, or one passed in by systemd, whose
@@ -23,13 +23,12 @@
 //! When it wins: nearly always for a static server: every core serves, and nothing is shared
 //! on the hot path but the read-mostly file cache.
 
-use super::epoll::EventLoop;
-use super::steer::Steering;
-use super::{listener_per_worker, run_workers, Context};
+use crate::engine::{listener_per_worker, run_workers, Context, EventLoop, Steering};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::seam::Handler;
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler + Sync>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     let shared = !listener.reuse_port();
     let listeners = listener_per_worker(listener, context.workers)?;
     let steering = if shared { None } else { Steering::tag(&listeners) };

@@ -1,4 +1,4 @@
-//! `thread`: one OS thread per connection, blocking I/O (the seeds' second server).
+//! `thread`: one OS thread per connection, blocking I/O.
 //!
 //! How it works: the main thread blocks in `accept`; each connection gets its own thread,
 //! which blocks in `read` and `write` and drives the HTTP core in a plain loop. Before each
@@ -18,19 +18,24 @@
 //! the minimum data rate ends it; a thousand of them are a thousand sleeping threads, which
 //! Linux handles, but memory and the thread limit bound how many.
 //!
-//! What the seeds got wrong: one `recv(1024)` taken as the whole request, and no timeouts.
+//! Unlike the tutorial's thread server (ARCHITECTURE.md, "Lessons"), a request is read until
+//! the core has a whole head, not taken from one `recv(1024)`, and every wait has a deadline.
 
-use super::{accept_until_shutdown, readable_unless_shutdown, tick, transmit, Context};
+use crate::engine::{accept_until_shutdown, clock_now, tick, transmit, Context};
 use crate::error::Error;
-use crate::http::{Action, Connection};
 use crate::net::{Listener, Stream};
+use crate::seam::{Handler, Link, Step};
+use crate::shutdown::readable_unless_shutdown;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error> {
+pub(super) fn run<H>(listener: Listener, context: Arc<Context<H>>) -> Result<(), Error>
+where
+    H: Handler + Send + Sync + 'static,
+{
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
         spawn_connection(stream, &context)
     })?;
@@ -40,40 +45,42 @@ pub(super) fn run(listener: Listener, context: Arc<Context>) -> Result<(), Error
     Ok(())
 }
 
-fn spawn_connection(stream: Stream, context: &Arc<Context>) {
+fn spawn_connection<H>(stream: Stream, context: &Arc<Context<H>>)
+where
+    H: Handler + Send + Sync + 'static,
+{
     let context = Arc::clone(context);
     // If no thread can be started, the stream is dropped with the closure: the client sees
     // the connection close, and the server carries on.
     let _ = thread::Builder::new().name("bingfa-conn".into()).spawn(move || {
-        let clock = super::clock_now();
-        let (conn, _admission) = context.accept(&clock, &stream);
-        serve(stream, conn, &context);
+        let (link, _admission) = context.accept(&clock_now(), &stream);
+        serve(stream, link, &context);
     });
 }
 
 /// Serves one connection with blocking calls until it is over: the whole life of a
 /// connection in the `thread`, `pool` and `process` models.
-pub(super) fn serve(stream: Stream, mut conn: Connection, context: &Context) {
+pub(super) fn serve<H: Handler>(stream: Stream, mut link: Link, context: &Context<H>) {
     // So that a server stopping past its shutdown timeout can cut this connection.
     let _tracked = context.live.track(&stream);
     // A blocking send waits at most this long for the client to take more data: the
     // core's send timeout, enforced by the kernel.
     let _ = stream.set_write_timeout(Some(context.settings.send_timeout));
     // Any I/O error ends the connection; there is no one to report it to.
-    let _ = drive(&stream, &mut conn, context);
+    let _ = drive(&stream, &mut link, context);
 }
 
-fn drive(stream: &Stream, conn: &mut Connection, context: &Context) -> io::Result<()> {
-    let mut clock = super::clock_now();
+fn drive<H: Handler>(stream: &Stream, link: &mut Link, context: &Context<H>) -> io::Result<()> {
+    let mut clock = clock_now();
     loop {
         tick(&mut clock);
-        match conn.poll(&clock, &context.site) {
-            Action::Send(what) => match transmit(stream, what) {
-                Ok(n) => conn.sent(n, Instant::now()),
+        match link.poll(&clock, &context.handler) {
+            Step::Send(what) => match transmit(stream, what) {
+                Ok(n) => link.sent(n, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             },
-            Action::Receive { buf, deadline } => {
+            Step::Receive { buf, deadline } => {
                 // Waiting for the next request is where a stopping server lets go: a
                 // response in flight is finished first, an idle connection closes at once.
                 let wait = deadline.saturating_duration_since(clock.now());
@@ -81,13 +88,13 @@ fn drive(stream: &Stream, conn: &mut Connection, context: &Context) -> io::Resul
                     return Ok(());
                 }
                 match (&*stream).read(buf) {
-                    Ok(n) => conn.received(n, Instant::now()),
+                    Ok(n) => link.received(n, Instant::now()),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             }
-            Action::Finish => stream.shutdown(Direction::Write)?,
-            Action::Close => return Ok(()),
+            Step::Finish => stream.shutdown(Direction::Write)?,
+            Step::Close => return Ok(()),
         }
     }
 }

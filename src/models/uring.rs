@@ -14,14 +14,14 @@
 //! buffer must stay alive and in place from submission until its completion has been seen —
 //! also when the connection is being closed meanwhile. The rules here that make this easy:
 //!
-//! - A connection has at most one operation in flight: the core's single next step (receive,
-//!   send, or read the next piece of a file). Its completion is reported to the core, which
+//! - A connection has at most one operation in flight: the link's single next step (receive,
+//!   send, or read the next piece of a file). Its completion is reported to the link, which
 //!   then gives the next step.
 //! - The kernel only ever touches memory this model owns: each connection has one buffer (one
-//!   is enough, as only one operation is in flight). Received bytes are copied into the core's
-//!   buffer, bytes to send are copied out of the core's, and file bodies are read a piece at a
+//!   is enough, as only one operation is in flight). Received bytes are copied into the link's
+//!   buffer, bytes to send are copied out of the link's, and file bodies are read a piece at a
 //!   time into it and sent from it. The copies are a few hundred bytes per request for heads,
-//!   and keep the memory safety of this model independent of how the core manages its memory.
+//!   and keep the memory safety of this model independent of how the link manages its memory.
 //! - A connection is dropped only when it has no operation in flight. A timed-out one gets an
 //!   `AsyncCancel` and is dropped when its (cancelled) operation completes. At shutdown every
 //!   operation is cancelled and its completion awaited; a buffer still in the kernel's hands
@@ -52,14 +52,14 @@
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
 
-use super::{
-    isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context, SendWatch,
+use crate::engine::{
+    clock_now, isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context, Ring,
+    SendWatch,
 };
 use crate::error::Error;
-use crate::http::{Action, Clock, Connection, Transmit};
 use crate::net::{Listener, Stream};
-use crate::site::Site;
-use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+use crate::seam::{Clock, Handler, Link, Step, Transmit};
+use io_uring::{cqueue, opcode, squeue, types};
 use rustix::event::PollFlags;
 use rustix::io::Errno;
 use rustix::net::{SendFlags, SocketFlags};
@@ -68,9 +68,6 @@ use std::net::Shutdown as Direction;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-/// Entries in each submission queue; the completion queue has four times as many, and the
-/// kernel keeps any overflow (`IORING_FEAT_NODROP`).
-const RING_ENTRIES: u32 = 1024;
 /// The most one operation moves: the largest a connection's buffer grows.
 const CHUNK: usize = 64 * 1024;
 /// How long shutdown waits for cancelled operations to complete.
@@ -108,7 +105,7 @@ impl Op {
     }
 }
 
-pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
+pub(super) fn run<H: Handler + Sync>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     // Every ring is set up before any serving starts, so a kernel without io_uring makes the
     // server fail at once with one clear line.
     let workers = listener_per_worker(listener, context.workers)?
@@ -118,58 +115,14 @@ pub(super) fn run(listener: Listener, context: &Context) -> Result<(), Error> {
     run_workers(workers, Worker::run)
 }
 
-/// Fails with one clear line where io_uring cannot be used, before the server says it is up.
-pub(super) fn check_available() -> Result<(), Error> {
-    new_ring().map(drop)
-}
-
-/// A ring that works and supports every operation used here, or why not.
-fn new_ring() -> Result<IoUring, Error> {
-    let unavailable = |reason: String| Error::Unavailable {
-        model: "uring",
-        reason,
-    };
-    // Cooperative task running (5.19+): the kernel finishes operations when the loop enters
-    // the ring, instead of interrupting whatever system call the thread is in.
-    let ring = IoUring::builder()
-        .setup_cqsize(RING_ENTRIES * 4)
-        .setup_coop_taskrun()
-        .build(RING_ENTRIES)
-        .or_else(|_| {
-            IoUring::builder()
-                .setup_cqsize(RING_ENTRIES * 4)
-                .build(RING_ENTRIES)
-        })
-        .map_err(|e| unavailable(format!("io_uring_setup failed: {e}")))?;
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| unavailable(format!("probing io_uring operations failed: {e}")))?;
-    let needed = [
-        ("accept", opcode::Accept::CODE),
-        ("recv", opcode::Recv::CODE),
-        ("send", opcode::Send::CODE),
-        ("read", opcode::Read::CODE),
-        ("poll_add", opcode::PollAdd::CODE),
-        ("timeout", opcode::Timeout::CODE),
-        ("async_cancel", opcode::AsyncCancel::CODE),
-    ];
-    match needed.iter().find(|(_, code)| !probe.is_supported(*code)) {
-        Some((name, _)) => Err(unavailable(format!("io_uring has no {name} operation"))),
-        None => Ok(ring),
-    }
-}
-
 /// One ring and the connections it serves.
-struct Worker<'a> {
-    ring: IoUring,
-    context: &'a Context,
+struct Worker<'a, H> {
+    ring: Ring,
+    context: &'a Context<H>,
     /// Closed once the accept has ended during a drain, so new clients are refused.
     listener: Option<Listener>,
-    connections: Slab<Client>,
+    connections: Slab<RingClient>,
     clock: Clock,
-    /// Completions taken from the ring and not yet handled.
-    completions: Vec<cqueue::Entry>,
     /// Cleared if the kernel refuses multishot accepts (before 5.19).
     multishot: bool,
     /// An accept is in flight.
@@ -184,13 +137,15 @@ struct Worker<'a> {
     stopping: bool,
 }
 
-struct Client {
+/// A connection as a ring holds it: unlike a readiness model's, it owns the memory the kernel
+/// reads and writes for it.
+struct RingClient {
     socket: Stream,
-    conn: Connection,
+    link: Link,
     /// The memory the kernel reads from and writes to; see the header. It changes (grows) only
     /// while no operation is in flight.
     buffer: Vec<u8>,
-    /// `buffer[sent..staged]` is output taken from the core and not yet written. The core is
+    /// `buffer[sent..staged]` is output taken from the link and not yet written. The link is
     /// told it was sent once all of it has been.
     staged: usize,
     sent: usize,
@@ -202,17 +157,16 @@ struct Client {
     _admission: Option<Admission>,
 }
 
-impl<'a> Worker<'a> {
-    fn new(listener: Listener, context: &'a Context) -> Result<Worker<'a>, Error> {
-        let ring = new_ring()?;
-        let sweep = sweep_interval(context);
+impl<'a, H: Handler> Worker<'a, H> {
+    fn new(listener: Listener, context: &'a Context<H>) -> Result<Worker<'a, H>, Error> {
+        let ring = Ring::new()?;
+        let sweep = sweep_interval(&context.settings);
         Ok(Worker {
             ring,
             context,
             listener: Some(listener),
             connections: Slab::new(),
-            clock: super::clock_now(),
-            completions: Vec::new(),
+            clock: clock_now(),
             multishot: true,
             accepting: false,
             accept_paused: false,
@@ -247,43 +201,22 @@ impl<'a> Worker<'a> {
 
     /// Submits what is queued, waits for at least one completion, handles all there are.
     fn turn(&mut self) -> Result<(), Error> {
-        match self.ring.submit_and_wait(1) {
-            Ok(_) => {}
-            // EBUSY: the completion queue is full; taking its entries makes room.
-            Err(e) if matches!(Errno::from_io_error(&e), Some(Errno::INTR | Errno::BUSY)) => {}
-            Err(e) => return Err(Error::io("waiting for io_uring completions")(e)),
-        }
-        self.reap();
+        self.ring.submit_and_wait()?;
         tick(&mut self.clock);
-        while let Some(completion) = self.completions.pop() {
+        while let Some(completion) = self.ring.next_completion() {
             self.complete(completion)?;
         }
         Ok(())
     }
 
-    fn reap(&mut self) {
-        self.completions.extend(self.ring.completion());
-    }
-
-    /// Queues `entry` for submission, first submitting what is queued if the queue is full.
+    /// Queues `entry` for submission.
     ///
     /// # Safety
-    /// Any memory `entry` points to must stay valid and unmoved until its completion has
-    /// been reaped (or forever: see `drop`).
+    /// As for [`Ring::push`]: any memory `entry` points to stays valid and unmoved until its
+    /// completion has been reaped, or forever (see `drop`).
     unsafe fn push(&mut self, entry: squeue::Entry) -> Result<(), Error> {
-        loop {
-            // SAFETY: passed on to the caller.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
-            }
-            match self.ring.submit() {
-                Ok(_) => {}
-                // The completion queue is full: taking its entries makes room.
-                Err(e) if Errno::from_io_error(&e) == Some(Errno::BUSY) => self.reap(),
-                Err(e) if Errno::from_io_error(&e) == Some(Errno::INTR) => {}
-                Err(e) => return Err(Error::io("submitting to io_uring")(e)),
-            }
-        }
+        // SAFETY: passed on to the caller.
+        unsafe { self.ring.push(entry) }
     }
 
     fn complete(&mut self, completion: cqueue::Entry) -> Result<(), Error> {
@@ -364,7 +297,7 @@ impl<'a> Worker<'a> {
             .connections
             .iter_mut()
             .filter_map(|(key, client)| {
-                client.conn.drain();
+                client.link.drain();
                 (client.in_flight == Some(Op::Receive)).then_some(key)
             })
             .collect();
@@ -375,10 +308,10 @@ impl<'a> Worker<'a> {
     }
 
     fn register(&mut self, socket: Stream) -> Result<(), Error> {
-        let (conn, admission) = self.context.accept(&self.clock, &socket);
-        let key = self.connections.insert(Client {
+        let (link, admission) = self.context.accept(&self.clock, &socket);
+        let key = self.connections.insert(RingClient {
             socket,
-            conn,
+            link,
             buffer: Vec::new(),
             staged: 0,
             sent: 0,
@@ -390,7 +323,7 @@ impl<'a> Worker<'a> {
         self.advance(key)
     }
 
-    /// A connection's operation completed: tells the core, then starts the next step.
+    /// A connection's operation completed: tells the link, then starts the next step.
     fn on_operation(&mut self, key: usize, op: Op, result: i32) -> Result<(), Error> {
         let Some(client) = self.connections.get_mut(key) else {
             return Ok(()); // Cannot happen: a connection with an operation in flight is kept.
@@ -400,10 +333,10 @@ impl<'a> Worker<'a> {
             return Ok(()); // Shutting down: no new operations; the connection goes with the worker.
         }
         let now = self.clock.now();
-        // A panic in the core or the handler (a bug) ends only this connection.
+        // A panic in the link or the handler (a bug) ends only this connection.
         let progressed = !client.expired
             && isolated(false, || match op {
-                Op::Receive => client.received(result, &self.clock, &self.context.site),
+                Op::Receive => client.received(result, &self.clock, &self.context.handler),
                 Op::Send => client.wrote(result, now),
                 Op::ReadFile => client.read_file(result),
             });
@@ -415,21 +348,21 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Submits the connection's next operation, or drops the connection if the core is done
+    /// Submits the connection's next operation, or drops the connection if the link is done
     /// with it.
     fn advance(&mut self, key: usize) -> Result<(), Error> {
         let client = &mut self.connections[key];
-        let (clock, site) = (&self.clock, &self.context.site);
-        // Nothing is in flight while the core decides, so a panic there (a bug) can end the
+        let (clock, handler) = (&self.clock, &self.context.handler);
+        // Nothing is in flight while the link decides, so a panic there (a bug) can end the
         // connection safely.
-        match isolated(None, || client.next_operation(clock, site)) {
+        match isolated(None, || client.next_operation(clock, handler)) {
             Some((entry, op)) => {
                 client.in_flight = Some(op);
-                // SAFETY: the entry points into `client.buffer`, or names a file the core keeps
+                // SAFETY: the entry points into `client.buffer`, or names a file the link keeps
                 // open until told the file was sent. The buffer's heap memory does not move
                 // when the slab does, is not resized while an operation is in flight, and is
                 // freed only once none is (see `on_operation`, `close_expired` and `drop`).
-                // The core is not told of anything until the completion.
+                // The link is not told of anything until the completion.
                 unsafe { self.push(entry.user_data(op.user_data(key))) }
             }
             None => {
@@ -511,7 +444,7 @@ impl<'a> Worker<'a> {
     }
 }
 
-impl Drop for Worker<'_> {
+impl<H> Drop for Worker<'_, H> {
     /// However the worker ends — shutdown, error or panic — a buffer the kernel may still
     /// write to is leaked rather than freed. After a clean shutdown there is none.
     fn drop(&mut self) {
@@ -523,7 +456,7 @@ impl Drop for Worker<'_> {
     }
 }
 
-impl Client {
+impl RingClient {
     /// Whether the connection has run out of time (and is not already being dropped). A send
     /// in flight may wait long for room in the socket: each sweep measures the socket's queue,
     /// and a client seen taking data has its send timeout start over.
@@ -532,14 +465,14 @@ impl Client {
             return false;
         }
         if self.in_flight == Some(Op::Send) && self.watch.moving(&self.socket) {
-            self.conn.progressed(now);
+            self.link.progressed(now);
         }
-        self.conn.deadline() <= now
+        self.link.deadline() <= now
     }
 
-    /// Drives the core until it needs the kernel: the operation to submit, or `None` when the
+    /// Drives the link until it needs the kernel: the operation to submit, or `None` when the
     /// connection is over.
-    fn next_operation(&mut self, clock: &Clock, site: &Site) -> Option<(squeue::Entry, Op)> {
+    fn next_operation(&mut self, clock: &Clock, handler: &impl Handler) -> Option<(squeue::Entry, Op)> {
         let socket = types::Fd(self.socket.as_raw_fd());
         loop {
             if self.sent < self.staged {
@@ -549,42 +482,42 @@ impl Client {
                     .flags(SendFlags::NOSIGNAL.bits() as i32);
                 return Some((send.build(), Op::Send));
             }
-            match self.conn.poll(clock, site) {
-                Action::Send(Transmit::Bytes { bytes, .. }) => {
+            match self.link.poll(clock, handler) {
+                Step::Send(Transmit::Bytes { bytes, .. }) => {
                     let len = bytes.len().min(CHUNK);
                     if len == 0 {
-                        return None; // The core never asks this; looping on it would never end.
+                        return None; // The link never asks this; looping on it would never end.
                     }
                     grown(&mut self.buffer, len).copy_from_slice(&bytes[..len]);
                     (self.sent, self.staged) = (0, len);
                 }
-                Action::Send(Transmit::File { file, offset, len }) => {
+                Step::Send(Transmit::File { file, offset, len }) => {
                     let buffer = grown(&mut self.buffer, len.min(CHUNK));
                     let fd = types::Fd(file.as_raw_fd());
                     let read = opcode::Read::new(fd, buffer.as_mut_ptr(), buffer.len() as u32).offset(offset);
                     return Some((read.build(), Op::ReadFile));
                 }
-                Action::Receive { buf, .. } => {
+                Step::Receive { buf, .. } => {
                     let buffer = grown(&mut self.buffer, buf.len().min(CHUNK));
                     let recv = opcode::Recv::new(socket, buffer.as_mut_ptr(), buffer.len() as u32);
                     return Some((recv.build(), Op::Receive));
                 }
                 // `shutdown` never blocks, so it is simply called.
-                Action::Finish => self.socket.shutdown(Direction::Write).ok()?,
-                Action::Close => return None,
+                Step::Finish => self.socket.shutdown(Direction::Write).ok()?,
+                Step::Close => return None,
             }
         }
     }
 
     /// A receive completed with `result`; false if the connection is over.
-    fn received(&mut self, result: i32, clock: &Clock, site: &Site) -> bool {
+    fn received(&mut self, result: i32, clock: &Clock, handler: &impl Handler) -> bool {
         let Ok(n) = usize::try_from(result) else {
             return false;
         };
         if n > 0 {
-            // The core asked for bytes and has not been called since, so asking again gives
+            // The link asked for bytes and has not been called since, so asking again gives
             // the same buffer, at least as long as the receive was.
-            let Action::Receive { buf, .. } = self.conn.poll(clock, site) else {
+            let Step::Receive { buf, .. } = self.link.poll(clock, handler) else {
                 return false;
             };
             let Some(space) = buf.get_mut(..n) else {
@@ -592,7 +525,7 @@ impl Client {
             };
             space.copy_from_slice(&self.buffer[..n]);
         }
-        self.conn.received(n, clock.now());
+        self.link.received(n, clock.now());
         true
     }
 
@@ -602,7 +535,7 @@ impl Client {
             Ok(n) if n > 0 => {
                 self.sent += n;
                 if self.sent >= self.staged {
-                    self.conn.sent(self.staged, now);
+                    self.link.sent(self.staged, now);
                     (self.sent, self.staged) = (0, 0);
                 }
                 true

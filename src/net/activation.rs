@@ -94,7 +94,7 @@ fn adopt() -> Result<Listener, ActivationError> {
     // systemd's `NonBlocking=` may have set it; each model sets the mode it needs.
     socket.set_nonblocking(false)?;
     if kind == Kind::Tcp {
-        crate::server::tune_tcp(&socket);
+        super::tcp::tune(&socket);
     }
     Ok(Listener {
         socket,

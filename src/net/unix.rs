@@ -10,8 +10,7 @@
 //! The file's permissions follow the umask, as nginx's do: connecting needs write
 //! permission, so with the usual umask 022 only the server's user may connect.
 
-use super::{Address, Kind, Listener};
-use crate::error::Error;
+use super::{Address, Kind, ListenError, Listener};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::fs;
 use std::io::{self, ErrorKind};
@@ -19,8 +18,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Binds and listens on a Unix socket at `path`, first removing a stale socket file there.
-pub(crate) fn bind(path: &Path) -> Result<Listener, Error> {
-    let fail = |source| Error::listen(Address::Unix(path.to_path_buf()), source);
+pub(super) fn bind(path: &Path) -> Result<Listener, ListenError> {
+    let fail = |source| ListenError::new(Address::Unix(path.to_path_buf()), source);
     remove_stale(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None).map_err(fail)?;
     socket.bind(&SockAddr::unix(path).map_err(fail)?).map_err(fail)?;
@@ -37,7 +36,7 @@ pub(crate) fn bind(path: &Path) -> Result<Listener, Error> {
 
 /// Removes the socket file at `path` if nobody listens on it; fails if someone does, or if the
 /// file there is not a socket.
-fn remove_stale(path: &Path) -> Result<(), Error> {
+fn remove_stale(path: &Path) -> Result<(), ListenError> {
     let address = || Address::Unix(path.to_path_buf());
     // Nothing there, or nothing this process may look at: `bind` says what is wrong.
     let Ok(found) = fs::symlink_metadata(path) else {
@@ -48,11 +47,11 @@ fn remove_stale(path: &Path) -> Result<(), Error> {
             ErrorKind::AlreadyExists,
             "a file that is not a socket is in the way",
         );
-        return Err(Error::listen(address(), source));
+        return Err(ListenError::new(address(), source));
     }
     match listening(path) {
-        Ok(true) => Err(Error::listen(address(), ErrorKind::AddrInUse.into())),
-        Ok(false) => fs::remove_file(path).map_err(|source| Error::listen(address(), source)),
+        Ok(true) => Err(ListenError::new(address(), ErrorKind::AddrInUse.into())),
+        Ok(false) => fs::remove_file(path).map_err(|source| ListenError::new(address(), source)),
         Err(_) => Ok(()),
     }
 }

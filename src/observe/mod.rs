@@ -8,7 +8,8 @@
 //! - `format`: the access-log line formats.
 //! - `access_log`: the per-process writer that keeps the disk off the serving threads.
 //! - `metrics`: counters in memory shared across processes, rendered as Prometheus text.
-//! - `endpoint`: the tiny HTTP listener for `/metrics` and `/healthz`.
+//! - `endpoint`: the core's handler for `/metrics` and `/healthz`, which the server runs on
+//!   the metrics listener with one of its models.
 
 mod access_log;
 mod endpoint;
@@ -18,18 +19,18 @@ mod metrics;
 pub use format::LogFormat;
 
 use crate::error::Error;
-use crate::http::{Connection, Exchange};
-use crate::server::{Config, Model};
-use crate::shutdown::{self, Shutdown};
+use crate::http::Exchange;
+use crate::shutdown;
 use access_log::AccessLog;
 pub(crate) use access_log::Writer;
-use endpoint::Endpoint;
+pub(crate) use endpoint::MetricsHandler;
 use metrics::Metrics;
 pub(crate) use metrics::OpenGauge;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -42,16 +43,47 @@ pub(crate) struct Observer {
 }
 
 impl Observer {
-    /// A connection was accepted: counts it, and gives its connection the peer's address if
-    /// the log shows it (a `getpeername` that is not made otherwise). A socket that has no
-    /// IP address (a Unix socket) logs as `-`.
-    pub fn accepted(&self, conn: &mut Connection, socket: BorrowedFd<'_>) {
+    /// Opens what is asked for: the access log at `log` (a file, or `-` for stdout) in
+    /// `format`, and the counters of `metrics_for` (a model's name) if metrics are on. `None`
+    /// when neither is.
+    pub fn open(
+        log: Option<&Path>,
+        format: LogFormat,
+        metrics_for: Option<&'static str>,
+    ) -> Result<Option<Arc<Observer>>, Error> {
+        if log.is_none() && metrics_for.is_none() {
+            return Ok(None);
+        }
+        let log = match log {
+            Some(path) => Some(AccessLog::open(path, format).map_err(|source| Error::AccessLog {
+                path: path.to_path_buf(),
+                source,
+            })?),
+            None => None,
+        };
+        let metrics = match metrics_for {
+            Some(model) => Some(Metrics::new(model).map_err(Error::io("setting up the metrics"))?),
+            None => None,
+        };
+        if let Some(log) = &log {
+            tracing::info!("access log: {} ({} format)", log.describe(), log.format());
+        }
+        Ok(Some(Arc::new(Observer { log, metrics })))
+    }
+
+    /// A connection was accepted: counts it, and says the peer's address if the log shows
+    /// it (a `getpeername` that is not made otherwise). A socket that has no IP address (a
+    /// Unix socket) logs as `-`.
+    pub fn accepted(&self, socket: BorrowedFd<'_>) -> Option<IpAddr> {
         if let Some(metrics) = &self.metrics {
             metrics.accepted();
         }
-        if self.log.is_some() {
-            conn.set_peer(peer_ip(socket));
-        }
+        self.log.as_ref().and_then(|_| peer_ip(socket))
+    }
+
+    /// The handler that answers scrapes of these metrics, if metrics are on.
+    pub fn metrics_handler(&self) -> Option<MetricsHandler> {
+        self.metrics.clone().map(MetricsHandler::new)
     }
 
     /// An exchange is over: its response's last byte has just gone out.
@@ -97,102 +129,6 @@ fn peer_ip(socket: BorrowedFd<'_>) -> Option<IpAddr> {
     let peer = rustix::net::getpeername(socket).ok()??;
     let peer = SocketAddr::try_from(peer).ok()?;
     Some(peer.ip().to_canonical())
-}
-
-/// A server's observation, set up before it runs: the observer, and the metrics listener,
-/// bound at once so that a bad address is an error at start.
-#[derive(Debug)]
-pub(crate) struct Observation {
-    observer: Arc<Observer>,
-    endpoint: Option<(TcpListener, Arc<Metrics>)>,
-}
-
-impl Observation {
-    /// `None` when `config` asks for neither an access log nor metrics.
-    pub fn new(config: &Config) -> Result<Option<Observation>, Error> {
-        if config.access_log.is_none() && config.metrics.is_none() {
-            return Ok(None);
-        }
-        let log = match &config.access_log {
-            Some(path) => {
-                Some(
-                    AccessLog::open(path, config.log_format).map_err(|source| Error::AccessLog {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
-            }
-            None => None,
-        };
-        let endpoint = match config.metrics {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?;
-                let metrics =
-                    Metrics::new(config.model.name()).map_err(Error::io("setting up the metrics"))?;
-                Some((listener, metrics))
-            }
-            None => None,
-        };
-        let metrics = endpoint.as_ref().map(|(_, metrics)| Arc::clone(metrics));
-        let observer = Arc::new(Observer { log, metrics });
-        Ok(Some(Observation { observer, endpoint }))
-    }
-
-    pub fn observer(&self) -> &Arc<Observer> {
-        &self.observer
-    }
-
-    /// Where the metrics are served (with the real port when 0 was asked for).
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.endpoint.as_ref()?.0.local_addr().ok()
-    }
-
-    /// Starts what runs beside the model: the metrics endpoint, and this process's log
-    /// writer. A forking model's parent starts no thread (it must stay single-threaded): its
-    /// endpoint runs in a process of its own, and its serving processes start their writers.
-    pub fn start(
-        self,
-        model: Model,
-        server_listener: BorrowedFd<'_>,
-        shutdown: &Shutdown,
-    ) -> Result<Observing, Error> {
-        if let Some(log) = &self.observer.log {
-            tracing::info!("access log: {} ({} format)", log.describe(), log.format());
-        }
-        let endpoint = match self.endpoint {
-            Some((listener, metrics)) => {
-                let addr = listener
-                    .local_addr()
-                    .map_err(Error::io("reading the metrics address"))?;
-                let endpoint = if model.forks() {
-                    Endpoint::in_process(listener, metrics, server_listener.as_raw_fd())?
-                } else {
-                    Endpoint::on_thread(listener, metrics)?
-                };
-                tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
-                Some(endpoint)
-            }
-            None => None,
-        };
-        let writer = if model.forks() {
-            None
-        } else {
-            self.observer.start_writer(shutdown.watches_signals())
-        };
-        Ok(Observing {
-            _writer: writer,
-            _endpoint: endpoint,
-        })
-    }
-}
-
-/// What runs beside the model while it serves; dropped, it writes the last log lines and
-/// stops the endpoint.
-#[derive(Debug)]
-pub(crate) struct Observing {
-    // The writer first: lines logged while the endpoint stops still get written.
-    _writer: Option<Writer>,
-    _endpoint: Option<Endpoint>,
 }
 
 /// An accept failed for want of descriptors or memory (the model pauses, then tries again):

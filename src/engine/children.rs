@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 /// The live children of this process.
-pub(super) struct Children {
+pub(crate) struct Children {
     exited: SignalFd,
     pids: HashSet<Pid>,
 }
@@ -91,7 +91,7 @@ impl Children {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100));
-            let _ = super::wait_readable([self.fd()], Some(wait));
+            let _ = crate::shutdown::wait_readable([self.fd()], Some(wait));
             self.reap();
         }
         for &pid in &self.pids {

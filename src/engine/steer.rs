@@ -21,7 +21,7 @@
 //! eventfd the receiving loop waits on), and the receiver adds its socket to its own epoll
 //! set, which reports at once whatever the socket has pending.
 
-use super::Client;
+use super::readiness::Client;
 use crate::net::Listener;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::net::sockopt::{set_socket_incoming_cpu, socket_incoming_cpu};
@@ -44,7 +44,7 @@ const SWEEPS_TO_CONVICT: u8 = 3;
 const NO_CPU: u32 = u32::MAX;
 
 /// What the workers of one server share about steering.
-pub(super) struct Steering {
+pub(crate) struct Steering {
     /// Each worker's open connections, as it last reported them.
     held: Box<[AtomicUsize]>,
     /// Connections handed to each worker by one holding too many, until it takes them.
@@ -57,13 +57,13 @@ pub(super) struct Steering {
 
 /// Connections a worker should pass on: `count` of them to worker `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Handover {
+pub(crate) struct Handover {
     pub to: usize,
     pub count: usize,
 }
 
 /// One worker's part: its slot in the counts, and whether its listener is still tagged.
-pub(super) struct Steer<'a> {
+pub(crate) struct WorkerSteering<'a> {
     steering: &'a Steering,
     worker: usize,
     tagged: bool,
@@ -104,8 +104,8 @@ impl Steering {
         })
     }
 
-    pub fn for_worker(&self, worker: usize) -> Steer<'_> {
-        Steer {
+    pub fn for_worker(&self, worker: usize) -> WorkerSteering<'_> {
+        WorkerSteering {
             steering: self,
             worker,
             tagged: true,
@@ -114,7 +114,7 @@ impl Steering {
     }
 }
 
-impl Steer<'_> {
+impl WorkerSteering<'_> {
     /// Readable when connections were handed to this worker: its loop waits on it.
     pub fn doorbell(&self) -> BorrowedFd<'_> {
         self.steering.doorbells[self.worker].as_fd()
@@ -234,7 +234,7 @@ fn allowed_cpus() -> io::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::listen_reuseport;
+    use crate::net::listen_reuseport;
     use std::net::{SocketAddr, TcpStream};
 
     #[test]

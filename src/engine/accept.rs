@@ -1,0 +1,69 @@
+//! Taking new connections off a listener: the blocking models' accept loop, a non-blocking
+//! accept, and a listener per worker for the models that run several loops.
+
+use crate::error::Error;
+use crate::net::{Listener, Stream};
+use crate::shutdown::{readable_unless_shutdown, Shutdown};
+use rustix::io::Errno;
+use rustix::net::SocketFlags;
+use std::io::{self, ErrorKind};
+use std::time::Duration;
+
+/// Accepts one connection as a non-blocking socket (accept4 sets the flag: no extra fcntl).
+pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
+    loop {
+        match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok(fd) => return Ok(Stream::new(fd)),
+            // A signal, or a client that gave up while waiting in the backlog: next one.
+            Err(Errno::INTR | Errno::CONNABORTED) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The blocking models' accept loop: waits for a connection or the shutdown, hands each
+/// accepted socket to `serve`, and returns once shutdown is triggered.
+pub(crate) fn accept_until_shutdown(
+    listener: &Listener,
+    shutdown: &Shutdown,
+    mut serve: impl FnMut(Stream),
+) -> Result<(), Error> {
+    while readable_unless_shutdown(listener, shutdown, None).map_err(Error::io("waiting for connections"))? {
+        match listener.accept() {
+            Ok((stream, _peer)) => serve(stream),
+            // The peer gave up before we accepted, or a signal interrupted us: try again.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
+            // Out of descriptors or memory: pause rather than fail in a tight loop; the
+            // clients wait in the backlog meanwhile.
+            Err(e) => {
+                crate::observe::accept_failed(&e);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One listener per worker: the one given, and `workers - 1` more `SO_REUSEPORT` ones on its
+/// address, so the kernel spreads new connections across the workers. A listener that no
+/// other can join (a Unix socket, or one passed in by systemd) is shared instead: every worker
+/// gets a copy of it, and they take turns accepting.
+pub(crate) fn listener_per_worker(listener: Listener, workers: usize) -> Result<Vec<Listener>, Error> {
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        listeners.push(another_listener(&listener)?);
+    }
+    listeners.insert(0, listener);
+    Ok(listeners)
+}
+
+/// A new `SO_REUSEPORT` listener on `listener`'s address, or a copy where none can join it.
+fn another_listener(listener: &Listener) -> Result<Listener, Error> {
+    if !listener.reuse_port() {
+        return listener.try_clone().map_err(Error::io("sharing the listener"));
+    }
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("reading the listening address"))?;
+    Ok(crate::net::listen_reuseport(addr)?)
+}

@@ -1,0 +1,171 @@
+//! What every model is given, and the clocks and intervals the loops share.
+
+use super::limit::{Admission, ConnectionLimit};
+use crate::net::Stream;
+use crate::observe::{Observer, Writer};
+use crate::seam::{Clock, Link, Settings};
+use crate::shutdown::Shutdown;
+use slab::Slab;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What every model shares: the handler that answers requests, the connection policy and
+/// the shutdown signal.
+#[derive(Debug)]
+pub(crate) struct Context<H> {
+    pub handler: H,
+    pub settings: Settings,
+    pub workers: usize,
+    pub limit: ConnectionLimit,
+    pub shutdown: Arc<Shutdown>,
+    /// After shutdown is triggered, how long responses in flight may take.
+    pub shutdown_timeout: Duration,
+    /// The sockets the blocking models' threads are serving.
+    pub live: LiveSockets,
+    /// With `--access-log` or `--metrics`: told of each accepted connection.
+    pub observer: Option<Arc<Observer>>,
+}
+
+impl<H> Context<H> {
+    pub fn new(
+        handler: H,
+        settings: Settings,
+        workers: usize,
+        max_connections: usize,
+        shutdown: Arc<Shutdown>,
+        shutdown_timeout: Duration,
+        observer: Option<Arc<Observer>>,
+    ) -> Context<H> {
+        let gauge = observer.as_ref().and_then(|observer| observer.open_gauge());
+        let limit = ConnectionLimit::new(max_connections, gauge);
+        Context {
+            handler,
+            settings,
+            workers,
+            limit,
+            shutdown,
+            shutdown_timeout,
+            live: LiveSockets::default(),
+            observer,
+        }
+    }
+
+    /// After the accept loop stopped: waits until every admitted connection has ended, or
+    /// the shutdown timeout has passed (the caller then returns, cutting what is left).
+    pub fn wait_for_connections(&self) {
+        let give_up = Instant::now() + self.shutdown_timeout;
+        while self.limit.open() > 0 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.live.cut_all();
+    }
+
+    /// The link for a newly accepted connection on `socket`, with its place under the
+    /// connection limit; beyond the limit, a link that only answers 503.
+    pub fn accept(&self, clock: &Clock, socket: impl AsFd) -> (Link, Option<Admission>) {
+        match self.limit.admit() {
+            Some(admission) => (
+                self.observed(Link::new(self.settings, clock.now()), socket),
+                Some(admission),
+            ),
+            None => (self.overloaded(clock, socket), None),
+        }
+    }
+
+    /// A link that only answers 503, for a model that refuses a connection itself.
+    pub fn overloaded(&self, clock: &Clock, socket: impl AsFd) -> Link {
+        self.observed(Link::overloaded(self.settings, clock), socket)
+    }
+
+    fn observed(&self, mut link: Link, socket: impl AsFd) -> Link {
+        if let Some(observer) = &self.observer {
+            link.set_peer(observer.accepted(socket.as_fd()));
+        }
+        link
+    }
+
+    /// Starts this process's access-log writer, if there is a log: for a process that
+    /// serves and may start threads (a `prefork` worker). Dropped, it writes what is left.
+    pub fn log_writer(&self) -> Option<Writer> {
+        self.observer
+            .as_ref()?
+            .start_writer(self.shutdown.watches_signals())
+    }
+}
+
+/// The sockets of the connections the blocking models' threads are serving. A thread
+/// blocked in `send` cannot be told to stop, but its socket can be shut down under it: that
+/// is how a stopping server cuts what is still open after its shutdown timeout.
+///
+/// It holds descriptor numbers, not duplicates, so a connection costs one descriptor, not two
+/// (with duplicates, `thread` ran out of descriptors at 10,000 connections). A number is safe
+/// to use because a socket leaves the table, under its lock, before it is closed (see
+/// [`Tracked`]), and `cut_all` uses the numbers under the same lock: a number in the table
+/// always names the connection's own open socket, never a later file given the same number.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSockets(Mutex<Slab<RawFd>>);
+
+/// A socket's place in [`LiveSockets`], given up when dropped: it borrows the socket, so it
+/// is dropped before the socket can be closed.
+pub(crate) struct Tracked<'a> {
+    live: &'a LiveSockets,
+    key: usize,
+    _socket: PhantomData<&'a Stream>,
+}
+
+impl LiveSockets {
+    /// Tracks `socket` until the returned guard is dropped.
+    pub fn track<'a>(&'a self, socket: &'a Stream) -> Tracked<'a> {
+        let key = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(socket.as_raw_fd());
+        Tracked {
+            live: self,
+            key,
+            _socket: PhantomData,
+        }
+    }
+
+    /// Shuts down every tracked socket: blocked reads and writes on it fail at once.
+    fn cut_all(&self) {
+        for (_, &fd) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            // SAFETY: the descriptor is open, and still this connection's socket: it leaves
+            // the table (under this lock, held here) before its socket is closed.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.live
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_remove(self.key);
+    }
+}
+
+/// Reads both OS clocks for the core.
+pub(crate) fn clock_now() -> Clock {
+    Clock::new(SystemTime::now(), Instant::now())
+}
+
+/// Moves `clock` to now: once per turn of a loop, not per request.
+pub(crate) fn tick(clock: &mut Clock) {
+    clock.tick(SystemTime::now(), Instant::now());
+}
+
+/// Timeouts are checked a few times per shortest timeout, and at least once a second.
+pub(crate) fn sweep_interval(settings: &Settings) -> Duration {
+    let shortest = settings
+        .header_timeout
+        .min(settings.idle_timeout)
+        .min(settings.linger);
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}

@@ -1,0 +1,124 @@
+//! The connection seam: the one layer between a socket and the protocol, and the only one the
+//! models talk to about a connection.
+//!
+//! A model holds a [`Link`] per connection and drives it with one loop, whatever the model:
+//!
+//! ```text
+//! loop {
+//!     match link.poll(&clock, &handler) {
+//!         Step::Send(what)                => { let n = write(socket, what)?; link.sent(n, now) }
+//!         Step::Receive { buf, deadline } => { let n = read(socket, buf)?; link.received(n, now) }
+//!         Step::Finish                    => shutdown(socket, Write),
+//!         Step::Close                     => break,
+//!     }
+//! }
+//! ```
+//! and closes the connection when `link.deadline()` has passed.
+//!
+//! A link has two halves, and models learn neither:
+//! - the **transport** turns what the socket carries into what the protocol reads, and back.
+//!   Today it is the identity: plaintext TCP or Unix, bytes passed through. TLS goes here: then
+//!   `Receive` hands out the TLS buffer, `received` decrypts into the protocol's input, and
+//!   `Send` hands out ciphertext. A file range the protocol wants sent is then read into the
+//!   link's own buffer (`pread`, here, never in the core) and encrypted, so `Transmit::File`
+//!   reaches a model only where the kernel does the encryption or none is needed: the model
+//!   `sendfile`s it, as today, without knowing which case it is in.
+//! - the **protocol** turns bytes into requests for the handler and replies into bytes. Today
+//!   it is HTTP/1.1 ([`http::Connection`]). It is chosen per connection, once: HTTP/2 when TLS
+//!   negotiates `h2` by ALPN or a plaintext connection opens with the `PRI * HTTP/2.0`
+//!   preface, HTTP/1.1 otherwise; every protocol answers through the same [`Handler`].
+//!
+//! Everything here is sans-IO, like the core: bytes and time come in as arguments.
+
+use crate::http;
+pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// What the model should do next with the connection's socket.
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    /// Write these bytes, or this file range (with `sendfile`), then call [`Link::sent`].
+    Send(Transmit<'a>),
+    /// Read into `buf`, then call [`Link::received`]; give up on the connection if nothing
+    /// arrives by `deadline`.
+    Receive { buf: &'a mut [u8], deadline: Instant },
+    /// Everything is sent: shut down the write side, keep reading until the peer closes.
+    Finish,
+    /// Close the socket.
+    Close,
+}
+
+/// One connection as a model sees it: whatever it reads goes in, whatever it must write comes
+/// out. See the module's documentation for what sits behind it.
+#[derive(Debug)]
+pub(crate) struct Link {
+    protocol: http::Connection,
+}
+
+impl Link {
+    /// A connection accepted at `now`.
+    pub fn new(settings: Settings, now: Instant) -> Link {
+        Link {
+            protocol: http::Connection::new(settings, now),
+        }
+    }
+
+    /// A connection accepted beyond the connection limit: it only says 503 and closes.
+    pub fn overloaded(settings: Settings, clock: &Clock) -> Link {
+        Link {
+            protocol: http::Connection::overloaded(settings, clock),
+        }
+    }
+
+    /// The next step for the model; requests are answered by `handler` on the way.
+    #[inline]
+    pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
+        match self.protocol.poll(clock, handler) {
+            http::Action::Send(what) => Step::Send(what),
+            http::Action::Receive { buf, deadline } => Step::Receive { buf, deadline },
+            http::Action::Finish => Step::Finish,
+            http::Action::Close => Step::Close,
+        }
+    }
+
+    /// `n` bytes were read into the buffer of the last [`Step::Receive`]; 0: the peer closed.
+    #[inline]
+    pub fn received(&mut self, n: usize, now: Instant) {
+        self.protocol.received(n, now);
+    }
+
+    /// `n` bytes of the last [`Step::Send`] were written.
+    #[inline]
+    pub fn sent(&mut self, n: usize, now: Instant) {
+        self.protocol.sent(n, now);
+    }
+
+    /// The client took some of what the kernel holds for it: the send timeout starts over.
+    pub fn progressed(&mut self, now: Instant) {
+        self.protocol.progressed(now);
+    }
+
+    /// The client's address, for the access log.
+    pub fn set_peer(&mut self, peer: Option<IpAddr>) {
+        self.protocol.set_peer(peer);
+    }
+
+    /// Nothing more to read for now: buffers holding nothing pending are let go, so an idle
+    /// connection costs none.
+    #[inline]
+    pub fn rest(&mut self) {
+        self.protocol.rest();
+    }
+
+    /// The server is stopping: finish the response in flight, take no further request.
+    pub fn drain(&mut self) {
+        self.protocol.drain();
+    }
+
+    /// When to close the connection if nothing happens before.
+    #[inline]
+    pub fn deadline(&self) -> Instant {
+        self.protocol.deadline()
+    }
+}

@@ -1,0 +1,132 @@
+//! The `--metrics` endpoint: the metrics handler served on its own listener by the `epoll`
+//! model, beside the server. One thread is enough for a scraper or two, and its loop takes
+//! any number of connections without a thread each.
+//!
+//! It runs on a thread of its own; for the forking models in a process of its own instead,
+//! forked before the model starts, since their parent must stay single-threaded to fork. The
+//! counters it reads are shared by every process (see `observe::metrics`). It answers until
+//! the server has stopped, draining included.
+
+use crate::engine::Context;
+use crate::error::Error;
+use crate::http::Settings;
+use crate::models::{self, Model};
+use crate::net::Listener;
+use crate::observe::MetricsHandler;
+use crate::shutdown::Shutdown;
+use nix::sys::signal::Signal;
+use nix::unistd::{fork, ForkResult, Pid};
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Scrapers connected at once, beyond which the endpoint says 503.
+const MAX_CONNECTIONS: usize = 64;
+/// Once the server has stopped, how long a scrape in flight may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The running endpoint; dropping it stops it.
+#[derive(Debug)]
+pub(super) struct Endpoint {
+    stop: Arc<Shutdown>,
+    running: Running,
+}
+
+#[derive(Debug)]
+enum Running {
+    Thread(Option<JoinHandle<()>>),
+    Process(Pid),
+}
+
+impl Endpoint {
+    /// Serves `handler` on `listener`: from a child process if `in_process` (the caller must
+    /// then be single-threaded), else from a thread. `server_listener`, the server's own
+    /// listener, is closed in such a child, so that the port stops listening when the server
+    /// closes it.
+    pub fn start(
+        listener: TcpListener,
+        handler: MetricsHandler,
+        in_process: bool,
+        server_listener: RawFd,
+    ) -> Result<Endpoint, Error> {
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("reading the metrics address"))?;
+        // An eventfd made before any fork: the server's write wakes the endpoint's loop.
+        let stop = Shutdown::new().map_err(Error::io("starting the metrics endpoint"))?;
+        let context = Context::new(
+            handler,
+            Settings::default(),
+            1,
+            MAX_CONNECTIONS,
+            Arc::clone(&stop),
+            STOP_TIMEOUT,
+            None,
+        );
+        let listener = Listener::from(listener);
+        let running = if in_process {
+            Running::Process(serve_in_process(listener, context, server_listener)?)
+        } else {
+            let thread = std::thread::Builder::new()
+                .name("bingfa-metrics".into())
+                .spawn(move || serve(listener, context))
+                .map_err(Error::io("starting the metrics endpoint"))?;
+            Running::Thread(Some(thread))
+        };
+        tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
+        Ok(Endpoint { stop, running })
+    }
+}
+
+/// Serves until the endpoint is stopped; a failure is logged, not fatal to the server.
+fn serve(listener: Listener, context: Context<MetricsHandler>) {
+    if let Err(e) = models::run(Model::Epoll, listener, Arc::new(context)) {
+        tracing::error!("metrics endpoint: {e}");
+    }
+}
+
+/// Forks the endpoint's process, which serves and exits; returns its pid.
+fn serve_in_process(
+    listener: Listener,
+    context: Context<MetricsHandler>,
+    server_listener: RawFd,
+) -> Result<Pid, Error> {
+    let server = nix::unistd::getpid();
+    // SAFETY: the caller is single-threaded (the forking models run only in such a process,
+    // see `Model::forks`), so the child may run ordinary Rust code.
+    let forked = unsafe { fork() }.map_err(|e| Error::io("starting the metrics endpoint")(e.into()))?;
+    match forked {
+        ForkResult::Child => {
+            // SAFETY: in this child the server's listener is never used: it runs only the
+            // endpoint, then exits without running the parent's destructors.
+            drop(unsafe { OwnedFd::from_raw_fd(server_listener) });
+            // Should the server die without stopping it, so does the endpoint (and if it died
+            // before that was asked for, the endpoint has no one left to serve).
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if nix::unistd::getppid() == server {
+                serve(listener, context);
+            }
+            std::process::exit(0)
+        }
+        // The parent's copies of the listener and the context close as they drop here.
+        ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.trigger();
+        match &mut self.running {
+            Running::Thread(thread) => {
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            // The forking models reap any child that exits, this one too: an error here
+            // means it is gone already.
+            Running::Process(pid) => drop(nix::sys::wait::waitpid(*pid, None)),
+        }
+    }
+}
