@@ -30,5 +30,5 @@ pub mod site;
 pub use error::Error;
 pub use models::Model;
 pub use net::{bind, Address, Listener};
-pub use server::{serve, Config, Server};
+pub use server::{serve, serve_handler, Config, Server};
 pub use shutdown::Shutdown;

@@ -228,3 +228,29 @@ impl Server {
 pub fn serve(listener: Listener, config: &Config, shutdown: Arc<Shutdown>) -> Result<(), Error> {
     Server::new(listener, config)?.run(shutdown)
 }
+
+/// Serves `listener` with `config.model` until `shutdown` is triggered, every request answered
+/// by `handler` instead of a folder: the same models, core and connection policy (timeouts,
+/// workers, `--max-connections`) as [`serve`], for a program that answers on its own terms.
+/// The site's own options (`root`, listing, caching, logs, metrics) do not apply.
+pub fn serve_handler<H>(
+    listener: Listener,
+    config: &Config,
+    handler: H,
+    shutdown: Arc<Shutdown>,
+) -> Result<(), Error>
+where
+    H: http::Handler + Send + Sync + 'static,
+{
+    config.model.check_available()?;
+    let context = Context::new(
+        handler,
+        config.settings(),
+        config.workers.max(1),
+        config.max_connections,
+        shutdown,
+        config.shutdown_timeout,
+        None,
+    );
+    models::run(config.model, listener, Arc::new(context))
+}
