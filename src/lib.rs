@@ -2,15 +2,19 @@
 //! chosen at the command line, every model driving one shared, sans-IO HTTP core.
 //!
 //! # Layout
+//! From the top down; each layer names only those below it (see ARCHITECTURE.md).
+//! - [`cli`]: the command line.
+//! - [`server`]: wiring: configuration, the site, observation, and a model to run.
+//! - `models`: one file per concurrency model, moving bytes between sockets and the seam.
+//! - `engine`: what the models share: context, readiness driver, accept loops, event loop.
+//! - `seam`: the connection seam, one `Link` per connection: transport and protocol.
 //! - [`http`]: the protocol core. Bytes in, what to send out; no I/O, no clock.
+//! - [`site`]: the core's handler for a static folder.
 //! - [`fs`]: the only code that touches the file system: safe URL-to-file mapping, metadata,
 //!   the small-file cache.
-//! - [`site`]: the core's handler for a static folder, joining the two.
-//! - `models`: one file per concurrency model, moving bytes between sockets and the core.
-//! - [`net`]: the sockets: TCP or Unix, bound here or passed in by systemd.
-//! - [`server`]: configuration, listening, and running a model until [`Shutdown`].
-//! - [`observe`]: the access log, metrics, and the log of events on stderr.
-//! - [`cli`]: the command line.
+//!
+//! Beside them: [`net`] (sockets, TCP or Unix, bound here or passed in by systemd),
+//! [`Shutdown`], [`observe`] (access log, metrics, events on stderr) and [`Error`].
 //!
 //! See ARCHITECTURE.md for the flow of one request and the invariants.
 

@@ -283,7 +283,10 @@ impl<'a, H: Handler> EventLoop<'a, H> {
         // Edge-triggered epoll reports a socket again once it has more to read or room to
         // write, and `pump` stops only where it would block or has read all there was;
         // so the interest never has to change.
-        if client.pump(&self.clock, &self.context.handler, reads) == Pumped::Over {
+        if matches!(
+            client.pump(&self.clock, &self.context.handler, reads),
+            Pumped::Over
+        ) {
             self.close(key);
         }
     }

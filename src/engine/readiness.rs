@@ -105,6 +105,7 @@ fn unacknowledged(socket: impl AsFd) -> Option<u32> {
 /// it to stderr, and `fallback` (which ends that connection) is returned so the server goes
 /// on serving everyone else. Whatever the step left half-done belongs to the connection
 /// that is being dropped; shared state (the file cache) recovers from a poisoned lock.
+#[inline]
 pub(crate) fn isolated<T>(fallback: T, step: impl FnOnce() -> T) -> T {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or(fallback)
 }
@@ -157,7 +158,7 @@ pub(crate) fn pump(
     reads: Reads,
 ) -> Pumped {
     let mut progressed = false;
-    let mut may_read = reads != Reads::Reported { readable: false };
+    let mut may_read = !matches!(reads, Reads::Reported { readable: false });
     loop {
         let (result, wants) = match link.poll(clock, handler) {
             Step::Send(what) => (
@@ -169,7 +170,7 @@ pub(crate) fn pump(
                 let room = buf.len();
                 let read = (&*socket).read(buf);
                 if let Ok(n) = read {
-                    may_read = n == room || reads == Reads::UntilBlocked;
+                    may_read = n == room || matches!(reads, Reads::UntilBlocked);
                     link.received(n, clock.now());
                 }
                 (read.map(drop), Interest::Read)
@@ -180,7 +181,7 @@ pub(crate) fn pump(
         match result {
             Ok(()) => progressed = true,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if wants == Interest::Read {
+                if matches!(wants, Interest::Read) {
                     link.rest(); // waiting between requests costs no buffer
                 }
                 return Pumped::Blocked { wants, progressed };

@@ -8,13 +8,13 @@
 //! - `format`: the access-log line formats.
 //! - `access_log`: the per-process writer that keeps the disk off the serving threads.
 //! - `metrics`: counters in memory shared across processes, rendered as Prometheus text.
-//! - `endpoint`: the core's handler for `/metrics` and `/healthz`, which the server runs on
+//! - `scrape`: the core's handler for `/metrics` and `/healthz`, which the server runs on
 //!   the metrics listener with one of its models.
 
 mod access_log;
-mod endpoint;
 mod format;
 mod metrics;
+mod scrape;
 
 pub use format::LogFormat;
 
@@ -23,9 +23,9 @@ use crate::http::Exchange;
 use crate::shutdown;
 use access_log::AccessLog;
 pub(crate) use access_log::Writer;
-pub(crate) use endpoint::MetricsHandler;
 use metrics::Metrics;
 pub(crate) use metrics::OpenGauge;
+pub(crate) use scrape::MetricsHandler;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -35,19 +35,13 @@ pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
 use std::net::IpAddr;
 use std::time::Instant;
 
-/// What the model should do next with the connection's socket.
-#[derive(Debug)]
-pub(crate) enum Step<'a> {
-    /// Write these bytes, or this file range (with `sendfile`), then call [`Link::sent`].
-    Send(Transmit<'a>),
-    /// Read into `buf`, then call [`Link::received`]; give up on the connection if nothing
-    /// arrives by `deadline`.
-    Receive { buf: &'a mut [u8], deadline: Instant },
-    /// Everything is sent: shut down the write side, keep reading until the peer closes.
-    Finish,
-    /// Close the socket.
-    Close,
-}
+/// What the model should do next with the connection's socket: `Send(Transmit)` (write,
+/// then [`Link::sent`]), `Receive { buf, deadline }` (read into `buf`, then
+/// [`Link::received`]; give up if nothing arrives by `deadline`), `Finish` (shut down the write
+/// side, keep reading until the peer closes) or `Close`. It is the core's own vocabulary, so
+/// that a plaintext link passes the protocol's steps on without translating them; a TLS
+/// transport makes its own, of the same kind.
+pub(crate) type Step<'a> = http::Action<'a>;
 
 /// One connection as a model sees it: whatever it reads goes in, whatever it must write comes
 /// out. See the module's documentation for what sits behind it.
@@ -74,12 +68,7 @@ impl Link {
     /// The next step for the model; requests are answered by `handler` on the way.
     #[inline]
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
-        match self.protocol.poll(clock, handler) {
-            http::Action::Send(what) => Step::Send(what),
-            http::Action::Receive { buf, deadline } => Step::Receive { buf, deadline },
-            http::Action::Finish => Step::Finish,
-            http::Action::Close => Step::Close,
-        }
+        self.protocol.poll(clock, handler)
     }
 
     /// `n` bytes were read into the buffer of the last [`Step::Receive`]; 0: the peer closed.
