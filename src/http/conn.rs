@@ -265,7 +265,7 @@ impl Connection {
     }
 
     /// The client took some of the bytes already handed to the kernel (the I/O layer learns
-    /// this from the socket, see `models::SendWatch`): while a response is being sent, the
+    /// this from the socket: the engine's `SendWatch`): while a response is being sent, the
     /// send timeout starts over.
     pub fn progressed(&mut self, now: Instant) {
         if !self.output.is_empty() {

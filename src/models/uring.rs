@@ -181,7 +181,7 @@ impl<'a, H: Handler> Worker<'a, H> {
         let shutdown = self.context.shutdown.fd().as_raw_fd();
         let poll = opcode::PollAdd::new(types::Fd(shutdown), PollFlags::IN.bits().into());
         // SAFETY: a poll refers to no memory of ours.
-        unsafe { self.push(poll.build().user_data(SHUTDOWN))? };
+        unsafe { self.ring.push(poll.build().user_data(SHUTDOWN))? };
         self.arm_timer()?;
         while !self.stopping {
             self.turn()?;
@@ -207,16 +207,6 @@ impl<'a, H: Handler> Worker<'a, H> {
             self.complete(completion)?;
         }
         Ok(())
-    }
-
-    /// Queues `entry` for submission.
-    ///
-    /// # Safety
-    /// As for [`Ring::push`]: any memory `entry` points to stays valid and unmoved until its
-    /// completion has been reaped, or forever (see `drop`).
-    unsafe fn push(&mut self, entry: squeue::Entry) -> Result<(), Error> {
-        // SAFETY: passed on to the caller.
-        unsafe { self.ring.push(entry) }
     }
 
     fn complete(&mut self, completion: cqueue::Entry) -> Result<(), Error> {
@@ -249,7 +239,7 @@ impl<'a, H: Handler> Worker<'a, H> {
                 .build()
         };
         // SAFETY: no peer address is asked for, so the accept refers to no memory of ours.
-        unsafe { self.push(entry.user_data(ACCEPT))? };
+        unsafe { self.ring.push(entry.user_data(ACCEPT))? };
         self.accepting = true;
         Ok(())
     }
@@ -363,7 +353,7 @@ impl<'a, H: Handler> Worker<'a, H> {
                 // when the slab does, is not resized while an operation is in flight, and is
                 // freed only once none is (see `on_operation`, `close_expired` and `drop`).
                 // The link is not told of anything until the completion.
-                unsafe { self.push(entry.user_data(op.user_data(key))) }
+                unsafe { self.ring.push(entry.user_data(op.user_data(key))) }
             }
             None => {
                 self.connections.remove(key);
@@ -388,7 +378,7 @@ impl<'a, H: Handler> Worker<'a, H> {
         let entry = opcode::Timeout::new(&*self.sweep).build().user_data(TIMER);
         // SAFETY: the timespec is boxed and lives as long as the worker, which outlives the
         // ring's use of it (the kernel copies it when the entry is submitted).
-        unsafe { self.push(entry) }
+        unsafe { self.ring.push(entry) }
     }
 
     /// Cancels the operation of every connection past its deadline; each is dropped when its
@@ -419,7 +409,7 @@ impl<'a, H: Handler> Worker<'a, H> {
     fn cancel(&mut self, user_data: u64) -> Result<(), Error> {
         let entry = opcode::AsyncCancel::new(user_data).build().user_data(CANCEL);
         // SAFETY: a cancellation refers to no memory of ours.
-        unsafe { self.push(entry) }
+        unsafe { self.ring.push(entry) }
     }
 
     fn cancel_everything(&mut self) -> Result<(), Error> {

@@ -110,6 +110,7 @@ mod encoding;
 mod errors;
 mod files;
 mod forks;
+mod handler;
 mod headers;
 mod isolation;
 mod lifecycle;
