@@ -127,6 +127,14 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address)]
     pub metrics: Option<SocketAddr>,
 
+    /// Serve HTTPS with this certificate chain (PEM), with --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM: RSA, ECDSA P-256/P-384 or Ed25519) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     // The options below steer the program rather than the server; `config::META` keeps them
     // out of files and the environment (but BINGFA_CONFIG names a file).
     /// Read options from this TOML file; the environment and the command line override it
@@ -170,6 +178,8 @@ impl Args {
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;
         config.metrics = self.metrics;
+        config.tls_cert = self.tls_cert.clone();
+        config.tls_key = self.tls_key.clone();
         config
     }
 }
@@ -264,6 +274,11 @@ pub fn one_line(error: &clap::Error) -> String {
     let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
     let first = lines.next().unwrap_or("error: invalid command line");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" lists them on the next lines.
+    if first.ends_with(':') {
+        let missing: Vec<&str> = lines.take_while(|line| !line.starts_with("Usage:")).collect();
+        return format!("{first} {}", missing.join(", "));
+    }
     match lines.find(|line| line.starts_with("[possible values:")) {
         Some(values) => format!("{first} {values}"),
         None => first.to_string(),
@@ -276,6 +291,15 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("bingfa").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_missing_companion_option_is_named_on_the_one_line() {
+        let error = parse(&["--tls-cert", "c.pem"]).unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            "the following required arguments were not provided: --tls-key <FILE>"
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum Error {
     Activation(#[from] ActivationError),
     #[error("cannot open the access log {}: {source}", path.display())]
     AccessLog { path: PathBuf, source: io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    TlsFile { path: PathBuf, source: io::Error },
+    #[error("cannot serve HTTPS with {}: {reason}", cert.display())]
+    Tls { cert: PathBuf, reason: String },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
     #[error("the {model} model is not available here: {reason}")]

@@ -5,10 +5,12 @@ mod endpoint;
 
 use crate::engine::Context;
 use crate::error::Error;
+use crate::fs;
 use crate::http;
 use crate::models::{self, Model};
 use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
+use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
 use crate::site::{Site, SiteOptions};
 use endpoint::Endpoint;
@@ -56,6 +58,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Serve Prometheus metrics and a health check on this address.
     pub metrics: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain and key (PEM files), both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -80,6 +85,8 @@ impl Config {
             access_log: None,
             log_format: LogFormat::Combined,
             metrics: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -132,6 +139,7 @@ pub struct Server {
     config: Config,
     observer: Option<Arc<Observer>>,
     metrics_listener: Option<TcpListener>,
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
@@ -145,6 +153,7 @@ impl Server {
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
         };
+        let tls = load_tls(config)?;
         let mut site = Site::open(&config.root, options).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,
@@ -162,6 +171,7 @@ impl Server {
             config: config.clone(),
             observer,
             metrics_listener,
+            tls,
         })
     }
 
@@ -172,9 +182,17 @@ impl Server {
 
     /// Where clients reach the server (see [`Listener::urls`]).
     pub fn urls(&self) -> Result<Vec<String>, Error> {
-        self.listener
+        let urls = self
+            .listener
             .urls()
-            .map_err(Error::io("reading the listening address"))
+            .map_err(Error::io("reading the listening address"))?;
+        Ok(match self.tls {
+            Some(_) => urls
+                .iter()
+                .map(|url| url.replacen("http://", "https://", 1))
+                .collect(),
+            None => urls,
+        })
     }
 
     /// Where `--metrics` are served, once bound (with the real port if 0 was asked for).
@@ -205,15 +223,18 @@ impl Server {
             }
             _ => None,
         };
-        let context = Arc::new(Context::new(
-            self.site,
-            self.config.settings(),
-            self.config.workers.max(1),
-            self.config.max_connections,
-            shutdown,
-            self.config.shutdown_timeout,
-            self.observer,
-        ));
+        let context = Arc::new(
+            Context::new(
+                self.site,
+                self.config.settings(),
+                self.config.workers.max(1),
+                self.config.max_connections,
+                shutdown,
+                self.config.shutdown_timeout,
+                self.observer,
+            )
+            .with_tls(self.tls),
+        );
         let served = models::run(model, self.listener, context);
         drop(endpoint);
         drop(writer);
@@ -222,6 +243,24 @@ impl Server {
         }
         served
     }
+}
+
+/// The certificate and key of `--tls-cert` and `--tls-key`, if given, ready to serve.
+fn load_tls(config: &Config) -> Result<Option<TlsConfig>, Error> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &Path| {
+        fs::load_named(path).map_err(|source| Error::TlsFile {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let tls = TlsConfig::from_pem(&read(cert)?, &read(key)?).map_err(|e| Error::Tls {
+        cert: cert.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(tls))
 }
 
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.

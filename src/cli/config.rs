@@ -432,7 +432,16 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         access_log,
         log_format,
         metrics,
+        tls_cert,
+        tls_key,
     } = config;
+    let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
+        Ok(path
+            .as_deref()
+            .map(|p| utf8(key, p))
+            .transpose()?
+            .map(Value::String))
+    };
     let root = std::path::absolute(root).map_err(|e| format!("root: {e}"))?;
     let error_page = match error_page {
         // Inside ROOT, as on the command line: written as given.
@@ -473,6 +482,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             Some(Value::String(args.log_level.name().to_string())),
         ),
         ("metrics", metrics.map(|addr| Value::String(addr.to_string()))),
+        ("tls-cert", path("tls-cert", tls_cert)?),
+        ("tls-key", path("tls-key", tls_key)?),
     ])
 }
 

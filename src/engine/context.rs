@@ -3,7 +3,7 @@
 use super::limit::{Admission, ConnectionLimit};
 use crate::net::Stream;
 use crate::observe::{Observer, Writer};
-use crate::seam::{Clock, Link, Settings};
+use crate::seam::{Clock, Link, Settings, TlsConfig};
 use crate::shutdown::Shutdown;
 use slab::Slab;
 use std::marker::PhantomData;
@@ -26,6 +26,8 @@ pub(crate) struct Context<H> {
     pub live: LiveSockets,
     /// With `--access-log` or `--metrics`: told of each accepted connection.
     pub observer: Option<Arc<Observer>>,
+    /// With `--tls-cert`: every connection speaks TLS.
+    pub tls: Option<TlsConfig>,
 }
 
 impl<H> Context<H> {
@@ -49,7 +51,13 @@ impl<H> Context<H> {
             shutdown_timeout,
             live: LiveSockets::default(),
             observer,
+            tls: None,
         }
+    }
+
+    /// Every connection accepted speaks TLS with `tls`, if given.
+    pub fn with_tls(self, tls: Option<TlsConfig>) -> Context<H> {
+        Context { tls, ..self }
     }
 
     /// After the accept loop stopped: waits until every admitted connection has ended, or
@@ -67,7 +75,7 @@ impl<H> Context<H> {
     pub fn accept(&self, clock: &Clock, socket: impl AsFd) -> (Link, Option<Admission>) {
         match self.limit.admit() {
             Some(admission) => (
-                self.observed(Link::new(self.settings, clock.now()), socket),
+                self.observed(Link::new(self.settings, clock.now(), self.tls.as_ref()), socket),
                 Some(admission),
             ),
             None => (self.overloaded(clock, socket), None),
@@ -76,7 +84,7 @@ impl<H> Context<H> {
 
     /// A link that only answers 503, for a model that refuses a connection itself.
     pub fn overloaded(&self, clock: &Clock, socket: impl AsFd) -> Link {
-        self.observed(Link::overloaded(self.settings, clock), socket)
+        self.observed(Link::overloaded(self.settings, clock, self.tls.as_ref()), socket)
     }
 
     fn observed(&self, mut link: Link, socket: impl AsFd) -> Link {

@@ -8,16 +8,18 @@
 //! refuses any escape, whatever the spelling (`..`, encoded dots or slashes,
 //! symlinks). Where `openat2` is not available a checked resolver (canonicalize, then
 //! prefix check) takes its place. The one file written, the access log, is the exception
-//! the operator names (`log_file`).
+//! the operator names (`log_file`), and the TLS certificate and key it reads (`named`).
 
 mod cache;
 mod listing;
 mod log_file;
+mod named;
 mod path;
 mod root;
 
 pub use cache::{CachedFile, SmallFileCache};
 pub use listing::{Directory, Entry};
 pub use log_file::{append_once, open_log};
+pub use named::load_named;
 pub use path::{decode_path, PathError, SitePath};
 pub use root::{FileIdentity, Lookup, OpenFile, Resolver, Root};

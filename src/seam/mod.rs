@@ -30,10 +30,14 @@
 //!
 //! Everything here is sans-IO, like the core: bytes and time come in as arguments.
 
+mod tls;
+
 use crate::http;
 pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
 use std::net::IpAddr;
 use std::time::Instant;
+use tls::Tls;
+pub(crate) use tls::TlsConfig;
 
 /// What the model should do next with the connection's socket: `Send(Transmit)` (write,
 /// then [`Link::sent`]), `Receive { buf, deadline }` (read into `buf`, then
@@ -48,43 +52,65 @@ pub(crate) type Step<'a> = http::Action<'a>;
 #[derive(Debug)]
 pub(crate) struct Link {
     protocol: http::Connection,
+    /// `None`: plaintext, the protocol's bytes pass through. Boxed, so a plaintext link stays
+    /// small.
+    tls: Option<Box<Tls>>,
 }
 
 impl Link {
-    /// A connection accepted at `now`.
-    pub fn new(settings: Settings, now: Instant) -> Link {
+    /// A connection accepted at `now`, over TLS if `tls` is given.
+    pub fn new(settings: Settings, now: Instant, tls: Option<&TlsConfig>) -> Link {
         Link {
             protocol: http::Connection::new(settings, now),
+            tls: Link::transport(tls, settings, now),
         }
     }
 
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
-    pub fn overloaded(settings: Settings, clock: &Clock) -> Link {
+    pub fn overloaded(settings: Settings, clock: &Clock, tls: Option<&TlsConfig>) -> Link {
         Link {
             protocol: http::Connection::overloaded(settings, clock),
+            tls: Link::transport(tls, settings, clock.now()),
         }
+    }
+
+    fn transport(tls: Option<&TlsConfig>, settings: Settings, now: Instant) -> Option<Box<Tls>> {
+        let config = tls?.server_config();
+        Tls::new(config, settings.send_timeout, now).map(Box::new)
     }
 
     /// The next step for the model; requests are answered by `handler` on the way.
     #[inline]
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
-        self.protocol.poll(clock, handler)
+        match &mut self.tls {
+            None => self.protocol.poll(clock, handler),
+            Some(tls) => tls.poll(&mut self.protocol, clock, handler),
+        }
     }
 
     /// `n` bytes were read into the buffer of the last [`Step::Receive`]; 0: the peer closed.
     #[inline]
     pub fn received(&mut self, n: usize, now: Instant) {
-        self.protocol.received(n, now);
+        match &mut self.tls {
+            None => self.protocol.received(n, now),
+            Some(tls) => tls.received(n),
+        }
     }
 
     /// `n` bytes of the last [`Step::Send`] were written.
     #[inline]
     pub fn sent(&mut self, n: usize, now: Instant) {
-        self.protocol.sent(n, now);
+        match &mut self.tls {
+            None => self.protocol.sent(n, now),
+            Some(tls) => tls.sent(n, now),
+        }
     }
 
     /// The client took some of what the kernel holds for it: the send timeout starts over.
     pub fn progressed(&mut self, now: Instant) {
+        if let Some(tls) = &mut self.tls {
+            tls.progressed(now);
+        }
         self.protocol.progressed(now);
     }
 
@@ -97,6 +123,9 @@ impl Link {
     /// connection costs none.
     #[inline]
     pub fn rest(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.rest();
+        }
         self.protocol.rest();
     }
 
@@ -108,6 +137,9 @@ impl Link {
     /// When to close the connection if nothing happens before.
     #[inline]
     pub fn deadline(&self) -> Instant {
-        self.protocol.deadline()
+        match &self.tls {
+            None => self.protocol.deadline(),
+            Some(tls) => tls.deadline(self.protocol.deadline()),
+        }
     }
 }

@@ -149,7 +149,7 @@ pub fn launch(mut cmd: Command, args: &[String]) -> Started {
     match rx.recv_timeout(SAFETY) {
         Ok(line) if !line.is_empty() => {
             // A server on a Unix socket or on IPv6 only has no such URL.
-            if line.contains(" at http://127.0.0.1:") {
+            if line.contains(" at http://127.0.0.1:") || line.contains(" at https://127.0.0.1:") {
                 running.addr = url_addr(&line);
             }
             running.start_line = line;
@@ -189,9 +189,9 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
-/// The address in `http://127.0.0.1:PORT/` within the start line.
+/// The address in `http://127.0.0.1:PORT/` (or `https://`) within the start line.
 pub fn url_addr(line: &str) -> SocketAddr {
-    let prefix = "http://127.0.0.1:";
+    let prefix = "://127.0.0.1:";
     let at = line
         .find(prefix)
         .unwrap_or_else(|| panic!("no {prefix} in {line:?}"));

@@ -335,3 +335,53 @@ fn bad_command_lines_fail_with_one_line() {
         failures.join("\n")
     );
 }
+
+/// With `--tls-cert` the start line says `https://`; a certificate or key that cannot be
+/// served stops the start with one line naming the file.
+#[test]
+fn tls_files_are_checked_at_start() {
+    let site = Site::new();
+    let root = site.root().to_str().unwrap().to_string();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/tls");
+    let file = |name: &str| fixture.join(name).to_str().unwrap().to_string();
+    let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+    let running = start(
+        &["-b", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key, &root],
+        None,
+    );
+    assert!(
+        running.start_line.contains(" at https://127.0.0.1:"),
+        "{}",
+        running.start_line
+    );
+    stop_with(running, Signal::SIGTERM);
+    let missing = site.root().join("no-such.pem");
+    for (pair, words) in [
+        ([missing.to_str().unwrap(), key.as_str()], "cannot read"),
+        ([key.as_str(), key.as_str()], "no certificate in the PEM file"),
+        ([cert.as_str(), cert.as_str()], "holds no private key"),
+        // The CA's certificate with the server's key: they do not belong together.
+        ([ca.as_str(), key.as_str()], "cannot serve HTTPS with"),
+    ] {
+        let args = binary::args(&[
+            "-b",
+            "127.0.0.1:0",
+            "--tls-cert",
+            pair[0],
+            "--tls-key",
+            pair[1],
+            &root,
+        ]);
+        match binary::spawn(&args, None) {
+            binary::Started::Failed { status, stderr } => {
+                assert_eq!(status.code(), Some(1), "{pair:?}");
+                assert_eq!(stderr.lines().count(), 1, "{pair:?}: {stderr}");
+                assert!(
+                    stderr.starts_with("bingfa: ") && stderr.contains(words),
+                    "{pair:?}: {stderr}"
+                );
+            }
+            binary::Started::Serving(_) => panic!("{pair:?} started"),
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! `wget -r`).
 
 use std::fs;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -595,10 +596,84 @@ fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
 }
 
 // ---------------------------------------------------------------------------
+// HTTPS (tests/fixture/tls: a test CA and a certificate it signed for 127.0.0.1)
+// ---------------------------------------------------------------------------
+
+fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixture/tls")
+        .join(name)
+}
+
+/// A server of `model` speaking HTTPS with the fixture certificate.
+fn serve_tls(model: bingfa::Model) -> TestServer {
+    TestServer::start_with(model, |config| {
+        config.tls_cert = Some(tls_fixture("cert.pem"));
+        config.tls_key = Some(tls_fixture("key.pem"));
+    })
+}
+
+/// Over HTTPS, byte-exact: a 1 MiB file (read and encrypted in pieces, since a TLS link
+/// cannot sendfile) and a small one from memory, on one connection, trusting the test CA.
+fn curl_https(s: &TestServer, curl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (dir.path().join("big.bin"), dir.path().join("readme.txt"));
+    let ca = tls_fixture("ca.pem");
+    let url = |path: &str| format!("https://{}{path}", s.addr);
+    let ran = curl_run(
+        curl,
+        &[
+            "--cacert",
+            arg(&ca),
+            "-o",
+            arg(&big),
+            "-o",
+            arg(&small),
+            "-w",
+            "%{http_code} %{http_version} %{num_connects} %{ssl_verify_result}\n",
+            &url("/big.bin"),
+            &url("/readme.txt"),
+        ],
+    );
+    assert_eq!(ran.stdout, "200 1.1 1 0\n200 1.1 0 0\n", "{}", ran.output());
+    assert_file(&big, &s.site.read("big.bin"));
+    assert_file(&small, &s.site.read("readme.txt"));
+}
+
+/// Plaintext HTTP sent to the HTTPS port gets a TLS alert and a close, never an HTTP answer.
+fn plaintext_to_https(s: &TestServer) {
+    let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
+    stream.set_read_timeout(Some(SAFETY)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    assert!(
+        read.is_ok() || matches!(read, Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server closes the connection: {read:?}"
+    );
+    assert!(
+        answer.first().is_none_or(|&kind| kind == 0x15),
+        "a TLS alert record, or nothing: {answer:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Every client against every model
 // ---------------------------------------------------------------------------
 
 model_tests! {
+    fn curl_gets_https_byte_exact(model m) {
+        if let Some(curl) = client("curl") {
+            curl_https(&serve_tls(m), &curl);
+        }
+    }
+
+    fn plaintext_to_the_https_port_gets_an_alert(model m) {
+        plaintext_to_https(&serve_tls(m));
+    }
+
     fn curl_get_is_byte_exact(model m) {
         if let Some(curl) = client("curl") {
             curl_get(&serve(m), &curl);

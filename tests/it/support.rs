@@ -372,6 +372,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         access_log,
         log_format,
         metrics,
+        tls_cert,
+        tls_key,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -422,6 +424,12 @@ pub fn flags(config: &Config) -> Vec<String> {
     if let Some(addr) = metrics {
         flags.push("--metrics".into());
         flags.push(addr.to_string());
+    }
+    for (flag, path) in [("--tls-cert", tls_cert), ("--tls-key", tls_key)] {
+        if let Some(path) = path {
+            flags.push(flag.into());
+            flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
+        }
     }
     flags
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["models", "server", "net", "observe"]), // the command line, --config, completions, man page
-    ("server", &["engine", "models", "http", "net", "observe", "shutdown", "site", "error"]), // wiring only
+    ("server", &["engine", "models", "seam", "http", "net", "observe", "shutdown", "site", "fs", "error"]), // wiring only
     ("models", &["engine", "seam", "net", "shutdown", "observe", "error"]), // one file per concurrency model
     ("engine", &["seam", "net", "shutdown", "observe", "error"]), // what the models share
     ("seam", &["http"]), // the connection seam: a model's one door to the protocol
