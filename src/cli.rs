@@ -135,6 +135,14 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Strict-Transport-Security: max-age=SECONDS on every HTTPS response
+    #[arg(long, value_name = "SECONDS", requires = "tls_cert")]
+    pub hsts: Option<u64>,
+
+    /// Listen for plaintext HTTP here too, answering each request with 308 to https
+    #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address, requires = "tls_cert")]
+    pub redirect_http: Option<SocketAddr>,
+
     // The options below steer the program rather than the server; `config::META` keeps them
     // out of files and the environment (but BINGFA_CONFIG names a file).
     /// Read options from this TOML file; the environment and the command line override it
@@ -180,6 +188,8 @@ impl Args {
         config.metrics = self.metrics;
         config.tls_cert = self.tls_cert.clone();
         config.tls_key = self.tls_key.clone();
+        config.hsts = self.hsts;
+        config.redirect_http = self.redirect_http;
         config
     }
 }

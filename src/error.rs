@@ -19,6 +19,8 @@ pub enum Error {
     TlsFile { path: PathBuf, source: io::Error },
     #[error("cannot serve HTTPS with {}: {reason}", cert.display())]
     Tls { cert: PathBuf, reason: String },
+    #[error("cannot redirect HTTP on {addr}: {source}")]
+    Redirect { addr: SocketAddr, source: io::Error },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
     #[error("the {model} model is not available here: {reason}")]

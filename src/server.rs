@@ -12,7 +12,7 @@ use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
-use crate::site::{Site, SiteOptions};
+use crate::site::{HttpsRedirect, Site, SiteOptions};
 use endpoint::Endpoint;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -61,6 +61,10 @@ pub struct Config {
     /// Serve HTTPS with this certificate chain and key (PEM files), both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// On HTTPS responses, `Strict-Transport-Security: max-age=` this many seconds.
+    pub hsts: Option<u64>,
+    /// A plaintext listener here answers every request with a redirect to HTTPS.
+    pub redirect_http: Option<SocketAddr>,
 }
 
 impl Config {
@@ -87,6 +91,8 @@ impl Config {
             metrics: None,
             tls_cert: None,
             tls_key: None,
+            hsts: None,
+            redirect_http: None,
         }
     }
 
@@ -140,7 +146,11 @@ pub struct Server {
     observer: Option<Arc<Observer>>,
     metrics_listener: Option<TcpListener>,
     tls: Option<TlsConfig>,
+    redirect: Option<(TcpListener, HttpsRedirect)>,
 }
+
+/// Scrapers connected at once to `--metrics`, beyond which it says 503.
+const METRICS_CONNECTIONS: usize = 64;
 
 impl Server {
     pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
@@ -153,7 +163,11 @@ impl Server {
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
         };
-        let tls = load_tls(config)?;
+        let (tls, certificate) = load_tls(config)?.unzip();
+        let redirect = match config.redirect_http {
+            Some(addr) => Some(redirect_to_https(addr, &listener, certificate.as_deref())?),
+            None => None,
+        };
         let mut site = Site::open(&config.root, options).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,
@@ -172,6 +186,7 @@ impl Server {
             observer,
             metrics_listener,
             tls,
+            redirect,
         })
     }
 
@@ -200,29 +215,48 @@ impl Server {
         self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
+    /// Where `--redirect-http` listens, once bound (with the real port if 0 was asked for).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref()?.0.local_addr().ok()
+    }
+
     /// Serves until `shutdown` is triggered.
     pub fn run(self, shutdown: Arc<Shutdown>) -> Result<(), Error> {
         tracing::debug!("{:?}", self.config);
         let model = self.config.model;
         // A forking model's parent starts no thread: its serving processes start their own
-        // log writers, and the metrics endpoint runs in a process of its own.
+        // log writers, and the endpoints beside it run in processes of their own.
         let writer = match &self.observer {
             Some(observer) if !model.forks() => observer.start_writer(shutdown.watches_signals()),
             _ => None,
         };
+        let server_listener = self.listener.as_raw_fd();
+        let mut endpoints = Vec::new();
         let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
-        let endpoint = match (self.metrics_listener, metrics) {
-            (Some(listener), Some(handler)) => {
-                let server_listener = self.listener.as_raw_fd();
-                Some(Endpoint::start(
-                    listener,
-                    handler,
-                    model.forks(),
-                    server_listener,
-                )?)
-            }
-            _ => None,
-        };
+        if let (Some(listener), Some(handler)) = (self.metrics_listener, metrics) {
+            let addr = local_addr(&listener)?;
+            let endpoint = Endpoint::start(
+                listener,
+                handler,
+                METRICS_CONNECTIONS,
+                model.forks(),
+                server_listener,
+            )?;
+            endpoints.push(endpoint);
+            tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
+        }
+        if let Some((listener, handler)) = self.redirect {
+            let addr = local_addr(&listener)?;
+            let most = self.config.max_connections;
+            endpoints.push(Endpoint::start(
+                listener,
+                handler,
+                most,
+                model.forks(),
+                server_listener,
+            )?);
+            tracing::info!("http://{addr}/ redirects to https");
+        }
         let context = Arc::new(
             Context::new(
                 self.site,
@@ -236,7 +270,7 @@ impl Server {
             .with_tls(self.tls),
         );
         let served = models::run(model, self.listener, context);
-        drop(endpoint);
+        drop(endpoints);
         drop(writer);
         if served.is_ok() {
             tracing::info!("stopped");
@@ -245,8 +279,37 @@ impl Server {
     }
 }
 
-/// The certificate and key of `--tls-cert` and `--tls-key`, if given, ready to serve.
-fn load_tls(config: &Config) -> Result<Option<TlsConfig>, Error> {
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(Error::io("reading a listening address"))
+}
+
+/// `--redirect-http ADDR`: its listener, and the handler that sends every request to the
+/// same place on `https_listener`, for names `certificate` (PEM) is valid for.
+fn redirect_to_https(
+    addr: SocketAddr,
+    https_listener: &Listener,
+    certificate: Option<&[u8]>,
+) -> Result<(TcpListener, HttpsRedirect), Error> {
+    let refused = |reason: &str| Error::Redirect {
+        addr,
+        source: std::io::Error::other(reason.to_string()),
+    };
+    let port = https_listener
+        .local_addr()
+        .map_err(|_| refused("HTTPS must listen on a TCP port"))?
+        .port();
+    let handler = certificate
+        .and_then(|pem| HttpsRedirect::new(pem, port))
+        .ok_or_else(|| refused("it needs --tls-cert"))?;
+    let listener = TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?;
+    Ok((listener, handler))
+}
+
+/// The certificate and key of `--tls-cert` and `--tls-key`, if given, ready to serve; and the
+/// certificate file's content.
+fn load_tls(config: &Config) -> Result<Option<(TlsConfig, Vec<u8>)>, Error> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
@@ -256,11 +319,12 @@ fn load_tls(config: &Config) -> Result<Option<TlsConfig>, Error> {
             source,
         })
     };
-    let tls = TlsConfig::from_pem(&read(cert)?, &read(key)?).map_err(|e| Error::Tls {
+    let chain = read(cert)?;
+    let tls = TlsConfig::from_pem(&chain, &read(key)?).map_err(|e| Error::Tls {
         cert: cert.clone(),
         reason: e.to_string(),
     })?;
-    Ok(Some(tls))
+    Ok(Some((tls.with_hsts(config.hsts), chain)))
 }
 
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.

@@ -434,6 +434,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         metrics,
         tls_cert,
         tls_key,
+        hsts,
+        redirect_http,
     } = config;
     let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
         Ok(path
@@ -484,6 +486,11 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         ("metrics", metrics.map(|addr| Value::String(addr.to_string()))),
         ("tls-cert", path("tls-cert", tls_cert)?),
         ("tls-key", path("tls-key", tls_key)?),
+        ("hsts", hsts.map(integer)),
+        (
+            "redirect-http",
+            redirect_http.map(|addr| Value::String(addr.to_string())),
+        ),
     ])
 }
 

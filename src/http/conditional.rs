@@ -129,6 +129,7 @@ mod tests {
             method: request::Method::Get,
             path: b"/",
             now: std::time::Instant::now(),
+            target: b"/",
             head: &head,
             fields: &parsed.fields,
         })

@@ -57,6 +57,9 @@ pub struct Settings {
     /// Tell the handler of every exchange ([`Handler::exchanged`]); off, the core keeps no
     /// record of them.
     pub observe: bool,
+    /// `Strict-Transport-Security: max-age=` this on every response: for connections over
+    /// TLS only (RFC 6797 §7.2: a browser ignores it over plaintext).
+    pub hsts: Option<u64>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             min_rate: 500,
             linger: Duration::from_secs(2),
             observe: false,
+            hsts: None,
         }
     }
 }
@@ -472,7 +476,8 @@ impl Connection {
             .observed
             .is_some()
             .then(|| exchange::summary(&response, head_only));
-        self.output.push(response, head_only, clock, persistence);
+        self.output
+            .push(response, head_only, clock, persistence, self.settings.hsts);
         if let (Some(observed), Some(noted)) = (&mut self.observed, noted) {
             let since = self.arriving.map_or(clock.now(), |arrival| arrival.since);
             let request = answered.map(|answered| (&self.input[answered.start..], answered));
@@ -494,10 +499,12 @@ impl Connection {
             Intent::Serve { method, path } => {
                 let head_bytes = &self.input[head_start..];
                 let path = if path.is_empty() { b"/" } else { &head_bytes[path] };
+                let (target_at, target_len) = head.spans.target;
                 let request = Request {
                     method,
                     path,
                     now: clock.now(),
+                    target: &head_bytes[target_at..target_at + target_len],
                     head: head_bytes,
                     fields: &head.fields,
                 };
@@ -599,8 +606,15 @@ impl Output {
         memory >= OUTPUT_HIGH_WATER || files >= MAX_QUEUED_FILES
     }
 
-    fn push(&mut self, response: Shaped, head_only: bool, clock: &Clock, persistence: Persistence) {
-        reply::write_head(self.tail_bytes(), &response, clock, persistence);
+    fn push(
+        &mut self,
+        response: Shaped,
+        head_only: bool,
+        clock: &Clock,
+        persistence: Persistence,
+        hsts: Option<u64>,
+    ) {
+        reply::write_head(self.tail_bytes(), &response, clock, persistence, hsts);
         if head_only {
             return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
         }

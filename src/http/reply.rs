@@ -170,6 +170,14 @@ impl Reply {
             ..Reply::error(Status::MovedPermanently)
         }
     }
+
+    /// 308 to `location` (RFC 9110 §15.4.9): the same request, there, from now on.
+    pub fn permanent_redirect(location: String) -> Reply {
+        Reply {
+            location: Some(location),
+            ..Reply::error(Status::PermanentRedirect)
+        }
+    }
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -185,7 +193,13 @@ pub(crate) enum Persistence {
 }
 
 /// Appends the head of `response` to `out`.
-pub(crate) fn write_head(out: &mut Vec<u8>, response: &Shaped, clock: &Clock, persistence: Persistence) {
+pub(crate) fn write_head(
+    out: &mut Vec<u8>,
+    response: &Shaped,
+    clock: &Clock,
+    persistence: Persistence,
+    hsts: Option<u64>,
+) {
     let reply = &response.reply;
     out.extend_from_slice(reply.status.status_line().as_bytes());
     out.extend_from_slice(b"Server: bingfa\r\nDate: ");
@@ -241,6 +255,11 @@ pub(crate) fn write_head(out: &mut Vec<u8>, response: &Shaped, clock: &Clock, pe
     field(out, "Location", reply.location.as_deref());
     if reply.status == Status::MethodNotAllowed {
         out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
+    if let Some(max_age) = hsts {
+        out.extend_from_slice(b"Strict-Transport-Security: max-age=");
+        out.extend_from_slice(itoa::Buffer::new().format(max_age).as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     match persistence {
         Persistence::Implicit => {}

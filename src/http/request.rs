@@ -45,12 +45,36 @@ pub struct Request<'a> {
     pub path: &'a [u8],
     /// When the request is answered, on the I/O layer's clock: for a handler's own caches.
     pub now: Instant,
+    /// The request target as sent: `/a%20b/index.html?q=1`, or `http://host/a` (absolute form).
+    pub(crate) target: &'a [u8],
     /// The head's bytes, into which `fields` points.
     pub(crate) head: &'a [u8],
     pub(crate) fields: &'a FieldValues,
 }
 
 impl<'a> Request<'a> {
+    /// The target's query, still percent-encoded, without the `?`: `q=1` of `/a?q=1#top`.
+    pub fn query(&self) -> Option<&'a [u8]> {
+        let after = self.target.iter().position(|&b| b == b'?')? + 1;
+        let rest = &self.target[after..];
+        let end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    /// The authority the client asked for: an absolute-form target's (RFC 9112 §3.2.2), else
+    /// the Host field's, as sent (`example.com:8443`, `[::1]`). `None` for an HTTP/1.0
+    /// request without one; never empty.
+    pub fn host(&self) -> Option<&'a [u8]> {
+        let host = match path_start_after_authority(self.target) {
+            Some(end) => {
+                let start = self.target.iter().position(|&b| b == b':')? + b"://".len();
+                &self.target[start..end]
+            }
+            None => self.fields.value(self.head, Field::Host)?,
+        };
+        (!host.is_empty()).then_some(host)
+    }
+
     /// The value of a field the server acts on, trimmed. A field sent on several lines is
     /// combined into one comma-separated list, as RFC 9110 §5.3 says (which turns a
     /// repeated singleton such as `Range` into an invalid value, to be ignored).
@@ -101,10 +125,12 @@ pub enum Field {
     /// For the access log.
     Referer,
     UserAgent,
+    /// The authority the client asked for (RFC 9110 §7.2), checked by the parser.
+    Host,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 10] = [
+    const ALL: [(Field, &'static str); 11] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -115,6 +141,7 @@ impl Field {
         (Field::Accept, "accept"),
         (Field::Referer, "referer"),
         (Field::UserAgent, "user-agent"),
+        (Field::Host, "host"),
     ];
 
     fn named(name: &str) -> Option<Field> {
@@ -135,6 +162,19 @@ pub struct FieldValues {
 }
 
 impl FieldValues {
+    /// `value`, within `buf`, is a value of `field`: where the first lies, and whether there
+    /// are more.
+    fn note(&mut self, field: Field, buf: &[u8], value: &[u8]) {
+        let slot = &mut self.first[field as usize];
+        if slot.is_none() {
+            let start = u16::try_from(offset_in(buf, value)).ok();
+            let len = u16::try_from(value.len()).ok();
+            *slot = start.zip(len);
+        } else {
+            self.repeated |= 1 << field as u8;
+        }
+    }
+
     /// The first line's value of `field` in `head`, as sent (trimmed): enough for a log.
     pub(crate) fn value<'h>(&self, head: &'h [u8], field: Field) -> Option<&'h [u8]> {
         let (start, len) = self.first[field as usize]?;
@@ -407,6 +447,7 @@ impl Fields {
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
                 check_host(value)?;
+                fields.values.note(Field::Host, buf, value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 length = Some(merge_content_length(length, value)?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -419,14 +460,7 @@ impl Fields {
             } else if name.eq_ignore_ascii_case("expect") {
                 fields.expects_continue |= value.eq_ignore_ascii_case(b"100-continue");
             } else if let Some(field) = Field::named(name) {
-                let slot = &mut fields.values.first[field as usize];
-                if slot.is_none() {
-                    let start = u16::try_from(offset_in(buf, value)).ok();
-                    let len = u16::try_from(value.len()).ok();
-                    *slot = start.zip(len);
-                } else {
-                    fields.values.repeated |= 1 << field as u8;
-                }
+                fields.values.note(field, buf, value);
             }
         }
         // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
@@ -619,10 +653,12 @@ pub(crate) fn with_request<T>(raw: &[u8], now: Instant, f: impl FnOnce(&Request<
     let Intent::Serve { method, path } = parsed.intent else {
         panic!("not a request to serve: {}", String::from_utf8_lossy(raw));
     };
+    let (target_at, target_len) = parsed.spans.target;
     f(&Request {
         method,
         path: &head[path.clone()],
         now,
+        target: &head[target_at..target_at + target_len],
         head: &head,
         fields: &parsed.fields,
     })
@@ -631,6 +667,37 @@ pub(crate) fn with_request<T>(raw: &[u8], now: Instant, f: impl FnOnce(&Request<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_handler_sees_host_and_query_as_sent() {
+        let cases: [(&str, Option<&str>, Option<&str>); 6] = [
+            (
+                "GET /a?q=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+                Some("example.com:8080"),
+                Some("q=1"),
+            ),
+            (
+                "GET /a?q=1#top HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+                Some("[::1]"),
+                Some("q=1"),
+            ),
+            ("GET /a HTTP/1.1\r\nHost: a\r\n\r\n", Some("a"), None),
+            ("GET /a? HTTP/1.1\r\nHost: a\r\n\r\n", Some("a"), Some("")),
+            // RFC 9112 §3.2.2: the absolute form's authority, not Host.
+            (
+                "GET http://b.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n",
+                Some("b.example"),
+                Some("y"),
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", None, None),
+        ];
+        for (raw, host, query) in cases {
+            with_request(raw.as_bytes(), Instant::now(), |request| {
+                assert_eq!(request.host(), host.map(str::as_bytes), "{raw}");
+                assert_eq!(request.query(), query.map(str::as_bytes), "{raw}");
+            });
+        }
+    }
 
     fn parse_str(raw: &str) -> Parsed {
         parse(&mut raw.as_bytes().to_vec(), &Limits::default())

@@ -60,6 +60,7 @@ pub(crate) struct Link {
 impl Link {
     /// A connection accepted at `now`, over TLS if `tls` is given.
     pub fn new(settings: Settings, now: Instant, tls: Option<&TlsConfig>) -> Link {
+        let settings = tls.map_or(settings, |tls| tls.settings(settings));
         Link {
             protocol: http::Connection::new(settings, now),
             tls: Link::transport(tls, settings, now),
@@ -68,6 +69,7 @@ impl Link {
 
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock, tls: Option<&TlsConfig>) -> Link {
+        let settings = tls.map_or(settings, |tls| tls.settings(settings));
         Link {
             protocol: http::Connection::overloaded(settings, clock),
             tls: Link::transport(tls, settings, clock.now()),

@@ -12,7 +12,7 @@
 //! batch of `SENDABLE` plaintext encrypts to. Buffers with nothing pending are let go at rest.
 
 use super::Step;
-use crate::http::{self, Action, Clock, Handler, Transmit};
+use crate::http::{self, Action, Clock, Handler, Settings, Transmit};
 use rustls::{ServerConfig, ServerConnection};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -254,9 +254,13 @@ impl Tls {
     }
 }
 
-/// What every TLS link of a server shares: its certificate and key, and the session state.
+/// What every TLS link of a server shares: its certificate and key, the session state, and
+/// the `Strict-Transport-Security` its responses carry.
 #[derive(Debug, Clone)]
-pub(crate) struct TlsConfig(Arc<ServerConfig>);
+pub(crate) struct TlsConfig {
+    server: Arc<ServerConfig>,
+    hsts: Option<u64>,
+}
 
 /// Why a certificate and key cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -291,11 +295,30 @@ impl TlsConfig {
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-        Ok(TlsConfig(Arc::new(config)))
+        Ok(TlsConfig {
+            server: Arc::new(config),
+            hsts: None,
+        })
+    }
+
+    /// Every response over TLS says `Strict-Transport-Security: max-age=SECONDS`.
+    pub fn with_hsts(self, seconds: Option<u64>) -> TlsConfig {
+        TlsConfig {
+            hsts: seconds,
+            ..self
+        }
     }
 
     pub(super) fn server_config(&self) -> &Arc<ServerConfig> {
-        &self.0
+        &self.server
+    }
+
+    /// The protocol's settings on a TLS link.
+    pub(super) fn settings(&self, plaintext: Settings) -> Settings {
+        Settings {
+            hsts: self.hsts,
+            ..plaintext
+        }
     }
 }
 
@@ -303,7 +326,7 @@ impl TlsConfig {
 mod tests {
     use super::super::Link;
     use super::*;
-    use crate::http::{Body, Reply, Request, Settings};
+    use crate::http::{Body, Reply, Request};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
@@ -347,7 +370,11 @@ mod tests {
 
     fn link() -> Link {
         let tls = TlsConfig::from_pem(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
-        Link::new(Settings::default(), Instant::now(), Some(&tls))
+        Link::new(
+            Settings::default(),
+            Instant::now(),
+            Some(&tls.with_hsts(Some(600))),
+        )
     }
 
     /// Moves bytes both ways between `client` and `link` until neither has anything to say;
@@ -404,6 +431,10 @@ mod tests {
         let head = String::from_utf8_lossy(&got[..head_end]);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(head.contains("Content-Length: 200000\r\n"), "{head}");
+        assert!(
+            head.contains("Strict-Transport-Security: max-age=600\r\n"),
+            "{head}"
+        );
         assert!(got[head_end..] == content[..], "the body differs");
         // The client says it is done: close_notify, then the link closes.
         client.send_close_notify();

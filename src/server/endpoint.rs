@@ -1,10 +1,11 @@
-//! The `--metrics` endpoint: the metrics handler served on its own listener by the `epoll`
-//! model, beside the server. One thread is enough for a scraper or two, and its loop takes
-//! any number of connections without a thread each.
+//! Endpoints beside the server: a handler served on a listener of its own by the `epoll`
+//! model — `--metrics` (the metrics handler) and `--redirect-http` (the way to HTTPS). One
+//! thread is enough for what they answer, and its loop takes any number of connections
+//! without a thread each.
 //!
-//! It runs on a thread of its own; for the forking models in a process of its own instead,
-//! forked before the model starts, since their parent must stay single-threaded to fork. The
-//! counters it reads are shared by every process (see `observe::metrics`). It answers until
+//! Each runs on a thread of its own; for the forking models in a process of its own instead,
+//! forked before the model starts, since their parent must stay single-threaded to fork (the
+//! metrics counters are shared by every process: see `observe::metrics`). Each answers until
 //! the server has stopped, draining included.
 
 use crate::engine::Context;
@@ -12,7 +13,7 @@ use crate::error::Error;
 use crate::http::Settings;
 use crate::models::{self, Model};
 use crate::net::Listener;
-use crate::observe::MetricsHandler;
+use crate::seam::Handler;
 use crate::shutdown::Shutdown;
 use nix::sys::signal::Signal;
 use nix::unistd::{fork, ForkResult, Pid};
@@ -22,9 +23,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Scrapers connected at once, beyond which the endpoint says 503.
-const MAX_CONNECTIONS: usize = 64;
-/// Once the server has stopped, how long a scrape in flight may take.
+/// Once the server has stopped, how long a request in flight may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The running endpoint; dropping it stops it.
@@ -41,26 +40,27 @@ enum Running {
 }
 
 impl Endpoint {
-    /// Serves `handler` on `listener`: from a child process if `in_process` (the caller must
-    /// then be single-threaded), else from a thread. `server_listener`, the server's own
-    /// listener, is closed in such a child, so that the port stops listening when the server
-    /// closes it.
-    pub fn start(
+    /// Serves `handler` on `listener`, at most `max_connections` at once (beyond, a 503):
+    /// from a child process if `in_process` (the caller must then be single-threaded), else
+    /// from a thread. `server_listener`, the server's own listener, is closed in such a
+    /// child, so that the port stops listening when the server closes it.
+    pub fn start<H>(
         listener: TcpListener,
-        handler: MetricsHandler,
+        handler: H,
+        max_connections: usize,
         in_process: bool,
         server_listener: RawFd,
-    ) -> Result<Endpoint, Error> {
-        let addr = listener
-            .local_addr()
-            .map_err(Error::io("reading the metrics address"))?;
+    ) -> Result<Endpoint, Error>
+    where
+        H: Handler + Send + Sync + 'static,
+    {
         // An eventfd made before any fork: the server's write wakes the endpoint's loop.
-        let stop = Shutdown::new().map_err(Error::io("starting the metrics endpoint"))?;
+        let stop = Shutdown::new().map_err(Error::io("starting an endpoint"))?;
         let context = Context::new(
             handler,
             Settings::default(),
             1,
-            MAX_CONNECTIONS,
+            max_connections,
             Arc::clone(&stop),
             STOP_TIMEOUT,
             None,
@@ -70,33 +70,32 @@ impl Endpoint {
             Running::Process(serve_in_process(listener, context, server_listener)?)
         } else {
             let thread = std::thread::Builder::new()
-                .name("bingfa-metrics".into())
+                .name("bingfa-endpoint".into())
                 .spawn(move || serve(listener, context))
-                .map_err(Error::io("starting the metrics endpoint"))?;
+                .map_err(Error::io("starting an endpoint"))?;
             Running::Thread(Some(thread))
         };
-        tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
         Ok(Endpoint { stop, running })
     }
 }
 
 /// Serves until the endpoint is stopped; a failure is logged, not fatal to the server.
-fn serve(listener: Listener, context: Context<MetricsHandler>) {
+fn serve<H: Handler + Send + Sync + 'static>(listener: Listener, context: Context<H>) {
     if let Err(e) = models::run(Model::Epoll, listener, Arc::new(context)) {
-        tracing::error!("metrics endpoint: {e}");
+        tracing::error!("endpoint beside the server: {e}");
     }
 }
 
 /// Forks the endpoint's process, which serves and exits; returns its pid.
-fn serve_in_process(
+fn serve_in_process<H: Handler + Send + Sync + 'static>(
     listener: Listener,
-    context: Context<MetricsHandler>,
+    context: Context<H>,
     server_listener: RawFd,
 ) -> Result<Pid, Error> {
     let server = nix::unistd::getpid();
     // SAFETY: the caller is single-threaded (the forking models run only in such a process,
     // see `Model::forks`), so the child may run ordinary Rust code.
-    let forked = unsafe { fork() }.map_err(|e| Error::io("starting the metrics endpoint")(e.into()))?;
+    let forked = unsafe { fork() }.map_err(|e| Error::io("starting an endpoint")(e.into()))?;
     match forked {
         ForkResult::Child => {
             // SAFETY: in this child the server's listener is never used: it runs only the

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 mod hot;
 mod listing;
+mod redirect;
+
+pub use redirect::HttpsRedirect;
 
 /// Files up to this size are kept in memory, so their responses can be batched in one write.
 const SMALL_FILE: u64 = 32 * 1024;

@@ -610,6 +610,8 @@ fn serve_tls(model: bingfa::Model) -> TestServer {
     TestServer::start_with(model, |config| {
         config.tls_cert = Some(tls_fixture("cert.pem"));
         config.tls_key = Some(tls_fixture("key.pem"));
+        config.hsts = Some(31_536_000);
+        config.redirect_http = Some("127.0.0.1:0".parse().unwrap());
     })
 }
 
@@ -618,6 +620,7 @@ fn serve_tls(model: bingfa::Model) -> TestServer {
 fn curl_https(s: &TestServer, curl: &Program) {
     let dir = tempfile::tempdir().unwrap();
     let (big, small) = (dir.path().join("big.bin"), dir.path().join("readme.txt"));
+    let heads = dir.path().join("heads.txt");
     let ca = tls_fixture("ca.pem");
     let url = |path: &str| format!("https://{}{path}", s.addr);
     let ran = curl_run(
@@ -625,6 +628,8 @@ fn curl_https(s: &TestServer, curl: &Program) {
         &[
             "--cacert",
             arg(&ca),
+            "--dump-header",
+            arg(&heads),
             "-o",
             arg(&big),
             "-o",
@@ -638,6 +643,43 @@ fn curl_https(s: &TestServer, curl: &Program) {
     assert_eq!(ran.stdout, "200 1.1 1 0\n200 1.1 0 0\n", "{}", ran.output());
     assert_file(&big, &s.site.read("big.bin"));
     assert_file(&small, &s.site.read("readme.txt"));
+    let heads = fs::read_to_string(&heads).unwrap();
+    let hsts = "Strict-Transport-Security: max-age=31536000\r\n";
+    assert_eq!(heads.matches(hsts).count(), 2, "{heads}");
+}
+
+/// `--redirect-http`: plaintext requests get a 308 to the same path and query over HTTPS,
+/// which curl follows to the file; a host the certificate does not name gets a 421.
+fn curl_redirected_to_https(s: &TestServer, curl: &Program) {
+    let redirect = s.redirect.expect("a redirect listener");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("readme.txt");
+    let ca = tls_fixture("ca.pem");
+    let from = format!("http://{redirect}/readme.txt?x=1");
+    let ran = curl_run(
+        curl,
+        &["-w", "%{http_code} %{redirect_url}", "-o", "/dev/null", &from],
+    );
+    let to = format!("https://{}/readme.txt?x=1", s.addr);
+    assert_eq!(ran.stdout, format!("308 {to}"), "{}", ran.output());
+    let ran = curl_run(
+        curl,
+        &[
+            "-L",
+            "--cacert",
+            arg(&ca),
+            "-w",
+            "%{http_code} %{num_redirects}",
+            "-o",
+            arg(&out),
+            &from,
+        ],
+    );
+    assert_eq!(ran.stdout, "200 1", "{}", ran.output());
+    assert_file(&out, &s.site.read("readme.txt"));
+    let mut c = Client::connect(redirect);
+    c.send("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+    assert_eq!(c.read_response().status, 421);
 }
 
 /// Plaintext HTTP sent to the HTTPS port gets a TLS alert and a close, never an HTTP answer.
@@ -667,6 +709,12 @@ model_tests! {
     fn curl_gets_https_byte_exact(model m) {
         if let Some(curl) = client("curl") {
             curl_https(&serve_tls(m), &curl);
+        }
+    }
+
+    fn curl_follows_the_redirect_to_https(model m) {
+        if let Some(curl) = client("curl") {
+            curl_redirected_to_https(&serve_tls(m), &curl);
         }
     }
 

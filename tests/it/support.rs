@@ -172,6 +172,8 @@ pub struct TestServer {
     pub model: Model,
     /// Where `--metrics` are served, if the config asked for them.
     pub metrics: Option<SocketAddr>,
+    /// Where `--redirect-http` listens, if the config asked for it.
+    pub redirect: Option<SocketAddr>,
     runner: Runner,
     // Last: the files outlive the server, which `Drop` stops first.
     pub site: Site,
@@ -217,10 +219,12 @@ impl TestServer {
         if config.model.forks() || std::env::var_os("BINGFA_IT_BINARY").is_some() {
             let bingfa = binary::start(&flags(&config), None);
             let metrics = config.metrics.map(|_| metrics_addr(&bingfa));
+            let redirect = config.redirect_http.map(|_| redirect_addr(&bingfa));
             return TestServer {
                 addr: bingfa.addr,
                 model: config.model,
                 metrics,
+                redirect,
                 runner: Runner::Binary {
                     bingfa,
                     stopped: false,
@@ -236,6 +240,7 @@ impl TestServer {
         let stop = Arc::clone(&shutdown);
         let server = bingfa::Server::new(listener, &config).unwrap_or_else(|e| panic!("Server::new: {e}"));
         let metrics = server.metrics_addr();
+        let redirect = server.redirect_addr();
         let handle = thread::Builder::new()
             .name(format!("bingfa-{model}"))
             .spawn(move || server.run(stop).map_err(|e| e.to_string()))
@@ -244,6 +249,7 @@ impl TestServer {
             addr,
             model,
             metrics,
+            redirect,
             runner: Runner::InProcess {
                 shutdown,
                 handle: Some(handle),
@@ -374,6 +380,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         metrics,
         tls_cert,
         tls_key,
+        hsts,
+        redirect_http,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -425,6 +433,14 @@ pub fn flags(config: &Config) -> Vec<String> {
         flags.push("--metrics".into());
         flags.push(addr.to_string());
     }
+    if let Some(addr) = redirect_http {
+        flags.push("--redirect-http".into());
+        flags.push(addr.to_string());
+    }
+    if let Some(seconds) = hsts {
+        flags.push("--hsts".into());
+        flags.push(seconds.to_string());
+    }
     for (flag, path) in [("--tls-cert", tls_cert), ("--tls-key", tls_key)] {
         if let Some(path) = path {
             flags.push(flag.into());
@@ -437,13 +453,24 @@ pub fn flags(config: &Config) -> Vec<String> {
 /// The metrics address a running binary announces on stderr (with the real port when it
 /// was given port 0): `... metrics at http://ADDR/metrics, ...`.
 pub fn metrics_addr(bingfa: &binary::Bingfa) -> SocketAddr {
+    announced(bingfa, "metrics at http://", "/metrics")
+}
+
+/// The `--redirect-http` address a running binary announces on stderr: `http://ADDR/
+/// redirects to https`.
+pub fn redirect_addr(bingfa: &binary::Bingfa) -> SocketAddr {
+    announced(bingfa, "INFO http://", "/ redirects to https")
+}
+
+/// The address between `before` and `after` on a running binary's stderr, once it is there.
+fn announced(bingfa: &binary::Bingfa, before: &str, after: &str) -> SocketAddr {
     let found = binary::poll_until(SAFETY, || {
         let stderr = bingfa.stderr_now();
-        let at = stderr.find("metrics at http://")? + "metrics at http://".len();
-        let end = at + stderr[at..].find("/metrics")?;
+        let at = stderr.find(before)? + before.len();
+        let end = at + stderr[at..].find(after)?;
         stderr[at..end].parse().ok()
     });
-    found.unwrap_or_else(|| panic!("no metrics address on stderr: {:?}", bingfa.stderr_now()))
+    found.unwrap_or_else(|| panic!("no {before}ADDR{after} on stderr: {:?}", bingfa.stderr_now()))
 }
 
 /// `Duration` as the command line takes it: `60`, `0.3`.
