@@ -201,8 +201,13 @@ impl Connection {
 
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock) -> Connection {
+        Connection::refusing(settings, clock, Status::ServiceUnavailable)
+    }
+
+    /// A connection that only answers `status` with its page and closes, whatever it is sent.
+    pub fn refusing(settings: Settings, clock: &Clock, status: Status) -> Connection {
         let mut conn = Connection::new(settings, clock.now());
-        let refusal = Shaped::whole(Reply::error(Status::ServiceUnavailable));
+        let refusal = Shaped::whole(Reply::error(status));
         conn.queue(refusal, false, clock, Persistence::Close, None);
         conn.reading = Reading::Done;
         conn
@@ -303,6 +308,11 @@ impl Connection {
         if self.reading == Reading::Head {
             self.reading = Reading::Done;
         }
+    }
+
+    /// The policy this connection was made with.
+    pub fn settings(&self) -> Settings {
+        self.settings
     }
 
     /// When the connection should be closed if nothing happens: while output is pending,

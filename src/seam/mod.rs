@@ -84,10 +84,24 @@ impl Link {
     /// The next step for the model; requests are answered by `handler` on the way.
     #[inline]
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
+        if self.tls.as_ref().is_some_and(|tls| tls.heard_plaintext_http()) {
+            self.refuse_plaintext_http(clock);
+        }
         match &mut self.tls {
             None => self.protocol.poll(clock, handler),
             Some(tls) => tls.poll(&mut self.protocol, clock, handler),
         }
+    }
+
+    /// Plain HTTP came to the HTTPS port: a short plaintext 400 and a close, as nginx answers
+    /// it, rather than a TLS alert the client cannot read.
+    fn refuse_plaintext_http(&mut self, clock: &Clock) {
+        let settings = Settings {
+            hsts: None,
+            ..self.protocol.settings()
+        };
+        self.protocol = http::Connection::refusing(settings, clock, http::Status::BadRequest);
+        self.tls = None;
     }
 
     /// `n` bytes were read into the buffer of the last [`Step::Receive`]; 0: the peer closed.

@@ -42,6 +42,8 @@ pub(super) struct Tls {
     peer_closed: bool,
     /// A TLS error: the alert rustls queued goes out, then the connection closes.
     failed: bool,
+    /// The first bytes were not TLS but an HTTP request line.
+    plaintext_http: bool,
     /// The protocol asked to finish (half-close) or close: `close_notify` goes out first.
     ending: Option<Ending>,
     close_notify_sent: bool,
@@ -70,6 +72,7 @@ impl Tls {
             piece: Vec::new(),
             peer_closed: false,
             failed: false,
+            plaintext_http: false,
             ending: None,
             close_notify_sent: false,
             send_timeout,
@@ -149,8 +152,20 @@ impl Tls {
             let _ = self.conn.read_tls(&mut &[][..]);
             return;
         }
+        let first = self.filled == 0 && self.conn.is_handshaking() && !self.conn.wants_write();
         self.filled += n;
+        // Every TLS connection opens with a handshake record (content type 22); an HTTP
+        // request opens with the letters of its method.
+        if first && self.incoming[0].is_ascii_uppercase() {
+            self.plaintext_http = true;
+            return;
+        }
         self.feed();
+    }
+
+    /// Plain HTTP came instead of TLS: the link answers it in plaintext.
+    pub fn heard_plaintext_http(&self) -> bool {
+        self.plaintext_http
     }
 
     /// `n` bytes of the ciphertext handed out were written.
@@ -254,6 +269,20 @@ impl Tls {
     }
 }
 
+/// The longest session a ticket carries, with room to spare: what a session holds besides its
+/// server name (at most 255 bytes) and ALPN protocol is under a hundred bytes.
+const LONGEST_SESSION: usize = 512;
+
+/// Ticket keys made once, before any fork, so that every worker or child of a forking model
+/// takes the tickets any other made. rustls's ticketer also refuses a ticket longer than the
+/// longest it has made itself (a guard against partitioning-oracle attacks), which in a fresh
+/// process is none at all: so one ticket of the longest size is made here, for the rest.
+fn shared_ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error> {
+    let ticketer = rustls::crypto::ring::Ticketer::new()?;
+    let _ = ticketer.encrypt(&[0; LONGEST_SESSION]);
+    Ok(ticketer)
+}
+
 /// What every TLS link of a server shares: its certificate and key, the session state, and
 /// the `Strict-Transport-Security` its responses carry.
 #[derive(Debug, Clone)]
@@ -294,7 +323,7 @@ impl TlsConfig {
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        config.ticketer = shared_ticketer()?;
         Ok(TlsConfig {
             server: Arc::new(config),
             hsts: None,
@@ -442,23 +471,49 @@ mod tests {
         assert!(closed);
     }
 
-    #[test]
-    fn plaintext_http_gets_an_alert_and_a_close() {
+    /// Sends `bytes` to a new TLS link; returns what it answers, and how it ends.
+    fn first_words(bytes: &[u8]) -> (Vec<u8>, &'static str) {
         let handler = FileHandler("/nonexistent".into());
         let mut link = link();
         let clock = Clock::new(SystemTime::now(), Instant::now());
-        let request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
         let Action::Receive { buf, .. } = link.poll(&clock, &handler) else {
             panic!("a new link reads first");
         };
-        buf[..request.len()].copy_from_slice(request);
-        link.received(request.len(), clock.now());
-        let Action::Send(Transmit::Bytes { bytes, .. }) = link.poll(&clock, &handler) else {
-            panic!("an alert goes out first");
-        };
-        assert_eq!(bytes[0], 0x15, "a TLS alert record: {bytes:?}");
-        let n = bytes.len();
-        link.sent(n, clock.now());
-        assert!(matches!(link.poll(&clock, &handler), Action::Close));
+        buf[..bytes.len()].copy_from_slice(bytes);
+        link.received(bytes.len(), clock.now());
+        let mut answer = Vec::new();
+        loop {
+            match link.poll(&clock, &handler) {
+                Action::Send(Transmit::Bytes { bytes, .. }) => {
+                    answer.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    link.sent(n, clock.now());
+                }
+                Action::Finish => return (answer, "finish"),
+                Action::Close => return (answer, "close"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn plaintext_http_gets_a_plaintext_400_and_the_end() {
+        let (answer, end) = first_words(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let answer = String::from_utf8(answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(!answer.contains("Strict-Transport-Security"), "{answer}");
+        assert_eq!(end, "finish", "then the input is drained and the link closes");
+    }
+
+    #[test]
+    fn garbage_or_a_broken_hello_gets_an_alert_and_a_close() {
+        // A handshake record holding a ClientHello cut short after its version.
+        let broken_hello = b"\x16\x03\x01\x00\x08\x01\x00\x00\x04\x03\x03\x00\x00";
+        for bytes in [&b"\x00\x01\x02\x03 not tls"[..], broken_hello] {
+            let (answer, end) = first_words(bytes);
+            assert_eq!(answer.first(), Some(&0x15), "a TLS alert record: {answer:?}");
+            assert_eq!(end, "close", "{bytes:?}");
+        }
     }
 }

@@ -76,11 +76,24 @@ impl Program {
     /// `CLIENT_TIMEOUT`: past that it is killed with its whole process group and the test
     /// fails. Whatever it leaves running when it exits is killed too.
     fn run(&self, args: &[&str]) -> Ran {
+        self.run_with(args, Stdio::null())
+    }
+
+    /// As `run`, with `input` on its stdin.
+    fn run_fed(&self, args: &[&str], input: &[u8]) -> Ran {
+        let file = tempfile::tempfile().expect("temp file for stdin");
+        (&file).write_all(input).expect("write stdin");
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).expect("rewind stdin");
+        self.run_with(args, Stdio::from(file))
+    }
+
+    fn run_with(&self, args: &[&str], stdin: Stdio) -> Ran {
         let out = tempfile::tempdir().expect("temp dir for output");
         let (stdout_path, stderr_path) = (out.path().join("stdout"), out.path().join("stderr"));
         let mut cmd = Command::new(&self.path);
         cmd.args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             // Files, not pipes: nothing can block on a full pipe, or keep one open after exit.
             .stdout(fs::File::create(&stdout_path).expect("create stdout file"))
             .stderr(fs::File::create(&stderr_path).expect("create stderr file"))
@@ -648,6 +661,51 @@ fn curl_https(s: &TestServer, curl: &Program) {
     assert_eq!(heads.matches(hsts).count(), 2, "{heads}");
 }
 
+/// openssl s_client: TLS 1.3 and 1.2 both negotiate `http/1.1` by ALPN with a verified
+/// certificate, answer a request, and resume the session on a second connection.
+fn openssl_versions_alpn_and_resumption(s: &TestServer, openssl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls_fixture("ca.pem");
+    let connect = s.addr.to_string();
+    let request = b"GET /readme.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for (version, name) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let session = dir.path().join(format!("{name}.pem"));
+        let client = |session_flag: &str| {
+            let args = [
+                "s_client",
+                "-ign_eof",
+                version,
+                "-alpn",
+                "http/1.1",
+                "-connect",
+                &connect,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                arg(&ca),
+                session_flag,
+                arg(&session),
+            ];
+            openssl.run_fed(&args, request).success()
+        };
+        let first = client("-sess_out");
+        for words in [
+            format!("New, {name}"),
+            "ALPN protocol: http/1.1".into(),
+            "Verify return code: 0 (ok)".into(),
+        ] {
+            assert!(first.stdout.contains(&words), "{words}: {}", first.output());
+        }
+        assert!(first.stdout.contains("HTTP/1.1 200 OK\r\n"), "{}", first.output());
+        let second = client("-sess_in");
+        assert!(
+            second.stdout.contains(&format!("Reused, {name}")),
+            "{}",
+            second.output()
+        );
+    }
+}
+
 /// `--redirect-http`: plaintext requests get a 308 to the same path and query over HTTPS,
 /// which curl follows to the file; a host the certificate does not name gets a 421.
 fn curl_redirected_to_https(s: &TestServer, curl: &Program) {
@@ -682,23 +740,24 @@ fn curl_redirected_to_https(s: &TestServer, curl: &Program) {
     assert_eq!(c.read_response().status, 421);
 }
 
-/// Plaintext HTTP sent to the HTTPS port gets a TLS alert and a close, never an HTTP answer.
+/// Plaintext HTTP sent to the HTTPS port gets a short plaintext 400 and a close, as from
+/// nginx; bytes that are neither HTTP nor TLS get a TLS alert and a close.
 fn plaintext_to_https(s: &TestServer) {
-    let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
-    stream.set_read_timeout(Some(SAFETY)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let read = stream.read_to_end(&mut answer);
-    assert!(
-        read.is_ok() || matches!(read, Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the server closes the connection: {read:?}"
-    );
-    assert!(
-        answer.first().is_none_or(|&kind| kind == 0x15),
-        "a TLS alert record, or nothing: {answer:?}"
-    );
+    let answer = |sent: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
+        stream.set_read_timeout(Some(SAFETY)).unwrap();
+        stream.write_all(sent).unwrap();
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .expect("the server closes the connection");
+        answer
+    };
+    let http = answer(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let text = String::from_utf8_lossy(&http);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    let garbage = answer(b"\x00\x01\x02\x03 not tls");
+    assert_eq!(garbage.first(), Some(&0x15), "a TLS alert record: {garbage:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -712,13 +771,19 @@ model_tests! {
         }
     }
 
+    fn openssl_negotiates_tls13_tls12_alpn_and_resumes(model m) {
+        if let Some(openssl) = client("openssl") {
+            openssl_versions_alpn_and_resumption(&serve_tls(m), &openssl);
+        }
+    }
+
     fn curl_follows_the_redirect_to_https(model m) {
         if let Some(curl) = client("curl") {
             curl_redirected_to_https(&serve_tls(m), &curl);
         }
     }
 
-    fn plaintext_to_the_https_port_gets_an_alert(model m) {
+    fn plaintext_http_to_the_https_port_gets_a_400(model m) {
         plaintext_to_https(&serve_tls(m));
     }
 
