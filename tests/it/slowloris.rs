@@ -72,6 +72,73 @@ model_tests! {
         let cut = slow.iter().filter(|t| !still_open(t)).count();
         assert_eq!(cut, 0, "[{m}] {cut} of {SLOW} slow connections were closed (header timeout 30 s)");
     }
+
+    fn served_over_tls_beside_1000_stalled_handshakes(model m) {
+        if m == Model::Pool {
+            // The documented exception (see the top of this file).
+            return;
+        }
+        let s = TestServer::start_with(m, |c| {
+            c.header_timeout = Duration::from_secs(30);
+            c.min_rate = 0;
+            c.tls_cert = Some(tls_fixture("cert.pem"));
+            c.tls_key = Some(tls_fixture("key.pem"));
+        });
+        let stalled = stalled_handshakes(s.addr, SLOW);
+        let answer = https_get(s.addr, "/readme.txt");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "[{m}] {answer}");
+        assert!(answer.ends_with(&String::from_utf8_lossy(&s.site.read("readme.txt")).into_owned()), "[{m}] {answer}");
+        let cut = stalled.iter().filter(|t| !still_open(t)).count();
+        assert_eq!(cut, 0, "[{m}] {cut} of {SLOW} stalled handshakes were closed (header timeout 30 s)");
+    }
+}
+
+/// The first bytes of a TLS handshake, then nothing: a handshake record announcing 512 bytes.
+const PARTIAL_HELLO: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00";
+
+fn stalled_handshakes(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut t = TcpStream::connect(addr).unwrap_or_else(|e| panic!("stalled handshake {i}: {e}"));
+            t.write_all(PARTIAL_HELLO)
+                .unwrap_or_else(|e| panic!("stalled handshake {i}: {e}"));
+            t
+        })
+        .collect()
+}
+
+/// One HTTPS request on a fresh connection, trusting the test CA: its answer, up to the close.
+fn https_get(addr: SocketAddr, path: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::Read;
+    use std::sync::Arc;
+    let ca = std::fs::read(tls_fixture("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(SAFETY)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, socket);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    // The server closes after its answer (with `close_notify`).
+    tls.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixture/tls")
+        .join(name)
 }
 
 /// What `pool` does promise: slow clients hold its workers only until the

@@ -27,7 +27,31 @@ fn assert_closed_maybe_408(c: &mut Client) {
     );
 }
 
+/// With TLS and the short header timeout: the handshake counts against it from accept.
+fn short_timeouts_tls(m: bingfa::Model) -> TestServer {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/tls");
+    TestServer::start_with(m, |c| {
+        c.header_timeout = SHORT;
+        c.idle_timeout = SHORT;
+        c.tls_cert = Some(fixture.join("cert.pem"));
+        c.tls_key = Some(fixture.join("key.pem"));
+    })
+}
+
 model_tests! {
+    fn stalled_tls_handshake_is_closed(model m) {
+        let s = short_timeouts_tls(m);
+        // A handshake record announcing 512 bytes, of which one arrives.
+        let mut c = s.connect();
+        c.send(b"\x16\x03\x01\x02\x00\x01");
+        let rest = c.read_until_close();
+        assert!(rest.is_empty() || rest[0] == 0x15, "a close, or an alert first: {rest:?}");
+        // And a client that connects and sends nothing at all.
+        let mut c = s.connect();
+        let rest = c.read_until_close();
+        assert!(rest.is_empty() || rest[0] == 0x15, "a close, or an alert first: {rest:?}");
+    }
+
     fn partial_head_is_closed(model m) {
         let s = short_timeouts(m);
         let mut c = s.connect();
