@@ -334,8 +334,9 @@ pub fn serve(listener: Listener, config: &Config, shutdown: Arc<Shutdown>) -> Re
 
 /// Serves `listener` with `config.model` until `shutdown` is triggered, every request answered
 /// by `handler` instead of a folder: the same models, core and connection policy (timeouts,
-/// workers, `--max-connections`) as [`serve`], for a program that answers on its own terms.
-/// The site's own options (`root`, listing, caching, logs, metrics) do not apply.
+/// workers, `--max-connections`, TLS and HSTS) as [`serve`], for a program that answers on its
+/// own terms. The site's own options (`root`, listing, caching, logs, metrics, the redirect
+/// listener) do not apply.
 pub fn serve_handler<H>(
     listener: Listener,
     config: &Config,
@@ -346,6 +347,7 @@ where
     H: http::Handler + Send + Sync + 'static,
 {
     config.model.check_available()?;
+    let tls = load_tls(config)?.map(|(tls, _)| tls);
     let context = Context::new(
         handler,
         config.settings(),
@@ -354,6 +356,7 @@ where
         shutdown,
         config.shutdown_timeout,
         None,
-    );
+    )
+    .with_tls(tls);
     models::run(config.model, listener, Arc::new(context))
 }

@@ -42,6 +42,8 @@ pub(super) struct Tls {
     peer_closed: bool,
     /// A TLS error: the alert rustls queued goes out, then the connection closes.
     failed: bool,
+    /// Whether any byte has arrived yet.
+    heard: bool,
     /// The first bytes were not TLS but an HTTP request line.
     plaintext_http: bool,
     /// The protocol asked to finish (half-close) or close: `close_notify` goes out first.
@@ -72,6 +74,7 @@ impl Tls {
             piece: Vec::new(),
             peer_closed: false,
             failed: false,
+            heard: false,
             plaintext_http: false,
             ending: None,
             close_notify_sent: false,
@@ -152,7 +155,8 @@ impl Tls {
             let _ = self.conn.read_tls(&mut &[][..]);
             return;
         }
-        let first = self.filled == 0 && self.conn.is_handshaking() && !self.conn.wants_write();
+        let first = !self.heard;
+        self.heard = true;
         self.filled += n;
         // Every TLS connection opens with a handshake record (content type 22); an HTTP
         // request opens with the letters of its method.
