@@ -53,6 +53,19 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// The Host field's value, trimmed. Parsing does not keep its place (only a redirect asks
+    /// for it, so every other request would pay for it): the head is read again here.
+    fn host_field(&self) -> Option<&'a [u8]> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        request.parse(self.head).ok()?;
+        let host = request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))?;
+        Some(trim(host.value))
+    }
+
     /// The target's query, still percent-encoded, without the `?`: `q=1` of `/a?q=1#top`.
     pub fn query(&self) -> Option<&'a [u8]> {
         let after = self.target.iter().position(|&b| b == b'?')? + 1;
@@ -70,7 +83,7 @@ impl<'a> Request<'a> {
                 let start = self.target.iter().position(|&b| b == b':')? + b"://".len();
                 &self.target[start..end]
             }
-            None => self.fields.value(self.head, Field::Host)?,
+            None => self.host_field()?,
         };
         (!host.is_empty()).then_some(host)
     }
@@ -125,12 +138,10 @@ pub enum Field {
     /// For the access log.
     Referer,
     UserAgent,
-    /// The authority the client asked for (RFC 9110 §7.2), checked by the parser.
-    Host,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 11] = [
+    const ALL: [(Field, &'static str); 10] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -141,7 +152,6 @@ impl Field {
         (Field::Accept, "accept"),
         (Field::Referer, "referer"),
         (Field::UserAgent, "user-agent"),
-        (Field::Host, "host"),
     ];
 
     fn named(name: &str) -> Option<Field> {
@@ -447,7 +457,6 @@ impl Fields {
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
                 check_host(value)?;
-                fields.values.note(Field::Host, buf, value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 length = Some(merge_content_length(length, value)?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
