@@ -204,6 +204,14 @@ impl Connection {
         Connection::refusing(settings, clock, Status::ServiceUnavailable)
     }
 
+    /// A connection that has nothing to do but close.
+    pub fn closed(settings: Settings, now: Instant) -> Connection {
+        let mut conn = Connection::new(settings, now);
+        conn.reading = Reading::Done;
+        conn.peer_closed = true;
+        conn
+    }
+
     /// A connection that only answers `status` with its page and closes, whatever it is sent.
     pub fn refusing(settings: Settings, clock: &Clock, status: Status) -> Connection {
         let mut conn = Connection::new(settings, clock.now());
@@ -737,6 +745,13 @@ mod tests {
 
     fn clock() -> Clock {
         Clock::new(UNIX_EPOCH + Duration::from_secs(784_111_777), Instant::now())
+    }
+
+    #[test]
+    fn a_closed_connection_only_closes() {
+        let clock = clock();
+        let mut conn = Connection::closed(Settings::default(), clock.now());
+        assert!(matches!(conn.poll(&clock, &FakeSite), Action::Close));
     }
 
     /// Feeds `pieces` one receive at a time and returns everything the connection sent, with

@@ -60,25 +60,44 @@ pub(crate) struct Link {
 impl Link {
     /// A connection accepted at `now`, over TLS if `tls` is given.
     pub fn new(settings: Settings, now: Instant, tls: Option<&TlsConfig>) -> Link {
-        let settings = tls.map_or(settings, |tls| tls.settings(settings));
-        Link {
-            protocol: http::Connection::new(settings, now),
-            tls: Link::transport(tls, settings, now),
-        }
+        Link::over(tls, settings, now, |settings| {
+            http::Connection::new(settings, now)
+        })
     }
 
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock, tls: Option<&TlsConfig>) -> Link {
-        let settings = tls.map_or(settings, |tls| tls.settings(settings));
-        Link {
-            protocol: http::Connection::overloaded(settings, clock),
-            tls: Link::transport(tls, settings, clock.now()),
-        }
+        Link::over(tls, settings, clock.now(), |settings| {
+            http::Connection::overloaded(settings, clock)
+        })
     }
 
-    fn transport(tls: Option<&TlsConfig>, settings: Settings, now: Instant) -> Option<Box<Tls>> {
-        let config = tls?.server_config();
-        Tls::new(config, settings.send_timeout, now).map(Box::new)
+    /// `protocol` over plaintext, or over TLS with `tls`. Should rustls refuse to start a
+    /// connection (its configuration was tried at start, so it does not), the link only
+    /// closes: a TLS port never answers in plaintext.
+    fn over(
+        tls: Option<&TlsConfig>,
+        settings: Settings,
+        now: Instant,
+        protocol: impl FnOnce(Settings) -> http::Connection,
+    ) -> Link {
+        let Some(config) = tls else {
+            return Link {
+                protocol: protocol(settings),
+                tls: None,
+            };
+        };
+        let settings = config.settings(settings);
+        match Tls::new(config.server_config(), settings.send_timeout, now) {
+            Some(tls) => Link {
+                protocol: protocol(settings),
+                tls: Some(Box::new(tls)),
+            },
+            None => Link {
+                protocol: http::Connection::closed(settings, now),
+                tls: None,
+            },
+        }
     }
 
     /// The next step for the model; requests are answered by `handler` on the way.

@@ -328,8 +328,11 @@ impl TlsConfig {
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer = shared_ticketer()?;
+        let config = Arc::new(config);
+        // What every connection will do: fail here, at start, rather than on each of them.
+        ServerConnection::new(Arc::clone(&config))?;
         Ok(TlsConfig {
-            server: Arc::new(config),
+            server: config,
             hsts: None,
         })
     }
