@@ -17,18 +17,19 @@
 //!
 //! A link has two halves, and models learn neither:
 //! - the **transport** turns what the socket carries into what the protocol reads, and back.
-//!   Today it is the identity: plaintext TCP or Unix, bytes passed through. TLS goes here: then
-//!   `Receive` hands out the TLS buffer, `received` decrypts into the protocol's input, and
-//!   `Send` hands out ciphertext. A file range the protocol wants sent is then read into the
-//!   link's own buffer (`pread`, here, never in the core) and encrypted, so `Transmit::File`
-//!   reaches a model only where the kernel does the encryption or none is needed: the model
-//!   `sendfile`s it, as today, without knowing which case it is in.
+//!   Plaintext (TCP or Unix) is the identity: bytes and file ranges pass through. TLS (`tls`)
+//!   hands out its own buffer to `Receive`, decrypts what `received` brings into the
+//!   protocol's input, and hands out ciphertext to `Send`. A file range the protocol wants sent
+//!   is read into the link's own buffer (`pread`, here, never in the core) and encrypted, so
+//!   `Transmit::File` reaches a model only where no encryption is needed (or, with kernel TLS,
+//!   where the kernel does it): the model `sendfile`s it without knowing which case it is in.
 //! - the **protocol** turns bytes into requests for the handler and replies into bytes. Today
 //!   it is HTTP/1.1 ([`http::Connection`]). It is chosen per connection, once: HTTP/2 when TLS
 //!   negotiates `h2` by ALPN or a plaintext connection opens with the `PRI * HTTP/2.0`
 //!   preface, HTTP/1.1 otherwise; every protocol answers through the same [`Handler`].
 //!
-//! Everything here is sans-IO, like the core: bytes and time come in as arguments.
+//! Everything here is sans-IO, like the core: bytes and time come in as arguments (but for
+//! the `pread` of a file range the protocol already opened).
 
 mod tls;
 
