@@ -342,8 +342,7 @@ fn bad_command_lines_fail_with_one_line() {
 fn tls_files_are_checked_at_start() {
     let site = Site::new();
     let root = site.root().to_str().unwrap().to_string();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/tls");
-    let file = |name: &str| fixture.join(name).to_str().unwrap().to_string();
+    let file = |name: &str| tls_fixture(name).to_str().unwrap().to_string();
     let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
     let running = start(
         &["-b", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key, &root],

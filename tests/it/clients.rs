@@ -612,12 +612,6 @@ fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
 // HTTPS (tests/fixture/tls: a test CA and a certificate it signed for 127.0.0.1)
 // ---------------------------------------------------------------------------
 
-fn tls_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixture/tls")
-        .join(name)
-}
-
 /// A server of `model` speaking HTTPS with the fixture certificate.
 fn serve_tls(model: bingfa::Model) -> TestServer {
     TestServer::start_with(model, |config| {

@@ -23,11 +23,12 @@ use crate::support::*;
 const SLOW: usize = 1000;
 const PARTIAL_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n";
 
-fn slow_connections(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+/// `n` connections that each send `start` and then nothing.
+fn slow_connections(addr: SocketAddr, n: usize, start: &[u8]) -> Vec<TcpStream> {
     (0..n)
         .map(|i| {
             let mut t = TcpStream::connect(addr).unwrap_or_else(|e| panic!("slow connection {i}: {e}"));
-            t.write_all(PARTIAL_HEAD)
+            t.write_all(start)
                 .unwrap_or_else(|e| panic!("slow connection {i}: {e}"));
             t
         })
@@ -65,7 +66,7 @@ model_tests! {
             c.min_rate = 0;
         });
         // Declared after `s`, so closed before the server is stopped.
-        let slow = slow_connections(s.addr, SLOW);
+        let slow = slow_connections(s.addr, SLOW, PARTIAL_HEAD);
         // The client connects after all of them: accepted after them too.
         served(&s);
         // And the slow ones were not cut to make room: all still open.
@@ -84,7 +85,7 @@ model_tests! {
             c.tls_cert = Some(tls_fixture("cert.pem"));
             c.tls_key = Some(tls_fixture("key.pem"));
         });
-        let stalled = stalled_handshakes(s.addr, SLOW);
+        let stalled = slow_connections(s.addr, SLOW, PARTIAL_HELLO);
         let answer = https_get(s.addr, "/readme.txt");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "[{m}] {answer}");
         assert!(answer.ends_with(&String::from_utf8_lossy(&s.site.read("readme.txt")).into_owned()), "[{m}] {answer}");
@@ -95,17 +96,6 @@ model_tests! {
 
 /// The first bytes of a TLS handshake, then nothing: a handshake record announcing 512 bytes.
 const PARTIAL_HELLO: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00";
-
-fn stalled_handshakes(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
-    (0..n)
-        .map(|i| {
-            let mut t = TcpStream::connect(addr).unwrap_or_else(|e| panic!("stalled handshake {i}: {e}"));
-            t.write_all(PARTIAL_HELLO)
-                .unwrap_or_else(|e| panic!("stalled handshake {i}: {e}"));
-            t
-        })
-        .collect()
-}
 
 /// One HTTPS request on a fresh connection, trusting the test CA: its answer, up to the close.
 fn https_get(addr: SocketAddr, path: &str) -> String {
@@ -135,12 +125,6 @@ fn https_get(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-fn tls_fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixture/tls")
-        .join(name)
-}
-
 /// What `pool` does promise: slow clients hold its workers only until the
 /// header timeout, after which a normal client is served.
 #[test]
@@ -150,6 +134,6 @@ fn pool_is_freed_by_the_header_timeout() {
         c.min_rate = 0;
     });
     // Five times its 2 workers.
-    let _slow = slow_connections(s.addr, 10);
+    let _slow = slow_connections(s.addr, 10, PARTIAL_HEAD);
     served(&s);
 }

@@ -450,6 +450,14 @@ pub fn flags(config: &Config) -> Vec<String> {
     flags
 }
 
+/// A file of `tests/fixture/tls`: a test CA (`ca.pem`) and a certificate it signed for
+/// `localhost` and `127.0.0.1` (`cert.pem`, `key.pem`).
+pub fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixture/tls")
+        .join(name)
+}
+
 /// The metrics address a running binary announces on stderr (with the real port when it
 /// was given port 0): `... metrics at http://ADDR/metrics, ...`.
 pub fn metrics_addr(bingfa: &binary::Bingfa) -> SocketAddr {

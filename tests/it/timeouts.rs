@@ -29,12 +29,11 @@ fn assert_closed_maybe_408(c: &mut Client) {
 
 /// With TLS and the short header timeout: the handshake counts against it from accept.
 fn short_timeouts_tls(m: bingfa::Model) -> TestServer {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture/tls");
     TestServer::start_with(m, |c| {
         c.header_timeout = SHORT;
         c.idle_timeout = SHORT;
-        c.tls_cert = Some(fixture.join("cert.pem"));
-        c.tls_key = Some(fixture.join("key.pem"));
+        c.tls_cert = Some(tls_fixture("cert.pem"));
+        c.tls_key = Some(tls_fixture("key.pem"));
     })
 }
 
