@@ -363,16 +363,35 @@ mod tests {
     use super::super::Link;
     use super::*;
     use crate::http::{Body, Reply, Request};
-    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::borrow::Cow;
     use std::time::SystemTime;
 
-    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixture/tls");
+    /// A test CA's certificate (DER), and the certificate it signed for `localhost` with its
+    /// key (PEM), all made for this process (ECDSA P-256).
+    struct Pki {
+        ca: CertificateDer<'static>,
+        cert_pem: String,
+        key_pem: String,
+    }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{FIXTURE}/{name}")).unwrap()
+    fn pki() -> &'static Pki {
+        static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+        PKI.get_or_init(|| {
+            let new_key = || rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let (ca_key, leaf_key) = (new_key(), new_key());
+            let mut ca = rcgen::CertificateParams::default();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca_cert = ca.self_signed(&ca_key).unwrap();
+            let issuer = rcgen::Issuer::new(ca, ca_key);
+            let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            Pki {
+                ca: ca_cert.der().clone(),
+                cert_pem: leaf.signed_by(&leaf_key, &issuer).unwrap().pem(),
+                key_pem: leaf_key.serialize_pem(),
+            }
+        })
     }
 
     /// Answers every request with the same file, so that its range is read and encrypted.
@@ -391,9 +410,7 @@ mod tests {
 
     fn client() -> ClientConnection {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(&fixture("ca.pem")).unwrap())
-            .unwrap();
+        roots.add(pki().ca.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -405,7 +422,8 @@ mod tests {
     }
 
     fn link() -> Link {
-        let tls = TlsConfig::from_pem(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
+        let pki = pki();
+        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
         Link::new(
             Settings::default(),
             Instant::now(),

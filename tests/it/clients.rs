@@ -609,10 +609,10 @@ fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// HTTPS (tests/fixture/tls: a test CA and a certificate it signed for 127.0.0.1)
+// HTTPS (pki.rs: a test CA made at test time, and a certificate it signed for 127.0.0.1)
 // ---------------------------------------------------------------------------
 
-/// A server of `model` speaking HTTPS with the fixture certificate.
+/// A server of `model` speaking HTTPS with the test PKI's certificate.
 fn serve_tls(model: bingfa::Model) -> TestServer {
     TestServer::start_with(model, |config| {
         config.tls_cert = Some(tls_fixture("cert.pem"));
@@ -752,6 +752,47 @@ fn plaintext_to_https(s: &TestServer) {
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
     let garbage = answer(b"\x00\x01\x02\x03 not tls");
     assert_eq!(garbage.first(), Some(&0x15), "a TLS alert record: {garbage:?}");
+}
+
+/// A certificate `issue_cert` made for other names is trusted through the test CA: curl,
+/// sent to the server for a name it holds (a wildcard's too), verifies it; for a name it does
+/// not hold, curl refuses (exit 60: the peer's certificate cannot be authenticated).
+#[test]
+fn curl_trusts_a_certificate_issued_for_other_names() {
+    let Some(curl) = client("curl") else {
+        return;
+    };
+    let (cert, key) = issue_cert(&["example.com", "*.example.org"]);
+    let s = TestServer::start_with(bingfa::Model::Epoll, |config| {
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+    });
+    let ca = tls_fixture("ca.pem");
+    let port = s.addr.port();
+    let get = |host: &str| {
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        let url = format!("https://{host}:{port}/readme.txt");
+        let args = [
+            "-q",
+            "--silent",
+            "--show-error",
+            "--cacert",
+            arg(&ca),
+            "--resolve",
+            &resolve,
+        ];
+        let args: Vec<&str> = args
+            .into_iter()
+            .chain(["-w", "%{http_code}", "-o", "/dev/null", &url])
+            .collect();
+        curl.run(&args)
+    };
+    for host in ["example.com", "www.example.org"] {
+        let ran = get(host).success();
+        assert_eq!(ran.stdout, "200", "{host}: {}", ran.output());
+    }
+    let refused = get("other.example.net");
+    assert_eq!(refused.status.code(), Some(60), "{}", refused.output());
 }
 
 // ---------------------------------------------------------------------------

@@ -99,6 +99,7 @@ macro_rules! model_tests {
 mod support;
 
 mod binary;
+mod pki;
 
 mod cli;
 mod clients;

@@ -17,6 +17,8 @@ use bingfa::{Config, Model, Shutdown};
 use nix::sys::signal::Signal;
 
 use crate::binary;
+// The test PKI's files, and more certificates from its CA (made at test time: pki.rs).
+pub use crate::pki::{issue_cert, tls_fixture};
 
 /// Every blocking read and write on a test socket gives up after this long.
 /// It is a safety net against hangs, never an assertion about speed.
@@ -448,14 +450,6 @@ pub fn flags(config: &Config) -> Vec<String> {
         }
     }
     flags
-}
-
-/// A file of `tests/fixture/tls`: a test CA (`ca.pem`) and a certificate it signed for
-/// `localhost` and `127.0.0.1` (`cert.pem`, `key.pem`).
-pub fn tls_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixture/tls")
-        .join(name)
 }
 
 /// The metrics address a running binary announces on stderr (with the real port when it
