@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     } else if args.print_config {
         print_config(&resolved)
     } else {
-        run(args).map_err(|error| error.to_string())
+        run(&resolved).map_err(|error| error.to_string())
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,16 +46,17 @@ fn fail(message: &str) -> ExitCode {
 fn print_config(resolved: &Resolved) -> Result<(), String> {
     // As in `run`: the default connection limit follows the raised descriptor limit.
     bingfa::server::raise_open_file_limit();
-    let config = resolved.args.config();
+    let config = resolved.config();
     let text = config::render(resolved, &config)?;
     cli::print(text.as_bytes()).map_err(|e| format!("writing the configuration: {e}"))
 }
 
-fn run(args: &Args) -> Result<(), Error> {
+fn run(resolved: &Resolved) -> Result<(), Error> {
+    let args = &resolved.args;
     bingfa::observe::log_to_stderr(args.log_level);
     // Before the config, whose default connection limit follows the descriptor limit.
     bingfa::server::raise_open_file_limit();
-    let config = args.config();
+    let config = resolved.config();
     let (listener, origin) = listen(args)?;
     let server = Server::new(listener, &config)?;
     // Before any thread starts, so that every thread and process inherits the blocked signals.

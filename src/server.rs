@@ -3,14 +3,14 @@
 
 mod endpoint;
 
-use crate::engine::Context;
+use crate::engine::{Context, OnHangup, Report};
 use crate::error::Error;
 use crate::fs;
 use crate::http;
 use crate::models::{self, Model};
 use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
-use crate::seam::TlsConfig;
+use crate::seam::{Certificates, Pem, TlsConfig};
 use crate::shutdown::Shutdown;
 use crate::site::{HttpsRedirect, Site, SiteOptions};
 use endpoint::Endpoint;
@@ -61,6 +61,10 @@ pub struct Config {
     /// Serve HTTPS with this certificate chain and key (PEM files), both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// More certificates (chain, key) beside `tls_cert`, each offered to the clients whose
+    /// SNI names one of its names; `tls_cert` stays the one for every other client (a config
+    /// file's `[[tls]]` tables).
+    pub sni_certificates: Vec<(PathBuf, PathBuf)>,
     /// On HTTPS responses, `Strict-Transport-Security: max-age=` this many seconds.
     pub hsts: Option<u64>,
     /// A plaintext listener here answers every request with a redirect to HTTPS.
@@ -91,6 +95,7 @@ impl Config {
             metrics: None,
             tls_cert: None,
             tls_key: None,
+            sni_certificates: Vec::new(),
             hsts: None,
             redirect_http: None,
         }
@@ -163,9 +168,9 @@ impl Server {
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
         };
-        let (tls, certificate) = load_tls(config)?.unzip();
+        let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {
-            Some(addr) => Some(redirect_to_https(addr, &listener, certificate.as_deref())?),
+            Some(addr) => Some(redirect_to_https(addr, &listener, chains.as_deref())?),
             None => None,
         };
         let mut site = Site::open(&config.root, options).map_err(|source| Error::Root {
@@ -224,12 +229,6 @@ impl Server {
     pub fn run(self, shutdown: Arc<Shutdown>) -> Result<(), Error> {
         tracing::debug!("{:?}", self.config);
         let model = self.config.model;
-        // A forking model's parent starts no thread: its serving processes start their own
-        // log writers, and the endpoints beside it run in processes of their own.
-        let writer = match &self.observer {
-            Some(observer) if !model.forks() => observer.start_writer(shutdown.watches_signals()),
-            _ => None,
-        };
         let server_listener = self.listener.as_raw_fd();
         let mut endpoints = Vec::new();
         let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
@@ -257,21 +256,25 @@ impl Server {
             )?);
             tracing::info!("http://{addr}/ redirects to https");
         }
-        let context = Arc::new(
-            Context::new(
-                self.site,
-                self.config.settings(),
-                self.config.workers.max(1),
-                self.config.max_connections,
-                shutdown,
-                self.config.shutdown_timeout,
-                self.observer,
-            )
-            .with_tls(self.tls),
-        );
-        let served = models::run(model, self.listener, context);
+        let on_hangup = reload_on_hangup(&self.config, self.tls.clone(), self.observer.clone());
+        let context = Context::new(
+            self.site,
+            self.config.settings(),
+            self.config.workers.max(1),
+            self.config.max_connections,
+            shutdown,
+            self.config.shutdown_timeout,
+            self.observer,
+        )
+        .with_tls(self.tls)
+        .with_hangup(on_hangup);
+        // A forking model's parent starts no thread: its serving processes start their own
+        // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
+        // their own.
+        let services = (!model.forks()).then(|| context.serving_process(Report::Tell));
+        let served = models::run(model, self.listener, Arc::new(context));
         drop(endpoints);
-        drop(writer);
+        drop(services);
         if served.is_ok() {
             tracing::info!("stopped");
         }
@@ -286,11 +289,12 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
 }
 
 /// `--redirect-http ADDR`: its listener, and the handler that sends every request to the
-/// same place on `https_listener`, for names `certificate` (PEM) is valid for.
+/// same place on `https_listener`, for names one of the certificates (PEM `chains`) is valid
+/// for.
 fn redirect_to_https(
     addr: SocketAddr,
     https_listener: &Listener,
-    certificate: Option<&[u8]>,
+    chains: Option<&[Vec<u8>]>,
 ) -> Result<(TcpListener, HttpsRedirect), Error> {
     let refused = |reason: &str| Error::Redirect {
         addr,
@@ -300,31 +304,92 @@ fn redirect_to_https(
         .local_addr()
         .map_err(|_| refused("HTTPS must listen on a TCP port"))?
         .port();
-    let handler = certificate
-        .and_then(|pem| HttpsRedirect::new(pem, port))
+    let handler = chains
+        .and_then(|chains| HttpsRedirect::new(chains, port))
         .ok_or_else(|| refused("it needs --tls-cert"))?;
     let listener = TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?;
     Ok((listener, handler))
 }
 
-/// The certificate and key of `--tls-cert` and `--tls-key`, if given, ready to serve; and the
-/// certificate file's content.
-fn load_tls(config: &Config) -> Result<Option<(TlsConfig, Vec<u8>)>, Error> {
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+/// The content of each certificate file (PEM), for the redirect to read their names.
+type Chains = Vec<Vec<u8>>;
+
+/// The certificates of `--tls-cert` (and `[[tls]]`), if given, ready to serve; and each
+/// one's certificate file content.
+fn load_tls(config: &Config) -> Result<Option<(TlsConfig, Chains)>, Error> {
+    let files = certificate_files(config)?;
+    if files.is_empty() {
         return Ok(None);
+    }
+    let (certificates, chains) = read_certificates(&files)?;
+    let tls = TlsConfig::new(certificates).map_err(|e| Error::Tls {
+        cert: files[0].0.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some((tls.with_hsts(config.hsts), chains)))
+}
+
+/// Every certificate file and its key file: the default first.
+fn certificate_files(config: &Config) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
+    let default = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ if config.sni_certificates.is_empty() => return Ok(Vec::new()),
+        _ => {
+            return Err(Error::Tls {
+                cert: config.sni_certificates[0].0.clone(),
+                reason: "certificates by SNI need a default one: --tls-cert and --tls-key".into(),
+            })
+        }
     };
+    let mut files = vec![default];
+    files.extend(config.sni_certificates.iter().cloned());
+    Ok(files)
+}
+
+/// Reads and checks every certificate and key; also returns each certificate file's content.
+fn read_certificates(files: &[(PathBuf, PathBuf)]) -> Result<(Certificates, Chains), Error> {
     let read = |path: &Path| {
         fs::load_named(path).map_err(|source| Error::TlsFile {
             path: path.to_path_buf(),
             source,
         })
     };
-    let chain = read(cert)?;
-    let tls = TlsConfig::from_pem(&chain, &read(key)?).map_err(|e| Error::Tls {
-        cert: cert.clone(),
+    let mut pems = Vec::with_capacity(files.len());
+    for (cert, key) in files {
+        pems.push((read(cert)?, read(key)?));
+    }
+    let borrowed: Vec<Pem<'_>> = pems.iter().map(|(chain, key)| Pem { chain, key }).collect();
+    let certificates = Certificates::from_pem(&borrowed).map_err(|(at, e)| Error::Tls {
+        cert: files[at].0.clone(),
         reason: e.to_string(),
     })?;
-    Ok(Some((tls.with_hsts(config.hsts), chain)))
+    Ok((certificates, pems.into_iter().map(|(chain, _)| chain).collect()))
+}
+
+/// What SIGHUP does: the access log's file is opened again, and the certificates are read
+/// again; new handshakes get them, and if one does not load, the ones in use stay.
+fn reload_on_hangup(config: &Config, tls: Option<TlsConfig>, observer: Option<Arc<Observer>>) -> OnHangup {
+    let files = certificate_files(config).unwrap_or_default();
+    OnHangup::new(move |report| {
+        if let Some(observer) = &observer {
+            observer.reopen_log();
+        }
+        let Some(tls) = &tls else {
+            return;
+        };
+        let read = read_certificates(&files);
+        let tell = report == Report::Tell;
+        match read {
+            Ok((certificates, _)) => {
+                tls.replace(certificates);
+                if tell {
+                    tracing::info!("SIGHUP: reloaded {} certificate(s)", files.len());
+                }
+            }
+            Err(e) if tell => tracing::error!("SIGHUP: {e}; new connections keep the certificates in use"),
+            Err(_) => {}
+        }
+    })
 }
 
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.
@@ -348,6 +413,7 @@ where
 {
     config.model.check_available()?;
     let tls = load_tls(config)?.map(|(tls, _)| tls);
+    let on_hangup = reload_on_hangup(config, tls.clone(), None);
     let context = Context::new(
         handler,
         config.settings(),
@@ -357,6 +423,10 @@ where
         config.shutdown_timeout,
         None,
     )
-    .with_tls(tls);
-    models::run(config.model, listener, Arc::new(context))
+    .with_tls(tls)
+    .with_hangup(on_hangup);
+    let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
+    let served = models::run(config.model, listener, Arc::new(context));
+    drop(services);
+    served
 }

@@ -38,8 +38,8 @@ impl Shutdown {
     /// inherit that. No handler runs and no thread waits for signals, so the program stays
     /// single-threaded, which the forking models need.
     ///
-    /// SIGHUP is blocked too, so that it never stops the server: the access log reads it
-    /// (see [`hangups`]) to reopen its file; without a log it is ignored.
+    /// SIGHUP is blocked too, so that it never stops the server: each process reads it
+    /// (see [`hangups`]) to reload its certificates and reopen its access log.
     pub fn on_signals() -> io::Result<Arc<Shutdown>> {
         let mut signals = SigSet::empty();
         signals.add(Signal::SIGINT);
@@ -86,8 +86,8 @@ impl Shutdown {
 }
 
 /// SIGHUP as a descriptor, readable while one is pending for the calling process (each
-/// process makes its own): the access log reopens its file on it, and the parent of `prefork`
-/// passes it on to its workers. Meant for the binary, where [`Shutdown::on_signals`] has
+/// process makes its own): a serving process's watcher thread reads it, and so do the
+/// forking parents, in their loops (the parent of `prefork` also passes it on to its workers). Meant for the binary, where [`Shutdown::on_signals`] has
 /// blocked SIGHUP; unblocked, it would stop the process before anyone read it.
 pub(crate) fn hangups() -> io::Result<SignalFd> {
     let mut signals = SigSet::empty();

@@ -70,6 +70,29 @@ pub struct Resolved {
     pub args: Args,
     /// Each option's key and where its value came from, in the order of `--help`.
     pub sources: Vec<(String, Source)>,
+    /// The file's `[[tls]]` certificates chosen by SNI, beside the default one (`tls-cert`).
+    pub sni_certificates: Vec<TlsTable>,
+}
+
+/// One `[[tls]]` table of a config file: a certificate chain and its key, absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsTable {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub source: Source,
+}
+
+impl Resolved {
+    /// The server's configuration: the options, and the certificates of `[[tls]]`.
+    pub fn config(&self) -> Config {
+        let mut config = self.args.config();
+        config.sni_certificates = self
+            .sni_certificates
+            .iter()
+            .map(|table| (table.cert.clone(), table.key.clone()))
+            .collect();
+        config
+    }
 }
 
 /// Parses `argv` (program name first) and fills every option it leaves unset from the
@@ -80,8 +103,11 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     let cli = command.try_get_matches_from_mut(&argv).map_err(Error::Clap)?;
     if cli.get_flag("man") || cli.contains_id("completions") {
         let args = Args::from_arg_matches(&cli).map_err(Error::Clap)?;
-        let sources = Vec::new();
-        return Ok(Resolved { args, sources });
+        return Ok(Resolved {
+            args,
+            sources: Vec::new(),
+            sni_certificates: Vec::new(),
+        });
     }
     let file = match config_path(&cli, env) {
         Some(path) => Some(File::read(&path).map_err(Error::Message)?),
@@ -93,8 +119,11 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     if let Some(root) = layers.root {
         args.root = root;
     }
-    let sources = layers.sources;
-    Ok(Resolved { args, sources })
+    Ok(Resolved {
+        args,
+        sources: layers.sources,
+        sni_certificates: layers.sni_certificates,
+    })
 }
 
 /// What the environment and the file add to the command line.
@@ -103,6 +132,7 @@ struct Layers {
     args: Vec<OsString>,
     root: Option<PathBuf>,
     sources: Vec<(String, Source)>,
+    sni_certificates: Vec<TlsTable>,
 }
 
 /// Looks up every option the command line (`cli`) leaves unset in the environment, then in
@@ -116,6 +146,7 @@ fn layers(command: &Command, cli: &ArgMatches, env: Env, file: Option<&File>) ->
         args: Vec::new(),
         root: None,
         sources: Vec::new(),
+        sni_certificates: Vec::new(),
     };
     for setting in &settings {
         let (source, found) = layer(command, setting, cli, env, file)?;
@@ -126,7 +157,37 @@ fn layers(command: &Command, cli: &ArgMatches, env: Env, file: Option<&File>) ->
         }
         layers.sources.push((setting.key.to_string(), source));
     }
+    if let Some(file) = file {
+        layers.add_tls_tables(&file.tls);
+    }
     Ok(layers)
+}
+
+impl Layers {
+    /// The `[[tls]]` tables: the first is the default certificate, `tls-cert` and `tls-key`,
+    /// unless something above the tables set those; the others are chosen by SNI.
+    fn add_tls_tables(&mut self, tables: &[TlsTable]) {
+        let mut tables = tables.iter();
+        let default_unset = self
+            .sources
+            .iter()
+            .any(|(key, source)| key == "tls-cert" && *source == Source::Default);
+        if let Some(first) = tables.next() {
+            if default_unset {
+                for (key, path) in [("tls-cert", &first.cert), ("tls-key", &first.key)] {
+                    let mut arg = OsString::from(format!("--{key}="));
+                    arg.push(path);
+                    self.args.push(arg);
+                    if let Some((_, source)) = self.sources.iter_mut().find(|(k, _)| k == key) {
+                        *source = first.source.clone();
+                    }
+                }
+            } else {
+                self.sni_certificates.push(first.clone());
+            }
+        }
+        self.sni_certificates.extend(tables.cloned());
+    }
 }
 
 /// `argv` with `extra` in front of its arguments. None of `extra` is on the command line
@@ -258,10 +319,13 @@ fn flag(setting: &Setting, on: bool) -> Found {
 fn option(command: &Command, setting: &Setting, text: &str) -> Result<Found, String> {
     // The `=` form takes any text as the value, even one that starts with `-`.
     let arg = format!("--{}={text}", setting.key);
-    command
-        .clone()
-        .try_get_matches_from(["bingfa", arg.as_str()])
-        .map_err(|error| value_error(&error, text))?;
+    match command.clone().try_get_matches_from(["bingfa", arg.as_str()]) {
+        // The value is fine; the options it needs (`--hsts` needs `--tls-cert`) may come from
+        // another layer, and the final parse of all of them checks that they do.
+        Err(error) if error.kind() == clap::error::ErrorKind::MissingRequiredArgument => {}
+        Err(error) => return Err(value_error(&error, text)),
+        Ok(_) => {}
+    }
     Ok(Found::Args(vec![OsString::from(arg)]))
 }
 
@@ -283,11 +347,15 @@ fn value_error(error: &clap::Error, text: &str) -> String {
     }
 }
 
-/// A config file: each key's value and line.
+/// A config file: each key's value and line, and its `[[tls]]` tables.
 struct File {
     path: PathBuf,
     entries: BTreeMap<String, (Value, usize)>,
+    tls: Vec<TlsTable>,
 }
+
+/// The one key of a file that is no option: the certificates chosen by SNI.
+const TLS_TABLES: &str = "tls";
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -301,24 +369,19 @@ impl File {
     }
 
     fn parse(path: &Path, text: &str) -> Result<File, String> {
-        let document: Document = toml::from_str(text).map_err(|e| {
-            // toml's message may run over several lines; the first says what is wrong.
-            let message = e.message().lines().next().unwrap_or("not valid TOML");
-            match e.span() {
-                Some(span) => format!("{} line {}: {message}", path.display(), line_of(text, span.start)),
-                None => format!("{}: {message}", path.display()),
-            }
-        })?;
+        let document: Document = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         let entries = document
             .0
             .into_iter()
+            .filter(|(key, _)| key.get_ref() != TLS_TABLES)
             .map(|(key, value)| {
                 let line = line_of(text, key.span().start);
                 (key.into_inner(), (value.into_inner(), line))
             })
             .collect();
+        let tls = tls_tables(path, text)?;
         let path = path.to_path_buf();
-        Ok(File { path, entries })
+        Ok(File { path, entries, tls })
     }
 
     /// Fails on the first key (by line) that names no option.
@@ -370,6 +433,58 @@ impl File {
     }
 }
 
+/// The `[[tls]]` tables of a file.
+#[derive(Deserialize)]
+struct TlsTables {
+    #[serde(default)]
+    tls: Vec<Spanned<RawTlsTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsTable {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The `[[tls]]` tables of the file at `path`: each file is taken from the file's folder when
+/// relative (as ROOT is) and made absolute, so that `--print-config` writes what means the
+/// same anywhere.
+fn tls_tables(path: &Path, text: &str) -> Result<Vec<TlsTable>, String> {
+    let tables: TlsTables = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let absolute = |name: &Path, line: usize| {
+        std::path::absolute(folder.join(name))
+            .map_err(|e| format!("{} line {line}: tls: {e}", path.display()))
+    };
+    tables
+        .tls
+        .into_iter()
+        .map(|table| {
+            let line = line_of(text, table.span().start);
+            let table = table.into_inner();
+            Ok(TlsTable {
+                cert: absolute(&table.cert, line)?,
+                key: absolute(&table.key, line)?,
+                source: Source::File {
+                    path: path.to_path_buf(),
+                    line,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A TOML error as one line: toml's message may run over several lines; the first says what
+/// is wrong.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("not valid TOML");
+    match e.span() {
+        Some(span) => format!("{} line {}: {message}", path.display(), line_of(text, span.start)),
+        None => format!("{}: {message}", path.display()),
+    }
+}
+
 /// A TOML value as an error message shows it: its type and text.
 fn describe(value: &Value) -> String {
     format!("{} {value}", value.type_str())
@@ -407,6 +522,14 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
     for (line, source) in lines {
         out.push_str(&format!("{line:width$}  # {source}\n"));
     }
+    for table in &resolved.sni_certificates {
+        let cert = Value::String(utf8("tls cert", &table.cert)?);
+        let key = Value::String(utf8("tls key", &table.key)?);
+        out.push_str(&format!(
+            "\n[[tls]]  # {}\ncert = {cert}\nkey = {key}\n",
+            table.source
+        ));
+    }
     Ok(out)
 }
 
@@ -434,6 +557,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         metrics,
         tls_cert,
         tls_key,
+        // Not options: rendered as `[[tls]]` tables after them.
+        sni_certificates: _,
         hsts,
         redirect_http,
     } = config;
@@ -877,5 +1002,73 @@ idle-timeout = 0.5
                 .any(|n| n == "BINGFA_PRINT_CONFIG" || n == "BINGFA_HELP"),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn tls_tables_give_the_default_certificate_then_those_chosen_by_sni() {
+        let text = "hsts = 60\n\n[[tls]]\ncert = \"a.pem\"\nkey = \"a.key\"\n\n[[tls]]\ncert = \"/etc/b.pem\"\nkey = \"b.key\"\n";
+        let (dir, path) = config_file(text);
+        let path_arg = path.to_str().unwrap();
+        let resolved = ok(resolve_in(&["--config", path_arg], &[]));
+        let config = resolved.config();
+        // Relative to the file's folder, as ROOT is.
+        assert_eq!(config.tls_cert, Some(dir.path().join("a.pem")));
+        assert_eq!(config.tls_key, Some(dir.path().join("a.key")));
+        assert_eq!(
+            source(&resolved, "tls-cert"),
+            &Source::File {
+                path: path.clone(),
+                line: 3
+            }
+        );
+        assert_eq!(
+            config.sni_certificates,
+            [(PathBuf::from("/etc/b.pem"), dir.path().join("b.key"))]
+        );
+        assert_eq!(
+            config.hsts,
+            Some(60),
+            "--hsts needs a certificate, which the tables give"
+        );
+
+        // With --tls-cert above the file, every table is one chosen by SNI.
+        let resolved = ok(resolve_in(
+            &["--config", path_arg, "--tls-cert", "c.pem", "--tls-key", "c.key"],
+            &[],
+        ));
+        let config = resolved.config();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(config.sni_certificates.len(), 2);
+        assert_eq!(
+            resolved.sni_certificates[1].source,
+            Source::File {
+                path: path.clone(),
+                line: 7
+            }
+        );
+
+        // --print-config writes the tables back, and reading them back means the same.
+        let printed = render(&resolved, &config).unwrap();
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(reread.tls_cert, config.tls_cert);
+        assert_eq!(reread.sni_certificates, config.sni_certificates);
+    }
+
+    #[test]
+    fn a_tls_table_without_a_key_or_with_an_unknown_one_names_its_line() {
+        for (table, why) in [
+            ("[[tls]]\ncert = \"a.pem\"\n", "missing field `key`"),
+            (
+                "[[tls]]\ncert = \"a.pem\"\nkey = \"a.key\"\nnames = 1\n",
+                "unknown field `names`",
+            ),
+            ("tls = 3\n", "invalid type"),
+        ] {
+            let (_dir, path) = config_file(&format!("hsts = 1\n{table}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            assert!(error.starts_with(&format!("{} line ", path.display())), "{error}");
+            assert!(error.contains(why), "{error}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! What every model is given, and the clocks and intervals the loops share.
 
+use super::hangups::{OnHangup, Report, Watcher};
 use super::limit::{Admission, ConnectionLimit};
 use crate::net::Stream;
 use crate::observe::{Observer, Writer};
@@ -28,6 +29,8 @@ pub(crate) struct Context<H> {
     pub observer: Option<Arc<Observer>>,
     /// With `--tls-cert`: every connection speaks TLS.
     pub tls: Option<TlsConfig>,
+    /// What SIGHUP makes a process do, if anything.
+    on_hangup: Option<OnHangup>,
 }
 
 impl<H> Context<H> {
@@ -52,12 +55,28 @@ impl<H> Context<H> {
             live: LiveSockets::default(),
             observer,
             tls: None,
+            on_hangup: None,
         }
     }
 
     /// Every connection accepted speaks TLS with `tls`, if given.
     pub fn with_tls(self, tls: Option<TlsConfig>) -> Context<H> {
         Context { tls, ..self }
+    }
+
+    /// On SIGHUP (with the binary's signal handling), each process runs `on_hangup`.
+    pub fn with_hangup(self, on_hangup: OnHangup) -> Context<H> {
+        Context {
+            on_hangup: Some(on_hangup),
+            ..self
+        }
+    }
+
+    /// SIGHUP came, to a process that looks for it in its own loop.
+    pub fn hung_up(&self, report: Report) {
+        if let Some(on_hangup) = &self.on_hangup {
+            on_hangup.run(report);
+        }
     }
 
     /// After the accept loop stopped: waits until every admitted connection has ended, or
@@ -94,13 +113,33 @@ impl<H> Context<H> {
         link
     }
 
-    /// Starts this process's access-log writer, if there is a log: for a process that
-    /// serves and may start threads (a `prefork` worker). Dropped, it writes what is left.
-    pub fn log_writer(&self) -> Option<Writer> {
-        self.observer
-            .as_ref()?
-            .start_writer(self.shutdown.watches_signals())
+    /// Starts what a serving process that may start threads (not a forking parent) runs
+    /// beside its connections: the access log's writer, and the SIGHUP watcher when the
+    /// binary's signals are in use. Dropped, they stop (the writer writes what is left).
+    pub fn serving_process(&self, report: Report) -> ProcessServices {
+        let writer = self
+            .observer
+            .as_ref()
+            .and_then(|observer| observer.start_writer());
+        let watcher = match &self.on_hangup {
+            Some(on_hangup) if self.shutdown.watches_signals() => Watcher::start(on_hangup.clone(), report)
+                .map_err(|e| tracing::error!("cannot watch SIGHUP, it will do nothing: {e}"))
+                .ok(),
+            _ => None,
+        };
+        ProcessServices {
+            _writer: writer,
+            _watcher: watcher,
+        }
     }
+}
+
+/// The threads a serving process runs beside its connections; see
+/// [`Context::serving_process`].
+#[derive(Debug)]
+pub(crate) struct ProcessServices {
+    _writer: Option<Writer>,
+    _watcher: Option<Watcher>,
 }
 
 /// The sockets of the connections the blocking models' threads are serving. A thread

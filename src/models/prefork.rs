@@ -6,7 +6,8 @@
 //! it with EPOLLEXCLUSIVE, so the kernel wakes one worker per new connection. The parent
 //! serves nothing: it waits (one `poll`) for the shutdown signal or a worker's exit, reaps
 //! every exited worker and forks a replacement; on SIGTERM or SIGINT it forwards SIGTERM to
-//! the workers, waits for them, and exits; SIGHUP (reopen the access log) it passes on.
+//! the workers, waits for them, and exits; SIGHUP (reload the certificates, reopen the access
+//! log) it acts on for itself, then passes on.
 //! nginx's master/worker design.
 //!
 //! What it costs: the fork happens `--workers` times, not per connection; then each worker
@@ -19,7 +20,7 @@
 //! When it wins: like `reactor`, every core serves; unlike threads, a worker that crashes or
 //! leaks takes down only its own connections, and the parent replaces it.
 
-use crate::engine::{Children, Context, EventLoop, SharedTally};
+use crate::engine::{Children, Context, EventLoop, Report, SharedTally};
 use crate::error::Error;
 use crate::net::Listener;
 use crate::seam::Handler;
@@ -69,6 +70,8 @@ fn supervise<H: Handler>(
         }
         if hung_up {
             while let Ok(Some(_)) = hangups.read_signal() {}
+            // The parent's own copy too, for the workers it starts from now on.
+            context.hung_up(Report::Tell);
             workers.signal(Signal::SIGHUP);
         }
         if !exited {
@@ -100,7 +103,7 @@ fn start_worker<H: Handler>(
     let worker_tally = tally.for_worker(index);
     let serve = move || {
         context.limit.count_in(worker_tally);
-        let _log = context.log_writer();
+        let _services = context.serving_process(Report::Quietly);
         match EventLoop::sharing(listener, context).map(EventLoop::run) {
             Ok(Ok(())) => 0,
             _ => 1,

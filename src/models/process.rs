@@ -5,6 +5,7 @@
 //! connection's keep-alive requests with blocking I/O, exactly as a `thread` model thread
 //! does, then exits. The parent closes its copy of the socket at once and reaps children as
 //! they exit. At `--max-connections` live children it answers 503 itself, without forking.
+//! SIGHUP it acts on in the same loop, so that children forked after it get what it reloaded.
 //!
 //! What it costs: a `fork` per connection — copying page tables and descriptor tables, then
 //! page faults as the child touches memory (copy-on-write) — and a whole process (its own
@@ -25,11 +26,11 @@
 //! parent's copy of the socket is dropped right after the fork.
 
 use super::thread;
-use crate::engine::{clock_now, refuse, Children, Context};
+use crate::engine::{clock_now, refuse, Children, Context, Report};
 use crate::error::Error;
 use crate::net::Listener;
 use crate::seam::Handler;
-use crate::shutdown::wait_readable;
+use crate::shutdown::{hangups, wait_readable};
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -49,15 +50,28 @@ fn accept_and_fork<H: Handler>(
     context: &Context<H>,
     children: &mut Children,
 ) -> Result<(), Error> {
+    let hangups = hangups().map_err(Error::io("watching SIGHUP"))?;
     loop {
-        let [stopping, exited, incoming] =
-            wait_readable([context.shutdown.fd(), children.fd(), listener.as_fd()], None)
-                .map_err(Error::io("waiting for connections"))?;
+        let [stopping, exited, hung_up, incoming] = wait_readable(
+            [
+                context.shutdown.fd(),
+                children.fd(),
+                hangups.as_fd(),
+                listener.as_fd(),
+            ],
+            None,
+        )
+        .map_err(Error::io("waiting for connections"))?;
         if stopping {
             return Ok(());
         }
         if exited {
             children.reap();
+        }
+        if hung_up {
+            // Here, not on a thread: a process that forks must stay single-threaded.
+            while let Ok(Some(_)) = hangups.read_signal() {}
+            context.hung_up(Report::Tell);
         }
         if incoming {
             accept_one(listener, context, children);

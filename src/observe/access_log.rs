@@ -12,13 +12,13 @@
 //! process serves one connection with blocking calls, so there is no loop to hold up, and a
 //! writer thread per connection would cost more than the write.
 //!
-//! SIGHUP (blocked, read through a signalfd by the writer) reopens the file, as logrotate's
-//! `postrotate` expects after it has renamed it.
+//! SIGHUP reopens the file, as logrotate's `postrotate` expects after it has renamed it: the
+//! process's SIGHUP watcher asks ([`AccessLog::reopen`]) and the writer does it on its next
+//! pass.
 
 use super::format::{write_line, LogFormat};
 use super::metrics::Metrics;
 use crate::http::Exchange;
-use nix::sys::signalfd::SignalFd;
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Write};
@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often the writer writes what has accumulated (and looks for SIGHUP).
+/// How often the writer writes what has accumulated (and looks whether to reopen the file).
 const INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer before its interval is over.
 const WAKE_AT: usize = 256 * 1024;
@@ -63,6 +63,8 @@ struct Shared {
     dropped: AtomicU64,
     /// The last write failed: said once, not for every line after it.
     failing: AtomicBool,
+    /// The file is to be opened again by its path before the next write.
+    reopen: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -153,16 +155,23 @@ impl AccessLog {
         }
     }
 
+    /// The file was rotated: the writer opens it again by its path. (A process without a
+    /// writer opens it for every line anyway.)
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Relaxed);
+        self.shared.wake.notify_one();
+    }
+
     /// Starts this process's writer thread, which writes every line from now until the
-    /// returned [`Writer`] is dropped. With `hangups`, SIGHUP reopens the file.
-    pub fn start(&self, hangups: Option<SignalFd>) -> io::Result<Writer> {
+    /// returned [`Writer`] is dropped.
+    pub fn start(&self) -> io::Result<Writer> {
         let out = Out::open(&self.target)?;
         self.shared.lock().writing = true;
         let shared = Arc::clone(&self.shared);
         let target = self.target.clone();
         let thread = std::thread::Builder::new()
             .name("bingfa-log".into())
-            .spawn(move || write_until_stopped(&shared, out, &target, hangups.as_ref()));
+            .spawn(move || write_until_stopped(&shared, out, &target));
         match thread {
             Ok(thread) => Ok(Writer {
                 shared: Arc::clone(&self.shared),
@@ -219,7 +228,7 @@ impl Drop for Writer {
 }
 
 /// The writer thread's loop: every interval (or when woken), takes the batch and writes it.
-fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target, hangups: Option<&SignalFd>) {
+fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target) {
     let mut batch = Vec::new();
     let mut drops_told = Instant::now();
     loop {
@@ -237,7 +246,7 @@ fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target, hangups: 
             pending.writing &= !pending.stopping;
             pending.stopping
         };
-        if hangups.is_some_and(hung_up) {
+        if shared.reopen.swap(false, Relaxed) {
             out = reopen(out, target);
         }
         if !batch.is_empty() {
@@ -256,15 +265,6 @@ fn write_until_stopped(shared: &Shared, mut out: Out, target: &Target, hangups: 
             return;
         }
     }
-}
-
-/// Whether SIGHUP came since the last look (every pending one is taken).
-fn hung_up(hangups: &SignalFd) -> bool {
-    let mut any = false;
-    while let Ok(Some(_)) = hangups.read_signal() {
-        any = true;
-    }
-    any
 }
 
 /// After SIGHUP: the file at the path again (a new one if it was renamed); the old one is
@@ -361,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let log = AccessLog::open(&path, LogFormat::Common).unwrap();
-        let writer = log.start(None).unwrap();
+        let writer = log.start().unwrap();
         let targets: Vec<String> = (0..1000).map(|i| format!("/{i}")).collect();
         for target in &targets {
             log.record(&exchange(target.as_bytes()), MS, None);

@@ -20,7 +20,6 @@ pub use format::LogFormat;
 
 use crate::error::Error;
 use crate::http::Exchange;
-use crate::shutdown;
 use access_log::AccessLog;
 pub(crate) use access_log::Writer;
 use metrics::Metrics;
@@ -99,24 +98,23 @@ impl Observer {
         }
     }
 
+    /// The access log's file was rotated (SIGHUP): it is opened again by its path.
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
+    }
+
     /// The open-connections gauge, if metrics are on.
     pub fn open_gauge(&self) -> Option<OpenGauge> {
         self.metrics.as_ref().map(Metrics::open_gauge)
     }
 
     /// Starts the access-log writer of the calling process, if there is a log. A process
-    /// without one writes each line as it comes. With `hangups` (the binary, which blocks
-    /// SIGHUP), the writer reopens the file on SIGHUP.
-    pub fn start_writer(&self, hangups: bool) -> Option<Writer> {
+    /// without one writes each line as it comes.
+    pub fn start_writer(&self) -> Option<Writer> {
         let log = self.log.as_ref()?;
-        let hangups = match hangups.then(shutdown::hangups).transpose() {
-            Ok(hangups) => hangups,
-            Err(e) => {
-                tracing::error!("cannot watch SIGHUP, the access log will not be reopened: {e}");
-                None
-            }
-        };
-        log.start(hangups)
+        log.start()
             .map_err(|e| {
                 tracing::error!("cannot start the access-log writer, writing each line at once: {e}")
             })

@@ -31,14 +31,15 @@
 //! Everything here is sans-IO, like the core: bytes and time come in as arguments (but for
 //! the `pread` of a file range the protocol already opened).
 
+mod certificates;
 mod tls;
 
 use crate::http;
 pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
+pub(crate) use certificates::{Certificates, Pem, TlsConfig};
 use std::net::IpAddr;
 use std::time::Instant;
 use tls::Tls;
-pub(crate) use tls::TlsConfig;
 
 /// What the model should do next with the connection's socket: `Send(Transmit)` (write,
 /// then [`Link::sent`]), `Receive { buf, deadline }` (read into `buf`, then

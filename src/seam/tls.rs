@@ -12,7 +12,7 @@
 //! batch of `SENDABLE` plaintext encrypts to. Buffers with nothing pending are let go at rest.
 
 use super::Step;
-use crate::http::{self, Action, Clock, Handler, Settings, Transmit};
+use crate::http::{self, Action, Clock, Handler, Transmit};
 use rustls::{ServerConfig, ServerConnection};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
@@ -273,96 +273,11 @@ impl Tls {
     }
 }
 
-/// The longest session a ticket carries, with room to spare: what a session holds besides its
-/// server name (at most 255 bytes) and ALPN protocol is under a hundred bytes.
-const LONGEST_SESSION: usize = 512;
-
-/// Ticket keys made once, before any fork, so that every worker or child of a forking model
-/// takes the tickets any other made. rustls's ticketer also refuses a ticket longer than the
-/// longest it has made itself (a guard against partitioning-oracle attacks), which in a fresh
-/// process is none at all: so one ticket of the longest size is made here, for the rest.
-fn shared_ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error> {
-    let ticketer = rustls::crypto::ring::Ticketer::new()?;
-    let _ = ticketer.encrypt(&[0; LONGEST_SESSION]);
-    Ok(ticketer)
-}
-
-/// What every TLS link of a server shares: its certificate and key, the session state, and
-/// the `Strict-Transport-Security` its responses carry.
-#[derive(Debug, Clone)]
-pub(crate) struct TlsConfig {
-    server: Arc<ServerConfig>,
-    hsts: Option<u64>,
-}
-
-/// Why a certificate and key cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TlsError {
-    #[error("no certificate in the PEM file")]
-    NoCertificate,
-    #[error("the certificate file is not PEM: {0}")]
-    Certificate(rustls::pki_types::pem::Error),
-    #[error("the key file holds no private key in PEM: {0}")]
-    Key(rustls::pki_types::pem::Error),
-    #[error("{0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-impl TlsConfig {
-    /// rustls's defaults (TLS 1.3 and 1.2, its cipher suites), ALPN `http/1.1`, session
-    /// resumption by ticket (keys rotated every few hours) and by a session cache; no 0-RTT.
-    pub fn from_pem(certificates: &[u8], key: &[u8]) -> Result<TlsConfig, TlsError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let chain = CertificateDer::pem_slice_iter(certificates)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(TlsError::Certificate)?;
-        if chain.is_empty() {
-            return Err(TlsError::NoCertificate);
-        }
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(TlsError::Key)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer = shared_ticketer()?;
-        let config = Arc::new(config);
-        // What every connection will do: fail here, at start, rather than on each of them.
-        ServerConnection::new(Arc::clone(&config))?;
-        Ok(TlsConfig {
-            server: config,
-            hsts: None,
-        })
-    }
-
-    /// Every response over TLS says `Strict-Transport-Security: max-age=SECONDS`.
-    pub fn with_hsts(self, seconds: Option<u64>) -> TlsConfig {
-        TlsConfig {
-            hsts: seconds,
-            ..self
-        }
-    }
-
-    pub(super) fn server_config(&self) -> &Arc<ServerConfig> {
-        &self.server
-    }
-
-    /// The protocol's settings on a TLS link.
-    pub(super) fn settings(&self, plaintext: Settings) -> Settings {
-        Settings {
-            hsts: self.hsts,
-            ..plaintext
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::Link;
+    use super::super::{Link, TlsConfig};
     use super::*;
-    use crate::http::{Body, Reply, Request};
+    use crate::http::{Body, Reply, Request, Settings};
     use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::borrow::Cow;

@@ -2,7 +2,7 @@
 //! gets a `308 Permanent Redirect` to the same host, path and query over `https://`, with the
 //! HTTPS listener's port (left out when it is 443).
 //!
-//! Never an open redirect: the host must be one the served certificate is valid for (by the
+//! Never an open redirect: the host must be one a served certificate is valid for (by the
 //! same rules a browser checks it with), else the answer is `421 Misdirected Request`; a
 //! request without a host is a 400. The host comes from the request, which the parser has
 //! already checked, and every byte of the path and query outside printable ASCII is
@@ -16,27 +16,34 @@ use std::fmt::Write;
 /// Answers every request with the way to it over HTTPS.
 #[derive(Debug)]
 pub struct HttpsRedirect {
-    /// The DER of the served certificate, whose names a host must match.
-    certificate: CertificateDer<'static>,
+    /// The DER of each served certificate, one of whose names a host must match. Those the
+    /// server started with: a certificate reloaded with new names needs a restart for the
+    /// redirect to send clients to them.
+    certificates: Vec<CertificateDer<'static>>,
     /// The HTTPS listener's port.
     port: u16,
 }
 
 impl HttpsRedirect {
-    /// Redirects to the names of the first certificate in `chain_pem` (the served one), on
-    /// `port`; `None` if there is none.
-    pub fn new(chain_pem: &[u8], port: u16) -> Option<HttpsRedirect> {
-        let certificate = CertificateDer::pem_slice_iter(chain_pem).next()?.ok()?;
-        Some(HttpsRedirect { certificate, port })
+    /// Redirects to the names of the served certificates (the first in each PEM of `chains`),
+    /// on `port`; `None` if one has none.
+    pub fn new(chains: &[Vec<u8>], port: u16) -> Option<HttpsRedirect> {
+        let certificates = chains
+            .iter()
+            .map(|pem| CertificateDer::pem_slice_iter(pem).next()?.ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(HttpsRedirect { certificates, port })
     }
 
-    /// Whether the certificate is valid for `name` (a DNS name or an IP address).
+    /// Whether a certificate is valid for `name` (a DNS name or an IP address).
     fn covers(&self, name: &str) -> bool {
         let Ok(name) = ServerName::try_from(name) else {
             return false;
         };
-        webpki::EndEntityCert::try_from(&self.certificate)
-            .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        self.certificates.iter().any(|certificate| {
+            webpki::EndEntityCert::try_from(certificate)
+                .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        })
     }
 }
 
@@ -91,7 +98,7 @@ mod tests {
         // A certificate for the names the cases ask for; who signed it does not matter here.
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let pem = rcgen::generate_simple_self_signed(names).unwrap().cert.pem();
-        let handler = HttpsRedirect::new(pem.as_bytes(), port).unwrap();
+        let handler = HttpsRedirect::new(&[pem.into_bytes()], port).unwrap();
         let reply = with_request(raw.as_bytes(), Instant::now(), |request| handler.handle(request));
         (reply.status, reply.location)
     }

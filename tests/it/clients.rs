@@ -35,14 +35,14 @@ const LOAD_CONNECTIONS: u32 = 10;
 // ---------------------------------------------------------------------------
 
 /// An installed client program.
-struct Program {
+pub(crate) struct Program {
     path: PathBuf,
 }
 
 /// The client program `name` from `PATH`. If it is not installed: under `CI=true` the test
 /// fails (CI installs every client); otherwise `None`, after a one-line note on stderr, so
 /// `cargo test` passes on a machine without it.
-fn client(name: &str) -> Option<Program> {
+pub(crate) fn client(name: &str) -> Option<Program> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))
@@ -63,11 +63,11 @@ fn client(name: &str) -> Option<Program> {
 }
 
 /// How a client run ended.
-struct Ran {
+pub(crate) struct Ran {
     /// The command line, for messages.
     command: String,
-    status: ExitStatus,
-    stdout: String,
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
@@ -80,7 +80,7 @@ impl Program {
     }
 
     /// As `run`, with `input` on its stdin.
-    fn run_fed(&self, args: &[&str], input: &[u8]) -> Ran {
+    pub(crate) fn run_fed(&self, args: &[&str], input: &[u8]) -> Ran {
         let file = tempfile::tempfile().expect("temp file for stdin");
         (&file).write_all(input).expect("write stdin");
         let mut file = file;
@@ -143,7 +143,7 @@ impl Program {
 impl Ran {
     /// Asserts exit status 0; gives `self` back for the checks that follow.
     #[track_caller]
-    fn success(self) -> Ran {
+    pub(crate) fn success(self) -> Ran {
         assert!(
             self.status.success(),
             "{} ended with {}\n{}",
@@ -155,7 +155,7 @@ impl Ran {
     }
 
     /// Its output, shortened, for messages.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!("stdout: {}\nstderr: {}", tail(&self.stdout), tail(&self.stderr))
     }
 }
@@ -248,7 +248,7 @@ fn field<'a>(text: &'a str, label: &str) -> &'a str {
 }
 
 /// `path` as an argument (the temporary directories have UTF-8 names).
-fn arg(path: &Path) -> &str {
+pub(crate) fn arg(path: &Path) -> &str {
     path.to_str().expect("UTF-8 temp path")
 }
 

@@ -482,26 +482,30 @@ fn value<'e>(entries: &'e [(String, String, String)], section: &str, key: &str) 
 }
 
 /// The units hang together: the service requires the socket, the socket
-/// listens, and the service's command line is one bingfa accepts. Where
-/// `systemd-analyze` is installed, it verifies both (on copies that run the
+/// listens, and the services' command lines are ones bingfa accepts. Where
+/// `systemd-analyze` is installed, it verifies them (on copies that run the
 /// built binary, since it checks that the program exists).
 #[test]
 fn contrib_units_are_valid() {
     let (socket, service) = (contrib("bingfa.socket"), contrib("bingfa.service"));
+    let https = contrib("bingfa-https.service");
     let socket_entries = unit_entries(&socket);
     let service_entries = unit_entries(&service);
     assert!(!value(&socket_entries, "Socket", "ListenStream").is_empty());
     assert_eq!(value(&service_entries, "Unit", "Requires"), "bingfa.socket");
-    assert_eq!(value(&service_entries, "Service", "DynamicUser"), "yes");
-    let exec = value(&service_entries, "Service", "ExecStart");
-    let mut words = exec.split_whitespace();
-    assert_eq!(words.next(), Some("/usr/local/bin/bingfa"), "{exec}");
-    let argv = std::iter::once("bingfa")
-        .chain(words)
-        .map(OsString::from)
-        .collect();
-    let parsed = bingfa::cli::config::resolve(argv, &|_| None);
-    assert!(parsed.is_ok(), "ExecStart={exec}: {parsed:?}");
+    for unit in [&service, &https] {
+        let entries = unit_entries(unit);
+        assert_eq!(value(&entries, "Service", "DynamicUser"), "yes");
+        let exec = value(&entries, "Service", "ExecStart");
+        let mut words = exec.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/bingfa"), "{exec}");
+        let argv = std::iter::once("bingfa")
+            .chain(words)
+            .map(OsString::from)
+            .collect();
+        let parsed = bingfa::cli::config::resolve(argv, &|_| None);
+        assert!(parsed.is_ok(), "ExecStart={exec}: {parsed:?}");
+    }
 
     let analyze = Command::new("systemd-analyze").arg("--version").output();
     if !analyze.is_ok_and(|out| out.status.success()) {
@@ -510,14 +514,14 @@ fn contrib_units_are_valid() {
     }
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("bingfa.socket"), &socket).unwrap();
-    let runnable = service.replace("/usr/local/bin/bingfa", binary::BIN);
-    fs::write(dir.path().join("bingfa.service"), runnable).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.path().join("bingfa.socket"))
-        .arg(dir.path().join("bingfa.service"))
-        .output()
-        .expect("run systemd-analyze verify");
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify").arg(dir.path().join("bingfa.socket"));
+    for (name, unit) in [("bingfa.service", &service), ("bingfa-https.service", &https)] {
+        let runnable = unit.replace("/usr/local/bin/bingfa", binary::BIN);
+        fs::write(dir.path().join(name), runnable).unwrap();
+        verify.arg(dir.path().join(name));
+    }
+    let out = verify.output().expect("run systemd-analyze verify");
     let said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     // It warns of unknown keys without failing: any output is a finding.
     assert!(

@@ -126,4 +126,5 @@ mod slow_clients;
 mod slowloris;
 mod tidy;
 mod timeouts;
+mod tls;
 mod traversal;

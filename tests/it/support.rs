@@ -382,6 +382,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         metrics,
         tls_cert,
         tls_key,
+        sni_certificates,
         hsts,
         redirect_http,
     } = config;
@@ -449,7 +450,23 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
     }
+    if !sni_certificates.is_empty() {
+        flags.push("--config".into());
+        flags.push(tls_tables_file(sni_certificates));
+    }
     flags
+}
+
+/// A config file holding only `[[tls]]` tables for `certificates` (which the command line
+/// has no option for), beside the first certificate, which outlives the test.
+fn tls_tables_file(certificates: &[(PathBuf, PathBuf)]) -> String {
+    let mut text = String::new();
+    for (cert, key) in certificates {
+        text += &format!("[[tls]]\ncert = {:?}\nkey = {:?}\n", cert, key);
+    }
+    let path = certificates[0].0.with_extension("toml");
+    fs::write(&path, text).expect("write the [[tls]] config file");
+    path.to_str().expect("UTF-8 TLS path").to_string()
 }
 
 /// The metrics address a running binary announces on stderr (with the real port when it

@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fs", &[]), // the only code that touches the file system
     ("net", &[]), // beside: the sockets, TCP or Unix, bound here or passed in by systemd
     ("shutdown", &[]), // beside: the stop signal
-    ("observe", &["http", "fs", "shutdown", "error"]), // beside: access log, metrics, stderr
+    ("observe", &["http", "fs", "error"]), // beside: access log, metrics, stderr
     ("error", &["net"]), // beside: the errors that stop the server
 ];
 
