@@ -476,27 +476,36 @@ fn h2load_h1(s: &TestServer, h2load: &Program) {
 // ---------------------------------------------------------------------------
 
 /// Fetches BASE/big.bin into OUT, printing status, length and Content-Type; then a missing
-/// file, which must raise HTTPError.
+/// file, which must raise HTTPError. Given a CAFILE, Python's `ssl` trusts it alone: its
+/// default context checks the certificate's chain and that it names the host (here an IP
+/// address, 127.0.0.1).
 const URLLIB_SCRIPT: &str = r#"
-import sys, urllib.error, urllib.request
+import ssl, sys, urllib.error, urllib.request
 base, out = sys.argv[1], sys.argv[2]
-with urllib.request.urlopen(base + "/big.bin", timeout=30) as r:
+context = ssl.create_default_context(cafile=sys.argv[3]) if len(sys.argv) > 3 else None
+with urllib.request.urlopen(base + "/big.bin", timeout=30, context=context) as r:
     body = r.read()
     print(r.status, len(body), r.headers["Content-Type"])
 with open(out, "wb") as f:
     f.write(body)
 try:
-    urllib.request.urlopen(base + "/no-such-file.txt", timeout=30)
+    urllib.request.urlopen(base + "/no-such-file.txt", timeout=30, context=context)
     print("no error for a missing file")
 except urllib.error.HTTPError as e:
     print("HTTPError", e.code)
 "#;
 
-fn python_urllib(s: &TestServer, python: &Program) {
+/// urllib over plain HTTP, or over HTTPS trusting the CA at `ca`.
+fn python_urllib(s: &TestServer, python: &Program, ca: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.bin");
-    let base = url(s, "");
-    let ran = python.run(&["-c", URLLIB_SCRIPT, &base, arg(&out)]).success();
+    let base = match ca {
+        Some(_) => format!("https://{}", s.addr),
+        None => url(s, ""),
+    };
+    let mut args = vec!["-c", URLLIB_SCRIPT, &base, arg(&out)];
+    args.extend(ca.map(arg));
+    let ran = python.run(&args).success();
     let expected = s.site.read("big.bin");
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert_eq!(
@@ -818,6 +827,12 @@ model_tests! {
         }
     }
 
+    fn python_urllib_fetches_over_https_and_gets_404(model m) {
+        if let Some(python) = client("python3") {
+            python_urllib(&serve_tls(m), &python, Some(&tls_fixture("ca.pem")));
+        }
+    }
+
     fn plaintext_http_to_the_https_port_gets_a_400(model m) {
         plaintext_to_https(&serve_tls(m));
     }
@@ -866,7 +881,7 @@ model_tests! {
 
     fn python_urllib_fetches_and_gets_404(model m) {
         if let Some(python) = client("python3") {
-            python_urllib(&serve(m), &python);
+            python_urllib(&serve(m), &python, None);
         }
     }
 
