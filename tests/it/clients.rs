@@ -432,6 +432,36 @@ fn wget_mirror(s: &TestServer, wget: &Program) {
     }
 }
 
+/// `wget --ca-certificate` over HTTPS: a 1 MiB file (read and encrypted in pieces) and a small
+/// one from memory, byte-exact. `--no-hsts`: the server sends Strict-Transport-Security, which
+/// wget would otherwise note in `~/.wget-hsts`.
+fn wget_https(s: &TestServer, wget: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls_fixture("ca.pem");
+    let url = |path: &str| format!("https://{}{path}", s.addr);
+    let ran = wget
+        .run(&[
+            "--no-config",
+            "--no-verbose",
+            "--no-hsts",
+            &format!("--ca-certificate={}", arg(&ca)),
+            "-P",
+            arg(dir.path()),
+            &url("/big.bin"),
+            &url("/readme.txt"),
+        ])
+        .success();
+    assert_eq!(
+        files_under(dir.path()),
+        ["big.bin", "readme.txt"],
+        "{}",
+        ran.output()
+    );
+    for rel in ["big.bin", "readme.txt"] {
+        assert_file(&dir.path().join(rel), &s.site.read(rel));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // ApacheBench and h2load
 // ---------------------------------------------------------------------------
@@ -830,6 +860,12 @@ model_tests! {
     fn python_urllib_fetches_over_https_and_gets_404(model m) {
         if let Some(python) = client("python3") {
             python_urllib(&serve_tls(m), &python, Some(&tls_fixture("ca.pem")));
+        }
+    }
+
+    fn wget_gets_https_byte_exact(model m) {
+        if let Some(wget) = client("wget") {
+            wget_https(&serve_tls(m), &wget);
         }
     }
 
