@@ -1,5 +1,6 @@
 //! Real clients against every model, run as child processes: curl, wget, ApacheBench, h2load,
-//! Python's urllib and headless Chromium. `.ci/run` installs them from Debian's packages; on a
+//! Python's urllib and headless Chromium, and over HTTPS (trusting the test CA of pki.rs)
+//! curl, openssl s_client, urllib, wget and Chromium. `.ci/run` installs them from Debian's packages; on a
 //! machine without one, its tests pass after a one-line note (`skipped: wget not installed`),
 //! except under `CI=true`, where a missing client fails the test.
 //!
@@ -19,6 +20,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::binary::poll_until;
+use crate::pki::server_spki_sha256;
 use crate::support::*;
 
 /// A client still running after this long is killed, with whatever it started, and the test
@@ -205,6 +207,11 @@ const POOL_WORKERS: usize = 16;
 /// A server of `model` on the usual fixture site, with `tests/fixture/browser/` copied in as
 /// `browser/`.
 fn serve(model: bingfa::Model) -> TestServer {
+    serve_with(model, |_| {})
+}
+
+/// As `serve`, after `adjust` has changed the config.
+fn serve_with(model: bingfa::Model, adjust: impl FnOnce(&mut bingfa::Config)) -> TestServer {
     let add_browser = |site: &Site| {
         let from = browser_fixture();
         for rel in files_under(&from) {
@@ -216,6 +223,7 @@ fn serve(model: bingfa::Model) -> TestServer {
         if model == bingfa::Model::Pool {
             config.workers = POOL_WORKERS;
         }
+        adjust(config);
     })
 }
 
@@ -562,30 +570,34 @@ const ALL_LOADED: &str = r#"<p id="result">css=ok js=ok img=ok</p>"#;
 const BACKGROUND: [u8; 3] = [0x12, 0x34, 0x56];
 const SQUARE: [u8; 3] = [200, 50, 20];
 
-/// Headless Chromium loads `/browser/` with a fresh profile: the DOM it dumps after the load
-/// shows what app.js found, and the 800×600 screenshot has style.css's background and
-/// square.png where style.css puts it (64×64 at 100,200). One run does both, to halve
-/// Chromium's start-up cost.
-fn chromium_page(s: &TestServer, chromium: &Program) {
+/// Headless Chromium loads the browser fixture at `page` (`/browser/` of a server from
+/// `serve`) with a fresh profile, `extra` flags added: the DOM it dumps after the load shows
+/// what app.js found, and the 800×600 screenshot has style.css's background and square.png
+/// where style.css puts it (64×64 at 100,200). One run does both, to halve Chromium's
+/// start-up cost.
+fn chromium_page(page: &str, extra: &[&str], chromium: &Program) {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("profile");
     let shot = dir.path().join("shot.png");
-    let ran = chromium
-        .run(&[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", arg(&profile)),
-            "--hide-scrollbars",
-            "--window-size=800,600",
-            &format!("--screenshot={}", arg(&shot)),
-            "--dump-dom",
-            &url(s, "/browser/"),
-        ])
-        .success();
+    let (profile, shot_flag) = (
+        format!("--user-data-dir={}", arg(&profile)),
+        format!("--screenshot={}", arg(&shot)),
+    );
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &profile,
+        "--hide-scrollbars",
+        "--window-size=800,600",
+        &shot_flag,
+        "--dump-dom",
+    ];
+    let args: Vec<&str> = flags.iter().chain(extra).copied().chain([page]).collect();
+    let ran = chromium.run(&args).success();
     assert!(
         ran.stdout.contains(ALL_LOADED),
         "no {ALL_LOADED} in the DOM:\n{}",
@@ -651,9 +663,9 @@ fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
 // HTTPS (pki.rs: a test CA made at test time, and a certificate it signed for 127.0.0.1)
 // ---------------------------------------------------------------------------
 
-/// A server of `model` speaking HTTPS with the test PKI's certificate.
+/// A server of `model` as from `serve`, speaking HTTPS with the test PKI's certificate.
 fn serve_tls(model: bingfa::Model) -> TestServer {
-    TestServer::start_with(model, |config| {
+    serve_with(model, |config| {
         config.tls_cert = Some(tls_fixture("cert.pem"));
         config.tls_key = Some(tls_fixture("key.pem"));
         config.hsts = Some(31_536_000);
@@ -773,6 +785,16 @@ fn curl_redirected_to_https(s: &TestServer, curl: &Program) {
     assert_eq!(c.read_response().status, 421);
 }
 
+/// Headless Chromium loads the browser fixture over HTTPS, accepting the test PKI's
+/// certificate by its public key's hash. Chromium 156 matches that list against the chain the
+/// server sent (here the certificate alone, `cert.pem`): the CA's hash is accepted only from
+/// a server that sends the CA's certificate too, so it is the certificate's own that is given.
+fn chromium_https(s: &TestServer, chromium: &Program) {
+    let accept = format!("--ignore-certificate-errors-spki-list={}", server_spki_sha256());
+    let page = format!("https://{}/browser/", s.addr);
+    chromium_page(&page, &[&accept], chromium);
+}
+
 /// Plaintext HTTP sent to the HTTPS port gets a short plaintext 400 and a close, as from
 /// nginx; bytes that are neither HTTP nor TLS get a TLS alert and a close.
 fn plaintext_to_https(s: &TestServer) {
@@ -869,6 +891,12 @@ model_tests! {
         }
     }
 
+    fn chromium_loads_stylesheet_script_and_image_over_https(model m) {
+        if let Some(chromium) = client("chromium") {
+            chromium_https(&serve_tls(m), &chromium);
+        }
+    }
+
     fn plaintext_http_to_the_https_port_gets_a_400(model m) {
         plaintext_to_https(&serve_tls(m));
     }
@@ -923,7 +951,8 @@ model_tests! {
 
     fn chromium_loads_stylesheet_script_and_image(model m) {
         if let Some(chromium) = client("chromium") {
-            chromium_page(&serve(m), &chromium);
+            let s = serve(m);
+            chromium_page(&url(&s, "/browser/"), &[], &chromium);
         }
     }
 }
