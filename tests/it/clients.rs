@@ -1,5 +1,6 @@
 //! Real clients against every model, run as child processes: curl, wget, ApacheBench, h2load,
-//! Python's urllib and headless Chromium. `.ci/run` installs them from Debian's packages; on a
+//! Python's urllib and headless Chromium, and over HTTPS (trusting the test CA of pki.rs)
+//! curl, openssl s_client, urllib, wget and Chromium. `.ci/run` installs them from Debian's packages; on a
 //! machine without one, its tests pass after a one-line note (`skipped: wget not installed`),
 //! except under `CI=true`, where a missing client fails the test.
 //!
@@ -19,6 +20,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::binary::poll_until;
+use crate::pki::server_spki_sha256;
 use crate::support::*;
 
 /// A client still running after this long is killed, with whatever it started, and the test
@@ -205,6 +207,11 @@ const POOL_WORKERS: usize = 16;
 /// A server of `model` on the usual fixture site, with `tests/fixture/browser/` copied in as
 /// `browser/`.
 fn serve(model: bingfa::Model) -> TestServer {
+    serve_with(model, |_| {})
+}
+
+/// As `serve`, after `adjust` has changed the config.
+fn serve_with(model: bingfa::Model, adjust: impl FnOnce(&mut bingfa::Config)) -> TestServer {
     let add_browser = |site: &Site| {
         let from = browser_fixture();
         for rel in files_under(&from) {
@@ -216,6 +223,7 @@ fn serve(model: bingfa::Model) -> TestServer {
         if model == bingfa::Model::Pool {
             config.workers = POOL_WORKERS;
         }
+        adjust(config);
     })
 }
 
@@ -432,6 +440,36 @@ fn wget_mirror(s: &TestServer, wget: &Program) {
     }
 }
 
+/// `wget --ca-certificate` over HTTPS: a 1 MiB file (read and encrypted in pieces) and a small
+/// one from memory, byte-exact. `--no-hsts`: the server sends Strict-Transport-Security, which
+/// wget would otherwise note in `~/.wget-hsts`.
+fn wget_https(s: &TestServer, wget: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls_fixture("ca.pem");
+    let url = |path: &str| format!("https://{}{path}", s.addr);
+    let ran = wget
+        .run(&[
+            "--no-config",
+            "--no-verbose",
+            "--no-hsts",
+            &format!("--ca-certificate={}", arg(&ca)),
+            "-P",
+            arg(dir.path()),
+            &url("/big.bin"),
+            &url("/readme.txt"),
+        ])
+        .success();
+    assert_eq!(
+        files_under(dir.path()),
+        ["big.bin", "readme.txt"],
+        "{}",
+        ran.output()
+    );
+    for rel in ["big.bin", "readme.txt"] {
+        assert_file(&dir.path().join(rel), &s.site.read(rel));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // ApacheBench and h2load
 // ---------------------------------------------------------------------------
@@ -476,27 +514,36 @@ fn h2load_h1(s: &TestServer, h2load: &Program) {
 // ---------------------------------------------------------------------------
 
 /// Fetches BASE/big.bin into OUT, printing status, length and Content-Type; then a missing
-/// file, which must raise HTTPError.
+/// file, which must raise HTTPError. Given a CAFILE, Python's `ssl` trusts it alone: its
+/// default context checks the certificate's chain and that it names the host (here an IP
+/// address, 127.0.0.1).
 const URLLIB_SCRIPT: &str = r#"
-import sys, urllib.error, urllib.request
+import ssl, sys, urllib.error, urllib.request
 base, out = sys.argv[1], sys.argv[2]
-with urllib.request.urlopen(base + "/big.bin", timeout=30) as r:
+context = ssl.create_default_context(cafile=sys.argv[3]) if len(sys.argv) > 3 else None
+with urllib.request.urlopen(base + "/big.bin", timeout=30, context=context) as r:
     body = r.read()
     print(r.status, len(body), r.headers["Content-Type"])
 with open(out, "wb") as f:
     f.write(body)
 try:
-    urllib.request.urlopen(base + "/no-such-file.txt", timeout=30)
+    urllib.request.urlopen(base + "/no-such-file.txt", timeout=30, context=context)
     print("no error for a missing file")
 except urllib.error.HTTPError as e:
     print("HTTPError", e.code)
 "#;
 
-fn python_urllib(s: &TestServer, python: &Program) {
+/// urllib over plain HTTP, or over HTTPS trusting the CA at `ca`.
+fn python_urllib(s: &TestServer, python: &Program, ca: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.bin");
-    let base = url(s, "");
-    let ran = python.run(&["-c", URLLIB_SCRIPT, &base, arg(&out)]).success();
+    let base = match ca {
+        Some(_) => format!("https://{}", s.addr),
+        None => url(s, ""),
+    };
+    let mut args = vec!["-c", URLLIB_SCRIPT, &base, arg(&out)];
+    args.extend(ca.map(arg));
+    let ran = python.run(&args).success();
     let expected = s.site.read("big.bin");
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert_eq!(
@@ -523,30 +570,34 @@ const ALL_LOADED: &str = r#"<p id="result">css=ok js=ok img=ok</p>"#;
 const BACKGROUND: [u8; 3] = [0x12, 0x34, 0x56];
 const SQUARE: [u8; 3] = [200, 50, 20];
 
-/// Headless Chromium loads `/browser/` with a fresh profile: the DOM it dumps after the load
-/// shows what app.js found, and the 800×600 screenshot has style.css's background and
-/// square.png where style.css puts it (64×64 at 100,200). One run does both, to halve
-/// Chromium's start-up cost.
-fn chromium_page(s: &TestServer, chromium: &Program) {
+/// Headless Chromium loads the browser fixture at `page` (`/browser/` of a server from
+/// `serve`) with a fresh profile, `extra` flags added: the DOM it dumps after the load shows
+/// what app.js found, and the 800×600 screenshot has style.css's background and square.png
+/// where style.css puts it (64×64 at 100,200). One run does both, to halve Chromium's
+/// start-up cost.
+fn chromium_page(page: &str, extra: &[&str], chromium: &Program) {
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("profile");
     let shot = dir.path().join("shot.png");
-    let ran = chromium
-        .run(&[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", arg(&profile)),
-            "--hide-scrollbars",
-            "--window-size=800,600",
-            &format!("--screenshot={}", arg(&shot)),
-            "--dump-dom",
-            &url(s, "/browser/"),
-        ])
-        .success();
+    let (profile, shot_flag) = (
+        format!("--user-data-dir={}", arg(&profile)),
+        format!("--screenshot={}", arg(&shot)),
+    );
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &profile,
+        "--hide-scrollbars",
+        "--window-size=800,600",
+        &shot_flag,
+        "--dump-dom",
+    ];
+    let args: Vec<&str> = flags.iter().chain(extra).copied().chain([page]).collect();
+    let ran = chromium.run(&args).success();
     assert!(
         ran.stdout.contains(ALL_LOADED),
         "no {ALL_LOADED} in the DOM:\n{}",
@@ -612,9 +663,9 @@ fn assert_colour(got: [u8; 3], expected: [u8; 3], what: &str) {
 // HTTPS (pki.rs: a test CA made at test time, and a certificate it signed for 127.0.0.1)
 // ---------------------------------------------------------------------------
 
-/// A server of `model` speaking HTTPS with the test PKI's certificate.
+/// A server of `model` as from `serve`, speaking HTTPS with the test PKI's certificate.
 fn serve_tls(model: bingfa::Model) -> TestServer {
-    TestServer::start_with(model, |config| {
+    serve_with(model, |config| {
         config.tls_cert = Some(tls_fixture("cert.pem"));
         config.tls_key = Some(tls_fixture("key.pem"));
         config.hsts = Some(31_536_000);
@@ -734,6 +785,16 @@ fn curl_redirected_to_https(s: &TestServer, curl: &Program) {
     assert_eq!(c.read_response().status, 421);
 }
 
+/// Headless Chromium loads the browser fixture over HTTPS, accepting the test PKI's
+/// certificate by its public key's hash. Chromium 156 matches that list against the chain the
+/// server sent (here the certificate alone, `cert.pem`): the CA's hash is accepted only from
+/// a server that sends the CA's certificate too, so it is the certificate's own that is given.
+fn chromium_https(s: &TestServer, chromium: &Program) {
+    let accept = format!("--ignore-certificate-errors-spki-list={}", server_spki_sha256());
+    let page = format!("https://{}/browser/", s.addr);
+    chromium_page(&page, &[&accept], chromium);
+}
+
 /// Plaintext HTTP sent to the HTTPS port gets a short plaintext 400 and a close, as from
 /// nginx; bytes that are neither HTTP nor TLS get a TLS alert and a close.
 fn plaintext_to_https(s: &TestServer) {
@@ -818,6 +879,24 @@ model_tests! {
         }
     }
 
+    fn python_urllib_fetches_over_https_and_gets_404(model m) {
+        if let Some(python) = client("python3") {
+            python_urllib(&serve_tls(m), &python, Some(&tls_fixture("ca.pem")));
+        }
+    }
+
+    fn wget_gets_https_byte_exact(model m) {
+        if let Some(wget) = client("wget") {
+            wget_https(&serve_tls(m), &wget);
+        }
+    }
+
+    fn chromium_loads_stylesheet_script_and_image_over_https(model m) {
+        if let Some(chromium) = client("chromium") {
+            chromium_https(&serve_tls(m), &chromium);
+        }
+    }
+
     fn plaintext_http_to_the_https_port_gets_a_400(model m) {
         plaintext_to_https(&serve_tls(m));
     }
@@ -866,13 +945,14 @@ model_tests! {
 
     fn python_urllib_fetches_and_gets_404(model m) {
         if let Some(python) = client("python3") {
-            python_urllib(&serve(m), &python);
+            python_urllib(&serve(m), &python, None);
         }
     }
 
     fn chromium_loads_stylesheet_script_and_image(model m) {
         if let Some(chromium) = client("chromium") {
-            chromium_page(&serve(m), &chromium);
+            let s = serve(m);
+            chromium_page(&url(&s, "/browser/"), &[], &chromium);
         }
     }
 }

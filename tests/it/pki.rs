@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, PublicKeyData, PKCS_ECDSA_P256_SHA256,
 };
 
 /// What the PKI folder of a test process is named, before its process id.
@@ -41,7 +42,16 @@ pub fn tls_fixture(name: &str) -> PathBuf {
 pub fn issue_cert(names: &[&str]) -> (PathBuf, PathBuf) {
     let pki = pki();
     let n = pki.issued.fetch_add(1, Ordering::Relaxed);
-    pki.issue(names, &format!("issued-{n}.pem"), &format!("issued-{n}.key"))
+    let (cert, key) = (format!("issued-{n}.pem"), format!("issued-{n}.key"));
+    pki.issue(names, &cert, &key);
+    (pki.dir.join(cert), pki.dir.join(key))
+}
+
+/// The base64 of the SHA-256 of `cert.pem`'s SubjectPublicKeyInfo (DER): how Chromium's
+/// `--ignore-certificate-errors-spki-list` names a certificate to accept.
+pub fn server_spki_sha256() -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &pki().server_spki);
+    BASE64_STANDARD.encode(digest)
 }
 
 struct Pki {
@@ -49,6 +59,8 @@ struct Pki {
     ca: Issuer<'static, KeyPair>,
     /// How many certificates `issue_cert` made, to name their files.
     issued: AtomicUsize,
+    /// `cert.pem`'s public key, as a SubjectPublicKeyInfo (DER).
+    server_spki: Vec<u8>,
 }
 
 fn pki() -> &'static Pki {
@@ -68,18 +80,21 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key).expect("self-sign the test CA");
         write(&dir.join("ca.pem"), &cert.pem());
-        let pki = Pki {
+        let mut pki = Pki {
             ca: Issuer::new(params, key),
             dir,
             issued: AtomicUsize::new(0),
+            server_spki: Vec::new(),
         };
-        pki.issue(&SERVER_NAMES, "cert.pem", "key.pem");
+        pki.server_spki = pki
+            .issue(&SERVER_NAMES, "cert.pem", "key.pem")
+            .subject_public_key_info();
         pki
     }
 
     /// Signs a certificate for `names` with a new key; writes both as PEM into the files
-    /// `cert_file` and `key_file` of the PKI folder.
-    fn issue(&self, names: &[&str], cert_file: &str, key_file: &str) -> (PathBuf, PathBuf) {
+    /// `cert_file` and `key_file` of the PKI folder, and returns the key.
+    fn issue(&self, names: &[&str], cert_file: &str, key_file: &str) -> KeyPair {
         let first = names.first().expect("a certificate names at least one host");
         let key = new_key();
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
@@ -90,10 +105,9 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.ca).expect("sign with the test CA");
-        let (cert_path, key_path) = (self.dir.join(cert_file), self.dir.join(key_file));
-        write(&cert_path, &cert.pem());
-        write(&key_path, &key.serialize_pem());
-        (cert_path, key_path)
+        write(&self.dir.join(cert_file), &cert.pem());
+        write(&self.dir.join(key_file), &key.serialize_pem());
+        key
     }
 }
 
