@@ -229,6 +229,7 @@ mod tests {
     fn exchange<'a>() -> Exchange<'a> {
         Exchange {
             peer: Some([127, 0, 0, 1].into()),
+            tls: None,
             request: Some(RequestLine {
                 method: b"GET",
                 target: b"/a.html",

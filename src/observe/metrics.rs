@@ -236,6 +236,7 @@ mod tests {
     fn exchange(status: u16, bytes: u64) -> Exchange<'static> {
         Exchange {
             peer: None,
+            tls: None,
             request: None,
             referer: None,
             user_agent: None,
