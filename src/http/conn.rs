@@ -16,7 +16,7 @@
 
 use super::body::{BodySkip, Skipped};
 use super::clock::Clock;
-use super::exchange::{self, Answered, Exchange, Exchanges};
+use super::exchange::{self, Answered, Exchange, Exchanges, Handshake, TlsSession};
 use super::reply::{self, Body, Persistence, Reply};
 use super::request::{self, Head, Intent, Limits, Parsed, Request, Version};
 use super::shape::{shape, Layout, Shaped};
@@ -34,6 +34,10 @@ pub trait Handler {
 
     /// A response is all sent (with `Settings::observe` only): for an access log, metrics.
     fn exchanged(&self, _exchange: &Exchange<'_>) {}
+
+    /// A connection's TLS handshake is over, completed or failed (with `Settings::observe`
+    /// only, told by the I/O layer once per connection): for metrics.
+    fn handshake(&self, _outcome: Handshake<'_>) {}
 }
 
 /// Per-connection policy: limits and timeouts.
@@ -294,6 +298,19 @@ impl Connection {
     pub fn set_peer(&mut self, peer: Option<IpAddr>) {
         if let Some(observed) = &mut self.observed {
             observed.set_peer(peer);
+        }
+    }
+
+    /// The client's address as [`Connection::set_peer`] gave it (kept with `Settings::observe`).
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.observed.as_ref().and_then(|observed| observed.peer())
+    }
+
+    /// The TLS session the connection runs over, for the handler's [`Exchange`]s (kept with
+    /// `Settings::observe`). Plaintext connections are never told.
+    pub fn set_tls(&mut self, session: TlsSession) {
+        if let Some(observed) = &mut self.observed {
+            observed.set_tls(session);
         }
     }
 

@@ -1,5 +1,7 @@
 //! What the core tells its handler about each answered request, for an access log and
-//! metrics, and the per-connection bookkeeping that finds out when a response is out.
+//! metrics, and the per-connection bookkeeping that finds out when a response is out; and
+//! what the I/O layer tells of a TLS handshake ([`Handshake`], [`TlsSession`]), in plain
+//! values, so that the core never learns the TLS library.
 //!
 //! A connection keeps this only when [`Settings::observe`](super::Settings) is on; otherwise
 //! it records nothing and its handler hears nothing.
@@ -21,6 +23,9 @@ use std::time::{Instant, SystemTime};
 pub struct Exchange<'a> {
     /// The client's address, if the I/O layer gave one ([`Connection::set_peer`](super::Connection::set_peer)).
     pub peer: Option<IpAddr>,
+    /// The TLS session the connection runs over; `None` over plaintext
+    /// ([`Connection::set_tls`](super::Connection::set_tls)).
+    pub tls: Option<&'a TlsSession>,
     /// `None` when there was no request line to show: a malformed head (400, 414, 431, ...)
     /// or a refusal at the connection limit (503).
     pub request: Option<RequestLine<'a>>,
@@ -47,6 +52,87 @@ pub struct RequestLine<'a> {
     pub target: &'a [u8],
     /// `HTTP/1.0` or `HTTP/1.1` (a later 1.x is answered, and shown, as 1.1).
     pub version: &'static str,
+}
+
+/// The TLS session a connection runs over, once its handshake is complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSession {
+    pub version: TlsVersion,
+    /// The cipher suite's IANA name, as the TLS library names it: `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<Box<str>>,
+    /// The protocol agreed by ALPN, if any: `http/1.1`.
+    pub alpn: Option<Box<str>>,
+}
+
+/// A TLS version the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version, in the order of their discriminants (the index of a counter).
+    pub const ALL: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
+
+    /// As OpenSSL and nginx's `$ssl_protocol` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// How a connection's TLS handshake ended: told to the handler once per connection that
+/// sent a byte ([`Handler::handshake`], with `Settings::observe` only). A handshake cut by a
+/// timeout or the server's stop is not told: the connection closes without another step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake<'a> {
+    Completed(&'a TlsSession),
+    Failed(HandshakeFailure),
+}
+
+/// Why a handshake failed: a small fixed set, so that each can have its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Plain HTTP came to the TLS port (it is answered with a plaintext 400).
+    PlaintextHttp,
+    /// The client closed the connection mid-handshake, without an alert.
+    PeerClosed,
+    /// The client sent an alert: it does not trust the certificate, or gave up.
+    Alert,
+    /// No version, cipher suite or ALPN protocol both sides speak.
+    Incompatible,
+    /// Records or handshake messages that are not TLS, or not in order.
+    Malformed,
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order of their discriminants (the index of a counter).
+    pub const ALL: [HandshakeFailure; 6] = [
+        HandshakeFailure::PlaintextHttp,
+        HandshakeFailure::PeerClosed,
+        HandshakeFailure::Alert,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::Malformed,
+        HandshakeFailure::Other,
+    ];
+
+    /// Its label in the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeFailure::PlaintextHttp => "plaintext_http",
+            HandshakeFailure::PeerClosed => "peer_closed",
+            HandshakeFailure::Alert => "alert",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::Malformed => "malformed",
+            HandshakeFailure::Other => "other",
+        }
+    }
 }
 
 /// Where a parsed request's parts lie in the connection's input buffer.
@@ -83,6 +169,7 @@ pub(crate) fn summary(response: &Shaped, head_only: bool) -> (u16, u64) {
 #[derive(Debug, Default)]
 pub(crate) struct Exchanges {
     peer: Option<IpAddr>,
+    tls: Option<TlsSession>,
     /// Response bytes handed to the kernel so far on this connection.
     sent: u64,
     /// Response bytes queued so far: where the last record's response ends.
@@ -114,6 +201,14 @@ struct Record {
 impl Exchanges {
     pub fn set_peer(&mut self, peer: Option<IpAddr>) {
         self.peer = peer;
+    }
+
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    pub fn set_tls(&mut self, session: TlsSession) {
+        self.tls = Some(session);
     }
 
     /// A response to `request` (`None`: no request line; else with the head's bytes) was
@@ -164,7 +259,7 @@ impl Exchanges {
             let Some(mut record) = self.records.pop_front() else {
                 return;
             };
-            handler.exchanged(&record.exchange(self.peer, clock.wall()));
+            handler.exchanged(&record.exchange(self.peer, self.tls.as_ref(), clock.wall()));
             record.text.clear();
             self.spare.push(record.text);
         }
@@ -192,10 +287,16 @@ impl Record {
         Some(start..self.text.len())
     }
 
-    fn exchange(&self, peer: Option<IpAddr>, time: SystemTime) -> Exchange<'_> {
+    fn exchange<'a>(
+        &'a self,
+        peer: Option<IpAddr>,
+        tls: Option<&'a TlsSession>,
+        time: SystemTime,
+    ) -> Exchange<'a> {
         let text = |range: &Range<usize>| &self.text[range.clone()];
         Exchange {
             peer,
+            tls,
             request: self.line.as_ref().map(|(method, target, version)| RequestLine {
                 method: text(method),
                 target: text(target),
@@ -399,6 +500,52 @@ mod tests {
         assert_eq!((seen[0].line.as_deref(), seen[0].status), (None, 400));
         assert_eq!((seen[1].line.as_deref(), seen[1].status), (None, 503));
         assert_eq!(seen[1].peer, None);
+    }
+
+    #[test]
+    fn the_tls_session_is_on_every_exchange_of_its_connection() {
+        #[derive(Default)]
+        struct Sessions(RefCell<Vec<Option<TlsSession>>>);
+        impl Handler for Sessions {
+            fn handle(&self, _request: &Request<'_>) -> Reply {
+                Reply::error(Status::NotFound)
+            }
+            fn exchanged(&self, exchange: &Exchange<'_>) {
+                self.0.borrow_mut().push(exchange.tls.cloned());
+            }
+        }
+        let session = TlsSession {
+            version: TlsVersion::Tls13,
+            cipher: "TLS13_AES_256_GCM_SHA384",
+            sni: Some("localhost".into()),
+            alpn: Some("http/1.1".into()),
+        };
+        let start = Instant::now();
+        let clock = clock(start);
+        let mut conn = Connection::new(observed(), start);
+        conn.set_tls(session.clone());
+        let Action::Receive { buf, .. } = conn.poll(&clock, &Sessions::default()) else {
+            panic!("wants input first")
+        };
+        let two = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        buf[..two.len()].copy_from_slice(two);
+        conn.received(two.len(), start);
+        let sessions = Sessions::default();
+        while let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &sessions) {
+            let n = bytes.len();
+            conn.sent(n, start);
+        }
+        assert_eq!(*sessions.0.borrow(), [Some(session.clone()), Some(session)]);
+    }
+
+    #[test]
+    fn counters_are_indexed_by_discriminant() {
+        for (i, version) in TlsVersion::ALL.into_iter().enumerate() {
+            assert_eq!(version as usize, i, "{version:?}");
+        }
+        for (i, reason) in HandshakeFailure::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "{reason:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `body`: finding where a request body ends, so it can be dropped.
 //! - `conn`: the connection state machine: pipelining, persistence, timeouts, output queue.
 //! - `reply`: what a handler answers and how its head is written.
-//! - `exchange`: what the handler is told of each answered request, for logs and metrics.
+//! - `exchange`: what the handler is told of each answered request and of a TLS handshake,
+//!   for logs and metrics.
 
 mod body;
 mod clock;
@@ -25,7 +26,7 @@ mod status;
 
 pub use clock::Clock;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
-pub use exchange::{Exchange, RequestLine};
+pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSession, TlsVersion};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
 pub use reply::{Body, EntityTag, Reply, Validators};

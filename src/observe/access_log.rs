@@ -341,6 +341,7 @@ mod tests {
     fn exchange(target: &[u8]) -> Exchange<'_> {
         Exchange {
             peer: None,
+            tls: None,
             request: Some(RequestLine {
                 method: b"GET",
                 target,

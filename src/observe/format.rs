@@ -104,7 +104,9 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// One JSON line. Text that is not UTF-8 shows with U+FFFD in place of the bad bytes.
+/// One JSON line. Text that is not UTF-8 shows with U+FFFD in place of the bad bytes. Every
+/// line has every key, `null` where there is nothing to say (the TLS ones over plaintext), so
+/// that a log processor sees one schema.
 #[derive(Serialize)]
 struct JsonLine<'a> {
     ts: Timestamp,
@@ -117,6 +119,10 @@ struct JsonLine<'a> {
     referer: Option<Cow<'a, str>>,
     user_agent: Option<Cow<'a, str>>,
     duration_ms: f64,
+    tls_version: Option<&'static str>,
+    cipher: Option<&'static str>,
+    sni: Option<&'a str>,
+    alpn: Option<&'a str>,
 }
 
 fn json(out: &mut Vec<u8>, exchange: &Exchange<'_>, duration: Duration) {
@@ -132,6 +138,10 @@ fn json(out: &mut Vec<u8>, exchange: &Exchange<'_>, duration: Duration) {
         user_agent: exchange.user_agent.map(text),
         // Microseconds: finer is noise.
         duration_ms: duration.as_micros() as f64 / 1000.0,
+        tls_version: exchange.tls.map(|tls| tls.version.name()),
+        cipher: exchange.tls.map(|tls| tls.cipher),
+        sni: exchange.tls.and_then(|tls| tls.sni.as_deref()),
+        alpn: exchange.tls.and_then(|tls| tls.alpn.as_deref()),
     };
     // Serializing strings and numbers into a Vec cannot fail.
     let _ = serde_json::to_writer(out, &line);
@@ -217,7 +227,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::RequestLine;
+    use crate::http::{RequestLine, TlsSession, TlsVersion};
 
     fn at(seconds: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(seconds)
@@ -229,6 +239,7 @@ mod tests {
     fn exchange<'a>() -> Exchange<'a> {
         Exchange {
             peer: Some([127, 0, 0, 1].into()),
+            tls: None,
             request: Some(RequestLine {
                 method: b"GET",
                 target: b"/a.html",
@@ -311,6 +322,10 @@ mod tests {
         assert_eq!(value["referer"], "http://example.com/");
         assert_eq!(value["user_agent"], "curl/8.5.0");
         assert_eq!(value["duration_ms"], 1.234);
+        for key in ["tls_version", "cipher", "sni", "alpn"] {
+            assert_eq!(value[key], serde_json::Value::Null, "plaintext: {key} in {text}");
+            assert!(value.get(key).is_some(), "every line has {key}: {text}");
+        }
         let odd = Exchange {
             peer: Some("::1".parse().unwrap()),
             request: None,
@@ -323,6 +338,46 @@ mod tests {
         assert_eq!(value["remote"], "::1");
         assert_eq!(value["method"], serde_json::Value::Null);
         assert_eq!(value["user_agent"], "quote\" newline\n \u{fffd}");
+    }
+
+    #[test]
+    fn json_shows_the_tls_session_and_other_formats_do_not() {
+        let session = TlsSession {
+            version: TlsVersion::Tls13,
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            sni: Some("example.com".into()),
+            alpn: Some("http/1.1".into()),
+        };
+        let over_tls = Exchange {
+            tls: Some(&session),
+            ..exchange()
+        };
+        let text = line(LogFormat::Json, &over_tls);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["tls_version"], "TLSv1.3");
+        assert_eq!(value["cipher"], "TLS13_AES_128_GCM_SHA256");
+        assert_eq!(value["sni"], "example.com");
+        assert_eq!(value["alpn"], "http/1.1");
+        let no_name = TlsSession {
+            version: TlsVersion::Tls12,
+            sni: None,
+            alpn: None,
+            ..session.clone()
+        };
+        let text = line(
+            LogFormat::Json,
+            &Exchange {
+                tls: Some(&no_name),
+                ..exchange()
+            },
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["tls_version"], "TLSv1.2");
+        assert_eq!(value["sni"], serde_json::Value::Null);
+        assert_eq!(value["alpn"], serde_json::Value::Null);
+        for format in [LogFormat::Common, LogFormat::Combined] {
+            assert_eq!(line(format, &over_tls), line(format, &exchange()), "{format}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! atomic additions: a scrape may see a request counted in one series a moment before
 //! another, never a count going down.
 
-use crate::http::Exchange;
+use crate::http::{Exchange, Handshake, HandshakeFailure, TlsVersion};
 use std::fmt::Write as _;
 use std::io;
 use std::ptr::NonNull;
@@ -37,6 +37,10 @@ struct Counters {
     durations: [AtomicU64; DURATION_BOUNDS.len() + 1],
     duration_nanos: AtomicU64,
     log_dropped: AtomicU64,
+    /// Completed TLS handshakes, by `TlsVersion` (its discriminant).
+    handshakes: [AtomicU64; TlsVersion::ALL.len()],
+    /// Failed TLS handshakes, by `HandshakeFailure` (its discriminant).
+    handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
 }
 
 /// The counters of one server, labelled with its model.
@@ -65,6 +69,15 @@ impl Metrics {
         counters.durations[bucket(duration)].fetch_add(1, Relaxed);
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         counters.duration_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// Counts a TLS handshake, completed or failed.
+    pub fn handshake(&self, outcome: Handshake<'_>) {
+        let counter = match outcome {
+            Handshake::Completed(session) => &self.counters.handshakes[session.version as usize],
+            Handshake::Failed(reason) => &self.counters.handshake_failures[reason as usize],
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn log_dropped(&self) {
@@ -127,7 +140,25 @@ impl Metrics {
             model,
             c.log_dropped.load(Relaxed),
         );
+        self.render_handshakes(out);
         text
+    }
+
+    fn render_handshakes(&self, out: &mut String) {
+        let c = &self.counters;
+        let model = self.model;
+        let name = "bingfa_tls_handshakes_total";
+        header(out, name, "counter", "TLS handshakes completed, by version.");
+        for (version, count) in TlsVersion::ALL.iter().zip(&c.handshakes) {
+            let (version, count) = (version.name(), count.load(Relaxed));
+            let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"{version}\"}} {count}");
+        }
+        let name = "bingfa_tls_handshake_failures_total";
+        header(out, name, "counter", "TLS handshakes failed, by reason.");
+        for (reason, count) in HandshakeFailure::ALL.iter().zip(&c.handshake_failures) {
+            let (reason, count) = (reason.name(), count.load(Relaxed));
+            let _ = writeln!(out, "{name}{{model=\"{model}\",reason=\"{reason}\"}} {count}");
+        }
     }
 
     fn render_durations(&self, out: &mut String) {
@@ -231,11 +262,13 @@ impl Drop for SharedCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::TlsSession;
     use std::time::{Instant, SystemTime};
 
     fn exchange(status: u16, bytes: u64) -> Exchange<'static> {
         Exchange {
             peer: None,
+            tls: None,
             request: None,
             referer: None,
             user_agent: None,
@@ -294,6 +327,43 @@ mod tests {
         assert!(metrics
             .render()
             .contains("bingfa_connections_open{model=\"epoll\"} 0\n"));
+    }
+
+    #[test]
+    fn handshakes_count_by_version_and_failures_by_reason() {
+        let metrics = Metrics::new("epoll").unwrap();
+        let session = |version| TlsSession {
+            version,
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            sni: None,
+            alpn: None,
+        };
+        let (tls13, tls12) = (session(TlsVersion::Tls13), session(TlsVersion::Tls12));
+        metrics.handshake(Handshake::Completed(&tls13));
+        metrics.handshake(Handshake::Completed(&tls13));
+        metrics.handshake(Handshake::Completed(&tls12));
+        metrics.handshake(Handshake::Failed(HandshakeFailure::Alert));
+        metrics.handshake(Handshake::Failed(HandshakeFailure::PlaintextHttp));
+        metrics.handshake(Handshake::Failed(HandshakeFailure::Alert));
+        let text = metrics.render();
+        let series = |s: &str| value(&text, s);
+        let handshakes = |v: &str| {
+            series(&format!(
+                r#"bingfa_tls_handshakes_total{{model="epoll",version="{v}"}}"#
+            ))
+        };
+        assert_eq!((handshakes("TLSv1.3"), handshakes("TLSv1.2")), (2.0, 1.0));
+        let failures = |r: &str| {
+            series(&format!(
+                r#"bingfa_tls_handshake_failures_total{{model="epoll",reason="{r}"}}"#
+            ))
+        };
+        assert_eq!(failures("alert"), 2.0);
+        assert_eq!(failures("plaintext_http"), 1.0);
+        for reason in ["peer_closed", "incompatible", "malformed", "other"] {
+            assert_eq!(failures(reason), 0.0, "every reason is shown, counted or not");
+        }
+        assert!(text.contains("# TYPE bingfa_tls_handshake_failures_total counter\n"));
     }
 
     #[test]

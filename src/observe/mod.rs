@@ -1,8 +1,9 @@
 //! Watching the server run: the access log (`--access-log`), Prometheus metrics and a health
 //! check (`--metrics`), and lifecycle and error events on stderr (`--log-level`).
 //!
-//! The HTTP core reports each answered request to its handler ([`Exchange`]); the site passes
-//! it to the [`Observer`], which counts it and logs it. With neither the log nor the metrics
+//! The HTTP core reports each answered request to its handler ([`Exchange`]), and the seam
+//! each TLS handshake ([`Handshake`]); the site passes them to the [`Observer`], which counts
+//! them and logs the requests. With neither the log nor the metrics
 //! on there is no observer, and the core keeps no record of exchanges at all.
 //!
 //! - `format`: the access-log line formats.
@@ -19,7 +20,7 @@ mod scrape;
 pub use format::LogFormat;
 
 use crate::error::Error;
-use crate::http::Exchange;
+use crate::http::{Exchange, Handshake};
 use access_log::AccessLog;
 pub(crate) use access_log::Writer;
 use metrics::Metrics;
@@ -102,6 +103,14 @@ impl Observer {
     pub fn reopen_log(&self) {
         if let Some(log) = &self.log {
             log.reopen();
+        }
+    }
+
+    /// A TLS handshake is over: counted, if metrics are on. (The access log shows the session
+    /// on each exchange instead.)
+    pub fn handshake(&self, outcome: Handshake<'_>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.handshake(outcome);
         }
     }
 

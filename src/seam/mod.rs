@@ -90,7 +90,7 @@ impl Link {
             };
         };
         let settings = config.settings(settings);
-        match Tls::new(config.server_config(), settings.send_timeout, now) {
+        match Tls::new(config.server_config(), &settings, now) {
             Some(tls) => Link {
                 protocol: protocol(settings),
                 tls: Some(Box::new(tls)),
@@ -106,7 +106,7 @@ impl Link {
     #[inline]
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
         if self.tls.as_ref().is_some_and(|tls| tls.heard_plaintext_http()) {
-            self.refuse_plaintext_http(clock);
+            self.refuse_plaintext_http(clock, handler);
         }
         match &mut self.tls {
             None => self.protocol.poll(clock, handler),
@@ -115,13 +115,19 @@ impl Link {
     }
 
     /// Plain HTTP came to the HTTPS port: a short plaintext 400 and a close, as nginx answers
-    /// it, rather than a TLS alert the client cannot read.
-    fn refuse_plaintext_http(&mut self, clock: &Clock) {
+    /// it, rather than a TLS alert the client cannot read. Observed, the failed handshake is
+    /// told, and the 400 is logged with the client's address.
+    fn refuse_plaintext_http(&mut self, clock: &Clock, handler: &impl Handler) {
+        if let Some(tls) = &mut self.tls {
+            tls.tell_handshake(&mut self.protocol, handler);
+        }
         let settings = Settings {
             hsts: None,
             ..self.protocol.settings()
         };
+        let peer = self.protocol.peer();
         self.protocol = http::Connection::refusing(settings, clock, http::Status::BadRequest);
+        self.protocol.set_peer(peer);
         self.tls = None;
     }
 

@@ -10,10 +10,15 @@
 //! its limits (`SENDABLE`, and rustls's own for received plaintext: when full, ciphertext
 //! waits in `incoming` until the protocol takes what is decrypted), `outgoing` by what one
 //! batch of `SENDABLE` plaintext encrypts to. Buffers with nothing pending are let go at rest.
+//!
+//! With `Settings::observe`, the handshake's end is told once: to the handler, how it ended
+//! (`Handler::handshake`), and to the protocol, the session it gave (`set_tls`), in the core's
+//! plain values.
 
 use super::Step;
-use crate::http::{self, Action, Clock, Handler, Transmit};
-use rustls::{ServerConfig, ServerConnection};
+use crate::http::{self, Action, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
+use crate::http::{TlsSession, TlsVersion};
+use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +51,10 @@ pub(super) struct Tls {
     heard: bool,
     /// The first bytes were not TLS but an HTTP request line.
     plaintext_http: bool,
+    /// With `Settings::observe`: how the handshake ended is yet to be told.
+    untold: bool,
+    /// Why the handshake failed, if rustls refused it.
+    failure: Option<HandshakeFailure>,
     /// The protocol asked to finish (half-close) or close: `close_notify` goes out first.
     ending: Option<Ending>,
     close_notify_sent: bool,
@@ -61,7 +70,8 @@ enum Ending {
 }
 
 impl Tls {
-    pub fn new(config: &Arc<ServerConfig>, send_timeout: Duration, now: Instant) -> Option<Tls> {
+    /// A TLS connection accepted at `now`, for a protocol with `settings`.
+    pub fn new(config: &Arc<ServerConfig>, settings: &Settings, now: Instant) -> Option<Tls> {
         let mut conn = ServerConnection::new(Arc::clone(config)).ok()?;
         conn.set_buffer_limit(Some(SENDABLE));
         Some(Tls {
@@ -76,9 +86,11 @@ impl Tls {
             failed: false,
             heard: false,
             plaintext_http: false,
+            untold: settings.observe,
+            failure: None,
             ending: None,
             close_notify_sent: false,
-            send_timeout,
+            send_timeout: settings.send_timeout,
             sending_since: now,
         })
     }
@@ -92,6 +104,10 @@ impl Tls {
         handler: &impl Handler,
     ) -> Step<'a> {
         loop {
+            // Checked here as well as inside: a call is spared on every turn after the handshake.
+            if self.untold {
+                self.tell_handshake(protocol, handler);
+            }
             if self.written < self.outgoing.len() {
                 let bytes = &self.outgoing[self.written..];
                 return Action::Send(Transmit::Bytes { bytes, more: false });
@@ -172,6 +188,52 @@ impl Tls {
         self.plaintext_http
     }
 
+    /// Once the handshake has ended (with `Settings::observe`): tells `handler` how, and
+    /// `protocol` the session it gave. A connection closed before its first byte made no
+    /// handshake, and tells nothing (a browser's spare connection, a port check).
+    pub fn tell_handshake(&mut self, protocol: &mut http::Connection, handler: &impl Handler) {
+        if !self.untold {
+            return;
+        }
+        let failure = match self.failure {
+            Some(failure) => failure,
+            None if self.plaintext_http => HandshakeFailure::PlaintextHttp,
+            None if !self.conn.is_handshaking() => {
+                self.untold = false;
+                // Always a session: rustls completes no handshake in another version.
+                if let Some(session) = self.session() {
+                    handler.handshake(Handshake::Completed(&session));
+                    protocol.set_tls(session);
+                }
+                return;
+            }
+            None if self.peer_closed && self.heard => HandshakeFailure::PeerClosed,
+            None => return,
+        };
+        self.untold = false;
+        handler.handshake(Handshake::Failed(failure));
+    }
+
+    /// The session of a completed handshake, in the core's words.
+    fn session(&self) -> Option<TlsSession> {
+        let version = match self.conn.protocol_version()? {
+            ProtocolVersion::TLSv1_3 => TlsVersion::Tls13,
+            ProtocolVersion::TLSv1_2 => TlsVersion::Tls12,
+            _ => return None,
+        };
+        let suite = self.conn.negotiated_cipher_suite()?.suite();
+        Some(TlsSession {
+            version,
+            // Every suite rustls can negotiate has its name.
+            cipher: suite.as_str().unwrap_or("unknown"),
+            sni: self.conn.server_name().map(Box::from),
+            alpn: self
+                .conn
+                .alpn_protocol()
+                .map(|protocol| String::from_utf8_lossy(protocol).into()),
+        })
+    }
+
     /// `n` bytes of the ciphertext handed out were written.
     pub fn sent(&mut self, n: usize, now: Instant) {
         self.written += n;
@@ -217,8 +279,11 @@ impl Tls {
                 // Its plaintext buffer is full: the rest waits for the protocol to read.
                 _ => break,
             }
-            if self.conn.process_new_packets().is_err() {
+            if let Err(error) = self.conn.process_new_packets() {
                 self.failed = true;
+                if self.conn.is_handshaking() {
+                    self.failure = Some(failure_of(&error));
+                }
             }
         }
         if self.fed == self.filled {
@@ -273,14 +338,32 @@ impl Tls {
     }
 }
 
+/// Why rustls refused a handshake, as the metrics count it.
+fn failure_of(error: &rustls::Error) -> HandshakeFailure {
+    use rustls::Error;
+    match error {
+        Error::AlertReceived(_) => HandshakeFailure::Alert,
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => HandshakeFailure::Incompatible,
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::PeerMisbehaved(_)
+        | Error::DecryptError
+        | Error::PeerSentOversizedRecord => HandshakeFailure::Malformed,
+        _ => HandshakeFailure::Other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Link, TlsConfig};
     use super::*;
-    use crate::http::{Body, Reply, Request, Settings};
+    use crate::http::{Body, Exchange, Reply, Request};
     use rustls::pki_types::{CertificateDer, ServerName};
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
     use std::borrow::Cow;
+    use std::cell::RefCell;
+    use std::net::IpAddr;
     use std::time::SystemTime;
 
     /// A test CA's certificate (DER), and the certificate it signed for `localhost` with its
@@ -323,27 +406,77 @@ mod tests {
         }
     }
 
-    fn client() -> ClientConnection {
+    /// A client of `versions` offering `alpn`, trusting the test CA if `trusting`.
+    fn client_of(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        alpn: &[u8],
+        trusting: bool,
+    ) -> ClientConnection {
         let mut roots = RootCertStore::empty();
-        roots.add(pki().ca.clone()).unwrap();
+        if trusting {
+            roots.add(pki().ca.clone()).unwrap();
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
     }
 
+    fn client() -> ClientConnection {
+        client_of(rustls::DEFAULT_VERSIONS, b"http/1.1", true)
+    }
+
     fn link() -> Link {
+        link_with(Settings::default())
+    }
+
+    fn link_with(settings: Settings) -> Link {
         let pki = pki();
         let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
-        Link::new(
-            Settings::default(),
-            Instant::now(),
-            Some(&tls.with_hsts(Some(600))),
-        )
+        Link::new(settings, Instant::now(), Some(&tls.with_hsts(Some(600))))
+    }
+
+    /// An observed link, as with an access log or metrics, whose client is 192.0.2.7.
+    fn observed_link() -> Link {
+        let mut link = link_with(Settings {
+            observe: true,
+            ..Settings::default()
+        });
+        link.set_peer(Some([192, 0, 2, 7].into()));
+        link
+    }
+
+    /// The status, peer and session of an exchange.
+    type Seen = (u16, Option<IpAddr>, Option<TlsSession>);
+
+    /// Answers every request with a short text; notes every handshake and exchange.
+    #[derive(Default)]
+    struct Watcher {
+        handshakes: RefCell<Vec<Result<TlsSession, HandshakeFailure>>>,
+        exchanges: RefCell<Vec<Seen>>,
+    }
+
+    impl Handler for Watcher {
+        fn handle(&self, _request: &Request<'_>) -> Reply {
+            Reply::ok(Cow::Borrowed("text/plain"), Body::Static(b"hi"))
+        }
+
+        fn exchanged(&self, exchange: &Exchange<'_>) {
+            let seen = (exchange.status, exchange.peer, exchange.tls.cloned());
+            self.exchanges.borrow_mut().push(seen);
+        }
+
+        fn handshake(&self, outcome: Handshake<'_>) {
+            let outcome = match outcome {
+                Handshake::Completed(session) => Ok(session.clone()),
+                Handshake::Failed(reason) => Err(reason),
+            };
+            self.handshakes.borrow_mut().push(outcome);
+        }
     }
 
     /// Moves bytes both ways between `client` and `link` until neither has anything to say;
@@ -374,7 +507,11 @@ mod tests {
             let mut records = &to_client[..];
             while !records.is_empty() {
                 client.read_tls(&mut records).unwrap();
-                client.process_new_packets().unwrap();
+                // A client that refuses the server queues its alert, which goes out on the
+                // next turn; what came through is for the caller to check.
+                if client.process_new_packets().is_err() {
+                    break;
+                }
                 let _ = client.reader().read_to_end(&mut plaintext);
             }
         }
@@ -411,19 +548,18 @@ mod tests {
         assert!(closed);
     }
 
-    /// Sends `bytes` to a new TLS link; returns what it answers, and how it ends.
-    fn first_words(bytes: &[u8]) -> (Vec<u8>, &'static str) {
-        let handler = FileHandler("/nonexistent".into());
-        let mut link = link();
+    /// Sends `bytes` to a new observed TLS link; returns what it answers, and how it ends.
+    fn first_words(bytes: &[u8], handler: &Watcher) -> (Vec<u8>, &'static str) {
+        let mut link = observed_link();
         let clock = Clock::new(SystemTime::now(), Instant::now());
-        let Action::Receive { buf, .. } = link.poll(&clock, &handler) else {
+        let Action::Receive { buf, .. } = link.poll(&clock, handler) else {
             panic!("a new link reads first");
         };
         buf[..bytes.len()].copy_from_slice(bytes);
         link.received(bytes.len(), clock.now());
         let mut answer = Vec::new();
         loop {
-            match link.poll(&clock, &handler) {
+            match link.poll(&clock, handler) {
                 Action::Send(Transmit::Bytes { bytes, .. }) => {
                     answer.extend_from_slice(bytes);
                     let n = bytes.len();
@@ -438,12 +574,23 @@ mod tests {
 
     #[test]
     fn plaintext_http_gets_a_plaintext_400_and_the_end() {
-        let (answer, end) = first_words(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let watcher = Watcher::default();
+        let (answer, end) = first_words(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", &watcher);
         let answer = String::from_utf8(answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
         assert!(answer.contains("Connection: close\r\n"), "{answer}");
         assert!(!answer.contains("Strict-Transport-Security"), "{answer}");
         assert_eq!(end, "finish", "then the input is drained and the link closes");
+        assert_eq!(
+            *watcher.handshakes.borrow(),
+            [Err(HandshakeFailure::PlaintextHttp)]
+        );
+        let peer = Some([192, 0, 2, 7].into());
+        assert_eq!(
+            *watcher.exchanges.borrow(),
+            [(400, peer, None)],
+            "logged, with its client"
+        );
     }
 
     #[test]
@@ -451,9 +598,93 @@ mod tests {
         // A handshake record holding a ClientHello cut short after its version.
         let broken_hello = b"\x16\x03\x01\x00\x08\x01\x00\x00\x04\x03\x03\x00\x00";
         for bytes in [&b"\x00\x01\x02\x03 not tls"[..], broken_hello] {
-            let (answer, end) = first_words(bytes);
+            let watcher = Watcher::default();
+            let (answer, end) = first_words(bytes, &watcher);
             assert_eq!(answer.first(), Some(&0x15), "a TLS alert record: {answer:?}");
             assert_eq!(end, "close", "{bytes:?}");
+            assert_eq!(*watcher.handshakes.borrow(), [Err(HandshakeFailure::Malformed)]);
+        }
+    }
+
+    /// Sends a request from `client` to `link` and back until both settle: what the handler
+    /// was told.
+    fn handshakes(mut link: Link, mut client: ClientConnection) -> Watcher {
+        let watcher = Watcher::default();
+        client
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        converse(&mut link, &mut client, &watcher);
+        watcher
+    }
+
+    #[test]
+    fn an_observed_handshake_is_told_with_its_session() {
+        for (versions, version, cipher) in [
+            (&[&rustls::version::TLS13][..], TlsVersion::Tls13, "TLS13_"),
+            (&[&rustls::version::TLS12][..], TlsVersion::Tls12, "TLS_ECDHE_"),
+        ] {
+            let watcher = handshakes(observed_link(), client_of(versions, b"http/1.1", true));
+            let told = watcher.handshakes.borrow();
+            let [Ok(session)] = &told[..] else {
+                panic!("{version:?}: {told:?}")
+            };
+            assert_eq!(session.version, version);
+            assert!(session.cipher.starts_with(cipher), "{session:?}");
+            assert_eq!(session.sni.as_deref(), Some("localhost"));
+            assert_eq!(session.alpn.as_deref(), Some("http/1.1"));
+            let peer = Some([192, 0, 2, 7].into());
+            let exchange = (200, peer, Some(session.clone()));
+            assert_eq!(*watcher.exchanges.borrow(), [exchange]);
+        }
+        let unobserved = handshakes(link(), client());
+        assert!(unobserved.handshakes.borrow().is_empty());
+        assert!(unobserved.exchanges.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_failed_handshake_is_told_with_its_reason() {
+        let distrustful = client_of(rustls::DEFAULT_VERSIONS, b"http/1.1", false);
+        let told = handshakes(observed_link(), distrustful).handshakes.take();
+        assert_eq!(
+            told,
+            [Err(HandshakeFailure::Alert)],
+            "the client does not trust us"
+        );
+        let h2_only = client_of(rustls::DEFAULT_VERSIONS, b"h2", true);
+        let told = handshakes(observed_link(), h2_only).handshakes.take();
+        assert_eq!(
+            told,
+            [Err(HandshakeFailure::Incompatible)],
+            "no common ALPN protocol"
+        );
+    }
+
+    #[test]
+    fn a_client_gone_mid_handshake_is_told_and_one_never_heard_from_is_not() {
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        // A handshake record announcing 512 bytes, cut after its first three.
+        let partial_hello = &b"\x16\x03\x01\x02\x00\x01\x00"[..];
+        for (bytes, expected) in [
+            (partial_hello, vec![Err(HandshakeFailure::PeerClosed)]),
+            (&b""[..], vec![]),
+        ] {
+            let watcher = Watcher::default();
+            let mut link = observed_link();
+            let Action::Receive { buf, .. } = link.poll(&clock, &watcher) else {
+                panic!("a new link reads first");
+            };
+            if !bytes.is_empty() {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                link.received(bytes.len(), clock.now());
+                assert!(matches!(link.poll(&clock, &watcher), Action::Receive { .. }));
+            }
+            link.received(0, clock.now());
+            while let Action::Send(Transmit::Bytes { bytes, .. }) = link.poll(&clock, &watcher) {
+                let n = bytes.len();
+                link.sent(n, clock.now());
+            }
+            assert_eq!(*watcher.handshakes.borrow(), expected, "{bytes:?}");
         }
     }
 }

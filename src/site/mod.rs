@@ -5,7 +5,7 @@
 
 use crate::fs::{self, FileIdentity, Lookup, OpenFile, SitePath, SmallFileCache};
 use crate::http::{
-    self, Body, EntityTag, Exchange, Field, Handler, Method, Reply, Request, Status, Validators,
+    self, Body, EntityTag, Exchange, Field, Handler, Handshake, Method, Reply, Request, Status, Validators,
 };
 use crate::observe::Observer;
 use hot::{HotFile, HotFiles};
@@ -227,6 +227,12 @@ impl Handler for Site {
     fn exchanged(&self, exchange: &Exchange<'_>) {
         if let Some(observer) = &self.observer {
             observer.exchanged(exchange);
+        }
+    }
+
+    fn handshake(&self, outcome: Handshake<'_>) {
+        if let Some(observer) = &self.observer {
+            observer.handshake(outcome);
         }
     }
 }

@@ -232,6 +232,93 @@ model_tests! {
         assert_eq!(health, "ok\n");
         s.stop();
     }
+
+    /// Over HTTPS, with a JSON log and metrics: a request's line carries its TLS session;
+    /// plain HTTP sent to the HTTPS port (answered 400, logged with its client) and a client
+    /// that does not trust the certificate (it sends an alert) are counted as failed
+    /// handshakes by reason, beside the completed one.
+    fn tls_sessions_are_logged_and_handshakes_counted(model m) {
+        let s = TestServer::start_with(m, |c| {
+            with_log(c, LogFormat::Json);
+            c.metrics = Some("127.0.0.1:0".parse().unwrap());
+            c.tls_cert = Some(tls_fixture("cert.pem"));
+            c.tls_key = Some(tls_fixture("key.pem"));
+        });
+        let answer = https_get(s.addr, true).unwrap_or_else(|e| panic!("[{m}] {e}"));
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "[{m}] {answer}");
+        let mut c = s.connect();
+        c.send(req("GET", "/readme.txt", ""));
+        assert_eq!(c.read_response().status, 400, "[{m}] plain HTTP to the HTTPS port");
+        let refused = https_get(s.addr, false);
+        assert!(refused.is_err(), "[{m}] a client without the CA was served: {refused:?}");
+
+        let lines = wait_for_lines(&s.site.root().parent().unwrap().join("access.log"), 2);
+        let values: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let [tls, plain] = ["/readme.txt", "-"].map(|path| {
+            values.iter().find(|v| v["path"].as_str().unwrap_or("-") == path)
+                .unwrap_or_else(|| panic!("[{m}] no line for {path}: {lines:#?}"))
+        });
+        assert_eq!((&tls["status"], &tls["remote"]), (&200.into(), &"127.0.0.1".into()), "[{m}] {tls}");
+        assert_eq!(tls["tls_version"], "TLSv1.3", "[{m}] {tls}");
+        assert!(tls["cipher"].as_str().is_some_and(|c| c.starts_with("TLS13_")), "[{m}] {tls}");
+        assert_eq!((&tls["sni"], &tls["alpn"]), (&"localhost".into(), &"http/1.1".into()), "[{m}] {tls}");
+        assert_eq!((&plain["status"], &plain["remote"]), (&400.into(), &"127.0.0.1".into()), "[{m}] {plain}");
+        for key in ["tls_version", "cipher", "sni", "alpn"] {
+            assert_eq!(plain[key], serde_json::Value::Null, "[{m}] {plain}");
+        }
+
+        let metrics = s.metrics.expect("a metrics address");
+        let model = m.name();
+        let series = |text: &str, name: &str, label: &str| {
+            parse_exposition(text).get(&format!("bingfa_tls_{name}{{model=\"{model}\",{label}}}")).copied()
+        };
+        let expected = [
+            ("handshakes_total", r#"version="TLSv1.3""#, 1.0),
+            ("handshakes_total", r#"version="TLSv1.2""#, 0.0),
+            ("handshake_failures_total", r#"reason="plaintext_http""#, 1.0),
+            ("handshake_failures_total", r#"reason="alert""#, 1.0),
+            ("handshake_failures_total", r#"reason="malformed""#, 0.0),
+        ];
+        let settled = poll_until(SAFETY, || {
+            let text = scrape(metrics, "/metrics");
+            let counted = expected.iter().all(|(name, label, n)| series(&text, name, label) == Some(*n));
+            counted.then_some(())
+        });
+        assert!(settled.is_some(), "[{m}] handshakes never counted:\n{}", scrape(metrics, "/metrics"));
+        s.stop();
+    }
+}
+
+/// A GET of `/readme.txt` over TLS on a fresh connection by a rustls client (TLS 1.3 or 1.2,
+/// SNI `localhost`, ALPN `http/1.1`) that trusts the test CA if `trusting`: the answer, up to
+/// the server's close, or why the client gave up.
+fn https_get(addr: std::net::SocketAddr, trusting: bool) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    if trusting {
+        let ca = fs::read(tls_fixture("ca.pem")).unwrap();
+        roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(SAFETY))?;
+    let mut tls = rustls::StreamOwned::new(conn, socket);
+    // A client that refuses the certificate sends its alert as it fails (rustls's last write).
+    tls.write_all(b"GET /readme.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// `GET path` from the metrics endpoint: the body of its 200 answer.
