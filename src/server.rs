@@ -1,18 +1,19 @@
 //! Wiring a server together: its configuration, the site, what observes it, and the hand-off
 //! of a bound listener to a model. Nothing here serves a byte itself.
 
+mod certificates;
 mod endpoint;
 
-use crate::engine::{Context, OnHangup, Report};
+use crate::engine::{Context, Report};
 use crate::error::Error;
-use crate::fs;
 use crate::http;
 use crate::models::{self, Model};
 use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
-use crate::seam::{Certificates, Pem, TlsConfig};
+use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
 use crate::site::{HttpsRedirect, Site, SiteOptions};
+use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -309,87 +310,6 @@ fn redirect_to_https(
         .ok_or_else(|| refused("it needs --tls-cert"))?;
     let listener = TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?;
     Ok((listener, handler))
-}
-
-/// The content of each certificate file (PEM), for the redirect to read their names.
-type Chains = Vec<Vec<u8>>;
-
-/// The certificates of `--tls-cert` (and `[[tls]]`), if given, ready to serve; and each
-/// one's certificate file content.
-fn load_tls(config: &Config) -> Result<Option<(TlsConfig, Chains)>, Error> {
-    let files = certificate_files(config)?;
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let (certificates, chains) = read_certificates(&files)?;
-    let tls = TlsConfig::new(certificates).map_err(|e| Error::Tls {
-        cert: files[0].0.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(Some((tls.with_hsts(config.hsts), chains)))
-}
-
-/// Every certificate file and its key file: the default first.
-fn certificate_files(config: &Config) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
-    let default = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ if config.sni_certificates.is_empty() => return Ok(Vec::new()),
-        _ => {
-            return Err(Error::Tls {
-                cert: config.sni_certificates[0].0.clone(),
-                reason: "certificates by SNI need a default one: --tls-cert and --tls-key".into(),
-            })
-        }
-    };
-    let mut files = vec![default];
-    files.extend(config.sni_certificates.iter().cloned());
-    Ok(files)
-}
-
-/// Reads and checks every certificate and key; also returns each certificate file's content.
-fn read_certificates(files: &[(PathBuf, PathBuf)]) -> Result<(Certificates, Chains), Error> {
-    let read = |path: &Path| {
-        fs::load_named(path).map_err(|source| Error::TlsFile {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let mut pems = Vec::with_capacity(files.len());
-    for (cert, key) in files {
-        pems.push((read(cert)?, read(key)?));
-    }
-    let borrowed: Vec<Pem<'_>> = pems.iter().map(|(chain, key)| Pem { chain, key }).collect();
-    let certificates = Certificates::from_pem(&borrowed).map_err(|(at, e)| Error::Tls {
-        cert: files[at].0.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok((certificates, pems.into_iter().map(|(chain, _)| chain).collect()))
-}
-
-/// What SIGHUP does: the access log's file is opened again, and the certificates are read
-/// again; new handshakes get them, and if one does not load, the ones in use stay.
-fn reload_on_hangup(config: &Config, tls: Option<TlsConfig>, observer: Option<Arc<Observer>>) -> OnHangup {
-    let files = certificate_files(config).unwrap_or_default();
-    OnHangup::new(move |report| {
-        if let Some(observer) = &observer {
-            observer.reopen_log();
-        }
-        let Some(tls) = &tls else {
-            return;
-        };
-        let read = read_certificates(&files);
-        let tell = report == Report::Tell;
-        match read {
-            Ok((certificates, _)) => {
-                tls.replace(certificates);
-                if tell {
-                    tracing::info!("SIGHUP: reloaded {} certificate(s)", files.len());
-                }
-            }
-            Err(e) if tell => tracing::error!("SIGHUP: {e}; new connections keep the certificates in use"),
-            Err(_) => {}
-        }
-    })
 }
 
 /// Serves `config.root` on `listener` with `config.model` until `shutdown` is triggered.
