@@ -231,6 +231,29 @@ fn url(s: &TestServer, path: &str) -> String {
     format!("http://{}{path}", s.addr)
 }
 
+/// How a client reaches `s`: over plain HTTP, or over HTTPS trusting the test CA.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Http,
+    Https,
+}
+
+/// curl with `args` then the URL of `path` on `s`, over `over`.
+fn curl_to(curl: &Program, s: &TestServer, over: Over, args: &[&str], path: &str) -> Ran {
+    let ca = tls_fixture("ca.pem");
+    let (scheme, trust) = match over {
+        Over::Http => ("http", vec![]),
+        Over::Https => ("https", vec!["--cacert", arg(&ca)]),
+    };
+    let target = format!("{scheme}://{}{path}", s.addr);
+    let all: Vec<&str> = trust
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain([target.as_str()])
+        .collect();
+    curl_run(curl, &all)
+}
+
 /// Asserts that the file at `path` holds exactly `expected`, without dumping megabytes.
 #[track_caller]
 fn assert_file(path: &Path, expected: &[u8]) {
@@ -300,24 +323,14 @@ fn curl_get(s: &TestServer, curl: &Program) {
 
 /// `curl -C -` finishes a download whose first part is already on disk: a 206 for the rest,
 /// and the file is whole.
-fn curl_resume(s: &TestServer, curl: &Program) {
+fn curl_resume(s: &TestServer, curl: &Program, over: Over) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.bin");
     let full = s.site.read("big.bin");
     let have = 300_000;
     fs::write(&out, &full[..have]).unwrap();
-    let ran = curl_run(
-        curl,
-        &[
-            "-C",
-            "-",
-            "-o",
-            arg(&out),
-            "-w",
-            STATUS_AND_SIZE,
-            &url(s, "/big.bin"),
-        ],
-    );
+    let args = ["-C", "-", "-o", arg(&out), "-w", STATUS_AND_SIZE];
+    let ran = curl_to(curl, s, over, &args, "/big.bin");
     assert_eq!(
         ran.stdout,
         format!("206 {}", full.len() - have),
@@ -329,7 +342,7 @@ fn curl_resume(s: &TestServer, curl: &Program) {
 
 /// `curl -z FILE` (If-Modified-Since: FILE's mtime): a 304 without a body when the local copy is
 /// newer than the served file, the file (200) when it is older.
-fn curl_conditional(s: &TestServer, curl: &Program) {
+fn curl_conditional(s: &TestServer, curl: &Program, over: Over) {
     let rel = "browser/index.html";
     s.site.set_mtime(rel, long_ago());
     let dir = tempfile::tempdir().unwrap();
@@ -343,18 +356,8 @@ fn curl_conditional(s: &TestServer, curl: &Program) {
             .and_then(|f| f.set_modified(local_mtime))
             .unwrap();
         let out = dir.path().join(format!("got-{status}"));
-        let ran = curl_run(
-            curl,
-            &[
-                "-z",
-                arg(&local),
-                "-o",
-                arg(&out),
-                "-w",
-                STATUS_AND_SIZE,
-                &url(s, &format!("/{rel}")),
-            ],
-        );
+        let args = ["-z", arg(&local), "-o", arg(&out), "-w", STATUS_AND_SIZE];
+        let ran = curl_to(curl, s, over, &args, &format!("/{rel}"));
         if status == 304 {
             assert_eq!(ran.stdout, "304 0", "local copy newer: {}", ran.output());
             assert!(fs::read(&out).unwrap_or_default().is_empty(), "a 304 has no body");
@@ -867,6 +870,14 @@ model_tests! {
         }
     }
 
+    fn curl_resumes_and_gets_304_over_https(model m) {
+        if let Some(curl) = client("curl") {
+            let s = serve_tls(m);
+            curl_resume(&s, &curl, Over::Https);
+            curl_conditional(&s, &curl, Over::Https);
+        }
+    }
+
     fn openssl_negotiates_tls13_tls12_alpn_and_resumes(model m) {
         if let Some(openssl) = client("openssl") {
             openssl_versions_alpn_and_resumption(&serve_tls(m), &openssl);
@@ -909,13 +920,13 @@ model_tests! {
 
     fn curl_resumes_with_continue_at(model m) {
         if let Some(curl) = client("curl") {
-            curl_resume(&serve(m), &curl);
+            curl_resume(&serve(m), &curl, Over::Http);
         }
     }
 
     fn curl_time_condition_gets_304_or_200(model m) {
         if let Some(curl) = client("curl") {
-            curl_conditional(&serve(m), &curl);
+            curl_conditional(&serve(m), &curl, Over::Http);
         }
     }
 
