@@ -171,9 +171,10 @@ pub struct Connection {
     observed: Option<Box<Exchanges>>,
 }
 
-/// When a request's first byte came, and how many bytes have come since.
+/// When the first byte of something the minimum data rate applies to came (a request, or a
+/// TLS handshake), and how many bytes have come since.
 #[derive(Debug, Clone, Copy)]
-struct Arrival {
+pub(crate) struct Arrival {
     since: Instant,
     bytes: u64,
 }
@@ -181,6 +182,26 @@ struct Arrival {
 /// How long a request may arrive at any pace before the minimum data rate applies: one
 /// slow round trip, so a client on a poor link is not cut for its first packets.
 const RATE_GRACE: Duration = Duration::from_secs(2);
+
+impl Arrival {
+    pub fn new(since: Instant, bytes: u64) -> Arrival {
+        Arrival { since, bytes }
+    }
+
+    pub fn add(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+
+    /// When what has come is too little for `min_rate` bytes a second (after the grace);
+    /// `None` when there is no minimum (0). Every `min_rate` bytes buy one more second.
+    pub fn too_slow_at(&self, min_rate: u64) -> Option<Instant> {
+        if min_rate == 0 {
+            return None;
+        }
+        let earned = Duration::from_secs_f64(self.bytes as f64 / min_rate as f64);
+        Some(self.since + RATE_GRACE + earned)
+    }
+}
 
 impl Connection {
     pub fn new(settings: Settings, now: Instant) -> Connection {
@@ -269,8 +290,7 @@ impl Connection {
             self.waiting_since = now;
         }
         if self.reading != Reading::Done {
-            let arrival = self.arriving.get_or_insert(Arrival { since: now, bytes: 0 });
-            arrival.bytes += n as u64;
+            self.arriving.get_or_insert(Arrival::new(now, 0)).add(n);
         }
         self.filled += n;
     }
@@ -361,24 +381,18 @@ impl Connection {
             _ => self.settings.header_timeout,
         };
         let deadline = self.waiting_since + allowed;
-        match self.arriving {
-            Some(arrival) if self.settings.min_rate > 0 && self.reading != Reading::Done => {
-                // Every `min_rate` bytes buy one more second beyond the grace.
-                let earned = Duration::from_secs_f64(arrival.bytes as f64 / self.settings.min_rate as f64);
-                deadline.min(arrival.since + RATE_GRACE + earned)
-            }
-            _ => deadline,
-        }
+        let too_slow = self
+            .arriving
+            .filter(|_| self.reading != Reading::Done)
+            .and_then(|arrival| arrival.too_slow_at(self.settings.min_rate));
+        too_slow.map_or(deadline, |too_slow| deadline.min(too_slow))
     }
 
     /// A request has arrived whole (head and body): the rate clock stops, or restarts for
     /// the next request if some of it is already buffered.
     fn request_arrived(&mut self, now: Instant) {
         let buffered = (self.filled - self.consumed) as u64;
-        self.arriving = (buffered > 0).then_some(Arrival {
-            since: now,
-            bytes: buffered,
-        });
+        self.arriving = (buffered > 0).then_some(Arrival::new(now, buffered));
     }
 
     fn receive(&mut self) -> Action<'_> {

@@ -25,6 +25,7 @@ mod shape;
 mod status;
 
 pub use clock::Clock;
+pub(crate) use conn::Arrival;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
 pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSession, TlsVersion};
 pub use mime::content_type;

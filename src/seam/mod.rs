@@ -136,7 +136,7 @@ impl Link {
     pub fn received(&mut self, n: usize, now: Instant) {
         match &mut self.tls {
             None => self.protocol.received(n, now),
-            Some(tls) => tls.received(n),
+            Some(tls) => tls.received(n, now),
         }
     }
 

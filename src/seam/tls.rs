@@ -16,7 +16,7 @@
 //! plain values.
 
 use super::Step;
-use crate::http::{self, Action, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
+use crate::http::{self, Action, Arrival, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
 use crate::http::{TlsSession, TlsVersion};
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 use std::io::{ErrorKind, Read, Write};
@@ -47,8 +47,9 @@ pub(super) struct Tls {
     peer_closed: bool,
     /// A TLS error: the alert rustls queued goes out, then the connection closes.
     failed: bool,
-    /// Whether any byte has arrived yet.
-    heard: bool,
+    /// When the first byte arrived (none yet: `None`), and how many came during the
+    /// handshake: the minimum data rate applies to the handshake as to a request head.
+    arrival: Option<Arrival>,
     /// The first bytes were not TLS but an HTTP request line.
     plaintext_http: bool,
     /// With `Settings::observe`: how the handshake ended is yet to be told.
@@ -59,6 +60,7 @@ pub(super) struct Tls {
     ending: Option<Ending>,
     close_notify_sent: bool,
     send_timeout: Duration,
+    min_rate: u64,
     /// While ciphertext waits to be written: when the last of it was.
     sending_since: Instant,
 }
@@ -84,13 +86,14 @@ impl Tls {
             piece: Vec::new(),
             peer_closed: false,
             failed: false,
-            heard: false,
+            arrival: None,
             plaintext_http: false,
             untold: settings.observe,
             failure: None,
             ending: None,
             close_notify_sent: false,
             send_timeout: settings.send_timeout,
+            min_rate: settings.min_rate,
             sending_since: now,
         })
     }
@@ -163,16 +166,19 @@ impl Tls {
         }
     }
 
-    /// `n` bytes of ciphertext arrived in the room [`Tls::poll`] handed out; 0: end of stream.
-    pub fn received(&mut self, n: usize) {
+    /// `n` bytes of ciphertext arrived at `now` in the room [`Tls::poll`] handed out; 0: end
+    /// of stream.
+    pub fn received(&mut self, n: usize, now: Instant) {
         if n == 0 {
             self.peer_closed = true;
             // Tells rustls, so that its reader can say whether `close_notify` came first.
             let _ = self.conn.read_tls(&mut &[][..]);
             return;
         }
-        let first = !self.heard;
-        self.heard = true;
+        let first = self.arrival.is_none();
+        if self.conn.is_handshaking() {
+            self.arrival.get_or_insert(Arrival::new(now, 0)).add(n);
+        }
         self.filled += n;
         // Every TLS connection opens with a handshake record (content type 22); an HTTP
         // request opens with the letters of its method.
@@ -207,7 +213,7 @@ impl Tls {
                 }
                 return;
             }
-            None if self.peer_closed && self.heard => HandshakeFailure::PeerClosed,
+            None if self.peer_closed && self.arrival.is_some() => HandshakeFailure::PeerClosed,
             None => return,
         };
         self.untold = false;
@@ -249,13 +255,18 @@ impl Tls {
         self.sending_since = now;
     }
 
-    /// While ciphertext waits to be written, the send timeout applies to it.
+    /// While ciphertext waits to be written, the send timeout applies to it; while the
+    /// handshake arrives, the minimum data rate.
     pub fn deadline(&self, protocol: Instant) -> Instant {
+        let mut deadline = protocol;
         if self.written < self.outgoing.len() {
-            protocol.min(self.sending_since + self.send_timeout)
-        } else {
-            protocol
+            deadline = deadline.min(self.sending_since + self.send_timeout);
         }
+        let handshake = self.arrival.filter(|_| self.conn.is_handshaking());
+        if let Some(too_slow) = handshake.and_then(|arrival| arrival.too_slow_at(self.min_rate)) {
+            deadline = deadline.min(too_slow);
+        }
+        deadline
     }
 
     /// Lets go of buffers holding nothing pending.
@@ -686,5 +697,35 @@ mod tests {
             }
             assert_eq!(*watcher.handshakes.borrow(), expected, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_trickling_handshake_is_held_to_the_minimum_rate_and_a_finished_one_is_not() {
+        let settings = Settings {
+            min_rate: 500,
+            ..Settings::default()
+        };
+        let mut link = link_with(settings);
+        let handler = FileHandler("/nonexistent".into());
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        let mut hello = Vec::new();
+        client().write_tls(&mut hello).unwrap();
+        // The record header alone, 5 bytes: 2 s of grace, and 10 ms for the 5 bytes at 500 B/s,
+        // well before the header timeout.
+        let Action::Receive { buf, .. } = link.poll(&clock, &handler) else {
+            panic!("a new link reads first");
+        };
+        buf[..5].copy_from_slice(&hello[..5]);
+        link.received(5, clock.now());
+        let expected = clock.now() + Duration::from_millis(2010);
+        assert_eq!(link.deadline(), expected);
+
+        let mut link = link_with(settings);
+        let (_, closed) = converse(&mut link, &mut client(), &handler);
+        assert!(!closed);
+        assert!(
+            link.deadline() >= clock.now() + settings.header_timeout,
+            "after the handshake, the protocol's own deadline"
+        );
     }
 }
