@@ -2,10 +2,13 @@
 //! them (the C10K test of bench/run).
 //!
 //!   idle --addr 127.0.0.1:PORT [--conns 9000] [--path /index.html] [--fresh 2000]
-//!        [--threads 8] [--timeout-ms 3000] [--open-secs 120] [--no-wait]
+//!        [--threads 8] [--timeout-ms 3000] [--open-secs 120] [--no-wait] [--tls CERT]
 //!
 //! 1. Opens `--conns` connections from `--threads` threads; on each it sends one keep-alive GET
 //!    and reads the response whole (by Content-Length), then leaves the connection idle.
+//!    With `--tls CERT` every connection is HTTPS (TLS 1.3, trusting the PEM certificate CERT
+//!    alone) and makes a full handshake of its own, as as many different clients would: no
+//!    session is resumed, here or in the timed series.
 //! 2. Prints `held N failed M open_ms T` on stdout and waits for a line (or end of file) on
 //!    stdin, so the caller can measure the server's memory while the connections are held
 //!    (`--no-wait`: go straight on).
@@ -20,10 +23,14 @@
 //! connections at a time, like `pool`, would otherwise take hours), and 60 s or 5 failures in
 //! a row for each timed series.
 
+use bingfa_bench_tools::client::{self, exchange, percentile, Conn, Fail, Fails};
+use bingfa_bench_tools::tls;
+use rustls::ClientConfig;
 use std::io::{self, BufRead, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const FAILS_IN_A_ROW: usize = 32;
@@ -40,13 +47,14 @@ struct Args {
     timeout: Duration,
     open_secs: u64,
     wait: bool,
+    tls: Option<Arc<ClientConfig>>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("idle: {msg}");
     eprintln!(
         "usage: idle --addr HOST:PORT [--conns N] [--path P] [--fresh N] [--threads N] \
-         [--timeout-ms MS] [--open-secs S] [--no-wait]"
+         [--timeout-ms MS] [--open-secs S] [--no-wait] [--tls CERT]"
     );
     std::process::exit(2);
 }
@@ -61,6 +69,7 @@ fn parse_args() -> Args {
         timeout: Duration::from_millis(3000),
         open_secs: 120,
         wait: true,
+        tls: None,
     };
     let mut addr = None;
     let mut it = std::env::args().skip(1);
@@ -85,6 +94,10 @@ fn parse_args() -> Args {
             "--threads" => args.threads = (num() as usize).max(1),
             "--timeout-ms" => args.timeout = Duration::from_millis(num().max(1)),
             "--open-secs" => args.open_secs = num(),
+            "--tls" => {
+                let config = tls::pinned_config(Path::new(&value), false);
+                args.tls = Some(config.unwrap_or_else(|e| usage(&e)));
+            }
             _ => usage(&format!("unknown option {flag}")),
         }
     }
@@ -92,124 +105,16 @@ fn parse_args() -> Args {
     args
 }
 
-/// Why one connection or request failed.
-#[derive(Clone, Copy, Debug)]
-enum Fail {
-    Connect,
-    Write,
-    Timeout,
-    Closed,
-    Bad,
-}
-
-impl Fail {
-    const ALL: [Fail; 5] = [Fail::Connect, Fail::Write, Fail::Timeout, Fail::Closed, Fail::Bad];
-    fn name(self) -> &'static str {
-        match self {
-            Fail::Connect => "connect",
-            Fail::Write => "write",
-            Fail::Timeout => "timeout",
-            Fail::Closed => "closed",
-            Fail::Bad => "bad_response",
-        }
-    }
-}
-
-#[derive(Default)]
-struct Fails([usize; 5]);
-
-impl Fails {
-    fn add(&mut self, f: Fail) {
-        self.0[f as usize] += 1;
-    }
-    fn total(&self) -> usize {
-        self.0.iter().sum()
-    }
-    fn json(&self) -> String {
-        let fields: Vec<String> = Fail::ALL
-            .iter()
-            .map(|f| format!("\"{}\":{}", f.name(), self.0[*f as usize]))
-            .collect();
-        format!("{{{}}}", fields.join(","))
-    }
-}
-
-fn read_fail(e: &io::Error) -> Fail {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Fail::Timeout,
-        _ => Fail::Closed,
-    }
-}
-
-fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Fail> {
-    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|_| Fail::Connect)?;
-    let _ = s.set_nodelay(true);
-    s.set_read_timeout(Some(timeout)).map_err(|_| Fail::Connect)?;
-    s.set_write_timeout(Some(timeout)).map_err(|_| Fail::Connect)?;
-    Ok(s)
-}
-
-/// Sends `req` and reads one whole response (head, then Content-Length bytes of body). Returns
-/// the status. `buf` is scratch space, reused between calls.
-fn exchange(s: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> Result<u16, Fail> {
-    s.write_all(req).map_err(|_| Fail::Write)?;
-    buf.clear();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            return Err(Fail::Bad);
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(Fail::Closed),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(read_fail(&e)),
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| Fail::Bad)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or(Fail::Bad)?;
-    let length = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .ok_or(Fail::Bad)?;
-    let mut have = buf.len() - head_end;
-    while have < length {
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(Fail::Closed),
-            Ok(n) => have += n,
-            Err(e) => return Err(read_fail(&e)),
-        }
-    }
-    if have != length {
-        return Err(Fail::Bad); // more bytes than the response: nothing else was asked for
-    }
-    if !(200..300).contains(&status) {
-        return Err(Fail::Bad);
-    }
-    Ok(status)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn request(args: &Args) -> Vec<u8> {
-    format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", args.path, args.addr).into_bytes()
+    client::request(&args.path, args.addr, false)
+}
+
+fn connect(args: &Args) -> Result<Conn, Fail> {
+    client::connect(args.addr, args.timeout, args.tls.as_ref())
 }
 
 /// Phase 1: the idle connections.
-fn open_all(args: &Args) -> (Vec<TcpStream>, Fails) {
+fn open_all(args: &Args) -> (Vec<Conn>, Fails) {
     let req = request(args);
     let deadline = Instant::now() + Duration::from_secs(args.open_secs);
     let next = AtomicUsize::new(0);
@@ -228,7 +133,7 @@ fn open_all(args: &Args) -> (Vec<TcpStream>, Fails) {
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
-                    let result = connect(args.addr, args.timeout).and_then(|mut s| {
+                    let result = connect(args).and_then(|mut s| {
                         exchange(&mut s, &req, &mut buf)?;
                         Ok(s)
                     });
@@ -246,10 +151,7 @@ fn open_all(args: &Args) -> (Vec<TcpStream>, Fails) {
                     }
                 }
                 held.lock().unwrap().extend(mine);
-                let mut all = fails.lock().unwrap();
-                for f in Fail::ALL {
-                    all.0[f as usize] += my_fails.0[f as usize];
-                }
+                fails.lock().unwrap().merge(&my_fails);
             });
         }
     });
@@ -265,13 +167,7 @@ struct Series {
 impl Series {
     fn json(&mut self) -> String {
         self.micros.sort_unstable();
-        let pct = |q: f64| -> String {
-            if self.micros.is_empty() {
-                return "null".into();
-            }
-            let i = ((q * self.micros.len() as f64).ceil() as usize).clamp(1, self.micros.len()) - 1;
-            self.micros[i].to_string()
-        };
+        let pct = |q: f64| percentile(&self.micros, q).map_or("null".into(), |v| v.to_string());
         format!(
             "{{\"n\":{},\"failed\":{},\"errors\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
             self.micros.len(),
@@ -299,7 +195,7 @@ fn fresh_connections(args: &Args) -> Series {
             break;
         }
         let t = Instant::now();
-        match connect(args.addr, args.timeout).and_then(|mut s| exchange(&mut s, &req, &mut buf)) {
+        match connect(args).and_then(|mut s| exchange(&mut s, &req, &mut buf)) {
             Ok(_) => {
                 series.micros.push(t.elapsed().as_micros() as u64);
                 in_a_row = 0;
@@ -322,7 +218,7 @@ fn keep_alive(args: &Args) -> Series {
     };
     let mut buf = Vec::new();
     let limit = Instant::now() + SERIES_LIMIT;
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Conn> = None;
     let mut in_a_row = 0;
     for _ in 0..args.fresh {
         if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
@@ -330,7 +226,7 @@ fn keep_alive(args: &Args) -> Series {
         }
         let s = match conn.take() {
             Some(s) => s,
-            None => match connect(args.addr, args.timeout) {
+            None => match connect(args) {
                 Ok(s) => s,
                 Err(f) => {
                     series.fails.add(f);
@@ -375,9 +271,10 @@ fn main() {
     }
     let mut fresh = fresh_connections(&args);
     let mut keep = keep_alive(&args);
-    // How many of the held connections the server still keeps open (a closed one reads EOF).
+    // How many of the held connections the server still keeps open (a closed one reads EOF;
+    // over TLS, its close_notify comes first: any byte at all means the server is done).
     let mut still_open = 0;
-    for s in &held {
+    for s in held.iter().map(Conn::tcp) {
         let _ = s.set_nonblocking(true);
         let mut byte = [0u8; 1];
         match (&*s).read(&mut byte) {

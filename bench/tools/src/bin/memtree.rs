@@ -1,7 +1,8 @@
-//! memtree: the memory of a process and all its descendants, for bench/run.
+//! memtree: the memory and CPU time of a process and all its descendants, for bench/run.
 //!
 //!   memtree PID          prints `PSS_KIB RSS_KIB PROCESSES`
 //!   memtree --pids PID   prints the tree's process ids, one a line (the root first)
+//!   memtree --cpu PID    prints the CPU time the tree has used so far, user and system, in µs
 //!
 //! PSS (proportional set size, `Pss:` of /proc/PID/smaps_rollup) divides each shared page
 //! among the processes that map it, so forked workers sharing their parent's pages are not
@@ -9,9 +10,23 @@
 //! cannot be read the process's VmRSS (/proc/PID/status) stands in. RSS is summed beside it
 //! for reference. A process that vanishes while being read counts as 0. Prints `0 0 0` if PID
 //! is gone; exits 2 on a bad command line.
+//!
+//! CPU time is `utime + stime` of every process in the tree (all its threads, exited ones too)
+//! plus `cutime + cstime`, what its children that have exited and been waited for used: so a
+//! connection's child in the `process` model counts while it runs and after it is reaped. The
+//! difference of two readings is what the tree spent between them. Prints 0 if PID is gone.
 
 use std::collections::HashMap;
 use std::fs;
+
+/// The fields of /proc/PID/stat after the command (which may itself hold spaces and
+/// parentheses: hence the last ')'); the first is the state, field 3 of proc(5).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // The state is a letter: it reads as 0, and the numbers keep their places.
+    Some(after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+}
 
 fn field_kib(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -20,8 +35,7 @@ fn field_kib(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Every process's parent, from /proc/*/stat (the field after the command, which may itself
-/// hold spaces and parentheses: hence the last ')').
+/// Every process's children, from the parent in /proc/*/stat (field 4).
 fn parents() -> HashMap<u32, Vec<u32>> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -31,42 +45,58 @@ fn parents() -> HashMap<u32, Vec<u32>> {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let ppid = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            children.entry(ppid).or_default().push(pid);
+        if let Some(&ppid) = stat_fields(pid).as_ref().and_then(|f| f.get(1)) {
+            children.entry(ppid as u32).or_default().push(pid);
         }
     }
     children
 }
 
+#[derive(PartialEq)]
+enum Mode {
+    Memory,
+    Pids,
+    Cpu,
+}
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let list = args.first().is_some_and(|a| a == "--pids");
-    if list {
+    let mode = match args.first().map(String::as_str) {
+        Some("--pids") => Mode::Pids,
+        Some("--cpu") => Mode::Cpu,
+        _ => Mode::Memory,
+    };
+    if mode != Mode::Memory {
         args.remove(0);
     }
     let root: u32 = match args.first().and_then(|s| s.parse().ok()) {
         Some(pid) if args.len() == 1 => pid,
         _ => {
-            eprintln!("usage: memtree [--pids] PID");
+            eprintln!("usage: memtree [--pids | --cpu] PID");
             std::process::exit(2);
         }
     };
     if fs::metadata(format!("/proc/{root}")).is_err() {
-        if !list {
-            println!("0 0 0");
+        match mode {
+            Mode::Memory => println!("0 0 0"),
+            Mode::Cpu => println!("0"),
+            Mode::Pids => {}
         }
         return;
     }
+    let tree = tree(root);
+    match mode {
+        Mode::Pids => tree.iter().for_each(|pid| println!("{pid}")),
+        Mode::Cpu => println!("{}", cpu_micros(&tree)),
+        Mode::Memory => {
+            let (pss, rss, procs) = memory(&tree);
+            println!("{pss} {rss} {procs}");
+        }
+    }
+}
+
+/// `root` and its descendants, the root first.
+fn tree(root: u32) -> Vec<u32> {
     let children = parents();
     let mut tree = vec![root];
     let mut i = 0;
@@ -76,14 +106,13 @@ fn main() {
         }
         i += 1;
     }
-    if list {
-        for pid in &tree {
-            println!("{pid}");
-        }
-        return;
-    }
+    tree
+}
+
+/// PSS and RSS summed (KiB), and how many processes were read.
+fn memory(tree: &[u32]) -> (u64, u64, u64) {
     let (mut pss, mut rss, mut procs) = (0u64, 0u64, 0u64);
-    for pid in &tree {
+    for pid in tree {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let Some(vm_rss) = field_kib(&status, "VmRSS:") else {
             continue;
@@ -93,5 +122,17 @@ fn main() {
         rss += vm_rss;
         procs += 1;
     }
-    println!("{pss} {rss} {procs}");
+    (pss, rss, procs)
+}
+
+/// utime, stime, cutime and cstime (fields 14-17 of proc(5)) summed over the tree, in µs.
+fn cpu_micros(tree: &[u32]) -> u64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks: u64 = tree
+        .iter()
+        .filter_map(|pid| stat_fields(*pid))
+        .map(|f| f.get(11..15).map_or(0, |t| t.iter().sum()))
+        .sum();
+    ticks * 1_000_000 / ticks_per_sec
 }

@@ -3,14 +3,15 @@
 //!   report [--results bench/results/latest.jsonl] [--out BENCHMARKS.md] [--charts bench/charts]
 //!
 //! The results file has one JSON object a line, told apart by `kind`: one `meta` (the machine,
-//! versions and settings of the run), then `load` (a wrk workload on one server), `idle` (the
-//! idle-connections test) and `sweep` (one step of the connections sweep) records, and an `end`
+//! versions and settings of the run), then `load` (a wrk workload, or TLS handshakes, on one
+//! server), `round` (the same, in the rounds of the targets), `idle` (the idle-connections test,
+//! plaintext or TLS) and `sweep` (one step of the connections sweep) records, and an `end`
 //! record with the run's duration. Missing or failed measurements show as `—`.
 //!
-//! Writes the report and, under the charts folder, `models.svg` (req/s per workload, every
-//! server side by side), `sweep-rps.svg` and `sweep-memory.svg` (req/s and memory against the
-//! number of concurrent connections, log scales). Chart paths in the report are relative to the
-//! report's folder.
+//! Writes the report and, under the charts folder, `models.svg` and `tls.svg` (req/s per
+//! workload, plaintext and over TLS, every server side by side), `sweep-rps.svg` and
+//! `sweep-memory.svg` (req/s and memory against the number of concurrent connections, log
+//! scales). Chart paths in the report are relative to the report's folder.
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::Shift;
@@ -44,6 +45,13 @@ struct Meta {
     quick: bool,
     nofile: String,
     page_size: u64,
+    /// Whether the run had the TLS workloads.
+    tls: bool,
+    tls_secs: u32,
+    handshake_threads: u32,
+    /// The system's OpenSSL (nginx's and wrk's TLS), and the rustls bingfa was built with.
+    openssl: String,
+    rustls: String,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -60,9 +68,24 @@ struct Load {
     requests: Option<u64>,
     errors: Option<u64>,
     mem_kib: Option<u64>,
+    /// The server's CPU time (user + system, whole process tree) over the measurement, µs.
+    cpu_us: Option<u64>,
     error: Option<String>,
     /// Set on the rounds of the targets (`kind: round`).
     round: Option<u32>,
+    /// What `handshake` saw, on the tls-full and tls-resumed workloads.
+    result: Option<Handshakes>,
+}
+
+/// `bench/tools handshake`'s count of each kind of handshake, and the last one's suite.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Handshakes {
+    full: u64,
+    full_retried: u64,
+    resumed: u64,
+    suite: String,
+    group: String,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -91,6 +114,8 @@ struct IdleOut {
 #[serde(default)]
 struct Idle {
     server: String,
+    /// `idle` or `tls-idle` (empty in results from before TLS: `idle`).
+    workload: String,
     /// Set on the rounds of the targets.
     round: Option<u32>,
     ok: bool,
@@ -148,9 +173,10 @@ struct Results {
     load: BTreeMap<(String, String), Load>,
     /// The rounds of the targets, in order, per server and workload.
     rounds: BTreeMap<(String, String), Vec<Load>>,
-    idle: BTreeMap<String, Idle>,
-    /// The idle test's rounds, in order, per server.
-    idle_rounds: BTreeMap<String, Vec<Idle>>,
+    /// Per server and workload (`idle`, `tls-idle`).
+    idle: BTreeMap<(String, String), Idle>,
+    /// The idle test's rounds, in order, per server and workload.
+    idle_rounds: BTreeMap<(String, String), Vec<Idle>>,
     sweep: BTreeMap<(String, u32), Sweep>,
     callgrind: Vec<Callgrind>,
     duration_s: Option<u64>,
@@ -172,11 +198,16 @@ impl Results {
                     let key = (l.server.clone(), l.workload.clone());
                     r.rounds.entry(key).or_default().push(l);
                 }
-                Record::Idle(d) if d.round.is_some() => {
-                    r.idle_rounds.entry(d.server.clone()).or_default().push(d);
-                }
-                Record::Idle(d) => {
-                    r.idle.insert(d.server.clone(), d);
+                Record::Idle(mut d) => {
+                    if d.workload.is_empty() {
+                        d.workload = "idle".into();
+                    }
+                    let key = (d.server.clone(), d.workload.clone());
+                    if d.round.is_some() {
+                        r.idle_rounds.entry(key).or_default().push(d);
+                    } else {
+                        r.idle.insert(key, d);
+                    }
                 }
                 Record::Sweep(s) => {
                     r.sweep.insert((s.server.clone(), s.conns), s);
@@ -236,17 +267,30 @@ impl Results {
         median(self.rounds(server, workload).into_iter().filter_map(of).collect())
     }
 
-    fn idle_ok(&self, server: &str) -> Option<&Idle> {
-        self.idle.get(server).filter(|d| d.ok)
+    fn idle(&self, server: &str, workload: &str) -> Option<&Idle> {
+        self.idle.get(&(server.to_string(), workload.to_string()))
+    }
+
+    fn idle_ok(&self, server: &str, workload: &str) -> Option<&Idle> {
+        self.idle(server, workload).filter(|d| d.ok)
+    }
+
+    fn idle_rounds(&self, server: &str, workload: &str) -> Option<&Vec<Idle>> {
+        self.idle_rounds.get(&(server.to_string(), workload.to_string()))
     }
 
     /// What the idle targets compare: the median over the idle rounds if there were any,
     /// else the one idle test of the main pass.
-    fn idle_target(&self, server: &str, of: impl Fn(&Idle) -> Option<f64>) -> Option<f64> {
-        match self.idle_rounds.get(server) {
+    fn idle_target(&self, server: &str, workload: &str, of: impl Fn(&Idle) -> Option<f64>) -> Option<f64> {
+        match self.idle_rounds(server, workload) {
             Some(all) => median(all.iter().filter(|d| d.ok).filter_map(of).collect()),
-            None => self.idle_ok(server).and_then(of),
+            None => self.idle_ok(server, workload).and_then(of),
         }
+    }
+
+    /// Whether any TLS workload was measured (results from before TLS have none).
+    fn has_tls(&self) -> bool {
+        self.meta.tls || self.load.keys().any(|(_, wl)| wl.starts_with("tls-"))
     }
 
     fn sweep(&self, server: &str, conns: u32) -> Option<&Sweep> {
@@ -260,6 +304,26 @@ const WORKLOADS: [(&str, &str); 4] = [
     ("1m", "1 MiB file"),
     ("churn", "Connection: close churn"),
 ];
+
+/// The TLS workloads: wrk over HTTPS, then `handshake` (a rate of handshakes, each with a GET).
+const TLS_WORKLOADS: [(&str, &str); 4] = [
+    ("tls-small", "TLS: small file, keep-alive"),
+    ("tls-1m", "TLS: 1 MiB file"),
+    ("tls-full", "TLS: new connections, full handshake"),
+    ("tls-resumed", "TLS: new connections, resumed handshake"),
+];
+
+fn is_handshake(workload: &str) -> bool {
+    matches!(workload, "tls-full" | "tls-resumed")
+}
+
+/// The server's CPU time per request (per handshake on the handshake workloads), in µs.
+fn cpu_per_request(l: &Load) -> Option<f64> {
+    match (l.cpu_us, l.requests) {
+        (Some(c), Some(n)) if n > 0 => Some(c as f64 / n as f64),
+        _ => None,
+    }
+}
 
 // --- formatting ------------------------------------------------------------------------------
 
@@ -294,6 +358,15 @@ fn ms(v: f64) -> String {
 
 fn us(v: u64) -> String {
     ms(v as f64 / 1000.0)
+}
+
+/// CPU time per request: a decimal below 10 µs, where a tenth is still a tenth of the cost.
+fn micros(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1} µs")
+    } else {
+        format!("{} µs", thousands(v))
+    }
 }
 
 fn mib(kib: u64) -> String {
@@ -458,6 +531,17 @@ fn report(r: &Results, charts_rel: &str) -> String {
     );
     let _ = writeln!(
         w,
+        "- **CPU per request** is the server's user and system time over a measurement (its \
+         whole process tree from `/proc/PID/stat`, children reaped meanwhile included: \
+         `bench/tools memtree --cpu`), read just before the client starts and just after it \
+         ends, divided by the requests answered (by the handshakes, on the handshake \
+         workloads). The machine's load moves it far less than it moves req/s."
+    );
+    if r.has_tls() {
+        tls_method(w, r);
+    }
+    let _ = writeln!(
+        w,
         "- req/s count 2xx answers only; errors are wrk's socket errors (connect, read, write, \
          timeout) plus non-2xx answers. wrk counts only requests that were answered: a model \
          that leaves some connections waiting (`pool` beyond its `--workers`) shows the rate of \
@@ -474,14 +558,139 @@ fn report(r: &Results, charts_rel: &str) -> String {
         "![req/s per workload, every server]({charts_rel}/models.svg)\n"
     );
     let _ = writeln!(w, "Requests per second, and the ratio to nginx:\n");
+    summary_table(w, r, &WORKLOADS);
+    for (wl, title) in WORKLOADS {
+        workload_table(w, r, wl, title);
+    }
+    idle_table(w, r, "idle");
+
+    let _ = writeln!(w, "## Concurrent connections sweep\n");
     let _ = writeln!(
         w,
-        "| server | {} |",
-        WORKLOADS.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(" | ")
+        "How each model's cost grows with its load: the small page at N concurrent keep-alive \
+         connections (the C10K picture: poll's O(n) turns, a thread or process per connection).\n"
     );
-    let _ = writeln!(w, "|---|{}", "---:|".repeat(WORKLOADS.len()));
-    for s in &servers {
-        let cells: Vec<String> = WORKLOADS
+    let _ = writeln!(w, "![req/s against connections]({charts_rel}/sweep-rps.svg)\n");
+    let _ = writeln!(
+        w,
+        "![memory against connections]({charts_rel}/sweep-memory.svg)\n"
+    );
+    let head: Vec<String> = m.sweep.iter().map(|c| thousands(*c as f64)).collect();
+    for (title, cell) in [
+        (
+            "req/s",
+            &(|s: &Sweep| opt(s.rps, thousands)) as &dyn Fn(&Sweep) -> String,
+        ),
+        ("p99 latency", &|s: &Sweep| opt(s.p99_ms, ms)),
+        ("memory (PSS, peak)", &|s: &Sweep| opt(s.mem_kib, mib)),
+    ] {
+        let _ = writeln!(w, "{title}:\n");
+        let _ = writeln!(w, "| server | {} |", head.join(" | "));
+        let _ = writeln!(w, "|---|{}", "---:|".repeat(head.len()));
+        for s in &servers {
+            let cells: Vec<String> = m
+                .sweep
+                .iter()
+                .map(|c| match r.sweep.get(&(s.clone(), *c)) {
+                    Some(x) if x.ok => {
+                        let mut v = cell(x);
+                        if x.errors.unwrap_or(0) > 0 && title == "req/s" {
+                            v.push_str(&format!(" ({} errors)", thousands(x.errors.unwrap_or(0) as f64)));
+                        }
+                        v
+                    }
+                    Some(x) => format!("{DASH} ({})", x.error.clone().unwrap_or_else(|| "failed".into())),
+                    None => DASH.to_string(),
+                })
+                .collect();
+            let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
+        }
+        let _ = writeln!(w);
+    }
+    if r.has_tls() {
+        tls_section(w, r, charts_rel);
+    }
+    o
+}
+
+fn name(s: &str) -> String {
+    if s == "nginx" {
+        "nginx".into()
+    } else {
+        format!("`{s}`")
+    }
+}
+
+/// How the TLS workloads were run.
+fn tls_method(w: &mut String, r: &Results) {
+    let m = &r.meta;
+    // The suite and group every server agreed on with the handshake client.
+    let mut suites: Vec<String> = r
+        .load
+        .values()
+        .filter_map(|l| l.result.as_ref())
+        .filter(|h| !h.suite.is_empty())
+        .map(|h| format!("`{}` with `{}`", h.suite, h.group))
+        .collect();
+    suites.sort();
+    suites.dedup();
+    let _ = writeln!(
+        w,
+        "- **TLS**: one certificate, made by `bench/run` for the run (`openssl req`, ECDSA P-256, \
+         self-signed for 127.0.0.1), served by every server; every client offers TLS 1.3 alone. \
+         nginx as above, plus `listen … ssl`, `ssl_protocols TLSv1.3`, `ssl_session_tickets \
+         on`, `ssl_session_cache shared:SSL:10m`, and `ssl_buffer_size` at its default of 16k, \
+         the largest record (no http2); {} is its library. bingfa: `--tls-cert --tls-key`, \
+         rustls {} with ring, ALPN http/1.1. Both send two session tickets after each handshake \
+         (OpenSSL's and rustls's default). This kernel has no kTLS, so neither can `sendfile` a \
+         file over TLS: each reads and encrypts it in user space, and wrk decrypts it on the \
+         same cores.",
+        m.openssl, m.rustls
+    );
+    let _ = writeln!(
+        w,
+        "- **TLS load** (`tls-small`, `tls-1m`): `wrk -t2 -c{} -d{}s --latency` over https (wrk \
+         uses the system's OpenSSL and prefers `TLS_AES_256_GCM_SHA384`); each of its \
+         connections makes one handshake, then keeps alive.",
+        m.conns, m.tls_secs
+    );
+    let _ = writeln!(
+        w,
+        "- **Handshakes** (`tls-full`, `tls-resumed`): `bench/tools handshake`, {} client \
+         threads for {} s, each in a loop: connect, a TLS 1.3 handshake (rustls with ring; the \
+         certificate pinned, the server's signature verified), one GET of the small page with \
+         `Connection: close`, the whole response, close; the rate is handshakes completed with \
+         their response per second, the latency from connect to the last byte. `tls-full` keeps \
+         no session, so every handshake is full (ECDHE and the server's ECDSA signature); \
+         `tls-resumed` keeps the TLS 1.3 tickets and offers one each time (a PSK with a fresh \
+         ECDHE, no signature). The client counts each kind as rustls saw it, and the run fails \
+         a `tls-resumed` where the server resumed fewer than 90%. Negotiated: {}. wrk with \
+         `Connection: close` is no substitute: it resumes the session on each of its new \
+         connections. The client spends about as much CPU per handshake as the server, on the \
+         same two cores, so the rates are those of a server given part of the machine: the CPU \
+         per handshake compares the servers' costs more directly.",
+        m.handshake_threads,
+        m.tls_secs,
+        if suites.is_empty() {
+            DASH.to_string()
+        } else {
+            suites.join(", ")
+        }
+    );
+    let _ = writeln!(
+        w,
+        "- **TLS idle test**: as the idle test, with `idle --tls`: every held connection and \
+         every timed new one makes a full handshake of its own."
+    );
+}
+
+/// One line per server: the rate on each workload, and its ratio to nginx's.
+fn summary_table(w: &mut String, r: &Results, workloads: &[(&str, &str)]) {
+    let titles: Vec<&str> = workloads.iter().map(|(_, t)| *t).collect();
+    let _ = writeln!(w, "| server | {} |", titles.join(" | "));
+    let _ = writeln!(w, "|---|{}", "---:|".repeat(workloads.len()));
+    for s in &r.servers() {
+        let cells: Vec<String> = workloads
             .iter()
             .map(|(wl, _)| {
                 let v = r.rps(s, wl);
@@ -496,66 +705,127 @@ fn report(r: &Results, charts_rel: &str) -> String {
         let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
     }
     let _ = writeln!(w);
+}
 
-    for (wl, title) in WORKLOADS {
-        let _ = writeln!(w, "### {title}\n");
+/// Every server on one workload: rate, server CPU time per request, latency, errors, memory;
+/// on the handshake workloads, how many handshakes were resumed.
+fn workload_table(w: &mut String, r: &Results, wl: &str, title: &str) {
+    let handshakes = is_handshake(wl);
+    let (rate, per) = if handshakes {
+        ("handshakes/s", "CPU per handshake")
+    } else {
+        ("req/s", "CPU per request")
+    };
+    let _ = writeln!(w, "### {title}\n");
+    let extra = if handshakes { " resumed |" } else { "" };
+    let _ = writeln!(
+        w,
+        "| server | {rate} | × nginx | {per} | × nginx | p50 | p99 | p99 × nginx | errors | peak memory |{extra}"
+    );
+    let _ = writeln!(
+        w,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        if handshakes { "---:|" } else { "" }
+    );
+    let nginx = r.load("nginx", wl);
+    let nginx_cpu = nginx.and_then(cpu_per_request);
+    for s in &r.servers() {
+        let l = r.load.get(&(s.clone(), wl.to_string()));
+        let Some(l) = l.filter(|l| l.ok) else {
+            let why = l
+                .and_then(|l| l.error.clone())
+                .unwrap_or_else(|| "not run".into());
+            let blanks = if handshakes { 10 } else { 9 };
+            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(blanks - 1));
+            continue;
+        };
+        let bound = l.p99_ms.is_none();
+        let resumed = match (&l.result, l.requests) {
+            (Some(h), Some(n)) if handshakes => {
+                format!(" {} of {} |", thousands(h.resumed as f64), thousands(n as f64))
+            }
+            _ if handshakes => format!(" {DASH} |"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             w,
-            "| server | req/s | × nginx | p50 | p99 | p99 × nginx | errors | peak memory |"
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{resumed}",
+            name(s),
+            opt(l.rps, thousands),
+            opt(ratio(l.rps, r.rps("nginx", wl)), times),
+            opt(cpu_per_request(l), micros),
+            opt(ratio(cpu_per_request(l), nginx_cpu), times),
+            opt(l.p50_ms, ms),
+            at_most(bound, opt(p99_or_bound(l), ms)),
+            at_most(bound, opt(ratio(p99_or_bound(l), r.p99("nginx", wl)), times)),
+            opt(l.errors, |e| thousands(e as f64)),
+            opt(l.mem_kib, mib),
         );
-        let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        for s in &servers {
-            let l = r.load.get(&(s.clone(), wl.to_string()));
-            match l.filter(|l| l.ok) {
-                Some(l) => {
-                    let bound = l.p99_ms.is_none();
-                    let _ = writeln!(
-                        w,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                        name(s),
-                        opt(l.rps, thousands),
-                        opt(ratio(l.rps, r.rps("nginx", wl)), times),
-                        opt(l.p50_ms, ms),
-                        at_most(bound, opt(p99_or_bound(l), ms)),
-                        at_most(bound, opt(ratio(p99_or_bound(l), r.p99("nginx", wl)), times)),
-                        opt(l.errors, |e| thousands(e as f64)),
-                        opt(l.mem_kib, mib),
-                    );
-                }
-                None => {
-                    let why = l
-                        .and_then(|l| l.error.clone())
-                        .unwrap_or_else(|| "not run".into());
-                    let _ = writeln!(w, "| {} | {DASH} ({why}) | | | | | | |", name(s));
-                }
-            }
-        }
-        let _ = writeln!(w);
     }
+    let _ = writeln!(w);
+}
 
+/// The HTTPS workloads: a chart, the rates beside nginx's, one table each, the idle test.
+fn tls_section(w: &mut String, r: &Results, charts_rel: &str) {
+    let _ = writeln!(w, "## HTTPS\n");
     let _ = writeln!(
         w,
-        "## {} idle keep-alive connections\n",
-        thousands(m.idle_conns as f64)
+        "The same site over TLS 1.3 (see the method above). Each server's CPU time per request \
+         or handshake moves far less with the machine's load than its rate does, and the \
+         handshake client takes its share of the two cores from the server it measures.\n"
     );
     let _ = writeln!(
         w,
-        "Memory (PSS of the process tree) at start and with the connections held, what each \
-         held connection added, and the latency of requests made beside them: on a new \
-         connection each (connect to last byte) and on one keep-alive connection. RSS, summed \
-         over the tree (a page shared by several processes counts in each), is there for \
-         reference. `held` counts the connections that got their response; if the server closed \
-         some of them before the end, the number still open is in brackets.\n"
+        "![req/s and handshakes/s per TLS workload, every server]({charts_rel}/tls.svg)\n"
     );
+    let _ = writeln!(
+        w,
+        "Requests per second (handshakes per second on the last two), and the ratio to nginx:\n"
+    );
+    summary_table(w, r, &TLS_WORKLOADS);
+    for (wl, title) in TLS_WORKLOADS {
+        workload_table(w, r, wl, title);
+    }
+    idle_table(w, r, "tls-idle");
+}
+
+/// The idle test (`idle` or `tls-idle`) of every server.
+fn idle_table(w: &mut String, r: &Results, workload: &str) {
+    let m = &r.meta;
+    let tls = workload == "tls-idle";
+    let _ = writeln!(
+        w,
+        "{} {} idle keep-alive {}connections\n",
+        if tls { "###" } else { "##" },
+        thousands(m.idle_conns as f64),
+        if tls { "TLS " } else { "" }
+    );
+    if tls {
+        let _ = writeln!(
+            w,
+            "As the plaintext idle test, each connection made with a full TLS 1.3 handshake of \
+             its own (no resumption), and so are the timed new connections.\n"
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "Memory (PSS of the process tree) at start and with the connections held, what each \
+             held connection added, and the latency of requests made beside them: on a new \
+             connection each (connect to last byte) and on one keep-alive connection. RSS, summed \
+             over the tree (a page shared by several processes counts in each), is there for \
+             reference. `held` counts the connections that got their response; if the server closed \
+             some of them before the end, the number still open is in brackets.\n"
+        );
+    }
     let _ = writeln!(
         w,
         "| server | held | memory at start | memory, connections held | × nginx | per connection | \
          RSS, held | new conn p50 | p99 | max | keep-alive p50 | p99 |"
     );
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let nginx_idle_mem = r.idle_ok("nginx").and_then(|d| d.mem_kib);
-    for s in &servers {
-        let Some(d) = r.idle.get(s.as_str()) else {
+    let nginx_idle_mem = r.idle_ok("nginx", workload).and_then(|d| d.mem_kib);
+    for s in &r.servers() {
+        let Some(d) = r.idle(s, workload) else {
             let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | | |", name(s));
             continue;
         };
@@ -613,59 +883,6 @@ fn report(r: &Results, charts_rel: &str) -> String {
         );
     }
     let _ = writeln!(w);
-
-    let _ = writeln!(w, "## Concurrent connections sweep\n");
-    let _ = writeln!(
-        w,
-        "How each model's cost grows with its load: the small page at N concurrent keep-alive \
-         connections (the C10K picture: poll's O(n) turns, a thread or process per connection).\n"
-    );
-    let _ = writeln!(w, "![req/s against connections]({charts_rel}/sweep-rps.svg)\n");
-    let _ = writeln!(
-        w,
-        "![memory against connections]({charts_rel}/sweep-memory.svg)\n"
-    );
-    let head: Vec<String> = m.sweep.iter().map(|c| thousands(*c as f64)).collect();
-    for (title, cell) in [
-        (
-            "req/s",
-            &(|s: &Sweep| opt(s.rps, thousands)) as &dyn Fn(&Sweep) -> String,
-        ),
-        ("p99 latency", &|s: &Sweep| opt(s.p99_ms, ms)),
-        ("memory (PSS, peak)", &|s: &Sweep| opt(s.mem_kib, mib)),
-    ] {
-        let _ = writeln!(w, "{title}:\n");
-        let _ = writeln!(w, "| server | {} |", head.join(" | "));
-        let _ = writeln!(w, "|---|{}", "---:|".repeat(head.len()));
-        for s in &servers {
-            let cells: Vec<String> = m
-                .sweep
-                .iter()
-                .map(|c| match r.sweep.get(&(s.clone(), *c)) {
-                    Some(x) if x.ok => {
-                        let mut v = cell(x);
-                        if x.errors.unwrap_or(0) > 0 && title == "req/s" {
-                            v.push_str(&format!(" ({} errors)", thousands(x.errors.unwrap_or(0) as f64)));
-                        }
-                        v
-                    }
-                    Some(x) => format!("{DASH} ({})", x.error.clone().unwrap_or_else(|| "failed".into())),
-                    None => DASH.to_string(),
-                })
-                .collect();
-            let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
-        }
-        let _ = writeln!(w);
-    }
-    o
-}
-
-fn name(s: &str) -> String {
-    if s == "nginx" {
-        "nginx".into()
-    } else {
-        format!("`{s}`")
-    }
 }
 
 /// Instructions per request from `bench/callgrind.sh`, if the run measured them.
@@ -716,29 +933,36 @@ fn targets(w: &mut String, r: &Results) {
     let rps_target = |w: &mut String, wl: &str, title: &str, at_least: f64| {
         let (a, b) = (rps(model, wl), rps("nginx", wl));
         let rt = ratio(a, b);
+        let unit = if is_handshake(wl) { "handshakes/s" } else { "req/s" };
         let _ = writeln!(
             w,
-            "| {title} req/s ≥ {at_least:.1}× | {} | {} | {} | {} |",
+            "| {title} {unit} ≥ {at_least:.1}× | {} | {} | {} | {} |",
             opt(a, thousands),
             opt(b, thousands),
             opt(rt, times),
             mark(rt.map(|x| x >= at_least))
         );
     };
+    let mem_target = |w: &mut String, workload: &str, what: &str| {
+        let (a, b) = (
+            r.idle_target(model, workload, idle_mem),
+            r.idle_target("nginx", workload, idle_mem),
+        );
+        let rt = ratio(a, b);
+        let _ = writeln!(
+            w,
+            "| memory with {} idle {what} ≤ nginx's | {} | {} | {} | {} |",
+            thousands(r.meta.idle_conns as f64),
+            opt(a.map(|v| v as u64), mib),
+            opt(b.map(|v| v as u64), mib),
+            opt(rt, times),
+            mark(rt.map(|x| x <= 1.0))
+        );
+    };
     rps_target(w, "small", "small file", 1.5);
     rps_target(w, "pipeline", "16-deep pipelining", 10.0);
     rps_target(w, "1m", "1 MiB file", 1.0);
-    let (a, b) = (r.idle_target(model, idle_mem), r.idle_target("nginx", idle_mem));
-    let rt = ratio(a, b);
-    let _ = writeln!(
-        w,
-        "| memory with {} idle keep-alive connections ≤ nginx's | {} | {} | {} | {} |",
-        thousands(r.meta.idle_conns as f64),
-        opt(a.map(|v| v as u64), mib),
-        opt(b.map(|v| v as u64), mib),
-        opt(rt, times),
-        mark(rt.map(|x| x <= 1.0))
-    );
+    mem_target(w, "idle", "keep-alive connections");
     for (wl, title) in WORKLOADS {
         let (a, b) = (p99_bound(model, wl), p99("nginx", wl));
         let bound = r.p99_is_bound(model, wl);
@@ -752,7 +976,10 @@ fn targets(w: &mut String, r: &Results) {
             mark(rt.map(|x| x <= 1.0))
         );
     }
-    let (a, b) = (r.idle_target(model, fresh_p99), r.idle_target("nginx", fresh_p99));
+    let (a, b) = (
+        r.idle_target(model, "idle", fresh_p99),
+        r.idle_target("nginx", "idle", fresh_p99),
+    );
     let rt = ratio(a, b);
     let _ = writeln!(
         w,
@@ -762,6 +989,13 @@ fn targets(w: &mut String, r: &Results) {
         opt(rt, times),
         mark(rt.map(|x| x <= 1.0))
     );
+    if r.has_tls() {
+        rps_target(w, "tls-full", "TLS: new connections, full handshake,", 1.0);
+        rps_target(w, "tls-resumed", "TLS: new connections, resumed handshake,", 1.0);
+        rps_target(w, "tls-small", "TLS: small file", 1.5);
+        rps_target(w, "tls-1m", "TLS: 1 MiB file", 1.0);
+        mem_target(w, "tls-idle", "TLS connections");
+    }
     let _ = writeln!(
         w,
         "\nEach line compares the two servers' numbers from this one run, strictly (no margin); \
@@ -771,7 +1005,42 @@ fn targets(w: &mut String, r: &Results) {
          lowest it saw, as with pipelining), and the maximum is a real sample, so an upper \
          bound.\n"
     );
+    cpu_table(w, r, model);
     rounds(w, r, model);
+}
+
+/// The server's CPU time per request beside nginx's, the same medians as the targets.
+fn cpu_table(w: &mut String, r: &Results, model: &str) {
+    let cpu = |s: &str, wl: &str| r.target_value(s, wl, cpu_per_request);
+    let rows: Vec<(&str, &str)> = WORKLOADS
+        .iter()
+        .chain(TLS_WORKLOADS.iter())
+        .filter(|(wl, _)| cpu(model, wl).is_some() || cpu("nginx", wl).is_some())
+        .copied()
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "The servers' CPU time per request (per handshake on the handshake workloads): user \
+         and system time of the whole process tree over the measurement, from /proc, divided \
+         by the requests answered. Unlike a rate, it does not fall when another process takes \
+         the cores, so it moves far less with the machine's load; lower is better.\n"
+    );
+    let _ = writeln!(w, "| workload | {model} | nginx | ratio |");
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    for (wl, title) in rows {
+        let (a, b) = (cpu(model, wl), cpu("nginx", wl));
+        let _ = writeln!(
+            w,
+            "| {title} | {} | {} | {} |",
+            opt(a, micros),
+            opt(b, micros),
+            opt(ratio(a, b), times)
+        );
+    }
+    let _ = writeln!(w);
 }
 
 /// The idle test's memory, in KiB, as a number the targets can take a median of.
@@ -803,6 +1072,11 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
     // Results from before the idle test had rounds take memory and latency from the main pass.
     let (medians, steps) = if r.idle_rounds.is_empty() {
         ("Throughput and p99 above are medians", "each workload")
+    } else if r.has_tls() {
+        (
+            "Every number above is a median",
+            "each workload (plaintext, then over TLS) and then the idle tests",
+        )
     } else {
         (
             "Every number above is a median",
@@ -815,9 +1089,12 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
          {steps} back to back, a fresh server each time, so that the two are measured minutes, \
          not the whole run, apart. Every round (`{model}` / nginx, and the ratio):\n"
     );
-    let _ = writeln!(w, "| workload | round | req/s | ratio | p99 | ratio |");
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
-    for (wl, title) in WORKLOADS {
+    let _ = writeln!(
+        w,
+        "| workload | round | req/s | ratio | CPU per request | ratio | p99 | ratio |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (wl, title) in WORKLOADS.iter().chain(TLS_WORKLOADS.iter()) {
         let all = |s: &str| r.rounds.get(&(s.to_string(), wl.to_string()));
         let (Some(ours), Some(theirs)) = (all(model), all("nginx")) else {
             continue;
@@ -830,13 +1107,14 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
                 (format!("{} / {}", opt(x, f), opt(y, f)), opt(ratio(x, y), times))
             };
             let (rps, rps_ratio) = pair(a.rps, b.rps, &thousands);
+            let (cpu, cpu_ratio) = pair(cpu_per_request(a), cpu_per_request(b), &micros);
             let (p99, p99_ratio) = pair(p99_or_bound(a), b.p99_ms, &ms);
             let bound = a.p99_ms.is_none();
             let (p99, p99_ratio) = (at_most(bound, p99), at_most(bound, p99_ratio));
             let round = a.round.map_or(DASH.to_string(), |n| n.to_string());
             let _ = writeln!(
                 w,
-                "| {title} | {round} | {rps} | {rps_ratio} | {p99} | {p99_ratio} |"
+                "| {title} | {round} | {rps} | {rps_ratio} | {cpu} | {cpu_ratio} | {p99} | {p99_ratio} |"
             );
         }
     }
@@ -844,18 +1122,33 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
     idle_rounds(w, r, model);
 }
 
-/// The idle test's rounds: memory and the new-connection p99, each server's in turn.
+/// The idle tests' rounds: memory and the new-connection p99, each server's in turn.
 fn idle_rounds(w: &mut String, r: &Results, model: &str) {
-    let (Some(ours), Some(theirs)) = (r.idle_rounds.get(model), r.idle_rounds.get("nginx")) else {
+    let tests = [("idle", "plaintext"), ("tls-idle", "TLS")];
+    let pairs: Vec<(&str, &Vec<Idle>, &Vec<Idle>)> = tests
+        .iter()
+        .filter_map(|(wl, title)| Some((*title, r.idle_rounds(model, wl)?, r.idle_rounds("nginx", wl)?)))
+        .collect();
+    if pairs.is_empty() {
         return;
-    };
+    }
     let _ = writeln!(
         w,
         "And the idle test ({} keep-alive connections held), in the same rounds:\n",
         thousands(r.meta.idle_conns as f64)
     );
-    let _ = writeln!(w, "| round | memory | ratio | p99, new connection | ratio |");
-    let _ = writeln!(w, "|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        w,
+        "| connections | round | memory | ratio | p99, new connection | ratio |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
+    for (title, ours, theirs) in pairs {
+        idle_round_rows(w, title, ours, theirs);
+    }
+    let _ = writeln!(w);
+}
+
+fn idle_round_rows(w: &mut String, title: &str, ours: &[Idle], theirs: &[Idle]) {
     for a in ours {
         let Some(b) = theirs.iter().find(|b| b.round == a.round) else {
             continue;
@@ -866,7 +1159,7 @@ fn idle_rounds(w: &mut String, r: &Results, model: &str) {
         let mib_of = |v: f64| mib(v as u64);
         let _ = writeln!(
             w,
-            "| {} | {} / {} | {} | {} / {} | {} |",
+            "| {title} | {} | {} / {} | {} | {} / {} | {} |",
             a.round.map_or(DASH.to_string(), |n| n.to_string()),
             opt(mem_a, mib_of),
             opt(mem_b, mib_of),
@@ -876,7 +1169,6 @@ fn idle_rounds(w: &mut String, r: &Results, model: &str) {
             opt(ratio(p99_a, p99_b), times)
         );
     }
-    let _ = writeln!(w);
 }
 
 // --- charts ----------------------------------------------------------------------------------
@@ -902,21 +1194,21 @@ fn color(servers: &[String], s: &str) -> RGBColor {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn models_chart(r: &Results, path: &Path) -> DrawResult {
+/// One panel per workload (four: two by two), a bar per server with its ratio to nginx.
+fn models_chart(r: &Results, path: &Path, workloads: &[(&str, &str)], what: &str) -> DrawResult {
     let servers = r.servers();
     let n = servers.len();
     let height = 180 + 2 * (n as u32 * 26 + 80);
     let root = SVGBackend::new(path, (1200, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
-        "req/s per workload (wrk -t2 -c{}, {} cores{})",
-        r.meta.conns,
+        "{what}, {} cores{}",
         r.meta.nproc,
         if r.meta.quick { ", quick run" } else { "" }
     );
     let root = root.titled(&title, ("sans-serif", 24))?;
     let panels = root.split_evenly((2, 2));
-    for ((wl, wl_title), panel) in WORKLOADS.iter().zip(panels.iter()) {
+    for ((wl, wl_title), panel) in workloads.iter().zip(panels.iter()) {
         let values: Vec<Option<f64>> = servers.iter().map(|s| r.rps(s, wl)).collect();
         let max = values.iter().flatten().cloned().fold(0.0, f64::max).max(1.0);
         let nginx = r.rps("nginx", wl);
@@ -1171,7 +1463,23 @@ fn main() {
             failed = true;
         }
     };
-    run("models.svg", models_chart(&r, &charts.join("models.svg")));
+    let what = format!("req/s per workload (wrk -t2 -c{})", r.meta.conns);
+    run(
+        "models.svg",
+        models_chart(&r, &charts.join("models.svg"), &WORKLOADS, &what),
+    );
+    let mut written = "models,sweep-rps,sweep-memory";
+    if r.has_tls() {
+        let what = format!(
+            "TLS 1.3: req/s (wrk -t2 -c{}) and handshakes/s ({} client threads)",
+            r.meta.conns, r.meta.handshake_threads
+        );
+        run(
+            "tls.svg",
+            models_chart(&r, &charts.join("tls.svg"), &TLS_WORKLOADS, &what),
+        );
+        written = "models,tls,sweep-rps,sweep-memory";
+    }
     run(
         "sweep-rps.svg",
         sweep_chart(
@@ -1199,7 +1507,7 @@ fn main() {
         std::process::exit(1);
     }
     println!(
-        "report: wrote {} and {}/{{models,sweep-rps,sweep-memory}}.svg",
+        "report: wrote {} and {}/{{{written}}}.svg",
         out.display(),
         charts.display()
     );
