@@ -129,6 +129,19 @@ impl Tls {
                 };
             }
             match protocol.poll(clock, handler) {
+                // Output before the handshake is done (a connection over the limit answers 503
+                // at once) waits in the protocol until it is: rustls would hold it, and the
+                // protocol's end right after it (`close_notify`, then the half-close) would cut
+                // the handshake short, and the answer with it.
+                Action::Send(_) if self.conn.is_handshaking() => {
+                    if self.peer_closed {
+                        return Action::Close;
+                    }
+                    return Action::Receive {
+                        buf: self.room(),
+                        deadline: protocol.deadline(),
+                    };
+                }
                 Action::Send(what) => {
                     let taken = self.encrypt(what);
                     match taken {
@@ -491,16 +504,19 @@ mod tests {
     }
 
     /// Moves bytes both ways between `client` and `link` until neither has anything to say;
-    /// returns the plaintext the client received, and whether the link closed.
+    /// returns the plaintext the client received, and whether the link closed. After a
+    /// `Finish` (the half-close of a socket) the link must send nothing more.
     fn converse(link: &mut Link, client: &mut ClientConnection, handler: &impl Handler) -> (Vec<u8>, bool) {
         let clock = Clock::new(SystemTime::now(), Instant::now());
         let mut to_link = Vec::new();
         let mut plaintext = Vec::new();
+        let mut finished = false;
         for _ in 0..10_000 {
             while client.wants_write() {
                 client.write_tls(&mut to_link).unwrap();
             }
             let to_client = match link.poll(&clock, handler) {
+                Action::Send(_) if finished => panic!("the link sent after its half-close"),
                 Action::Send(Transmit::Bytes { bytes, .. }) => bytes.to_vec(),
                 Action::Send(Transmit::File { .. }) => panic!("a TLS link handed out a file"),
                 Action::Receive { buf, .. } if !to_link.is_empty() => {
@@ -511,7 +527,10 @@ mod tests {
                     continue;
                 }
                 Action::Receive { .. } => return (plaintext, false),
-                Action::Finish => continue,
+                Action::Finish => {
+                    finished = true;
+                    continue;
+                }
                 Action::Close => return (plaintext, true),
             };
             link.sent(to_client.len(), clock.now());
@@ -581,6 +600,20 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_link_over_the_connection_limit_answers_503_after_the_handshake() {
+        let tls = TlsConfig::from_pem(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        let mut link = Link::overloaded(Settings::default(), &clock, Some(&tls));
+        let mut client = client();
+        let handler = FileHandler("/nonexistent".into());
+        let (got, _) = converse(&mut link, &mut client, &handler);
+        assert!(!client.is_handshaking());
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{got}");
+        assert!(got.contains("Connection: close\r\n"), "{got}");
     }
 
     #[test]

@@ -320,6 +320,7 @@ model_tests! {
     // would have; Content-Length, if sent, is the 200's (§8.6). The
     // connection stays open (RFC 9112 §9.3): what follows is answered, and a
     // stray body would be read as the next response and fail it.
+    #[tls]
     fn not_modified_has_no_body_and_keeps_the_connection(s) {
         for rel in FILES {
             let path = format!("/{rel}");

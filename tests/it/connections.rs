@@ -50,6 +50,7 @@ model_tests! {
     }
 
     // RFC 9112 §9.3.2: pipelined requests are answered in order.
+    #[tls]
     fn pipeline_of_64_in_one_write(s) {
         let files = ["readme.txt", "style.css", "data.json", "app.js"];
         let mut raw = String::new();
@@ -72,6 +73,7 @@ model_tests! {
 
     // RFC 9112 §9.3.2: the responses before the bad request are complete,
     // then the error, then the close.
+    #[tls]
     fn pipeline_ending_in_bad_request(s) {
         let mut raw = String::new();
         raw += &get_req("/readme.txt");
@@ -173,6 +175,7 @@ model_tests! {
 
     // RFC 9110 §15.5.14: 413 for a body over the limit (1 MiB), then close
     // (the rest of the body is not read).
+    #[tls]
     fn content_length_over_limit_is_413(s) {
         check(&s, req("GET", "/", "Content-Length: 1048577\r\n"), 413, After::Close);
         check(&s, req("GET", "/readme.txt", "Content-Length: 5000000000\r\n"), 413, After::Close);

@@ -117,6 +117,7 @@ model_tests! {
 
     // --shutdown-timeout: a download whose client reads nothing is cut, and
     // the server stops anyway (send timeout at its default, 60 s).
+    #[tls]
     fn shutdown_timeout_cuts_a_stalled_download(model m) {
         const HUGE: u64 = 64 << 20;
         let mut s = TestServer::start_prepared(

@@ -179,6 +179,7 @@ model_tests! {
         check_table(&s, &cases, After::Close, |_| {});
     }
 
+    #[tls]
     fn connection_is_usable_after_a_404(s) {
         let mut c = s.connect();
         c.send(get_req("/no-such-file.html"));

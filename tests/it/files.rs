@@ -59,6 +59,7 @@ model_tests! {
         assert!(wrong.is_empty(), "wrong Content-Type:\n{}", wrong.join("\n"));
     }
 
+    #[tls]
     fn big_file_is_byte_exact(s) {
         let expected = big_bin();
         let mut c = s.connect();
@@ -73,6 +74,7 @@ model_tests! {
         assert_body(&c.read_response(), &s.site.read("readme.txt"));
     }
 
+    #[tls]
     fn pipelined_big_files(s) {
         let expected = big_bin();
         let mut c = s.connect();

@@ -12,6 +12,20 @@
 //! The models that fork (`Model::forks()`: process, prefork) are run through
 //! the built binary as a child process; the others in the test process (see
 //! `support::TestServer`). Tests do not see the difference.
+//!
+//! HTTPS answers byte for byte as HTTP does, and the tests say so by running
+//! over TLS too, in a `tls` module inside their model's:
+//! `connections::reactor::tls::keep_alive_by_default`. The default model
+//! (`reactor`) runs every test so; the others run those marked `#[tls]`, a
+//! cheap representative set (files, ranges, 304, pipelining, errors, drain).
+//! Over TLS the body of a test is unchanged: every `TestServer` it starts
+//! serves HTTPS with the test certificate (`support::tls_fixture`), and a
+//! `support::Client` connecting to one wraps its socket in a rustls client
+//! that trusts the test CA (other listeners, such as `--metrics`, stay
+//! plaintext). The few tests whose TLS run could not mean the same are listed
+//! with why in `support::NOT_OVER_TLS`. `cargo test --test it ::tls::` runs
+//! everything over TLS, `reactor::tls::` the whole suite over TLS, and
+//! `-- --skip ::tls::` leaves TLS out.
 
 /// The tested models, as `MODULE Variant` pairs, handed to the macro named in
 /// the call after a `;`: `model_list!(m!(ARGS))` expands to
@@ -36,50 +50,84 @@ macro_rules! model_list {
 }
 
 /// Expands every `fn NAME(s) { BODY }` into one `#[test]` per model of
-/// `model_list!`, each in the module named after its model. Two forms of
-/// test are accepted:
+/// `model_list!`, each in the module named after its model, and runs tests
+/// over TLS in a `tls` module inside it (see the top of this file). Two forms
+/// of test are accepted:
 ///
 /// - `fn name(s) { ... }`: `s` is a `TestServer` started with the defaults
 ///   of `TestServer::start`.
 /// - `fn name(model m) { ... }`: `m` is the `bingfa::Model`; the body starts
 ///   its own server (e.g. with `TestServer::start_with`).
 ///
+/// Either may be marked `#[tls]`, before any other attribute or doc comment:
+/// the test then runs over TLS in every model, not only in the default one.
+///
 /// A model that cannot run here (`support::unavailable`: uring where
-/// io_uring is disabled) makes its tests return early after a note.
+/// io_uring is disabled) makes its tests return early after a note, as does
+/// a test in `support::NOT_OVER_TLS` in its TLS runs.
 macro_rules! model_tests {
-    (@fns $variant:ident;) => {};
-    (@fns $variant:ident;
-        $(#[$meta:meta])* fn $name:ident($s:ident) $body:block $($rest:tt)*) => {
+    // One test of one model, over one `support::Transport`.
+    (@test $variant:ident $transport:ident;
+        $(#[$meta:meta])* fn $name:ident($s:ident) $body:block) => {
         $(#[$meta])*
         #[test]
         fn $name() {
-            if $crate::support::skip(
+            let Some(_run) = $crate::support::begin(
                 bingfa::Model::$variant,
+                $crate::support::Transport::$transport,
                 concat!(module_path!(), "::", stringify!($name)),
-            ) {
+            ) else {
                 return;
-            }
+            };
             #[allow(unused_variables)]
             let $s = $crate::support::TestServer::start(bingfa::Model::$variant);
             $body
         }
-        model_tests!(@fns $variant; $($rest)*);
     };
-    (@fns $variant:ident;
-        $(#[$meta:meta])* fn $name:ident(model $m:ident) $body:block $($rest:tt)*) => {
+    (@test $variant:ident $transport:ident;
+        $(#[$meta:meta])* fn $name:ident(model $m:ident) $body:block) => {
         $(#[$meta])*
         #[test]
         fn $name() {
-            if $crate::support::skip(
+            let Some(_run) = $crate::support::begin(
                 bingfa::Model::$variant,
+                $crate::support::Transport::$transport,
                 concat!(module_path!(), "::", stringify!($name)),
-            ) {
+            ) else {
                 return;
-            }
+            };
             let $m = bingfa::Model::$variant;
             $body
         }
-        model_tests!(@fns $variant; $($rest)*);
+    };
+    // Every test.
+    (@all $variant:ident $transport:ident;) => {};
+    (@all $variant:ident $transport:ident; #[tls] $($rest:tt)*) => {
+        model_tests!(@all $variant $transport; $($rest)*);
+    };
+    (@all $variant:ident $transport:ident;
+        $(#[$meta:meta])* fn $name:ident $args:tt $body:block $($rest:tt)*) => {
+        model_tests!(@test $variant $transport; $(#[$meta])* fn $name $args $body);
+        model_tests!(@all $variant $transport; $($rest)*);
+    };
+    // The tests marked `#[tls]` only.
+    (@marked $variant:ident $transport:ident;) => {};
+    (@marked $variant:ident $transport:ident;
+        #[tls] $(#[$meta:meta])* fn $name:ident $args:tt $body:block $($rest:tt)*) => {
+        model_tests!(@test $variant $transport; $(#[$meta])* fn $name $args $body);
+        model_tests!(@marked $variant $transport; $($rest)*);
+    };
+    (@marked $variant:ident $transport:ident;
+        $(#[$meta:meta])* fn $name:ident $args:tt $body:block $($rest:tt)*) => {
+        model_tests!(@marked $variant $transport; $($rest)*);
+    };
+    // Over TLS: every test in the default model (`Config::new`'s, checked by
+    // `support::config_defaults`), the marked ones in the others.
+    (@tls Reactor; $($tests:tt)*) => {
+        model_tests!(@all Reactor Tls; $($tests)*);
+    };
+    (@tls $variant:ident; $($tests:tt)*) => {
+        model_tests!(@marked $variant Tls; $($tests)*);
     };
     (@mods $tests:tt; $($module:ident $variant:ident),*) => {
         $(model_tests!(@mod $module $variant $tests);)*
@@ -88,7 +136,13 @@ macro_rules! model_tests {
         mod $module {
             #[allow(unused_imports)]
             use super::*;
-            model_tests!(@fns $variant; $($tests)*);
+            model_tests!(@all $variant Plaintext; $($tests)*);
+
+            mod tls {
+                #[allow(unused_imports)]
+                use super::*;
+                model_tests!(@tls $variant; $($tests)*);
+            }
         }
     };
     ($($tests:tt)*) => {

@@ -379,6 +379,7 @@ model_tests! {
     // RFC 9110 §14.6: several ranges are sent as multipart/byteranges, each
     // part with its Content-Type and Content-Range; overlapping ones are
     // coalesced; a flood of tiny ranges is refused.
+    #[tls]
     fn several_ranges_are_multipart(s) {
         for rel in ["index.html", "big.bin"] {
             let target = Target::file(&s, rel);

@@ -2,6 +2,8 @@
 //! the forking models), and a raw TCP client that parses responses with
 //! httparse.
 
+use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -218,29 +220,46 @@ impl TestServer {
         config.model = model;
         config.workers = 2;
         adjust(&mut config);
-        if config.model.forks() || std::env::var_os("BINGFA_IT_BINARY").is_some() {
-            let bingfa = binary::start(&flags(&config), None);
-            let metrics = config.metrics.map(|_| metrics_addr(&bingfa));
-            let redirect = config.redirect_http.map(|_| redirect_addr(&bingfa));
-            return TestServer {
-                addr: bingfa.addr,
-                model: config.model,
-                metrics,
-                redirect,
-                runner: Runner::Binary {
-                    bingfa,
-                    stopped: false,
-                    panics_expected: false,
-                },
-                site,
-            };
+        let over_tls = serve_over_tls(&mut config);
+        let server = if config.model.forks() || std::env::var_os("BINGFA_IT_BINARY").is_some() {
+            TestServer::run_binary(&config, site)
+        } else {
+            TestServer::run_in_process(&config, site)
+        };
+        if over_tls {
+            tls_servers().insert(server.addr);
         }
+        server
+    }
+
+    /// The built binary serving `config`, as a child process.
+    fn run_binary(config: &Config, site: Site) -> TestServer {
+        let bingfa = binary::start(&flags(config), None);
+        let metrics = config.metrics.map(|_| metrics_addr(&bingfa));
+        let redirect = config.redirect_http.map(|_| redirect_addr(&bingfa));
+        TestServer {
+            addr: bingfa.addr,
+            model: config.model,
+            metrics,
+            redirect,
+            runner: Runner::Binary {
+                bingfa,
+                stopped: false,
+                panics_expected: false,
+            },
+            site,
+        }
+    }
+
+    /// `bingfa::Server` serving `config` on a thread of the test process.
+    fn run_in_process(config: &Config, site: Site) -> TestServer {
+        let model = config.model;
         let listener = bingfa::bind("127.0.0.1:0".parse().unwrap())
             .unwrap_or_else(|e| panic!("bingfa::bind(127.0.0.1:0): {e}"));
         let addr = listener.local_addr().expect("local_addr");
         let shutdown = Shutdown::new().expect("Shutdown::new");
         let stop = Arc::clone(&shutdown);
-        let server = bingfa::Server::new(listener, &config).unwrap_or_else(|e| panic!("Server::new: {e}"));
+        let server = bingfa::Server::new(listener, config).unwrap_or_else(|e| panic!("Server::new: {e}"));
         let metrics = server.metrics_addr();
         let redirect = server.redirect_addr();
         let handle = thread::Builder::new()
@@ -305,6 +324,8 @@ impl TestServer {
 
     fn stop_inner(&mut self) -> Result<(), String> {
         let model = self.model;
+        // Before the port is free for another server to take.
+        tls_servers().remove(&self.addr);
         match &mut self.runner {
             Runner::InProcess { shutdown, handle } => {
                 let Some(handle) = handle.take() else {
@@ -604,6 +625,148 @@ pub fn skip(model: Model, name: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------
+// The suite over TLS
+// ---------------------------------------------------------------------------
+
+/// How a `model_tests!` test reaches its servers: in plaintext, or over TLS (its
+/// `MODEL::tls::NAME` run): every `TestServer` it starts serves HTTPS with the test
+/// certificate, and every `Client` that connects to one speaks TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Plaintext,
+    Tls,
+}
+
+/// The tests of `model_tests!` whose TLS run could not mean what their plaintext run means,
+/// each with why: `FILE` for a whole file, or `FILE::NAME`. Their `tls` runs return at once
+/// after a note.
+const NOT_OVER_TLS: &[(&str, &str)] = &[
+    (
+        "clients",
+        "external programs are handed http:// URLs; its HTTPS cases run in every model already",
+    ),
+    (
+        "handler",
+        "serves its own handler through bingfa::serve_handler, not a TestServer",
+    ),
+    (
+        "listening::serves_over_a_unix_socket",
+        "its own server on a Unix socket, with a raw client",
+    ),
+    (
+        "slowloris",
+        "its slow clients are raw TCP streams; the TLS case runs in every model already",
+    ),
+    (
+        "timeouts::stalled_tls_handshake_is_closed",
+        "sends raw handshake bytes to a TLS server in every model already",
+    ),
+];
+
+/// The reason `name` (a test's module path and name) is in `NOT_OVER_TLS`, if it is.
+fn not_over_tls(name: &str) -> Option<&'static str> {
+    NOT_OVER_TLS
+        .iter()
+        .find(|(entry, _)| entry_names(entry, name))
+        .map(|(_, why)| *why)
+}
+
+/// Whether the `NOT_OVER_TLS` entry `entry` (`FILE` or `FILE::NAME`) names the test `name`
+/// (`CRATE::FILE::MODEL::tls::NAME`).
+fn entry_names(entry: &str, name: &str) -> bool {
+    let file = name.split("::").nth(1);
+    let test = name.rsplit("::").next();
+    match entry.split_once("::") {
+        Some((entry_file, entry_test)) => file == Some(entry_file) && test == Some(entry_test),
+        None => file == Some(entry),
+    }
+}
+
+thread_local! {
+    /// While this thread's test runs over TLS: whether it has started a server yet.
+    static OVER_TLS: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// For `model_tests!`: begins the test `name` (its module path and name) over `transport`,
+/// or returns `None` after a note on stderr (which the test harness does not capture) if it
+/// is skipped: its model is unavailable here, or it is in `NOT_OVER_TLS`.
+pub fn begin(model: Model, transport: Transport, name: &'static str) -> Option<Run> {
+    if skip(model, name) {
+        return None;
+    }
+    if transport == Transport::Tls {
+        if let Some(why) = not_over_tls(name) {
+            let _ = writeln!(std::io::stderr(), "note: skipping {name}: {why}");
+            return None;
+        }
+        OVER_TLS.set(Some(false));
+    }
+    Some(Run { name })
+}
+
+/// A test begun by `begin`. Over TLS, its end ends the thread's TLS mode, and fails a test
+/// that started no `TestServer`: its TLS run would only repeat its plaintext one.
+pub struct Run {
+    name: &'static str,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let started = OVER_TLS.take();
+        if started == Some(false) && !thread::panicking() {
+            panic!(
+                "{} started no TestServer, so its TLS run is its plaintext run again: \
+                 list it in NOT_OVER_TLS (tests/it/support.rs)",
+                self.name
+            );
+        }
+    }
+}
+
+/// While this thread's test runs over TLS: `config` serves HTTPS with the test certificate
+/// (unless the test gave one), and true, so that clients speak TLS to the server.
+fn serve_over_tls(config: &mut Config) -> bool {
+    if OVER_TLS.get().is_none() {
+        return false;
+    }
+    OVER_TLS.set(Some(true));
+    if config.tls_cert.is_none() {
+        config.tls_cert = Some(tls_fixture("cert.pem"));
+        config.tls_key = Some(tls_fixture("key.pem"));
+    }
+    true
+}
+
+/// The addresses of the servers started over TLS: a `Client` connecting to one speaks TLS.
+/// Shared by every thread, since a test's clients may connect from threads of their own.
+fn tls_servers() -> MutexGuard<'static, BTreeSet<SocketAddr>> {
+    static SERVERS: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
+    SERVERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The suite's TLS client: trusts the test CA and offers ALPN `http/1.1`, as a browser
+/// would. One for the process, so its session cache lets later connections resume.
+fn tls_client_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).expect("the test CA");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).expect("the test CA is a CA certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("rustls's default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    });
+    Arc::clone(config)
+}
+
+// ---------------------------------------------------------------------------
 // Responses
 // ---------------------------------------------------------------------------
 
@@ -692,11 +855,72 @@ pub fn assert_body(resp: &Response, expected: &[u8]) {
 // The client
 // ---------------------------------------------------------------------------
 
-/// A raw HTTP/1.1 client on one TCP connection. Bytes read but not yet parsed
-/// stay buffered, so pipelined responses are read one after the other.
+/// A raw HTTP/1.1 client on one TCP connection, over TLS to a server started over TLS (see
+/// `Transport`). Bytes read but not yet parsed stay buffered, so pipelined responses are read
+/// one after the other.
 pub struct Client {
-    stream: TcpStream,
+    wire: Wire,
     buf: Vec<u8>,
+}
+
+/// What a `Client` reads and writes: the TCP stream, or TLS over it.
+enum Wire {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Wire {
+    /// TLS over `stream` if its server was started over TLS, else `stream` itself. The
+    /// handshake happens at the first read or write, so a client that connects and sends
+    /// nothing is as silent as in plaintext.
+    fn over(stream: TcpStream) -> std::io::Result<Wire> {
+        if !tls_servers().contains(&stream.peer_addr()?) {
+            return Ok(Wire::Tcp(stream));
+        }
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+        let tls = rustls::ClientConnection::new(tls_client_config(), name).map_err(std::io::Error::other)?;
+        Ok(Wire::Tls(Box::new(rustls::StreamOwned::new(tls, stream))))
+    }
+
+    /// The TCP socket, for its options and addresses.
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Wire::Tcp(stream) => stream,
+            Wire::Tls(tls) => tls.get_ref(),
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Tcp(stream) => stream.read(buf),
+            Wire::Tls(tls) => match tls.read(buf) {
+                // A connection cut by the server (a timeout, the shutdown timeout, a panic)
+                // ends without `close_notify`: rustls calls that an unexpected end, where TCP
+                // reports an end. The tests mean the same by both.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
+                read => read,
+            },
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Tcp(stream) => stream.write(buf),
+            Wire::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    /// Over TLS: writes out the records rustls still holds.
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Wire::Tcp(stream) => stream.flush(),
+            Wire::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 enum Fill {
@@ -731,28 +955,32 @@ impl Client {
         stream.set_write_timeout(Some(SAFETY))?;
         stream.set_nodelay(true)?;
         Ok(Client {
-            stream,
+            wire: Wire::over(stream)?,
             buf: Vec::new(),
         })
     }
 
-    /// Writes all of `bytes` in one `write_all`. A server that has already
-    /// answered and closed makes the write fail with EPIPE or ECONNRESET:
-    /// that is ignored, as what it answered is still there to be read.
+    /// Writes all of `bytes` in one `write_all` (over TLS, and flushes it out).
+    /// A server that has already answered and closed makes the write fail
+    /// with EPIPE or ECONNRESET (or, over TLS, end the handshake early): that
+    /// is ignored, as what it answered is still there to be read.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        if let Err(e) = self.stream.write_all(bytes.as_ref()) {
+        let sent = self
+            .wire
+            .write_all(bytes.as_ref())
+            .and_then(|()| self.wire.flush());
+        if let Err(e) = sent {
             match e.kind() {
-                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => {}
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof => {}
                 _ => panic!("write to server: {e}"),
             }
         }
     }
 
-    /// Writes one byte per `write`, pausing between them.
+    /// Writes one byte per `write` (over TLS, one record each), pausing between them.
     pub fn send_bytewise(&mut self, bytes: impl AsRef<[u8]>, pause: Duration) {
         for b in bytes.as_ref() {
             self.send([*b]);
-            self.stream.flush().unwrap();
             thread::sleep(pause);
         }
     }
@@ -760,7 +988,7 @@ impl Client {
     fn fill(&mut self) -> Fill {
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.wire.read(&mut chunk) {
                 Ok(0) => return Fill::Closed,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
@@ -879,7 +1107,7 @@ impl Client {
 
     /// The client's end of the connection.
     pub fn local_addr(&self) -> SocketAddr {
-        self.stream.local_addr().expect("local_addr")
+        self.wire.socket().local_addr().expect("local_addr")
     }
 
     /// Reads what the server sends (keeping it buffered) for up to `wait`;
@@ -893,8 +1121,8 @@ impl Client {
             if left.is_zero() {
                 break false;
             }
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            match self.stream.read(&mut chunk) {
+            self.wire.socket().set_read_timeout(Some(left)).unwrap();
+            match self.wire.read(&mut chunk) {
                 Ok(0) => break true,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
@@ -903,7 +1131,7 @@ impl Client {
                 Err(e) => panic!("read from server: {e}"),
             }
         };
-        self.stream.set_read_timeout(Some(SAFETY)).unwrap();
+        self.wire.socket().set_read_timeout(Some(SAFETY)).unwrap();
         closed
     }
 
@@ -923,7 +1151,7 @@ impl Client {
             return Some(n);
         }
         loop {
-            match self.stream.read(into) {
+            match self.wire.read(into) {
                 Ok(n) => return Some(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some(0),
@@ -959,10 +1187,10 @@ impl Client {
     /// Waits up to `wait` for the server to send something or close; true if
     /// it did (what it sent stays buffered for `read_until_close`).
     pub fn stirred_within(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).unwrap();
+        self.wire.socket().set_read_timeout(Some(wait)).unwrap();
         let mut chunk = [0u8; 4096];
         let stirred = loop {
-            match self.stream.read(&mut chunk) {
+            match self.wire.read(&mut chunk) {
                 Ok(0) => break true,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
@@ -976,7 +1204,7 @@ impl Client {
                 Err(e) => panic!("read from server: {e}"),
             }
         };
-        self.stream.set_read_timeout(Some(SAFETY)).unwrap();
+        self.wire.socket().set_read_timeout(Some(SAFETY)).unwrap();
         stirred
     }
 }
@@ -1233,6 +1461,47 @@ fn models_are_the_ten_tested_ones() {
     assert_eq!(Model::ALL.len(), 10);
     let forking: Vec<Model> = Model::ALL.iter().copied().filter(|m| m.forks()).collect();
     assert_eq!(forking, [Model::Process, Model::Prefork]);
+}
+
+/// Every entry of `NOT_OVER_TLS` names tests that exist (as the test binary lists them), so
+/// a test renamed or removed does not leave its entry behind.
+#[test]
+fn not_over_tls_names_tests_that_exist() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let listed = std::process::Command::new(exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .expect("the test binary lists its tests");
+    let listed = String::from_utf8(listed.stdout).expect("UTF-8 test names");
+    let tls_runs: Vec<String> = listed
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .filter(|name| name.contains("::reactor::tls::"))
+        .map(|name| format!("it::{name}"))
+        .collect();
+    assert!(!tls_runs.is_empty(), "no reactor::tls:: test listed:\n{listed}");
+    for (entry, _) in NOT_OVER_TLS {
+        assert!(
+            tls_runs.iter().any(|name| entry_names(entry, name)),
+            "NOT_OVER_TLS lists {entry:?}, which names no test"
+        );
+    }
+    assert!(entry_names(
+        "files",
+        "it::files::reactor::tls::big_file_is_byte_exact"
+    ));
+    assert!(entry_names(
+        "files::big_file_is_byte_exact",
+        "it::files::epoll::tls::big_file_is_byte_exact"
+    ));
+    assert!(!entry_names(
+        "files::big_file",
+        "it::files::reactor::tls::big_file_is_byte_exact"
+    ));
+    assert!(!entry_names(
+        "file",
+        "it::files::reactor::tls::big_file_is_byte_exact"
+    ));
 }
 
 #[test]
