@@ -604,7 +604,8 @@ mod tests {
 
     #[test]
     fn a_link_over_the_connection_limit_answers_503_after_the_handshake() {
-        let tls = TlsConfig::from_pem(&fixture("cert.pem"), &fixture("key.pem")).unwrap();
+        let pki = pki();
+        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
         let clock = Clock::new(SystemTime::now(), Instant::now());
         let mut link = Link::overloaded(Settings::default(), &clock, Some(&tls));
         let mut client = client();

@@ -99,24 +99,8 @@ const PARTIAL_HELLO: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00";
 
 /// One HTTPS request on a fresh connection, trusting the test CA: its answer, up to the close.
 fn https_get(addr: SocketAddr, path: &str) -> String {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
     use std::io::Read;
-    use std::sync::Arc;
-    let ca = std::fs::read(tls_fixture("ca.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let socket = TcpStream::connect(addr).unwrap();
-    socket.set_read_timeout(Some(SAFETY)).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, socket);
+    let mut tls = crate::support::tls_stream(addr).unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();

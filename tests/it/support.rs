@@ -654,8 +654,16 @@ const NOT_OVER_TLS: &[(&str, &str)] = &[
         "its own server on a Unix socket, with a raw client",
     ),
     (
+        "observe::tls_sessions_are_logged_and_handshakes_counted",
+        "sends plain HTTP to a TLS server on purpose, in every model already",
+    ),
+    (
         "slowloris",
         "its slow clients are raw TCP streams; the TLS case runs in every model already",
+    ),
+    (
+        "tls",
+        "every test there serves HTTPS with certificates of its own, in every model already",
     ),
     (
         "timeouts::stalled_tls_handshake_is_closed",
@@ -742,6 +750,19 @@ fn serve_over_tls(config: &mut Config) -> bool {
 fn tls_servers() -> MutexGuard<'static, BTreeSet<SocketAddr>> {
     static SERVERS: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
     SERVERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A TLS connection to `addr` as the suite's clients make them (trusting the test CA, for
+/// `localhost`), with the safety timeout on reads; the handshake happens at the first read or
+/// write.
+pub fn tls_stream(
+    addr: SocketAddr,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+    let tls = rustls::ClientConnection::new(tls_client_config(), name).map_err(std::io::Error::other)?;
+    let socket = TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(SAFETY))?;
+    Ok(rustls::StreamOwned::new(tls, socket))
 }
 
 /// The suite's TLS client: trusts the test CA and offers ALPN `http/1.1`, as a browser

@@ -5,16 +5,14 @@
 
 use crate::binary::{self, poll_until, Bingfa};
 use crate::clients::{arg, client, Program};
-use crate::support::{flags, issue_cert, tls_fixture, TestServer};
+use crate::support::{flags, issue_cert, tls_fixture, tls_stream, TestServer};
 use bingfa::{Config, Model};
 use nix::sys::signal::Signal;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a reload may take to show, at most: a safety bound, not a timing assertion.
@@ -85,20 +83,7 @@ struct KeptOpen(rustls::StreamOwned<rustls::ClientConnection, TcpStream>);
 
 impl KeptOpen {
     fn connect(addr: SocketAddr) -> KeptOpen {
-        let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = ServerName::try_from("localhost").unwrap();
-        let tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let socket = TcpStream::connect(addr).unwrap();
-        socket.set_read_timeout(Some(RELOAD_BOUND)).unwrap();
-        KeptOpen(rustls::StreamOwned::new(tls, socket))
+        KeptOpen(tls_stream(addr).unwrap())
     }
 
     /// `GET /readme.txt` on the connection: the status line of the answer (its body is read
