@@ -7,7 +7,8 @@
 //! - [`server`]: wiring: configuration, the site, observation, and a model to run.
 //! - `models`: one file per concurrency model, moving bytes between sockets and the seam.
 //! - `engine`: what the models share: context, readiness driver, accept loops, event loop.
-//! - `seam`: the connection seam, one `Link` per connection: transport and protocol.
+//! - [`seam`]: the connection seam, one `Link` per connection: transport (plaintext or TLS)
+//!   and protocol.
 //! - [`http`]: the protocol core. Bytes in, what to send out; no I/O, no clock.
 //! - [`site`]: the core's handler for a static folder.
 //! - [`fs`]: the only code that touches the file system: safe URL-to-file mapping, metadata,
@@ -26,7 +27,7 @@ pub mod http;
 mod models;
 pub mod net;
 pub mod observe;
-mod seam;
+pub mod seam;
 pub mod server;
 mod shutdown;
 pub mod site;

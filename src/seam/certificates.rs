@@ -33,7 +33,7 @@ fn shared_ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls:
 
 /// Why a certificate and key cannot be served.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TlsError {
+pub enum TlsError {
     #[error("no certificate in the PEM file")]
     NoCertificate,
     #[error("the certificate file is not PEM: {0}")]
@@ -123,7 +123,7 @@ impl ResolvesServerCert for ChooseByName {
 /// `Strict-Transport-Security` its responses carry. Clones share the certificates: replacing
 /// them through one replaces them for all.
 #[derive(Debug, Clone)]
-pub(crate) struct TlsConfig {
+pub struct TlsConfig {
     server: Arc<ServerConfig>,
     certificates: Arc<ChooseByName>,
     hsts: Option<u64>,
@@ -132,7 +132,7 @@ pub(crate) struct TlsConfig {
 impl TlsConfig {
     /// rustls's defaults (TLS 1.3 and 1.2, its cipher suites), ALPN `http/1.1`, session
     /// resumption by ticket (keys rotated every few hours) and by a session cache; no 0-RTT.
-    pub fn new(certificates: Certificates) -> Result<TlsConfig, TlsError> {
+    pub(crate) fn new(certificates: Certificates) -> Result<TlsConfig, TlsError> {
         let chooser = Arc::new(ChooseByName(RwLock::new(Arc::new(certificates))));
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?
@@ -150,8 +150,10 @@ impl TlsConfig {
         })
     }
 
-    /// One certificate chain and its key.
-    #[cfg(test)]
+    /// One certificate chain (the leaf first) and its private key, both in PEM: what every
+    /// client gets, whatever name it asks for. The rest is a server's configuration: rustls's
+    /// defaults (TLS 1.3 and 1.2), ALPN `http/1.1`, resumption, no 0-RTT. Fails if either is
+    /// not PEM, or the key is not the certificate's.
     pub fn from_pem(chain: &[u8], key: &[u8]) -> Result<TlsConfig, TlsError> {
         let certificates = Certificates::from_pem(&[Pem { chain, key }]).map_err(|(_, e)| e)?;
         TlsConfig::new(certificates)
@@ -166,7 +168,7 @@ impl TlsConfig {
     }
 
     /// From the next handshake on, `certificates` are offered instead.
-    pub fn replace(&self, certificates: Certificates) {
+    pub(crate) fn replace(&self, certificates: Certificates) {
         let mut current = self
             .certificates
             .0

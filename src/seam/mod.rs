@@ -36,7 +36,8 @@ mod tls;
 
 use crate::http;
 pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
-pub(crate) use certificates::{Certificates, Pem, TlsConfig};
+pub(crate) use certificates::{Certificates, Pem};
+pub use certificates::{TlsConfig, TlsError};
 use std::net::IpAddr;
 use std::time::Instant;
 use tls::Tls;
@@ -47,12 +48,15 @@ use tls::Tls;
 /// side, keep reading until the peer closes) or `Close`. It is the core's own vocabulary, so
 /// that a plaintext link passes the protocol's steps on without translating them; a TLS
 /// transport makes its own, of the same kind.
-pub(crate) type Step<'a> = http::Action<'a>;
+pub type Step<'a> = http::Action<'a>;
 
 /// One connection as a model sees it: whatever it reads goes in, whatever it must write comes
 /// out. See the module's documentation for what sits behind it.
+///
+/// It owns no socket, so it can be driven from memory as well: the fuzz target `tls` plays
+/// the client's side of a TLS connection into one.
 #[derive(Debug)]
-pub(crate) struct Link {
+pub struct Link {
     protocol: http::Connection,
     /// `None`: plaintext, the protocol's bytes pass through. Boxed, so a plaintext link stays
     /// small.

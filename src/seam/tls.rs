@@ -11,6 +11,10 @@
 //! waits in `incoming` until the protocol takes what is decrypted), `outgoing` by what one
 //! batch of `SENDABLE` plaintext encrypts to. Buffers with nothing pending are let go at rest.
 //!
+//! The protocol speaks only once the handshake is done (a link beyond the connection limit has
+//! its 503 ready at once), and once the model has been told to `Finish`, nothing more goes
+//! out: what rustls still makes then is dropped.
+//!
 //! With `Settings::observe`, the handshake's end is told once: to the handler, how it ended
 //! (`Handler::handshake`), and to the protocol, the session it gave (`set_tls`), in the core's
 //! plain values.
@@ -59,6 +63,8 @@ pub(super) struct Tls {
     /// The protocol asked to finish (half-close) or close: `close_notify` goes out first.
     ending: Option<Ending>,
     close_notify_sent: bool,
+    /// The model was told to shut the write side down (`Finish`): nothing more goes out.
+    write_shut: bool,
     send_timeout: Duration,
     min_rate: u64,
     /// While ciphertext waits to be written: when the last of it was.
@@ -92,6 +98,7 @@ impl Tls {
             failure: None,
             ending: None,
             close_notify_sent: false,
+            write_shut: false,
             send_timeout: settings.send_timeout,
             min_rate: settings.min_rate,
             sending_since: now,
@@ -124,30 +131,32 @@ impl Tls {
             }
             if let Some(ending) = self.ending.take() {
                 return match ending {
-                    Ending::Finish => Action::Finish,
+                    Ending::Finish => {
+                        self.write_shut = true;
+                        Action::Finish
+                    }
                     Ending::Close => Action::Close,
                 };
             }
             match protocol.poll(clock, handler) {
-                // Output before the handshake is done (a connection over the limit answers 503
-                // at once) waits in the protocol until it is: rustls would hold it, and the
-                // protocol's end right after it (`close_notify`, then the half-close) would cut
-                // the handshake short, and the answer with it.
+                // A protocol that speaks first (a link beyond the connection limit says 503 at
+                // once) waits for the handshake: rustls would only hold its bytes, and the end
+                // that follows them would cut the handshake short with a `close_notify`.
                 Action::Send(_) if self.conn.is_handshaking() => {
-                    if self.peer_closed {
-                        return Action::Close;
+                    let deadline = protocol.deadline();
+                    if self.handshake_awaits_input() {
+                        return Action::Receive {
+                            buf: self.room(),
+                            deadline,
+                        };
                     }
-                    return Action::Receive {
-                        buf: self.room(),
-                        deadline: protocol.deadline(),
-                    };
                 }
                 Action::Send(what) => {
                     let taken = self.encrypt(what);
                     match taken {
-                        // rustls is full until its records are written. (Before the
-                        // handshake it has none to write; a protocol only answers a request
-                        // after one, so that would be a bug: end the connection.)
+                        // rustls is full until its records are written. (Full with none to
+                        // write would be a bug, as no protocol gets here before the
+                        // handshake: end the connection.)
                         Some(0) if self.conn.wants_write() => self.encode(),
                         Some(0) => self.failed = true,
                         Some(n) => protocol.sent(n, clock.now()),
@@ -179,6 +188,21 @@ impl Tls {
         }
     }
 
+    /// While the protocol waits for the handshake to speak: whether the handshake needs more
+    /// from the client. Not when there is something else to do first (records to write, an
+    /// error to end on) or the handshake is over; a client gone mid-handshake ends the link.
+    fn handshake_awaits_input(&mut self) -> bool {
+        self.feed();
+        if self.failed || self.conn.wants_write() || !self.conn.is_handshaking() {
+            return false;
+        }
+        if self.peer_closed {
+            self.end(Ending::Close);
+            return false;
+        }
+        true
+    }
+
     /// `n` bytes of ciphertext arrived at `now` in the room [`Tls::poll`] handed out; 0: end
     /// of stream.
     pub fn received(&mut self, n: usize, now: Instant) {
@@ -194,8 +218,9 @@ impl Tls {
         }
         self.filled += n;
         // Every TLS connection opens with a handshake record (content type 22); an HTTP
-        // request opens with the letters of its method.
-        if first && self.incoming[0].is_ascii_uppercase() {
+        // request opens with the letters of its method. Not once the link has said
+        // `close_notify` (a server stopping before the first byte): it answers nothing more.
+        if first && !self.close_notify_sent && self.incoming[0].is_ascii_uppercase() {
             self.plaintext_http = true;
             return;
         }
@@ -297,6 +322,14 @@ impl Tls {
     /// Gives rustls the ciphertext it can take, and decrypts it. A TLS error queues the alert
     /// to send and ends the connection after it.
     fn feed(&mut self) {
+        // The link said `close_notify` before a handshake completed (a server stopping): what
+        // the client sends now cannot matter, and is dropped unread. (rustls would answer an
+        // error in it with a fatal alert after the `close_notify`, which it asserts it never
+        // makes.)
+        if self.close_notify_sent && self.conn.is_handshaking() {
+            (self.fed, self.filled) = (0, 0);
+            return;
+        }
         while self.fed < self.filled && !self.failed {
             match self.conn.read_tls(&mut &self.incoming[self.fed..self.filled]) {
                 Ok(n) if n > 0 => self.fed += n,
@@ -343,10 +376,16 @@ impl Tls {
         Some(self.conn.writer().write(plaintext).unwrap_or(0))
     }
 
-    /// Moves the records rustls has made into `outgoing`.
+    /// Moves the records rustls has made into `outgoing`; once the write side is shut, drops
+    /// them (what the client still sends may make some: a handshake's, an alert).
     fn encode(&mut self) {
         while self.conn.wants_write() {
-            if self.conn.write_tls(&mut self.outgoing).is_err() {
+            let written = if self.write_shut {
+                self.conn.write_tls(&mut std::io::sink())
+            } else {
+                self.conn.write_tls(&mut self.outgoing)
+            };
+            if written.is_err() {
                 break;
             }
         }
@@ -703,6 +742,56 @@ mod tests {
             [Err(HandshakeFailure::Incompatible)],
             "no common ALPN protocol"
         );
+    }
+
+    #[test]
+    fn beyond_the_limit_a_link_says_503_once_its_handshake_is_done() {
+        let pki = pki();
+        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        let mut link = Link::overloaded(Settings::default(), &clock, Some(&tls));
+        let mut client = client();
+        client
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let (got, _) = converse(&mut link, &mut client, &Watcher::default());
+        assert!(!client.is_handshaking(), "the handshake was cut short");
+        let got = String::from_utf8(got).unwrap();
+        assert!(got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{got}");
+        assert!(got.contains("Connection: close\r\n"), "{got}");
+    }
+
+    #[test]
+    fn a_link_that_has_finished_sends_nothing_more() {
+        // A server stopping before the client's first byte says close_notify and finishes;
+        // whatever comes next, plain HTTP, a ClientHello or garbage, gets no answer.
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        let mut hello = Vec::new();
+        client().write_tls(&mut hello).unwrap();
+        let plain_http = &b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..];
+        for late in [plain_http, &hello, b"\x00\x01\x02\x03 not tls"] {
+            let watcher = Watcher::default();
+            let mut link = observed_link();
+            link.drain();
+            loop {
+                match link.poll(&clock, &watcher) {
+                    Action::Send(Transmit::Bytes { bytes, .. }) => {
+                        let n = bytes.len();
+                        link.sent(n, clock.now());
+                    }
+                    Action::Finish => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+            let Action::Receive { buf, .. } = link.poll(&clock, &watcher) else {
+                panic!("a finished link drains");
+            };
+            buf[..late.len()].copy_from_slice(late);
+            link.received(late.len(), clock.now());
+            let step = link.poll(&clock, &watcher);
+            assert!(!matches!(step, Action::Send(_)), "{step:?} after Finish");
+        }
     }
 
     #[test]
