@@ -642,21 +642,6 @@ mod tests {
     }
 
     #[test]
-    fn a_link_over_the_connection_limit_answers_503_after_the_handshake() {
-        let pki = pki();
-        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
-        let clock = Clock::new(SystemTime::now(), Instant::now());
-        let mut link = Link::overloaded(Settings::default(), &clock, Some(&tls));
-        let mut client = client();
-        let handler = FileHandler("/nonexistent".into());
-        let (got, _) = converse(&mut link, &mut client, &handler);
-        assert!(!client.is_handshaking());
-        let got = String::from_utf8_lossy(&got);
-        assert!(got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{got}");
-        assert!(got.contains("Connection: close\r\n"), "{got}");
-    }
-
-    #[test]
     fn plaintext_http_gets_a_plaintext_400_and_the_end() {
         let watcher = Watcher::default();
         let (answer, end) = first_words(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", &watcher);
