@@ -67,6 +67,9 @@ pub(super) struct Tls {
     write_shut: bool,
     send_timeout: Duration,
     min_rate: u64,
+    /// The handshake must be over by then: `--header-timeout` from accept, whatever the
+    /// protocol waits for (a link beyond the connection limit has its 503 ready at once).
+    handshake_by: Instant,
     /// While ciphertext waits to be written: when the last of it was.
     sending_since: Instant,
 }
@@ -101,6 +104,7 @@ impl Tls {
             write_shut: false,
             send_timeout: settings.send_timeout,
             min_rate: settings.min_rate,
+            handshake_by: now + settings.header_timeout,
             sending_since: now,
         })
     }
@@ -143,7 +147,7 @@ impl Tls {
                 // once) waits for the handshake: rustls would only hold its bytes, and the end
                 // that follows them would cut the handshake short with a `close_notify`.
                 Action::Send(_) if self.conn.is_handshaking() => {
-                    let deadline = protocol.deadline();
+                    let deadline = self.deadline(protocol.deadline());
                     if self.handshake_awaits_input() {
                         return Action::Receive {
                             buf: self.room(),
@@ -173,6 +177,8 @@ impl Tls {
                             if self.failed || self.conn.wants_write() {
                                 continue;
                             }
+                            // The handshake's own limits too, for a model that waits on this.
+                            let deadline = self.deadline(deadline);
                             return Action::Receive {
                                 buf: self.room(),
                                 deadline,
@@ -294,15 +300,20 @@ impl Tls {
     }
 
     /// While ciphertext waits to be written, the send timeout applies to it; while the
-    /// handshake arrives, the minimum data rate.
+    /// handshake lasts, the header timeout from accept and the minimum data rate.
     pub fn deadline(&self, protocol: Instant) -> Instant {
         let mut deadline = protocol;
         if self.written < self.outgoing.len() {
             deadline = deadline.min(self.sending_since + self.send_timeout);
         }
-        let handshake = self.arrival.filter(|_| self.conn.is_handshaking());
-        if let Some(too_slow) = handshake.and_then(|arrival| arrival.too_slow_at(self.min_rate)) {
-            deadline = deadline.min(too_slow);
+        if self.conn.is_handshaking() {
+            deadline = deadline.min(self.handshake_by);
+            let too_slow = self
+                .arrival
+                .and_then(|arrival| arrival.too_slow_at(self.min_rate));
+            if let Some(too_slow) = too_slow {
+                deadline = deadline.min(too_slow);
+            }
         }
         deadline
     }
@@ -835,5 +846,20 @@ mod tests {
             link.deadline() >= clock.now() + settings.header_timeout,
             "after the handshake, the protocol's own deadline"
         );
+    }
+
+    #[test]
+    fn beyond_the_limit_the_handshake_still_has_only_the_header_timeout() {
+        let pki = pki();
+        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let clock = Clock::new(SystemTime::now(), Instant::now());
+        let settings = Settings::default();
+        let mut link = Link::overloaded(settings, &clock, Some(&tls));
+        let handler = FileHandler("/nonexistent".into());
+        let Action::Receive { deadline, .. } = link.poll(&clock, &handler) else {
+            panic!("the 503 waits for a handshake");
+        };
+        assert_eq!(deadline, clock.now() + settings.header_timeout);
+        assert_eq!(link.deadline(), deadline);
     }
 }
