@@ -27,8 +27,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Ciphertext read from the socket at most at once: one whole TLS record and its header.
-const INCOMING: usize = 16 * 1024 + 512;
+/// Ciphertext read from the socket at most at once. rustls gathers a record across reads
+/// itself, so this need not hold a whole one (16 KiB and its header); requests are small, and
+/// a model that must keep a read posted on an idle connection (`uring`) holds this much.
+const INCOMING: usize = 4 * 1024;
 /// Plaintext encrypted per batch before its records go out: a file is sent in pieces of this.
 const SENDABLE: usize = 64 * 1024;
 /// A file range is read into memory at most this much at a time, to be encrypted.
