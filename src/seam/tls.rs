@@ -510,9 +510,14 @@ mod tests {
         link_with(Settings::default())
     }
 
-    fn link_with(settings: Settings) -> Link {
+    /// The server's side: the test certificate and its key.
+    fn tls_config() -> TlsConfig {
         let pki = pki();
-        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap()
+    }
+
+    fn link_with(settings: Settings) -> Link {
+        let tls = tls_config();
         Link::new(settings, Instant::now(), Some(&tls.with_hsts(Some(600))))
     }
 
@@ -744,8 +749,7 @@ mod tests {
 
     #[test]
     fn beyond_the_limit_a_link_says_503_once_its_handshake_is_done() {
-        let pki = pki();
-        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let tls = tls_config();
         let clock = Clock::new(SystemTime::now(), Instant::now());
         let mut link = Link::overloaded(Settings::default(), &clock, Some(&tls));
         let mut client = client();
@@ -852,8 +856,7 @@ mod tests {
 
     #[test]
     fn beyond_the_limit_the_handshake_still_has_only_the_header_timeout() {
-        let pki = pki();
-        let tls = TlsConfig::from_pem(pki.cert_pem.as_bytes(), pki.key_pem.as_bytes()).unwrap();
+        let tls = tls_config();
         let clock = Clock::new(SystemTime::now(), Instant::now());
         let settings = Settings::default();
         let mut link = Link::overloaded(settings, &clock, Some(&tls));

@@ -184,6 +184,23 @@ pub fn start(args: &[String], cwd: Option<&Path>) -> Bingfa {
     }
 }
 
+/// Starts `bingfa ARGS`, which must refuse to serve: exit status 1 and one line on stderr,
+/// `bingfa: ...` with `words` in it.
+#[track_caller]
+pub fn fails_in_one_line(args: &[String], words: &str) {
+    match spawn(args, None) {
+        Started::Failed { status, stderr } => {
+            assert_eq!(status.code(), Some(1), "{args:?}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with("bingfa: ") && stderr.contains(words),
+                "{args:?}: {stderr}"
+            );
+        }
+        Started::Serving(_) => panic!("bingfa {args:?} started"),
+    }
+}
+
 /// `&[&str]` as the owned arguments `spawn` takes.
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()

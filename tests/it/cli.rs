@@ -371,16 +371,6 @@ fn tls_files_are_checked_at_start() {
             pair[1],
             &root,
         ]);
-        match binary::spawn(&args, None) {
-            binary::Started::Failed { status, stderr } => {
-                assert_eq!(status.code(), Some(1), "{pair:?}");
-                assert_eq!(stderr.lines().count(), 1, "{pair:?}: {stderr}");
-                assert!(
-                    stderr.starts_with("bingfa: ") && stderr.contains(words),
-                    "{pair:?}: {stderr}"
-                );
-            }
-            binary::Started::Serving(_) => panic!("{pair:?} started"),
-        }
+        binary::fails_in_one_line(&args, words);
     }
 }
