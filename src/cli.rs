@@ -87,6 +87,10 @@ pub struct Args {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
 
+    /// HTTP/2: requests one connection may have in flight at once
+    #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub h2_max_streams: u32,
+
     /// Serve dotfiles and dot-directories (hidden by default)
     #[arg(long)]
     pub hidden: bool,
@@ -177,6 +181,7 @@ impl Args {
         if let Some(max) = self.max_connections {
             config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
         }
+        config.h2_max_streams = self.h2_max_streams;
         config.hidden = self.hidden;
         config.listing = self.listing;
         config.error_page = self.error_page.clone();

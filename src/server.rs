@@ -39,6 +39,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Connections beyond this get a 503 and are closed.
     pub max_connections: usize,
+    /// HTTP/2: streams one connection may have open at once.
+    pub h2_max_streams: u32,
     /// Serve dotfiles and dot-directories.
     pub hidden: bool,
     /// List directories that have no `index.html`.
@@ -85,6 +87,7 @@ impl Config {
             min_rate: defaults.min_rate,
             shutdown_timeout: Duration::from_secs(30),
             max_connections: connection_budget(),
+            h2_max_streams: defaults.h2_max_streams,
             hidden: false,
             listing: false,
             error_page: None,
@@ -112,6 +115,7 @@ impl Config {
             // the server would wait for a head.
             linger: http::Settings::default().linger.min(self.header_timeout),
             observe: self.access_log.is_some() || self.metrics.is_some(),
+            h2_max_streams: self.h2_max_streams,
             ..http::Settings::default()
         }
     }

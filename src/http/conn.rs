@@ -64,6 +64,9 @@ pub struct Settings {
     /// `Strict-Transport-Security: max-age=` this on every response: for connections over
     /// TLS only (RFC 6797 §7.2: a browser ignores it over plaintext).
     pub hsts: Option<u64>,
+    /// HTTP/2: requests a client may have in flight at once on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub h2_max_streams: u32,
 }
 
 impl Default for Settings {
@@ -77,6 +80,7 @@ impl Default for Settings {
             linger: Duration::from_secs(2),
             observe: false,
             hsts: None,
+            h2_max_streams: 128,
         }
     }
 }
@@ -355,6 +359,23 @@ impl Connection {
         }
     }
 
+    /// What has been received and not yet parsed: for the seam, which looks at a plaintext
+    /// connection's first bytes to choose its protocol before this one answers them.
+    pub fn unparsed(&self) -> &[u8] {
+        &self.input[self.consumed..self.filled]
+    }
+
+    /// Asks for more bytes without answering what is buffered (what the first bytes are
+    /// cannot be told yet). Not once the input has ended: nothing more will come.
+    pub fn await_more(&mut self) -> Action<'_> {
+        self.receive()
+    }
+
+    /// The peer has closed its side: nothing more will be received.
+    pub fn input_ended(&self) -> bool {
+        self.peer_closed
+    }
+
     /// The policy this connection was made with.
     pub fn settings(&self) -> Settings {
         self.settings
@@ -581,7 +602,7 @@ impl Connection {
 /// Responses waiting to be written, in order. Consecutive in-memory parts share one buffer,
 /// so a batch of pipelined responses leaves in one write.
 #[derive(Debug, Default)]
-struct Output {
+pub(super) struct Output {
     queue: VecDeque<Segment>,
 }
 
@@ -630,7 +651,7 @@ impl From<Body> for Source {
 }
 
 impl Output {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
@@ -667,6 +688,11 @@ impl Output {
         if head_only {
             return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
         }
+        self.push_body(response);
+    }
+
+    /// Queues the content of `response`: its body, or the parts of its ranges.
+    pub(super) fn push_body(&mut self, response: Shaped) {
         let Shaped { reply, layout } = response;
         let size = reply.body.len();
         let body = Source::from(reply.body);
@@ -715,7 +741,7 @@ impl Output {
     }
 
     /// The first pending segment. Call only when not empty.
-    fn front(&self) -> Transmit<'_> {
+    pub(super) fn front(&self) -> Transmit<'_> {
         match self.queue.front() {
             Some(Segment::Bytes { data, sent }) => Transmit::Bytes {
                 bytes: &data[*sent..],
@@ -733,7 +759,7 @@ impl Output {
         }
     }
 
-    fn advance(&mut self, n: usize) {
+    pub(super) fn advance(&mut self, n: usize) {
         let finished = match self.queue.front_mut() {
             Some(Segment::Bytes { data, sent }) => {
                 *sent += n;

@@ -7,6 +7,7 @@
 //! - `request`: one request head, parsed by httparse and checked against RFC 9112/9110.
 //! - `body`: finding where a request body ends, so it can be dropped.
 //! - `conn`: the connection state machine: pipelining, persistence, timeouts, output queue.
+//! - `message`: one request and its response as messages, for HTTP/2's streams.
 //! - `reply`: what a handler answers and how its head is written.
 //! - `exchange`: what the handler is told of each answered request and of a TLS handshake,
 //!   for logs and metrics.
@@ -16,6 +17,7 @@ mod clock;
 mod conditional;
 mod conn;
 mod exchange;
+mod message;
 mod mime;
 mod negotiate;
 mod range;
@@ -28,9 +30,10 @@ pub use clock::Clock;
 pub(crate) use conn::Arrival;
 pub use conn::{Action, Connection, Handler, Settings, Transmit};
 pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSession, TlsVersion};
+pub use message::{answer, Answer, Malformed, Message, Pieces};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
-pub use reply::{Body, EntityTag, Reply, Validators};
+pub use reply::{Body, EntityTag, FieldSink, Reply, Validators};
 #[cfg(test)]
 pub(crate) use request::with_request;
 pub use request::{Field, Limits, Method, Request};

@@ -192,6 +192,23 @@ pub(crate) enum Persistence {
     Close,
 }
 
+/// Where a response's header fields go: an HTTP/1.1 head (`Name: value` lines), or the
+/// field list of an HTTP/2 HEADERS frame (`http::message`).
+pub trait FieldSink {
+    /// `name` as HTTP/1.1 spells it (`Content-Type`); `value` is valid field content.
+    fn field(&mut self, name: &'static str, value: &[u8]);
+}
+
+impl FieldSink for Vec<u8> {
+    #[inline]
+    fn field(&mut self, name: &'static str, value: &[u8]) {
+        self.extend_from_slice(name.as_bytes());
+        self.extend_from_slice(b": ");
+        self.extend_from_slice(value);
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Appends the head of `response` to `out`.
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
@@ -200,67 +217,8 @@ pub(crate) fn write_head(
     persistence: Persistence,
     hsts: Option<u64>,
 ) {
-    let reply = &response.reply;
-    out.extend_from_slice(reply.status.status_line().as_bytes());
-    out.extend_from_slice(b"Server: bingfa\r\nDate: ");
-    out.extend_from_slice(clock.date().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let not_modified = response.layout == Layout::NotModified;
-    if !not_modified {
-        field(out, "Content-Type", reply.content_type.as_deref());
-        field(out, "Content-Encoding", reply.content_encoding);
-    }
-    if let Some(length) = response.content_length() {
-        // itoa: a quarter of the cost of `write!`, on every response.
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    match &response.layout {
-        // Writing into a Vec cannot fail.
-        Layout::Single { range, size } => {
-            let _ = write!(
-                out,
-                "Content-Range: bytes {}-{}/{size}\r\n",
-                range.start,
-                range.end - 1
-            );
-        }
-        Layout::Unsatisfiable { size } => {
-            let _ = write!(out, "Content-Range: bytes */{size}\r\n");
-        }
-        _ => {}
-    }
-    if let Some(validators) = &reply.validators {
-        if !not_modified {
-            out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
-        }
-        out.extend_from_slice(b"ETag: ");
-        out.extend_from_slice(validators.etag.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        // RFC 9110 §15.4.5: a 304 with an ETag needs no other validator. §8.8.2.1: never
-        // later than Date, even for a file stamped in the future.
-        if !not_modified {
-            out.extend_from_slice(b"Last-Modified: ");
-            if validators.last_modified > clock.wall() {
-                out.extend_from_slice(clock.date().as_bytes());
-            } else {
-                out.extend_from_slice(&validators.last_modified_text);
-            }
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    field(out, "Vary", reply.vary);
-    field(out, "Cache-Control", reply.cache_control.as_deref());
-    field(out, "Location", reply.location.as_deref());
-    if reply.status == Status::MethodNotAllowed {
-        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
-    }
-    if let Some(max_age) = hsts {
-        out.extend_from_slice(b"Strict-Transport-Security: max-age=");
-        out.extend_from_slice(itoa::Buffer::new().format(max_age).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(response.reply.status.status_line().as_bytes());
+    write_fields(out, response, clock, hsts);
     match persistence {
         Persistence::Implicit => {}
         Persistence::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
@@ -269,12 +227,76 @@ pub(crate) fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
-fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+/// Gives `sink` every header field of `response` but those of HTTP/1.1's connection
+/// management (`Connection`): the same fields, in the same order, whatever the protocol.
+pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: &Clock, hsts: Option<u64>) {
+    let reply = &response.reply;
+    sink.field("Server", b"bingfa");
+    sink.field("Date", clock.date().as_bytes());
+    let not_modified = response.layout == Layout::NotModified;
+    if !not_modified {
+        field(sink, "Content-Type", reply.content_type.as_deref());
+        field(sink, "Content-Encoding", reply.content_encoding);
+    }
+    if let Some(length) = response.content_length() {
+        // itoa: a quarter of the cost of `write!`, on every response.
+        sink.field("Content-Length", itoa::Buffer::new().format(length).as_bytes());
+    }
+    let mut text = [0u8; 64];
+    match &response.layout {
+        Layout::Single { range, size } => {
+            let value = format_into(
+                &mut text,
+                format_args!("bytes {}-{}/{size}", range.start, range.end - 1),
+            );
+            sink.field("Content-Range", value);
+        }
+        Layout::Unsatisfiable { size } => {
+            let value = format_into(&mut text, format_args!("bytes */{size}"));
+            sink.field("Content-Range", value);
+        }
+        _ => {}
+    }
+    if let Some(validators) = &reply.validators {
+        if !not_modified {
+            sink.field("Accept-Ranges", b"bytes");
+        }
+        sink.field("ETag", validators.etag.as_bytes());
+        // RFC 9110 §15.4.5: a 304 with an ETag needs no other validator. §8.8.2.1: never
+        // later than Date, even for a file stamped in the future.
+        if !not_modified {
+            let last_modified = if validators.last_modified > clock.wall() {
+                clock.date().as_bytes()
+            } else {
+                &validators.last_modified_text
+            };
+            sink.field("Last-Modified", last_modified);
+        }
+    }
+    field(sink, "Vary", reply.vary);
+    field(sink, "Cache-Control", reply.cache_control.as_deref());
+    field(sink, "Location", reply.location.as_deref());
+    if reply.status == Status::MethodNotAllowed {
+        sink.field("Allow", b"GET, HEAD");
+    }
+    if let Some(max_age) = hsts {
+        let value = format_into(&mut text, format_args!("max-age={max_age}"));
+        sink.field("Strict-Transport-Security", value);
+    }
+}
+
+/// `args` written into `room`: the part written (all of it, for the short values here).
+fn format_into<'a>(room: &'a mut [u8], args: std::fmt::Arguments<'_>) -> &'a [u8] {
+    let capacity = room.len();
+    let mut rest = &mut room[..];
+    let _ = rest.write_fmt(args);
+    let written = capacity - rest.len();
+    &room[..written]
+}
+
+fn field(sink: &mut impl FieldSink, name: &'static str, value: Option<&str>) {
     if let Some(value) = value {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        sink.field(name, value.as_bytes());
     }
 }
 

@@ -23,12 +23,17 @@ const DURATION_BOUNDS: [f64; 16] = [
 /// The status classes counted, 1xx to 5xx.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The protocols requests are counted by, as the access log names them.
+const PROTOCOLS: [&str; 3] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"];
+
 /// What is counted. All zero bytes is a valid value (every field is an atomic integer),
 /// which is what a fresh anonymous mapping holds.
 #[repr(C)]
 #[derive(Debug)]
 struct Counters {
     requests: [AtomicU64; CLASSES.len()],
+    /// Requests with a request line, by protocol (an index of `PROTOCOLS`).
+    protocols: [AtomicU64; PROTOCOLS.len()],
     response_bytes: AtomicU64,
     accepted: AtomicU64,
     open: AtomicI64,
@@ -65,6 +70,12 @@ impl Metrics {
         let counters = &self.counters;
         let class = usize::from(exchange.status / 100).clamp(1, CLASSES.len()) - 1;
         counters.requests[class].fetch_add(1, Relaxed);
+        let protocol = exchange
+            .request
+            .and_then(|line| PROTOCOLS.iter().position(|&name| name == line.version));
+        if let Some(protocol) = protocol {
+            counters.protocols[protocol].fetch_add(1, Relaxed);
+        }
         counters.response_bytes.fetch_add(exchange.bytes, Relaxed);
         counters.durations[bucket(duration)].fetch_add(1, Relaxed);
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
@@ -108,6 +119,12 @@ impl Metrics {
                 out,
                 "bingfa_requests_total{{model=\"{model}\",class=\"{class}\"}} {count}"
             );
+        }
+        let name = "bingfa_protocol_requests_total";
+        header(out, name, "counter", "Requests answered, by protocol.");
+        for (protocol, count) in PROTOCOLS.iter().zip(&c.protocols) {
+            let count = count.load(Relaxed);
+            let _ = writeln!(out, "{name}{{model=\"{model}\",protocol=\"{protocol}\"}} {count}");
         }
         let help = "Bytes of the responses sent, heads included.";
         simple(
@@ -287,6 +304,31 @@ mod tests {
             .find(|line| line.rsplit_once(' ').is_some_and(|(s, _)| s == series))
             .unwrap_or_else(|| panic!("no {series} in\n{text}"));
         line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[test]
+    fn requests_count_by_protocol_when_they_have_a_request_line() {
+        let metrics = Metrics::new("epoll").unwrap();
+        metrics.exchanged(&exchange(400, 1), Duration::from_micros(50));
+        let line = crate::http::RequestLine {
+            method: b"GET",
+            target: b"/",
+            version: "HTTP/2.0",
+        };
+        let h2 = Exchange {
+            request: Some(line),
+            ..exchange(200, 1)
+        };
+        metrics.exchanged(&h2, Duration::from_micros(50));
+        let text = metrics.render();
+        let protocol = |p: &str| {
+            value(
+                &text,
+                &format!(r#"bingfa_protocol_requests_total{{model="epoll",protocol="{p}"}}"#),
+            )
+        };
+        assert_eq!(protocol("HTTP/2.0"), 1.0);
+        assert_eq!(protocol("HTTP/1.1"), 0.0, "no request line, no protocol");
     }
 
     #[test]

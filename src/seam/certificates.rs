@@ -130,7 +130,7 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    /// rustls's defaults (TLS 1.3 and 1.2, its cipher suites), ALPN `http/1.1`, session
+    /// rustls's defaults (TLS 1.3 and 1.2, its cipher suites), ALPN `h2` and `http/1.1`, session
     /// resumption by ticket (keys rotated every few hours) and by a session cache; no 0-RTT.
     pub(crate) fn new(certificates: Certificates) -> Result<TlsConfig, TlsError> {
         let chooser = Arc::new(ChooseByName(RwLock::new(Arc::new(certificates))));
@@ -138,7 +138,8 @@ impl TlsConfig {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&chooser) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first: a client offering both gets it.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.ticketer = shared_ticketer()?;
         let config = Arc::new(config);
         // What every connection will do: fail here, at start, rather than on each of them.

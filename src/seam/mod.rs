@@ -23,21 +23,26 @@
 //!   is read into the link's own buffer (`pread`, here, never in the core) and encrypted, so
 //!   `Transmit::File` reaches a model only where no encryption is needed (or, with kernel TLS,
 //!   where the kernel does it): the model `sendfile`s it without knowing which case it is in.
-//! - the **protocol** turns bytes into requests for the handler and replies into bytes. Today
-//!   it is HTTP/1.1 ([`http::Connection`]). It is chosen per connection, once: HTTP/2 when TLS
-//!   negotiates `h2` by ALPN or a plaintext connection opens with the `PRI * HTTP/2.0`
-//!   preface, HTTP/1.1 otherwise; every protocol answers through the same [`Handler`].
+//! - the **protocol** turns bytes into requests for the handler and replies into bytes:
+//!   HTTP/1.1 ([`http::Connection`]) or HTTP/2 (`h2`: the h2 crate driven from memory). It is
+//!   chosen per connection, once (`protocol`): HTTP/2 when TLS negotiates `h2` by ALPN or a
+//!   connection opens with the `PRI * HTTP/2.0` preface, HTTP/1.1 otherwise; both answer
+//!   through the same [`Handler`].
 //!
 //! Everything here is sans-IO, like the core: bytes and time come in as arguments (but for
-//! the `pread` of a file range the protocol already opened).
+//! the `pread` of a file range the protocol already opened, to encrypt it or to frame it).
 
 mod certificates;
+mod guard;
+mod h2;
+mod protocol;
 mod tls;
 
 use crate::http;
 pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
 pub(crate) use certificates::{Certificates, Pem};
 pub use certificates::{TlsConfig, TlsError};
+use protocol::Protocol;
 use std::net::IpAddr;
 use std::time::Instant;
 use tls::Tls;
@@ -57,7 +62,7 @@ pub type Step<'a> = http::Action<'a>;
 /// the client's side of a TLS connection into one.
 #[derive(Debug)]
 pub struct Link {
-    protocol: http::Connection,
+    protocol: Protocol,
     /// `None`: plaintext, the protocol's bytes pass through. Boxed, so a plaintext link stays
     /// small.
     tls: Option<Box<Tls>>,
@@ -89,18 +94,18 @@ impl Link {
     ) -> Link {
         let Some(config) = tls else {
             return Link {
-                protocol: protocol(settings),
+                protocol: Protocol::new(protocol(settings)),
                 tls: None,
             };
         };
         let settings = config.settings(settings);
         match Tls::new(config.server_config(), &settings, now) {
             Some(tls) => Link {
-                protocol: protocol(settings),
+                protocol: Protocol::new(protocol(settings)),
                 tls: Some(Box::new(tls)),
             },
             None => Link {
-                protocol: http::Connection::closed(settings, now),
+                protocol: Protocol::http1(http::Connection::closed(settings, now)),
                 tls: None,
             },
         }
@@ -130,7 +135,8 @@ impl Link {
             ..self.protocol.settings()
         };
         let peer = self.protocol.peer();
-        self.protocol = http::Connection::refusing(settings, clock, http::Status::BadRequest);
+        let refusing = http::Connection::refusing(settings, clock, http::Status::BadRequest);
+        self.protocol = Protocol::http1(refusing);
         self.protocol.set_peer(peer);
         self.tls = None;
     }

@@ -19,8 +19,8 @@
 //! (`Handler::handshake`), and to the protocol, the session it gave (`set_tls`), in the core's
 //! plain values.
 
-use super::Step;
-use crate::http::{self, Action, Arrival, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
+use super::{Protocol, Step};
+use crate::http::{Action, Arrival, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
 use crate::http::{TlsSession, TlsVersion};
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 use std::io::{ErrorKind, Read, Write};
@@ -60,6 +60,8 @@ pub(super) struct Tls {
     plaintext_http: bool,
     /// With `Settings::observe`: how the handshake ended is yet to be told.
     untold: bool,
+    /// The protocol ALPN agreed on is yet to be told to the protocol.
+    alpn_untold: bool,
     /// Why the handshake failed, if rustls refused it.
     failure: Option<HandshakeFailure>,
     /// The protocol asked to finish (half-close) or close: `close_notify` goes out first.
@@ -100,6 +102,7 @@ impl Tls {
             arrival: None,
             plaintext_http: false,
             untold: settings.observe,
+            alpn_untold: true,
             failure: None,
             ending: None,
             close_notify_sent: false,
@@ -115,11 +118,17 @@ impl Tls {
     /// protocol is driven on the way.
     pub fn poll<'a>(
         &'a mut self,
-        protocol: &'a mut http::Connection,
+        protocol: &'a mut Protocol,
         clock: &Clock,
         handler: &impl Handler,
     ) -> Step<'a> {
         loop {
+            // ALPN chooses the protocol as soon as the handshake is over, before the first
+            // plaintext reaches it (and before the session is told to it).
+            if self.alpn_untold && !self.conn.is_handshaking() {
+                self.alpn_untold = false;
+                protocol.negotiated(self.conn.alpn_protocol(), clock.now());
+            }
             // Checked here as well as inside: a call is spared on every turn after the handshake.
             if self.untold {
                 self.tell_handshake(protocol, handler);
@@ -173,6 +182,9 @@ impl Tls {
                 }
                 Action::Receive { buf, deadline } => {
                     self.feed();
+                    if self.alpn_untold && !self.conn.is_handshaking() {
+                        continue; // the protocol may change before it reads
+                    }
                     match self.conn.reader().read(buf) {
                         Ok(n) if n > 0 => protocol.received(n, clock.now()),
                         Err(e) if e.kind() == ErrorKind::WouldBlock && !self.peer_closed => {
@@ -243,7 +255,7 @@ impl Tls {
     /// Once the handshake has ended (with `Settings::observe`): tells `handler` how, and
     /// `protocol` the session it gave. A connection closed before its first byte made no
     /// handshake, and tells nothing (a browser's spare connection, a port check).
-    pub fn tell_handshake(&mut self, protocol: &mut http::Connection, handler: &impl Handler) {
+    pub fn tell_handshake(&mut self, protocol: &mut Protocol, handler: &impl Handler) {
         if !self.untold {
             return;
         }
@@ -738,8 +750,8 @@ mod tests {
             [Err(HandshakeFailure::Alert)],
             "the client does not trust us"
         );
-        let h2_only = client_of(rustls::DEFAULT_VERSIONS, b"h2", true);
-        let told = handshakes(observed_link(), h2_only).handshakes.take();
+        let spdy_only = client_of(rustls::DEFAULT_VERSIONS, b"spdy/3", true);
+        let told = handshakes(observed_link(), spdy_only).handshakes.take();
         assert_eq!(
             told,
             [Err(HandshakeFailure::Incompatible)],

@@ -1,0 +1,685 @@
+//! The HTTP/2 protocol of a link: the `h2` crate's server, driven from memory.
+//!
+//! h2 is written for async I/O: it reads and writes through `AsyncRead`/`AsyncWrite` and
+//! makes progress when polled. Here its I/O object is a [`Pipe`], two byte buffers and no
+//! socket: `received` puts what the model read into one, and `poll` drives h2 with a waker
+//! that does nothing (every `poll` of the link polls h2 again, so nothing needs waking) and
+//! hands what h2 wrote into the other to the model as `Send`. So h2's framing, HPACK, flow
+//! control and stream states do the protocol, the link stays sans-IO, and the models learn
+//! nothing new.
+//!
+//! Each request h2 accepts is answered at once by the core ([`http::answer`]): the same
+//! checks, handler and shaping as HTTP/1.1. Its body goes out as DATA frames in pieces of at
+//! most `PIECE` bytes, as the stream's and the connection's flow-control windows allow, and
+//! only while what h2 has written waits under `OUTPUT_HIGH_WATER`: a file is read (`pread`,
+//! here) a piece at a time, so a 1 GiB download never sits in memory, and a client that
+//! stops reading is cut by the send timeout.
+//!
+//! The limits h2 enforces (concurrent streams, header list and HPACK table sizes, streams
+//! reset before they are accepted, resets the client provokes) are set from `Settings`;
+//! floods of frames that are each harmless are counted by [`FrameGuard`](super::guard).
+
+use super::guard::{self, FrameGuard, Verdict};
+use crate::http::{self, Action, Clock, Exchange, FieldSink, Handler, Message, Pieces, RequestLine};
+use crate::http::{Settings, TlsSession, Transmit};
+use bytes::Bytes;
+use h2::server::{Connection, Handshake, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What a client sends first on an HTTP/2 connection (RFC 9113 §3.4).
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Read from the socket at most at once.
+const INCOMING: usize = 16 * 1024;
+/// h2 stops writing frames (and so stops reading them: a PING needs its PONG written) while
+/// this much waits for the model to send; no body piece is read while it waits either.
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// A body goes out in DATA of at most this much at a time (h2 cuts frames to the peer's
+/// maximum frame size).
+const PIECE: usize = 16 * 1024;
+/// Flow-control capacity asked for per stream at once.
+const WANTED: u32 = 64 * 1024;
+
+/// One HTTP/2 connection: h2 over a [`Pipe`], and the responses being sent.
+pub(super) struct Http2 {
+    state: State,
+    pipe: Pipe,
+    /// Where the model reads to; moved into the pipe by `received`.
+    room: Vec<u8>,
+    /// What h2 wrote, taken from the pipe: `outgoing[written..]` is not yet sent.
+    outgoing: Vec<u8>,
+    written: usize,
+    responding: Vec<Responding>,
+    /// Requests whose body is still coming.
+    waiting: Vec<Waiting>,
+    /// Scratch for each request written as an HTTP/1.1 head (`http::answer`).
+    head: Vec<u8>,
+    settings: Settings,
+    guard: FrameGuard,
+    /// The guard stopped the connection: nothing more is read, and GOAWAY with this reason
+    /// goes out (once: `None` after).
+    stopping: Option<Reason>,
+    stopped: bool,
+    peer: Option<IpAddr>,
+    tls: Option<TlsSession>,
+    /// When the current wait began (accept, the last bytes in or out).
+    since: Instant,
+    peer_closed: bool,
+    /// h2 is done (GOAWAY sent and flushed, or the peer left): then a half-close and a
+    /// linger, as for HTTP/1.1.
+    ending: Ending,
+}
+
+enum State {
+    Handshaking(Handshake<Pipe, Bytes>),
+    Open(Connection<Pipe, Bytes>),
+    Over,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Open,
+    /// h2 is over; the model is to be told to half-close.
+    Finishing,
+    Lingering,
+}
+
+/// A request whose body is still coming: it is answered at the body's end.
+struct Waiting {
+    parts: ::http::request::Parts,
+    body: RecvStream,
+    respond: SendResponse<Bytes>,
+}
+
+/// A response whose body is being sent.
+struct Responding {
+    stream: SendStream<Bytes>,
+    body: Pieces,
+    /// With `Settings::observe`: what the access log will say of it.
+    record: Option<Box<Record>>,
+}
+
+impl std::fmt::Debug for Http2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http2")
+            .field("responding", &self.responding.len())
+            .field("outgoing", &(self.outgoing.len() - self.written))
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http2 {
+    /// An HTTP/2 connection whose first bytes, `received` (the preface, perhaps more), have
+    /// already come; accepted at `accepted`.
+    pub fn new(settings: Settings, accepted: Instant, received: &[u8]) -> Http2 {
+        let pipe = Pipe::default();
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(settings.h2_max_streams)
+            .max_header_list_size(u32::try_from(settings.limits.max_header_bytes).unwrap_or(u32::MAX))
+            .header_table_size(HPACK_TABLE)
+            .max_send_buffer_size(WANTED as usize);
+        let handshake = builder.handshake(pipe.clone());
+        let mut h2 = Http2 {
+            state: State::Handshaking(handshake),
+            pipe,
+            room: Vec::new(),
+            outgoing: Vec::new(),
+            written: 0,
+            responding: Vec::new(),
+            waiting: Vec::new(),
+            head: Vec::new(),
+            settings,
+            peer: None,
+            tls: None,
+            since: accepted,
+            peer_closed: false,
+            ending: Ending::Open,
+            guard: FrameGuard::default(),
+            stopping: None,
+            stopped: false,
+        };
+        h2.take_in(received);
+        h2
+    }
+
+    pub fn set_peer(&mut self, peer: Option<IpAddr>) {
+        self.peer = peer;
+    }
+
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    pub fn set_tls(&mut self, session: Option<TlsSession>) {
+        self.tls = session;
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// The next step for the model; requests are answered by `handler` on the way.
+    pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Action<'_> {
+        loop {
+            if self.written < self.outgoing.len() {
+                return Action::Send(Transmit::Bytes {
+                    bytes: &self.outgoing[self.written..],
+                    more: false,
+                });
+            }
+            self.drive(clock, handler);
+            if self.take_output() {
+                continue;
+            }
+            return match self.ending {
+                _ if self.peer_closed => Action::Close,
+                Ending::Open => self.receive(),
+                Ending::Finishing => {
+                    self.ending = Ending::Lingering;
+                    self.since = clock.now();
+                    Action::Finish
+                }
+                Ending::Lingering => self.receive(),
+            };
+        }
+    }
+
+    /// `n` bytes were read into the room of the last `Receive`; 0: the peer closed.
+    pub fn received(&mut self, n: usize, now: Instant) {
+        self.since = now;
+        if n == 0 {
+            self.peer_closed = true;
+            self.pipe.lock().peer_closed = true;
+            return;
+        }
+        let room = std::mem::take(&mut self.room);
+        self.take_in(&room[..n]);
+        self.room = room;
+    }
+
+    /// Bytes from the client: to h2, unless they flood or come after the end.
+    fn take_in(&mut self, bytes: &[u8]) {
+        if self.ending == Ending::Lingering || self.stopped || self.stopping.is_some() {
+            return; // after the end, whatever comes is dropped
+        }
+        let passed = match self.guard.saw(bytes) {
+            Verdict::Pass => bytes,
+            Verdict::Stop { reason, frame } => {
+                self.stopping = Some(reason);
+                &bytes[..frame]
+            }
+        };
+        self.pipe.lock().input.extend_from_slice(passed);
+    }
+
+    /// `n` bytes of the last `Send` were written.
+    pub fn sent(&mut self, n: usize, now: Instant) {
+        self.written += n;
+        self.since = now;
+        if self.written >= self.outgoing.len() {
+            self.outgoing.clear();
+            self.written = 0;
+        }
+    }
+
+    /// The client took some of what the kernel holds for it: the send timeout starts over.
+    pub fn progressed(&mut self, now: Instant) {
+        if self.sending() {
+            self.since = now;
+        }
+    }
+
+    /// Nothing more to read for now: buffers holding nothing are let go.
+    pub fn rest(&mut self) {
+        self.room = Vec::new();
+        if self.outgoing.is_empty() {
+            self.outgoing = Vec::new();
+        }
+        let mut pipe = self.pipe.lock();
+        if pipe.input.is_empty() {
+            pipe.input = Vec::new();
+        }
+        if pipe.output.is_empty() {
+            pipe.output = Vec::new();
+        }
+    }
+
+    /// The server is stopping: GOAWAY, the streams in flight finish, then the end.
+    pub fn drain(&mut self) {
+        match &mut self.state {
+            State::Open(conn) => conn.graceful_shutdown(),
+            State::Handshaking(_) => self.state = State::Over,
+            State::Over => {}
+        }
+    }
+
+    /// When to close if nothing happens: the send timeout while a response is being sent,
+    /// the header timeout until the connection is set up and while a request body comes,
+    /// the idle timeout between requests, the linger time after the end.
+    pub fn deadline(&self) -> Instant {
+        let allowed = if self.ending == Ending::Lingering {
+            self.settings.linger
+        } else if self.sending() {
+            self.settings.send_timeout
+        } else if matches!(self.state, State::Handshaking(_)) || !self.waiting.is_empty() {
+            self.settings.header_timeout
+        } else {
+            self.settings.idle_timeout
+        };
+        self.since + allowed
+    }
+
+    /// Whether a response is on its way: bytes to write, or a body to send.
+    fn sending(&self) -> bool {
+        self.written < self.outgoing.len() || !self.responding.is_empty()
+    }
+
+    fn receive(&mut self) -> Action<'_> {
+        let deadline = self.deadline();
+        self.room.resize(INCOMING, 0);
+        Action::Receive {
+            buf: &mut self.room,
+            deadline,
+        }
+    }
+
+    /// Moves what h2 wrote into `outgoing`; whether there was any.
+    fn take_output(&mut self) -> bool {
+        let mut pipe = self.pipe.lock();
+        if pipe.output.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut self.outgoing, &mut pipe.output);
+        self.written = 0;
+        true
+    }
+
+    /// Lets h2 read what came and write what it must, answers the requests it accepted and
+    /// sends body pieces while there is room, until none of that makes progress.
+    fn drive(&mut self, clock: &Clock, handler: &impl Handler) {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let State::Handshaking(handshake) = &mut self.state {
+            match Pin::new(handshake).poll(&mut cx) {
+                Poll::Ready(Ok(conn)) => self.state = State::Open(conn),
+                Poll::Ready(Err(_)) => self.end(),
+                Poll::Pending => return,
+            }
+        }
+        loop {
+            let mut progressed = false;
+            loop {
+                let State::Open(conn) = &mut self.state else {
+                    return;
+                };
+                match conn.poll_accept(&mut cx) {
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        progressed = true;
+                        self.accepted(request, respond, clock, handler);
+                    }
+                    // A stream's error is h2's to answer (RST_STREAM); here it only ends
+                    // the stream.
+                    Poll::Ready(Some(Err(error))) if error.is_reset() => progressed = true,
+                    Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                        self.end();
+                        return;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            // The frames before the one at fault are h2's now; then the connection ends.
+            if let (Some(reason), State::Open(conn)) = (self.stopping.take(), &mut self.state) {
+                conn.abrupt_shutdown(reason);
+                self.stopped = true;
+                continue;
+            }
+            progressed |= self.read_bodies(&mut cx, clock, handler);
+            progressed |= self.send_pieces(clock, handler);
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// h2 is over: what it wrote goes out, then the half-close.
+    fn end(&mut self) {
+        self.state = State::Over;
+        self.responding.clear();
+        self.waiting.clear();
+        if self.ending == Ending::Open {
+            self.ending = Ending::Finishing;
+        }
+    }
+
+    /// A request h2 accepted: answered now if it is whole, else once its body has come
+    /// (and been dropped). So a body's frames are read to its end whatever the response.
+    fn accepted(
+        &mut self,
+        request: ::http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        clock: &Clock,
+        handler: &impl Handler,
+    ) {
+        let (parts, body) = request.into_parts();
+        if body.is_end_stream() {
+            self.answer(&parts, respond, clock, handler);
+        } else {
+            self.waiting.push(Waiting { parts, body, respond });
+        }
+    }
+
+    /// Reads the bodies of the requests that have one, dropping the data; answers those
+    /// whose body has ended. Whether any made progress.
+    fn read_bodies(&mut self, cx: &mut Context<'_>, clock: &Clock, handler: &impl Handler) -> bool {
+        let mut progressed = false;
+        let mut index = 0;
+        while index < self.waiting.len() {
+            let waiting = &mut self.waiting[index];
+            match waiting.body.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    progressed = true;
+                    let _ = waiting.body.flow_control().release_capacity(data.len());
+                }
+                Poll::Ready(None) => {
+                    progressed = true;
+                    let done = self.waiting.swap_remove(index);
+                    self.answer(&done.parts, done.respond, clock, handler);
+                }
+                // Reset, or broken: the stream is over (h2 has said why).
+                Poll::Ready(Some(Err(_))) => {
+                    progressed = true;
+                    self.waiting.swap_remove(index);
+                }
+                Poll::Pending => index += 1,
+            }
+        }
+        progressed
+    }
+
+    /// Answers one request; its response joins those being sent if a body follows.
+    fn answer(
+        &mut self,
+        parts: &::http::request::Parts,
+        mut respond: SendResponse<Bytes>,
+        clock: &Clock,
+        handler: &impl Handler,
+    ) {
+        let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+        let message = Message {
+            method: parts.method.as_str().as_bytes(),
+            path: path.as_bytes(),
+            authority: parts.uri.authority().map(|a| a.as_str().as_bytes()),
+        };
+        let fields = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        let limits = self.settings.limits;
+        let Ok(answer) = http::answer(message, fields, &mut self.head, &limits, clock, handler) else {
+            respond.send_reset(Reason::PROTOCOL_ERROR);
+            return;
+        };
+        let mut response = ::http::Response::new(());
+        *response.status_mut() = ::http::StatusCode::from_u16(answer.status())
+            .unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
+        answer.write_fields(&mut Fields(response.headers_mut()), clock, self.settings.hsts);
+        let record = self.settings.observe.then(|| {
+            let (status, body_bytes) = (answer.status(), answer.content_bytes());
+            Box::new(Record::of(&message, &parts.headers, status, body_bytes, clock))
+        });
+        let head_only = answer.head_only();
+        let Ok(stream) = respond.send_response(response, head_only) else {
+            return; // the client reset the stream meanwhile
+        };
+        let responding = Responding {
+            stream,
+            body: answer.into_body(),
+            record,
+        };
+        if head_only {
+            self.finished(responding, clock, handler);
+        } else {
+            self.responding.push(responding);
+        }
+    }
+
+    /// Hands body pieces to h2 as flow control allows, while little waits to be written;
+    /// reports the responses all handed over. Whether any piece went.
+    fn send_pieces(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+        let mut progressed = false;
+        let mut index = 0;
+        while index < self.responding.len() {
+            if self.pipe.lock().output.len() >= OUTPUT_HIGH_WATER {
+                break;
+            }
+            let responding = &mut self.responding[index];
+            match send_piece(responding) {
+                Sent::Piece => {
+                    progressed = true;
+                    self.guard.earned(guard::PER_PIECE);
+                    let responding = &mut self.responding[index];
+                    if responding.body.is_empty() {
+                        let done = self.responding.swap_remove(index);
+                        self.finished(done, clock, handler);
+                        continue;
+                    }
+                }
+                Sent::Nothing => {}
+                Sent::Failed => {
+                    // Reset by the client, or the file shrank: the stream ends here.
+                    let mut failed = self.responding.swap_remove(index);
+                    failed.stream.send_reset(Reason::INTERNAL_ERROR);
+                    progressed = true;
+                    continue;
+                }
+            }
+            index += 1;
+        }
+        progressed
+    }
+
+    /// A response is all handed to h2: its exchange is told (with `Settings::observe`).
+    fn finished(&mut self, responding: Responding, clock: &Clock, handler: &impl Handler) {
+        if let Some(record) = responding.record {
+            handler.exchanged(&record.exchange(self.peer, self.tls.as_ref(), clock));
+        }
+    }
+}
+
+/// What `send_piece` did.
+enum Sent {
+    Piece,
+    Nothing,
+    Failed,
+}
+
+/// Hands the next piece of `responding`'s body to h2, as much as its flow-control
+/// capacity allows.
+fn send_piece(responding: &mut Responding) -> Sent {
+    let stream = &mut responding.stream;
+    if stream.capacity() == 0 {
+        stream.reserve_capacity(WANTED as usize);
+        if stream.capacity() == 0 {
+            return Sent::Nothing;
+        }
+    }
+    let room = stream.capacity().min(PIECE);
+    let piece = match responding.body.front() {
+        Transmit::Bytes { bytes, .. } => Bytes::copy_from_slice(&bytes[..room.min(bytes.len())]),
+        Transmit::File { file, offset, len } => {
+            let mut piece = vec![0; room.min(len)];
+            match rustix::io::pread(file, &mut piece, offset) {
+                Ok(n) if n > 0 => piece.truncate(n),
+                _ => return Sent::Failed,
+            }
+            Bytes::from(piece)
+        }
+    };
+    let n = piece.len();
+    responding.body.advance(n);
+    let last = responding.body.is_empty();
+    match stream.send_data(piece, last) {
+        Ok(()) => Sent::Piece,
+        Err(_) => Sent::Failed,
+    }
+}
+
+/// The HPACK dynamic table the server lets a client use (SETTINGS_HEADER_TABLE_SIZE): the
+/// protocol's default.
+const HPACK_TABLE: u32 = 4096;
+
+/// The response's fields into h2's header map, names in lower case (`HeaderName` lowers
+/// them). The core writes only valid names and values.
+struct Fields<'a>(&'a mut ::http::HeaderMap);
+
+impl FieldSink for Fields<'_> {
+    fn field(&mut self, name: &'static str, value: &[u8]) {
+        let name = ::http::HeaderName::from_bytes(name.as_bytes());
+        let value = ::http::HeaderValue::from_bytes(value);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            self.0.append(name, value);
+        }
+    }
+}
+
+/// What the access log says of one stream, copied from its request.
+struct Record {
+    /// Method, target, Referer and User-Agent, one after the other, and where each ends.
+    text: Vec<u8>,
+    ends: [usize; 4],
+    present: [bool; 2],
+    status: u16,
+    body_bytes: u64,
+    received: Instant,
+}
+
+impl Record {
+    fn of(
+        message: &Message<'_>,
+        headers: &::http::HeaderMap,
+        status: u16,
+        body_bytes: u64,
+        clock: &Clock,
+    ) -> Record {
+        let referer = headers.get(::http::header::REFERER);
+        let user_agent = headers.get(::http::header::USER_AGENT);
+        let mut text = Vec::new();
+        let mut ends = [0; 4];
+        let parts = [
+            Some(message.method),
+            Some(message.path),
+            referer.map(|v| v.as_bytes()),
+            user_agent.map(|v| v.as_bytes()),
+        ];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            text.extend_from_slice(part.unwrap_or_default());
+            *end = text.len();
+        }
+        Record {
+            text,
+            ends,
+            present: [referer.is_some(), user_agent.is_some()],
+            status,
+            body_bytes,
+            received: clock.now(),
+        }
+    }
+
+    fn exchange<'a>(
+        &'a self,
+        peer: Option<IpAddr>,
+        tls: Option<&'a TlsSession>,
+        clock: &Clock,
+    ) -> Exchange<'a> {
+        let [method, target, referer, user_agent] = self.ends;
+        Exchange {
+            peer,
+            tls,
+            request: Some(RequestLine {
+                method: &self.text[..method],
+                target: &self.text[method..target],
+                version: "HTTP/2.0",
+            }),
+            referer: self.present[0].then(|| &self.text[target..referer]),
+            user_agent: self.present[1].then(|| &self.text[referer..user_agent]),
+            status: self.status,
+            body_bytes: self.body_bytes,
+            bytes: self.body_bytes,
+            received: self.received,
+            time: clock.wall(),
+        }
+    }
+}
+
+/// The bytes between the link and h2: what came from the peer, what h2 wrote for it.
+#[derive(Debug, Default)]
+struct Buffers {
+    input: Vec<u8>,
+    /// `input[read..]` is not yet read by h2.
+    read: usize,
+    output: Vec<u8>,
+    peer_closed: bool,
+}
+
+/// h2's I/O object: the link's buffers, shared with it (h2 owns its I/O object and lends it
+/// to no one, so the link keeps a second handle).
+#[derive(Debug, Clone, Default)]
+struct Pipe(Arc<Mutex<Buffers>>);
+
+impl Pipe {
+    fn lock(&self) -> MutexGuard<'_, Buffers> {
+        // Nothing panics while holding it; should something, the buffers are still whole.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl AsyncRead for Pipe {
+    fn poll_read(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut pipe = self.lock();
+        let unread = pipe.input.len() - pipe.read;
+        if unread == 0 {
+            // The end of stream, or nothing yet: the link polls again when more comes.
+            return if pipe.peer_closed {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
+        }
+        let n = unread.min(buf.remaining());
+        let start = pipe.read;
+        buf.put_slice(&pipe.input[start..start + n]);
+        pipe.read += n;
+        if pipe.read == pipe.input.len() {
+            pipe.input.clear();
+            pipe.read = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Pipe {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        let mut pipe = self.lock();
+        if pipe.output.len() >= OUTPUT_HIGH_WATER {
+            return Poll::Pending; // the link polls again once the model has sent some
+        }
+        pipe.output.extend_from_slice(bytes);
+        Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
