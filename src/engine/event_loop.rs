@@ -301,11 +301,11 @@ impl<'a, H: Handler> EventLoop<'a, H> {
     }
 
     fn close_expired(&mut self) {
-        let now = self.clock.now();
+        let (clock, handler) = (&self.clock, &self.context.handler);
         let expired: Vec<usize> = self
             .connections
             .iter_mut()
-            .filter_map(|(key, client)| client.expired(now).then_some(key))
+            .filter_map(|(key, client)| client.expired(clock, handler).then_some(key))
             .collect();
         for key in expired {
             self.close(key);

@@ -12,7 +12,6 @@ use std::ffi::c_int;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
 use std::os::fd::AsFd;
-use std::time::Instant;
 
 /// A connection as the readiness-based models hold it: the socket, its link to the protocol,
 /// and its place under the connection limit.
@@ -51,15 +50,24 @@ impl Client {
     }
 
     /// True once the link's deadline has passed, unless the client turns out to be still
-    /// taking a response (see [`SendWatch`]).
-    pub fn expired(&mut self, now: Instant) -> bool {
+    /// taking a response (see [`SendWatch`]), or the link has a last word to say first
+    /// (`Link::expire`), which is sent here.
+    pub fn expired(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+        let now = clock.now();
         if self.link.deadline() > now {
             return false;
         }
         if self.watch.moving(&self.socket) {
             self.link.progressed(now);
         }
-        self.link.deadline() <= now
+        if self.link.deadline() > now {
+            return false;
+        }
+        !(self.link.expire(now)
+            && matches!(
+                self.pump(clock, handler, Reads::UntilBlocked),
+                Pumped::Blocked { .. }
+            ))
     }
 }
 

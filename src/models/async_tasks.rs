@@ -181,6 +181,7 @@ async fn drive<H: Handler>(
     shared: &Shared<H>,
 ) -> io::Result<()> {
     let mut watch = SendWatch::default();
+    let mut stopping = false;
     loop {
         tick(clock);
         let done = match link.poll(clock, &shared.context.handler) {
@@ -198,11 +199,21 @@ async fn drive<H: Handler>(
             }
             Step::Receive { buf, deadline } => {
                 // Waiting for the next request is where a stopping server lets go, and
-                // where the core's header and idle timeouts apply.
+                // where the core's header and idle timeouts apply (after a last word:
+                // HTTP/2's GOAWAY, and its streams in flight).
                 let ready = tokio::time::timeout_at(deadline.into(), stream.readable());
-                let mut ready = match unless_stopped(&shared.stop, ready).await {
+                let waited = if stopping {
+                    Some(ready.await)
+                } else {
+                    unless_stopped(&shared.stop, ready).await
+                };
+                let mut ready = match waited {
                     Some(Ok(ready)) => ready?,
-                    // Stopped, or the deadline passed.
+                    None if link.drain() => {
+                        stopping = true;
+                        continue;
+                    }
+                    Some(Err(_elapsed)) if link.expire(Instant::now()) => continue,
                     None | Some(Err(_)) => return Ok(()),
                 };
                 ready

@@ -49,7 +49,9 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
             // Refuse new clients; let each connection finish its response, then end.
             listener = None;
             draining_until = Some(clock.now() + context.shutdown_timeout);
-            clients.iter_mut().for_each(|client| client.link.drain());
+            clients.iter_mut().for_each(|client| {
+                client.link.drain();
+            });
         }
         let mut progressed = match &listener {
             Some(listener) => accept_all(listener, context, &clock, &mut clients),
@@ -61,7 +63,7 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
                     progressed: moved, ..
                 } => {
                     progressed |= moved;
-                    !client.expired(clock.now())
+                    !client.expired(&clock, &context.handler)
                 }
                 Pumped::Over => false,
             },

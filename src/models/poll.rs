@@ -61,7 +61,9 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
             // Refuse new clients; let each connection finish its response, then end.
             listener = None;
             draining_until = Some(clock.now() + context.shutdown_timeout);
-            waiting.iter_mut().for_each(|entry| entry.client.link.drain());
+            waiting.iter_mut().for_each(|entry| {
+                entry.client.link.drain();
+            });
             ready.clear();
             ready.extend(0..waiting.len());
         }
@@ -78,7 +80,7 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
                 Pumped::Over => drop(waiting.swap_remove(index)),
             }
         }
-        waiting.retain_mut(|entry| !entry.client.expired(clock.now()));
+        waiting.retain_mut(|entry| !entry.client.expired(&clock, &context.handler));
     }
 }
 

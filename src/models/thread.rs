@@ -25,9 +25,10 @@ use crate::engine::{accept_until_shutdown, clock_now, tick, transmit, Context};
 use crate::error::Error;
 use crate::net::{Listener, Stream};
 use crate::seam::{Handler, Link, Step};
-use crate::shutdown::readable_unless_shutdown;
+use crate::shutdown::wait_readable;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
@@ -72,6 +73,7 @@ pub(super) fn serve<H: Handler>(stream: Stream, mut link: Link, context: &Contex
 
 fn drive<H: Handler>(stream: &Stream, link: &mut Link, context: &Context<H>) -> io::Result<()> {
     let mut clock = clock_now();
+    let mut stopping = false;
     loop {
         tick(&mut clock);
         match link.poll(&clock, &context.handler) {
@@ -82,9 +84,25 @@ fn drive<H: Handler>(stream: &Stream, link: &mut Link, context: &Context<H>) -> 
             },
             Step::Receive { buf, deadline } => {
                 // Waiting for the next request is where a stopping server lets go: a
-                // response in flight is finished first, an idle connection closes at once.
-                let wait = deadline.saturating_duration_since(clock.now());
-                if !readable_unless_shutdown(stream, &context.shutdown, Some(wait))? {
+                // response in flight is finished first, an idle connection closes at once
+                // (but for a last word: HTTP/2's GOAWAY, and its streams in flight).
+                let wait = Some(deadline.saturating_duration_since(clock.now()));
+                let [readable, stopped] = if stopping {
+                    [wait_readable([stream.as_fd()], wait)?[0], false]
+                } else {
+                    wait_readable([stream.as_fd(), context.shutdown.fd()], wait)?
+                };
+                if stopped {
+                    stopping = true;
+                    if !link.drain() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                if !readable {
+                    if link.expire(Instant::now()) {
+                        continue;
+                    }
                     return Ok(());
                 }
                 match (&*stream).read(buf) {

@@ -152,6 +152,8 @@ struct RingClient {
     in_flight: Option<Op>,
     /// Past its deadline: dropped as soon as its operation completes.
     expired: bool,
+    /// Its receive is cancelled for the link to say a last word (`Link::expire`, `drain`).
+    last_words: bool,
     /// Looked at on every sweep while a send is in flight, which may wait long for room.
     watch: SendWatch,
     _admission: Option<Admission>,
@@ -287,8 +289,9 @@ impl<'a, H: Handler> Worker<'a, H> {
             .connections
             .iter_mut()
             .filter_map(|(key, client)| {
-                client.link.drain();
-                (client.in_flight == Some(Op::Receive)).then_some(key)
+                let receiving = client.in_flight == Some(Op::Receive);
+                client.last_words = client.link.drain() && receiving;
+                receiving.then_some(key)
             })
             .collect();
         for key in waiting {
@@ -307,6 +310,7 @@ impl<'a, H: Handler> Worker<'a, H> {
             sent: 0,
             in_flight: None,
             expired: false,
+            last_words: false,
             watch: SendWatch::default(),
             _admission: admission,
         });
@@ -392,7 +396,8 @@ impl<'a, H: Handler> Worker<'a, H> {
             .collect();
         for key in expired {
             let client = &mut self.connections[key];
-            client.expired = true;
+            client.last_words = client.in_flight == Some(Op::Receive) && client.link.expire(now);
+            client.expired = !client.last_words;
             match client.in_flight {
                 Some(op) => self.cancel(op.user_data(key))?,
                 None => drop(self.connections.remove(key)),
@@ -502,7 +507,7 @@ impl RingClient {
     /// A receive completed with `result`; false if the connection is over.
     fn received(&mut self, result: i32, clock: &Clock, handler: &impl Handler) -> bool {
         let Ok(n) = usize::try_from(result) else {
-            return false;
+            return std::mem::take(&mut self.last_words); // cancelled for a last word, or failed
         };
         if n > 0 {
             // The link asked for bytes and has not been called since, so asking again gives

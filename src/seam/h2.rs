@@ -67,6 +67,11 @@ pub(super) struct Http2 {
     /// goes out (once: `None` after).
     stopping: Option<Reason>,
     stopped: bool,
+    /// Its deadline passed, and it is saying GOAWAY.
+    expired: bool,
+    /// The server is stopping: h2's first GOAWAY and PING are out, and it waits for the
+    /// PING's answer to send the last (a client that never answers has the header timeout).
+    draining: bool,
     peer: Option<IpAddr>,
     tls: Option<TlsSession>,
     /// When the current wait began (accept, the last bytes in or out).
@@ -146,6 +151,8 @@ impl Http2 {
             guard: FrameGuard::default(),
             stopping: None,
             stopped: false,
+            expired: false,
+            draining: false,
         };
         h2.take_in(received);
         h2
@@ -253,24 +260,49 @@ impl Http2 {
         }
     }
 
-    /// The server is stopping: GOAWAY, the streams in flight finish, then the end.
-    pub fn drain(&mut self) {
+    /// The server is stopping: GOAWAY, the streams in flight finish, then the end. Whether
+    /// there is a GOAWAY to send.
+    pub fn drain(&mut self) -> bool {
         match &mut self.state {
-            State::Open(conn) => conn.graceful_shutdown(),
-            State::Handshaking(_) => self.state = State::Over,
-            State::Over => {}
+            State::Open(conn) => {
+                conn.graceful_shutdown();
+                self.draining = true;
+                true
+            }
+            State::Handshaking(_) => {
+                self.end();
+                false
+            }
+            State::Over => false,
         }
     }
 
+    /// The deadline passed: an idle connection (or one whose request never ends) says
+    /// GOAWAY before it closes, within the linger time. Whether it has that to send; not
+    /// while a response is stuck (the client takes nothing), nor a second time.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        if self.expired || self.sending() {
+            return false;
+        }
+        let State::Open(conn) = &mut self.state else {
+            return false;
+        };
+        conn.abrupt_shutdown(Reason::NO_ERROR);
+        self.expired = true;
+        self.since = now;
+        true
+    }
+
     /// When to close if nothing happens: the send timeout while a response is being sent,
-    /// the header timeout until the connection is set up and while a request body comes,
+    /// the header timeout until the connection is set up, while a request body comes and
+    /// while a stopping server waits for the client's answer to its GOAWAY's PING,
     /// the idle timeout between requests, the linger time after the end.
     pub fn deadline(&self) -> Instant {
-        let allowed = if self.ending == Ending::Lingering {
+        let allowed = if self.ending == Ending::Lingering || self.expired {
             self.settings.linger
         } else if self.sending() {
             self.settings.send_timeout
-        } else if matches!(self.state, State::Handshaking(_)) || !self.waiting.is_empty() {
+        } else if matches!(self.state, State::Handshaking(_)) || !self.waiting.is_empty() || self.draining {
             self.settings.header_timeout
         } else {
             self.settings.idle_timeout

@@ -13,7 +13,8 @@
 //!     }
 //! }
 //! ```
-//! and closes the connection when `link.deadline()` has passed.
+//! and closes the connection when `link.deadline()` has passed (unless `link.expire(now)`
+//! says the link has a last word to send first: then it goes on driving it).
 //!
 //! A link has two halves, and models learn neither:
 //! - the **transport** turns what the socket carries into what the protocol reads, and back.
@@ -183,8 +184,19 @@ impl Link {
     }
 
     /// The server is stopping: finish the response in flight, take no further request.
-    pub fn drain(&mut self) {
-        self.protocol.drain();
+    /// Whether the link has something to send even if it now waits for input (HTTP/2: its
+    /// GOAWAY, and the streams in flight): a model that closes a connection waiting for
+    /// input at the stop drives such a link on instead.
+    pub fn drain(&mut self) -> bool {
+        self.protocol.drain()
+    }
+
+    /// [`Link::deadline`] has passed. Whether the link has a last word before the close
+    /// (HTTP/2: GOAWAY, RFC 9113 §6.8); if so the model drives it on as usual, under a new
+    /// deadline of at most the linger time, and closes it when that passes too. HTTP/1.1 has
+    /// none: the model closes at once.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        self.protocol.expire(now)
     }
 
     /// When to close the connection if nothing happens before.

@@ -144,10 +144,22 @@ impl Protocol {
         }
     }
 
-    pub fn drain(&mut self) {
+    /// Whether there is something left to send (see `Link::drain`).
+    pub fn drain(&mut self) -> bool {
         match self {
-            Protocol::Http1 { conn, .. } => conn.drain(),
+            Protocol::Http1 { conn, .. } => {
+                conn.drain();
+                false
+            }
             Protocol::Http2(h2) => h2.drain(),
+        }
+    }
+
+    /// Whether there is a last word to send (see `Link::expire`).
+    pub fn expire(&mut self, now: Instant) -> bool {
+        match self {
+            Protocol::Http1 { .. } => false,
+            Protocol::Http2(h2) => h2.expire(now),
         }
     }
 

@@ -165,6 +165,7 @@ mod encoding;
 mod errors;
 mod files;
 mod forks;
+mod goaway;
 mod handler;
 mod headers;
 mod isolation;

@@ -649,6 +649,10 @@ const NOT_OVER_TLS: &[(&str, &str)] = &[
         "external programs are handed http:// URLs; its HTTPS cases run in every model already",
     ),
     (
+        "goaway",
+        "raw HTTP/2 frames with prior knowledge: over TLS, ALPN chooses (h2 and clients cover it)",
+    ),
+    (
         "handler",
         "serves its own handler through bingfa::serve_handler, not a TestServer",
     ),
