@@ -143,6 +143,12 @@ impl FrameGuard {
         Verdict::Pass
     }
 
+    /// Whether the bytes so far end inside a frame (its header or payload) or inside a
+    /// header block (HEADERS awaiting CONTINUATION): something has begun and not ended.
+    pub fn within_frame(&self) -> bool {
+        self.header_len > 0 || self.payload_left > 0 || self.continuing.is_some()
+    }
+
     /// A piece of a response body went out: the client's WINDOW_UPDATEs for it are due.
     pub fn earned(&mut self, amount: i64) {
         self.budget = self.budget.saturating_add(amount);

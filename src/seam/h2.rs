@@ -21,7 +21,7 @@
 
 use super::guard::{self, FrameGuard, Verdict};
 use crate::http::{self, Action, Clock, Exchange, FieldSink, Handler, Message, Pieces, RequestLine};
-use crate::http::{Settings, TlsSession, Transmit};
+use crate::http::{Arrival, Settings, TlsSession, Transmit};
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
@@ -74,8 +74,11 @@ pub(super) struct Http2 {
     draining: bool,
     peer: Option<IpAddr>,
     tls: Option<TlsSession>,
-    /// When the current wait began (accept, the last bytes in or out).
+    /// When the current wait began (accept, the last bytes in or out, the first byte of a
+    /// frame still arriving).
     since: Instant,
+    /// While a request arrives: since when, and how many bytes, for the minimum data rate.
+    arrival: Option<Arrival>,
     peer_closed: bool,
     /// h2 is done (GOAWAY sent and flushed, or the peer left): then a half-close and a
     /// linger, as for HTTP/1.1.
@@ -146,6 +149,7 @@ impl Http2 {
             peer: None,
             tls: None,
             since: accepted,
+            arrival: None,
             peer_closed: false,
             ending: Ending::Open,
             guard: FrameGuard::default(),
@@ -202,15 +206,33 @@ impl Http2 {
 
     /// `n` bytes were read into the room of the last `Receive`; 0: the peer closed.
     pub fn received(&mut self, n: usize, now: Instant) {
-        self.since = now;
         if n == 0 {
+            self.since = now;
             self.peer_closed = true;
             self.pipe.lock().peer_closed = true;
             return;
         }
+        let trickling = self.guard.within_frame();
         let room = std::mem::take(&mut self.room);
         self.take_in(&room[..n]);
         self.room = room;
+        // A frame cut across reads keeps the time its first byte came: the header timeout
+        // counts from there, as for an HTTP/1.1 head. Otherwise the wait starts over.
+        if !(trickling && self.guard.within_frame()) {
+            self.since = now;
+        }
+        if self.arriving() {
+            self.arrival.get_or_insert(Arrival::new(now, 0)).add(n);
+        } else {
+            self.arrival = None;
+        }
+    }
+
+    /// Whether a request is on its way: a frame begun and not ended, or a request body that
+    /// has not ended. The header timeout and the minimum data rate apply, as to an HTTP/1.1
+    /// request.
+    fn arriving(&self) -> bool {
+        self.guard.within_frame() || !self.waiting.is_empty()
     }
 
     /// Bytes from the client: to h2, unless they flood or come after the end.
@@ -302,12 +324,17 @@ impl Http2 {
             self.settings.linger
         } else if self.sending() {
             self.settings.send_timeout
-        } else if matches!(self.state, State::Handshaking(_)) || !self.waiting.is_empty() || self.draining {
+        } else if matches!(self.state, State::Handshaking(_)) || self.arriving() || self.draining {
             self.settings.header_timeout
         } else {
             self.settings.idle_timeout
         };
-        self.since + allowed
+        let too_slow = self
+            .arrival
+            .filter(|_| self.arriving() && !self.sending())
+            .and_then(|arrival| arrival.too_slow_at(self.settings.min_rate));
+        let deadline = self.since + allowed;
+        too_slow.map_or(deadline, |too_slow| deadline.min(too_slow))
     }
 
     /// Whether a response is on its way: bytes to write, or a body to send.
