@@ -165,6 +165,7 @@ mod encoding;
 mod errors;
 mod files;
 mod forks;
+mod h2;
 mod handler;
 mod headers;
 mod isolation;
