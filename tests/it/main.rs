@@ -166,6 +166,7 @@ mod errors;
 mod files;
 mod forks;
 mod goaway;
+mod h2;
 mod handler;
 mod headers;
 mod isolation;

@@ -759,6 +759,12 @@ fn tls_servers() -> MutexGuard<'static, BTreeSet<SocketAddr>> {
     SERVERS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether the server at `addr` was started over TLS: a client of its own (not a `Client`)
+/// must then speak TLS to it.
+pub fn serves_tls(addr: SocketAddr) -> bool {
+    tls_servers().contains(&addr)
+}
+
 /// A TLS connection to `addr` as the suite's clients make them (trusting the test CA, for
 /// `localhost`), with the safety timeout on reads; the handshake happens at the first read or
 /// write.
