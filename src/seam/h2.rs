@@ -36,7 +36,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What a client sends first on an HTTP/2 connection (RFC 9113 §3.4).
 pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Read from the socket at most at once.
+/// Read from the socket at once: the room starts at `FIRST_ROOM` (a batch of requests, whose
+/// fields HPACK has shrunk to a few bytes each, fits) and doubles after a read that filled it,
+/// up to `INCOMING`. It is let go at rest, so each read after one takes a fresh room: a
+/// small one costs little to make.
+const FIRST_ROOM: usize = 2 * 1024;
 const INCOMING: usize = 16 * 1024;
 /// h2 stops writing frames (and so stops reading them: a PING needs its PONG written) while
 /// this much waits for the model to send; no body piece is read while it waits either.
@@ -51,8 +55,10 @@ const WANTED: u32 = 64 * 1024;
 pub(super) struct Http2 {
     state: State,
     pipe: Pipe,
-    /// Where the model reads to; moved into the pipe by `received`.
+    /// Where the model reads to; copied into the pipe by `received`. Its size is kept across
+    /// rests (`room_size`).
     room: Vec<u8>,
+    room_size: usize,
     /// What h2 wrote, taken from the pipe: `outgoing[written..]` is not yet sent.
     outgoing: Vec<u8>,
     written: usize,
@@ -140,6 +146,7 @@ impl Http2 {
             state: State::Handshaking(handshake),
             pipe,
             room: Vec::new(),
+            room_size: FIRST_ROOM,
             outgoing: Vec::new(),
             written: 0,
             responding: Vec::new(),
@@ -211,6 +218,9 @@ impl Http2 {
             self.peer_closed = true;
             self.pipe.lock().peer_closed = true;
             return;
+        }
+        if n == self.room.len() {
+            self.room_size = (self.room_size * 2).min(INCOMING);
         }
         let trickling = self.guard.within_frame();
         let room = std::mem::take(&mut self.room);
@@ -344,7 +354,7 @@ impl Http2 {
 
     fn receive(&mut self) -> Action<'_> {
         let deadline = self.deadline();
-        self.room.resize(INCOMING, 0);
+        self.room.resize(self.room_size, 0);
         Action::Receive {
             buf: &mut self.room,
             deadline,
@@ -487,6 +497,7 @@ impl Http2 {
             return;
         };
         let mut response = ::http::Response::new(());
+        response.headers_mut().reserve(FIELDS);
         *response.status_mut() = ::http::StatusCode::from_u16(answer.status())
             .unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
         answer.write_fields(&mut Fields(response.headers_mut()), clock, self.settings.hsts);
@@ -591,19 +602,41 @@ fn send_piece(responding: &mut Responding) -> Sent {
     }
 }
 
+/// Room for the most header fields a response has, so that the map is made once.
+const FIELDS: usize = 16;
+
 /// The HPACK dynamic table the server lets a client use (SETTINGS_HEADER_TABLE_SIZE): the
 /// protocol's default.
 const HPACK_TABLE: u32 = 4096;
 
-/// The response's fields into h2's header map, names in lower case (`HeaderName` lowers
-/// them). The core writes only valid names and values.
+/// The response's fields into h2's header map, names in lower case. The core writes only
+/// valid names and values; those it writes are named by `http`'s constants, so that no name
+/// is parsed per response.
 struct Fields<'a>(&'a mut ::http::HeaderMap);
 
 impl FieldSink for Fields<'_> {
     fn field(&mut self, name: &'static str, value: &[u8]) {
-        let name = ::http::HeaderName::from_bytes(name.as_bytes());
-        let value = ::http::HeaderValue::from_bytes(value);
-        if let (Ok(name), Ok(value)) = (name, value) {
+        use ::http::header;
+        let name = match name {
+            "Server" => header::SERVER,
+            "Date" => header::DATE,
+            "Content-Type" => header::CONTENT_TYPE,
+            "Content-Length" => header::CONTENT_LENGTH,
+            "Content-Encoding" => header::CONTENT_ENCODING,
+            "Content-Range" => header::CONTENT_RANGE,
+            "Accept-Ranges" => header::ACCEPT_RANGES,
+            "ETag" => header::ETAG,
+            "Last-Modified" => header::LAST_MODIFIED,
+            "Vary" => header::VARY,
+            "Cache-Control" => header::CACHE_CONTROL,
+            "Location" => header::LOCATION,
+            "Strict-Transport-Security" => header::STRICT_TRANSPORT_SECURITY,
+            other => match header::HeaderName::from_bytes(other.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        if let Ok(value) = header::HeaderValue::from_bytes(value) {
             self.0.append(name, value);
         }
     }
