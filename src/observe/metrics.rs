@@ -126,7 +126,7 @@ impl Metrics {
             let count = count.load(Relaxed);
             let _ = writeln!(out, "{name}{{model=\"{model}\",protocol=\"{protocol}\"}} {count}");
         }
-        let help = "Bytes of the responses sent, heads included.";
+        let help = "Bytes of the responses sent, heads included (over HTTP/2, content only).";
         simple(
             out,
             "bingfa_response_bytes_total",

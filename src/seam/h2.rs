@@ -8,8 +8,9 @@
 //! control and stream states do the protocol, the link stays sans-IO, and the models learn
 //! nothing new.
 //!
-//! Each request h2 accepts is answered at once by the core ([`http::answer`]): the same
-//! checks, handler and shaping as HTTP/1.1. Its body goes out as DATA frames in pieces of at
+//! Each request h2 accepts is answered by the core ([`http::answer`]) as soon as it is whole
+//! (a request body is read to its end and dropped): the same checks, handler and shaping as
+//! HTTP/1.1. The response's body goes out as DATA frames in pieces of at
 //! most `PIECE` bytes, as the stream's and the connection's flow-control windows allow, and
 //! only while what h2 has written waits under `OUTPUT_HIGH_WATER`: a file is read (`pread`,
 //! here) a piece at a time, so a 1 GiB download never sits in memory, and a client that
@@ -704,6 +705,8 @@ impl Record {
             user_agent: self.present[1].then(|| &self.text[referer..user_agent]),
             status: self.status,
             body_bytes: self.body_bytes,
+            // The head went HPACK-compressed among other streams' frames: only the content
+            // is counted.
             bytes: self.body_bytes,
             received: self.received,
             time: clock.wall(),

@@ -73,14 +73,15 @@ impl Link {
     /// A connection accepted at `now`, over TLS if `tls` is given.
     pub fn new(settings: Settings, now: Instant, tls: Option<&TlsConfig>) -> Link {
         Link::over(tls, settings, now, |settings| {
-            http::Connection::new(settings, now)
+            Protocol::new(http::Connection::new(settings, now))
         })
     }
 
     /// A connection accepted beyond the connection limit: it only says 503 and closes.
     pub fn overloaded(settings: Settings, clock: &Clock, tls: Option<&TlsConfig>) -> Link {
+        // Its 503 is HTTP/1.1's whatever the client speaks: it is not served.
         Link::over(tls, settings, clock.now(), |settings| {
-            http::Connection::overloaded(settings, clock)
+            Protocol::http1(http::Connection::overloaded(settings, clock))
         })
     }
 
@@ -91,18 +92,18 @@ impl Link {
         tls: Option<&TlsConfig>,
         settings: Settings,
         now: Instant,
-        protocol: impl FnOnce(Settings) -> http::Connection,
+        protocol: impl FnOnce(Settings) -> Protocol,
     ) -> Link {
         let Some(config) = tls else {
             return Link {
-                protocol: Protocol::new(protocol(settings)),
+                protocol: protocol(settings),
                 tls: None,
             };
         };
         let settings = config.settings(settings);
         match Tls::new(config.server_config(), &settings, now) {
             Some(tls) => Link {
-                protocol: Protocol::new(protocol(settings)),
+                protocol: protocol(settings),
                 tls: Some(Box::new(tls)),
             },
             None => Link {

@@ -73,10 +73,12 @@ impl Protocol {
     }
 
     /// TLS agreed on `alpn`: `h2` makes this connection HTTP/2, `http/1.1` HTTP/1.1; none
-    /// leaves the choice to the first bytes.
+    /// leaves the choice to the first bytes. A connection that is HTTP/1.1 whatever comes
+    /// (one that only refuses) stays so.
     pub fn negotiated(&mut self, alpn: Option<&[u8]>, now: Instant) {
+        let choosing = matches!(self, Protocol::Http1 { sniffing: true, .. });
         match alpn {
-            Some(b"h2") => self.become_http2(now),
+            Some(b"h2") if choosing => self.become_http2(now),
             Some(_) => self.stop_sniffing(),
             None => {}
         }
@@ -193,7 +195,71 @@ fn sniff(first: &[u8]) -> Sniffed {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Link, Step};
     use super::*;
+    use crate::http::{Reply, Request, Status, Transmit};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    struct NotFound;
+
+    impl Handler for NotFound {
+        fn handle(&self, _request: &Request<'_>) -> Reply {
+            Reply::error(Status::NotFound)
+        }
+    }
+
+    /// What `link` sends when it hears `bytes` and then the end of stream.
+    fn answer_to(mut link: Link, bytes: &[u8]) -> Vec<u8> {
+        let clock = Clock::new(UNIX_EPOCH + Duration::from_secs(784_111_777), Instant::now());
+        let (mut to_link, mut out, mut ended) = (bytes.to_vec(), Vec::new(), false);
+        for _ in 0..100 {
+            match link.poll(&clock, &NotFound) {
+                Step::Send(Transmit::Bytes { bytes, .. }) => {
+                    out.extend_from_slice(bytes);
+                    let n = bytes.len();
+                    link.sent(n, clock.now());
+                }
+                Step::Receive { buf, .. } if !to_link.is_empty() => {
+                    let n = buf.len().min(to_link.len());
+                    buf[..n].copy_from_slice(&to_link[..n]);
+                    to_link.drain(..n);
+                    link.received(n, clock.now());
+                }
+                Step::Receive { .. } if !ended => {
+                    ended = true;
+                    link.received(0, clock.now());
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_preface_makes_http2_and_a_short_http1_request_is_answered_at_once() {
+        let settings = Settings::default();
+        let now = Instant::now();
+        let h2 = answer_to(Link::new(settings, now, None), PREFACE);
+        assert_eq!(h2.get(3), Some(&0x4), "a SETTINGS frame first: {h2:?}");
+        let h1 = answer_to(Link::new(settings, now, None), b"GET / HTTP/1.0\r\n\r\n");
+        assert!(
+            h1.starts_with(b"HTTP/1.1 404 "),
+            "{}",
+            String::from_utf8_lossy(&h1)
+        );
+    }
+
+    #[test]
+    fn beyond_the_connection_limit_the_preface_gets_http1s_503() {
+        let clock = Clock::new(UNIX_EPOCH, Instant::now());
+        let link = Link::overloaded(Settings::default(), &clock, None);
+        let out = answer_to(link, PREFACE);
+        assert!(
+            out.starts_with(b"HTTP/1.1 503 "),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
 
     #[test]
     fn the_first_differing_byte_decides() {
