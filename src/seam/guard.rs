@@ -12,7 +12,14 @@
 //!   FLOW_CONTROL_ERROR for an initial window above 2^31-1 (§6.5.2), STREAM_CLOSED for
 //!   HEADERS or DATA on a stream the client has closed (§5.1).
 //!
-//! It reads the 9-byte frame headers (§4.1) and the entries of SETTINGS, nothing else.
+//! - **What a server never takes from a client**: PUSH_PROMISE is a connection error
+//!   (§8.4). A client's GOAWAY is checked (stream 0, at least 8 bytes) and then kept from h2:
+//!   it only says which pushed streams the client saw, and the server pushes none; given to
+//!   h2, it would close the connection as soon as no stream is open, before the frames the
+//!   client still sends (a PING) are answered. The client closes when it is done.
+//!
+//! It passes the bytes on as they come (a frame's header once whole), reading the 9-byte
+//! frame headers (§4.1) and the entries of SETTINGS, nothing else.
 
 use h2::Reason;
 
@@ -33,6 +40,8 @@ const PRIORITY: u8 = 0x2;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
+const PUSH_PROMISE: u8 = 0x5;
+const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 
@@ -63,6 +72,11 @@ pub(super) struct FrameGuard {
     payload_left: usize,
     /// The current frame is SETTINGS: its entries are read.
     in_settings: bool,
+    /// The current frame is kept from h2 (a client's GOAWAY).
+    dropping: bool,
+    /// A SETTINGS frame is held until its entries are checked, so that h2 never acts on
+    /// one the guard refuses.
+    held: Vec<u8>,
     entry: [u8; SETTINGS_ENTRY],
     entry_len: usize,
     /// The highest stream the client has opened, those it has not yet closed, and the
@@ -79,12 +93,9 @@ pub(super) struct FrameGuard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
     Pass,
-    /// End the connection with GOAWAY `reason`; hand h2 only the bytes before `frame`, the
-    /// offset of the frame at fault.
-    Stop {
-        reason: Reason,
-        frame: usize,
-    },
+    /// End the connection with GOAWAY `reason`; what was passed on ends before the frame at
+    /// fault.
+    Stop(Reason),
 }
 
 impl Default for FrameGuard {
@@ -96,6 +107,8 @@ impl Default for FrameGuard {
             // The client's preface comes before its first frame.
             payload_left: super::h2::PREFACE.len(),
             in_settings: false,
+            dropping: false,
+            held: Vec::new(),
             entry: [0; SETTINGS_ENTRY],
             entry_len: 0,
             highest: 0,
@@ -108,25 +121,28 @@ impl Default for FrameGuard {
 }
 
 impl FrameGuard {
-    /// `bytes` arrived (the preface, then frames).
-    pub fn saw(&mut self, bytes: &[u8]) -> Verdict {
+    /// `bytes` arrived (the preface, then frames): appends to `out` what h2 is to read.
+    pub fn pass(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Verdict {
         if let Some(reason) = self.stopped {
-            return Verdict::Stop { reason, frame: 0 };
+            return Verdict::Stop(reason);
         }
         let mut at = 0;
-        let mut frame = 0;
         while at < bytes.len() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(bytes.len() - at);
-                if self.in_settings {
-                    self.settings_entries(&bytes[at..at + n]);
-                }
+                let payload = &bytes[at..at + n];
                 self.payload_left -= n;
                 at += n;
-            } else {
-                if self.header_len == 0 {
-                    frame = at;
+                if self.in_settings {
+                    self.settings_entries(payload);
+                    self.held.extend_from_slice(payload);
+                    if self.payload_left == 0 && self.stopped.is_none() {
+                        out.append(&mut self.held);
+                    }
+                } else if !self.dropping {
+                    out.extend_from_slice(payload);
                 }
+            } else {
                 let n = (FRAME_HEADER - self.header_len).min(bytes.len() - at);
                 self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[at..at + n]);
                 self.header_len += n;
@@ -134,10 +150,18 @@ impl FrameGuard {
                 if self.header_len == FRAME_HEADER {
                     self.header_len = 0;
                     self.frame_header();
+                    let held = if self.in_settings && self.payload_left > 0 {
+                        &mut self.held
+                    } else {
+                        &mut *out
+                    };
+                    if self.stopped.is_none() && !self.dropping {
+                        held.extend_from_slice(&self.header);
+                    }
                 }
             }
             if let Some(reason) = self.stopped {
-                return Verdict::Stop { reason, frame };
+                return Verdict::Stop(reason);
             }
         }
         Verdict::Pass
@@ -160,6 +184,7 @@ impl FrameGuard {
         let stream = u32::from_be_bytes([s0 & 0x7f, s1, s2, s3]);
         self.payload_left = len;
         self.in_settings = kind == SETTINGS;
+        self.dropping = kind == GOAWAY;
         self.entry_len = 0;
         if let Err(reason) = self.check(kind, flags, len, stream) {
             self.stopped = Some(reason);
@@ -175,9 +200,13 @@ impl FrameGuard {
             _ => None,
         };
         let wrong_size = fixed_size.is_some_and(|size| len != size)
-            || (kind == SETTINGS && !len.is_multiple_of(SETTINGS_ENTRY));
+            || (kind == SETTINGS && !len.is_multiple_of(SETTINGS_ENTRY))
+            || (kind == GOAWAY && len < 8);
         if len > MAX_FRAME || wrong_size {
             return Err(Reason::FRAME_SIZE_ERROR);
+        }
+        if kind == PUSH_PROMISE || (kind == GOAWAY && stream != 0) {
+            return Err(Reason::PROTOCOL_ERROR);
         }
         match (self.continuing, kind) {
             (Some(open), CONTINUATION) if open == stream => {
@@ -290,8 +319,11 @@ mod tests {
         guard
     }
 
-    fn stopped(reason: Reason, frame: usize) -> Verdict {
-        Verdict::Stop { reason, frame }
+    impl FrameGuard {
+        /// `pass`, dropping what it passes on.
+        fn saw(&mut self, bytes: &[u8]) -> Verdict {
+            self.pass(bytes, &mut Vec::new())
+        }
     }
 
     #[test]
@@ -306,8 +338,10 @@ mod tests {
         }
         let _ = last;
         let mut guard = FrameGuard::default();
-        let flooded = flood.len() - ping.len();
-        assert_eq!(guard.saw(&flood), stopped(Reason::ENHANCE_YOUR_CALM, flooded));
+        let mut passed = Vec::new();
+        let verdict = guard.pass(&flood, &mut passed);
+        assert_eq!(verdict, Verdict::Stop(Reason::ENHANCE_YOUR_CALM));
+        assert_eq!(passed, flood[..flood.len() - ping.len()], "all but the last ping");
         assert!(
             matches!(guard.saw(&ping), Verdict::Stop { .. }),
             "a flood stays one"
@@ -354,12 +388,10 @@ mod tests {
         for case in cases {
             let before = frame(PING, 0, 0, &[0; 8]);
             let bytes = [&before[..], &case].concat();
-            let verdict = guard().saw(&bytes);
-            assert_eq!(
-                verdict,
-                stopped(Reason::FRAME_SIZE_ERROR, before.len()),
-                "{case:?}"
-            );
+            let mut passed = Vec::new();
+            let verdict = guard().pass(&bytes, &mut passed);
+            assert_eq!(verdict, Verdict::Stop(Reason::FRAME_SIZE_ERROR), "{case:?}");
+            assert_eq!(passed, before, "the frames before the one at fault pass on");
         }
     }
 
@@ -369,10 +401,25 @@ mod tests {
         payload.extend_from_slice(&[0, 0x4, 0x80, 0, 0, 0]);
         let settings = frame(SETTINGS, 0, 0, &payload);
         let mut guard = guard();
-        assert_eq!(guard.saw(&settings[..12]), Verdict::Pass);
-        assert_eq!(guard.saw(&settings[12..]), stopped(Reason::FLOW_CONTROL_ERROR, 0));
+        let mut passed = Vec::new();
+        assert_eq!(guard.pass(&settings[..12], &mut passed), Verdict::Pass);
+        let verdict = guard.pass(&settings[12..], &mut passed);
+        assert_eq!(verdict, Verdict::Stop(Reason::FLOW_CONTROL_ERROR));
+        assert!(
+            passed.is_empty(),
+            "h2 never sees a SETTINGS frame the guard refuses"
+        );
         let fine = frame(SETTINGS, 0, 0, &[0, 0x4, 0x7f, 0xff, 0xff, 0xff]);
-        assert_eq!(self::guard().saw(&fine), Verdict::Pass);
+        let mut passed = Vec::new();
+        for piece in fine.chunks(4) {
+            assert_eq!(self::guard().pass(piece, &mut passed), Verdict::Pass);
+        }
+        let mut guard = self::guard();
+        passed.clear();
+        for piece in fine.chunks(4) {
+            assert_eq!(guard.pass(piece, &mut passed), Verdict::Pass);
+        }
+        assert_eq!(passed, fine, "a SETTINGS frame passes on whole once checked");
     }
 
     #[test]
@@ -382,10 +429,10 @@ mod tests {
         let data = frame(DATA, 0, 1, b"x");
         let mut guard = guard();
         assert_eq!(guard.saw(&request), Verdict::Pass);
-        assert_eq!(guard.saw(&again), stopped(Reason::STREAM_CLOSED, 0));
+        assert_eq!(guard.saw(&again), Verdict::Stop(Reason::STREAM_CLOSED));
         let mut guard = self::guard();
         assert_eq!(guard.saw(&request), Verdict::Pass);
-        assert_eq!(guard.saw(&data), stopped(Reason::STREAM_CLOSED, 0));
+        assert_eq!(guard.saw(&data), Verdict::Stop(Reason::STREAM_CLOSED));
 
         let open = frame(HEADERS, 0x4, 3, &[0x82]);
         let body = frame(DATA, END_STREAM, 3, b"body");
@@ -395,7 +442,7 @@ mod tests {
         let opened_then_reset = [frame(HEADERS, 0x4, 5, &[0x82]), reset].concat();
         assert_eq!(guard.saw(&opened_then_reset), Verdict::Pass);
         let late = frame(DATA, 0, 5, b"late");
-        assert_eq!(guard.saw(&late), stopped(Reason::STREAM_CLOSED, 0));
+        assert_eq!(guard.saw(&late), Verdict::Stop(Reason::STREAM_CLOSED));
     }
 
     #[test]
@@ -407,11 +454,34 @@ mod tests {
             guard.saw(&[open.clone(), continuation.clone()].concat()),
             Verdict::Pass
         );
-        assert_eq!(guard.saw(&continuation), stopped(Reason::PROTOCOL_ERROR, 0));
+        assert_eq!(guard.saw(&continuation), Verdict::Stop(Reason::PROTOCOL_ERROR));
         let ping = frame(PING, 0, 0, &[0; 8]);
         let mut guard = self::guard();
         let interrupted = [frame(HEADERS, 0x1, 3, &[0x82]), ping].concat();
-        assert_eq!(guard.saw(&interrupted), stopped(Reason::PROTOCOL_ERROR, 10));
+        assert_eq!(guard.saw(&interrupted), Verdict::Stop(Reason::PROTOCOL_ERROR));
+    }
+
+    #[test]
+    fn frames_pass_on_whole_and_a_clients_goaway_is_kept_from_h2() {
+        let ping = frame(PING, 0, 0, &[7; 8]);
+        let goaway = frame(GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0x17]);
+        let stream = [PREFACE, &ping, &goaway, &ping].concat();
+        let mut guard = FrameGuard::default();
+        let mut passed = Vec::new();
+        for piece in stream.chunks(5) {
+            assert_eq!(guard.pass(piece, &mut passed), Verdict::Pass);
+        }
+        assert_eq!(passed, [PREFACE, &ping, &ping].concat());
+    }
+
+    #[test]
+    fn push_promise_and_a_goaway_on_a_stream_are_protocol_errors() {
+        let push = frame(PUSH_PROMISE, END_HEADERS, 1, &[0, 0, 0, 2, 0x88]);
+        assert_eq!(guard().saw(&push), Verdict::Stop(Reason::PROTOCOL_ERROR));
+        let goaway = frame(GOAWAY, 0, 1, &[0; 8]);
+        assert_eq!(guard().saw(&goaway), Verdict::Stop(Reason::PROTOCOL_ERROR));
+        let short = frame(GOAWAY, 0, 0, &[0; 4]);
+        assert_eq!(guard().saw(&short), Verdict::Stop(Reason::FRAME_SIZE_ERROR));
     }
 
     #[test]

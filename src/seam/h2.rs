@@ -251,14 +251,10 @@ impl Http2 {
         if self.ending == Ending::Lingering || self.stopped || self.stopping.is_some() {
             return; // after the end, whatever comes is dropped
         }
-        let passed = match self.guard.saw(bytes) {
-            Verdict::Pass => bytes,
-            Verdict::Stop { reason, frame } => {
-                self.stopping = Some(reason);
-                &bytes[..frame]
-            }
-        };
-        self.pipe.lock().input.extend_from_slice(passed);
+        let mut pipe = self.pipe.lock();
+        if let Verdict::Stop(reason) = self.guard.pass(bytes, &mut pipe.input) {
+            self.stopping = Some(reason);
+        }
     }
 
     /// `n` bytes of the last `Send` were written.
@@ -586,9 +582,10 @@ fn send_piece(responding: &mut Responding) -> Sent {
     let piece = match responding.body.front() {
         Transmit::Bytes { bytes, .. } => Bytes::copy_from_slice(&bytes[..room.min(bytes.len())]),
         Transmit::File { file, offset, len } => {
-            let mut piece = vec![0; room.min(len)];
-            match rustix::io::pread(file, &mut piece, offset) {
-                Ok(n) if n > 0 => piece.truncate(n),
+            // Read into the piece's spare capacity: no zeroing of what the read overwrites.
+            let mut piece = Vec::with_capacity(room.min(len));
+            match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut piece), offset) {
+                Ok(n) if n > 0 => {}
                 _ => return Sent::Failed,
             }
             Bytes::from(piece)
