@@ -159,6 +159,7 @@ mod cli;
 mod clients;
 mod conditional;
 mod config;
+mod conformance;
 mod connections;
 mod drain;
 mod encoding;
