@@ -20,6 +20,8 @@
 
 #![no_main]
 
+// The fake site, not the HTTP/1.1 response checker: the responses here are HTTP/2 frames.
+#[allow(dead_code)]
 mod common;
 
 use bingfa::http::{Clock, Exchange, Handler, Reply, Request, Settings, Transmit};
