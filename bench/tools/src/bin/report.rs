@@ -70,6 +70,8 @@ struct Load {
     max_ms: Option<f64>,
     /// h2load's mean time per request (it gives no percentiles).
     mean_ms: Option<f64>,
+    /// The cipher suite h2load and the server agreed on, over TLS.
+    suite: Option<String>,
     requests: Option<u64>,
     errors: Option<u64>,
     mem_kib: Option<u64>,
@@ -1706,7 +1708,7 @@ fn h2_section(w: &mut String, r: &Results, h2: &H2Meta, charts_rel: &str) {
             .map(|d| format!(" in {} min {} s", d / 60, d % 60))
             .unwrap_or_default(),
     );
-    h2_method(w, h2);
+    h2_method(w, r, h2);
     h2_targets(w, r, h2);
     h2_rounds(w, r, h2);
     let _ = writeln!(
@@ -1759,14 +1761,36 @@ fn h2_section(w: &mut String, r: &Results, h2: &H2Meta, charts_rel: &str) {
     }
 }
 
-fn h2_method(w: &mut String, h2: &H2Meta) {
+/// The cipher suites h2load agreed on with the servers over TLS, if the results say.
+fn h2_suites(r: &Results) -> String {
+    let mut suites: Vec<&str> = r
+        .load
+        .iter()
+        .chain(
+            r.rounds
+                .iter()
+                .flat_map(|(k, all)| all.iter().map(move |l| (k, l))),
+        )
+        .filter(|((_, wl), _)| wl.starts_with("h2-"))
+        .filter_map(|(_, l)| l.suite.as_deref())
+        .collect();
+    suites.sort_unstable();
+    suites.dedup();
+    if suites.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = suites.iter().map(|s| format!("`{s}`")).collect();
+    format!("; negotiated: {}", listed.join(", "))
+}
+
+fn h2_method(w: &mut String, r: &Results, h2: &H2Meta) {
     let _ = writeln!(
         w,
         "- **Load**: {}: `h2load -t2 -c{} -m{} -D {}` on the small page ({} connections, {} \
          streams in flight on each) and `h2load -t2 -c{} -m{} -D {}` on the 1 MiB file. \
          **h2c**: `http://`, HTTP/2 from the first byte (prior knowledge, no Upgrade); **h2**: \
          `https://`, TLS 1.3 with ALPN `h2` (h2load's OpenSSL, a full handshake per \
-         connection). h2load opens its stream and connection windows to 2^30−1 bytes, so flow \
+         connection{}). h2load opens its stream and connection windows to 2^30−1 bytes, so flow \
          control does not hold the 1 MiB file back. req/s count 2xx answers; errors are h2load's \
          failed requests plus any 3xx. h2load gives no percentiles: the latency columns are its \
          mean and maximum time per request. Each measurement starts a fresh server.",
@@ -1778,7 +1802,8 @@ fn h2_method(w: &mut String, h2: &H2Meta) {
         h2.small_streams,
         h2.big_conns,
         h2.big_streams,
-        h2.secs
+        h2.secs,
+        h2_suites(r)
     );
     let _ = writeln!(
         w,
@@ -1909,7 +1934,8 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
     let servers: Vec<&str> = std::iter::once(model)
         .chain(h2.peers.iter().map(String::as_str))
         .collect();
-    let in_run_order: Vec<String> = h2.peers.iter().map(|p| name(p)).chain([name(model)]).collect();
+    let peers: Vec<String> = h2.peers.iter().map(|p| name(p)).collect();
+    let in_run_order = format!("{} and {}", peers.join(", "), name(model));
     let _ = writeln!(
         w,
         "Every number above is a median over {} run after the tables below: in each, {} took \
@@ -1920,7 +1946,7 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
         } else {
             format!("{} rounds", h2.rounds)
         },
-        in_run_order.join(", "),
+        in_run_order,
         servers.iter().map(|s| name(s)).collect::<Vec<_>>().join(" / ")
     );
     let _ = writeln!(
@@ -1928,8 +1954,8 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
         "| workload | round | req/s | ratio | CPU per request | ratio | mean latency |"
     );
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
-    for round in 1..=h2.rounds {
-        for (wl, title) in H2_WORKLOADS {
+    for (wl, title) in H2_WORKLOADS {
+        for round in 1..=h2.rounds {
             let of_round = |s: &str| r.rounds(s, wl).into_iter().find(|l| l.round == Some(round));
             let cells = |f: &dyn Fn(&Load) -> Option<f64>, fmt: &dyn Fn(f64) -> String| {
                 servers
@@ -1964,8 +1990,8 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
     );
     let _ = writeln!(w, "| connections | round | memory | × nginx |");
     let _ = writeln!(w, "|---|---:|---:|---:|");
-    for round in 1..=h2.rounds {
-        for (wl, title) in H2_IDLE {
+    for (wl, title) in H2_IDLE {
+        for round in 1..=h2.rounds {
             let of_round = |s: &str| {
                 r.idle_rounds(s, wl)
                     .and_then(|all| all.iter().find(|d| d.round == Some(round) && d.ok))
