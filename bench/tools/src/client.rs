@@ -84,6 +84,14 @@ impl Conn {
         }
     }
 
+    /// The protocol TLS agreed on (ALPN); `None` over plaintext or if none was.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Conn::Plain(_) => None,
+            Conn::Tls(t) => t.conn.alpn_protocol(),
+        }
+    }
+
     /// Full or resumed; `None` over plaintext.
     pub fn handshake_kind(&self) -> Option<HandshakeKind> {
         match self {

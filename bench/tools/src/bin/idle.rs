@@ -2,19 +2,25 @@
 //! them (the C10K test of bench/run).
 //!
 //!   idle --addr 127.0.0.1:PORT [--conns 9000] [--path /index.html] [--fresh 2000]
-//!        [--threads 8] [--timeout-ms 3000] [--open-secs 120] [--no-wait] [--tls CERT]
+//!        [--threads 8] [--timeout-ms 3000] [--open-secs 120] [--no-wait] [--tls CERT] [--h2]
 //!
 //! 1. Opens `--conns` connections from `--threads` threads; on each it sends one keep-alive GET
 //!    and reads the response whole (by Content-Length), then leaves the connection idle.
 //!    With `--tls CERT` every connection is HTTPS (TLS 1.3, trusting the PEM certificate CERT
 //!    alone) and makes a full handshake of its own, as as many different clients would: no
 //!    session is resumed, here or in the timed series.
+//!    With `--h2` every connection speaks HTTP/2 instead: over TLS it offers ALPN `h2` alone
+//!    (a server that picks nothing else fails the handshake), on plaintext it starts with the
+//!    prior-knowledge preface (h2c). A held connection sends the preface and an empty SETTINGS
+//!    frame, reads the server's SETTINGS (and acknowledges them) and the acknowledgement of
+//!    its own, and is then left idle without a request; the timed series below make their
+//!    GETs as HTTP/2 streams (`bingfa_bench_tools::h2`).
 //! 2. Prints `held N failed M open_ms T` on stdout and waits for a line (or end of file) on
 //!    stdin, so the caller can measure the server's memory while the connections are held
 //!    (`--no-wait`: go straight on).
 //! 3. With the connections still held, times `--fresh` requests one after another, each on a
 //!    new connection (connect, GET, whole response, close), then `--fresh` requests one after
-//!    another on a single keep-alive connection.
+//!    another on a single keep-alive connection (with `--h2`: one stream after another).
 //! 4. Prints one line of JSON: how many connections were held and why the others failed, and
 //!    p50/p99/max (µs) of both series. Exits 0 whatever the server did; 2 on a bad command line.
 //!
@@ -24,7 +30,7 @@
 //! a row for each timed series.
 
 use bingfa_bench_tools::client::{self, exchange, percentile, Conn, Fail, Fails};
-use bingfa_bench_tools::tls;
+use bingfa_bench_tools::{h2, tls};
 use rustls::ClientConfig;
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
@@ -48,13 +54,16 @@ struct Args {
     open_secs: u64,
     wait: bool,
     tls: Option<Arc<ClientConfig>>,
+    h2: bool,
+    /// The HTTP/1.1 GET of `path`, made once.
+    get: Vec<u8>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("idle: {msg}");
     eprintln!(
         "usage: idle --addr HOST:PORT [--conns N] [--path P] [--fresh N] [--threads N] \
-         [--timeout-ms MS] [--open-secs S] [--no-wait] [--tls CERT]"
+         [--timeout-ms MS] [--open-secs S] [--no-wait] [--tls CERT] [--h2]"
     );
     std::process::exit(2);
 }
@@ -70,12 +79,18 @@ fn parse_args() -> Args {
         open_secs: 120,
         wait: true,
         tls: None,
+        h2: false,
+        get: Vec::new(),
     };
     let mut addr = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--no-wait" {
             args.wait = false;
+            continue;
+        }
+        if flag == "--h2" {
+            args.h2 = true;
             continue;
         }
         let Some(value) = it.next() else {
@@ -102,20 +117,66 @@ fn parse_args() -> Args {
         }
     }
     args.addr = addr.unwrap_or_else(|| usage("--addr is required"));
+    args.get = client::request(&args.path, args.addr, false);
+    if let (true, Some(config)) = (args.h2, &args.tls) {
+        let mut h2_only = (**config).clone();
+        h2_only.alpn_protocols = vec![b"h2".to_vec()];
+        args.tls = Some(Arc::new(h2_only));
+    }
     args
 }
 
-fn request(args: &Args) -> Vec<u8> {
-    client::request(&args.path, args.addr, false)
+/// A connection (TLS done; with `--h2`, HTTP/2 agreed on by ALPN over TLS).
+fn connect(args: &Args) -> Result<Conn, Fail> {
+    let conn = client::connect(args.addr, args.timeout, args.tls.as_ref())?;
+    if args.h2 && args.tls.is_some() && conn.alpn() != Some(b"h2") {
+        return Err(Fail::Handshake);
+    }
+    Ok(conn)
 }
 
-fn connect(args: &Args) -> Result<Conn, Fail> {
-    client::connect(args.addr, args.timeout, args.tls.as_ref())
+/// A connection that makes requests, and the stream its next HTTP/2 request goes on.
+struct Session {
+    conn: Conn,
+    next_stream: u32,
+}
+
+/// A new connection ready for requests (an HTTP/2 one has sent its preface).
+fn open(args: &Args) -> Result<Session, Fail> {
+    let mut conn = connect(args)?;
+    if args.h2 {
+        h2::start(&mut conn)?;
+    }
+    Ok(Session { conn, next_stream: 1 })
+}
+
+/// One GET of `--path` and its whole 2xx response. `buf` is scratch space for HTTP/1.1.
+fn request(args: &Args, s: &mut Session, buf: &mut Vec<u8>) -> Result<(), Fail> {
+    if args.h2 {
+        let stream = s.next_stream;
+        s.next_stream += 2;
+        let get = h2::get(stream, args.tls.is_some(), &args.addr.to_string(), &args.path);
+        return h2::exchange(&mut s.conn, &get, stream).map(drop);
+    }
+    exchange(&mut s.conn, &args.get, buf).map(drop)
+}
+
+/// Phase 1, one connection: a GET and its response, or with `--h2` the SETTINGS exchange.
+fn hold_one(args: &Args, buf: &mut Vec<u8>) -> Result<Conn, Fail> {
+    if !args.h2 {
+        let mut s = open(args)?;
+        request(args, &mut s, buf)?;
+        return Ok(s.conn);
+    }
+    let mut conn = connect(args)?;
+    conn.write_all(&h2::client_preface(false))
+        .map_err(|_| Fail::Write)?;
+    h2::settle(&mut conn)?;
+    Ok(conn)
 }
 
 /// Phase 1: the idle connections.
 fn open_all(args: &Args) -> (Vec<Conn>, Fails) {
-    let req = request(args);
     let deadline = Instant::now() + Duration::from_secs(args.open_secs);
     let next = AtomicUsize::new(0);
     let in_a_row = AtomicUsize::new(0);
@@ -133,11 +194,7 @@ fn open_all(args: &Args) -> (Vec<Conn>, Fails) {
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
-                    let result = connect(args).and_then(|mut s| {
-                        exchange(&mut s, &req, &mut buf)?;
-                        Ok(s)
-                    });
-                    match result {
+                    match hold_one(args, &mut buf) {
                         Ok(s) => {
                             in_a_row.store(0, Ordering::Relaxed);
                             mine.push(s);
@@ -182,7 +239,6 @@ impl Series {
 
 /// Phase 3a: each request on a new connection.
 fn fresh_connections(args: &Args) -> Series {
-    let req = request(args);
     let mut series = Series {
         micros: Vec::with_capacity(args.fresh),
         fails: Fails::default(),
@@ -195,7 +251,7 @@ fn fresh_connections(args: &Args) -> Series {
             break;
         }
         let t = Instant::now();
-        match connect(args).and_then(|mut s| exchange(&mut s, &req, &mut buf)) {
+        match open(args).and_then(|mut s| request(args, &mut s, &mut buf)) {
             Ok(_) => {
                 series.micros.push(t.elapsed().as_micros() as u64);
                 in_a_row = 0;
@@ -211,14 +267,13 @@ fn fresh_connections(args: &Args) -> Series {
 
 /// Phase 3b: every request on one keep-alive connection (a new one if it breaks).
 fn keep_alive(args: &Args) -> Series {
-    let req = request(args);
     let mut series = Series {
         micros: Vec::with_capacity(args.fresh),
         fails: Fails::default(),
     };
     let mut buf = Vec::new();
     let limit = Instant::now() + SERIES_LIMIT;
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Session> = None;
     let mut in_a_row = 0;
     for _ in 0..args.fresh {
         if Instant::now() > limit || in_a_row >= SERIES_FAILS_IN_A_ROW {
@@ -226,7 +281,7 @@ fn keep_alive(args: &Args) -> Series {
         }
         let s = match conn.take() {
             Some(s) => s,
-            None => match connect(args) {
+            None => match open(args) {
                 Ok(s) => s,
                 Err(f) => {
                     series.fails.add(f);
@@ -237,7 +292,7 @@ fn keep_alive(args: &Args) -> Series {
         };
         let mut s = s;
         let t = Instant::now();
-        match exchange(&mut s, &req, &mut buf) {
+        match request(args, &mut s, &mut buf) {
             Ok(_) => {
                 series.micros.push(t.elapsed().as_micros() as u64);
                 conn = Some(s);

@@ -6,12 +6,15 @@
 //! versions and settings of the run), then `load` (a wrk workload, or TLS handshakes, on one
 //! server), `round` (the same, in the rounds of the targets), `idle` (the idle-connections test,
 //! plaintext or TLS) and `sweep` (one step of the connections sweep) records, and an `end`
-//! record with the run's duration. Missing or failed measurements show as `—`.
+//! record with the run's duration. The HTTP/2 part (which `bench/run --only h2` can measure
+//! again on its own) has an `h2meta` record of its own, `load`, `round` and `idle` records
+//! whose workloads start with `h2` (h2load's, with a mean latency and no percentiles; h2o among
+//! the servers), and an `h2end`. Missing or failed measurements show as `—`.
 //!
-//! Writes the report and, under the charts folder, `models.svg` and `tls.svg` (req/s per
-//! workload, plaintext and over TLS, every server side by side), `sweep-rps.svg` and
-//! `sweep-memory.svg` (req/s and memory against the number of concurrent connections, log
-//! scales). Chart paths in the report are relative to the report's folder.
+//! Writes the report and, under the charts folder, `models.svg`, `tls.svg` and `h2.svg` (req/s
+//! per workload, plaintext, over TLS and over HTTP/2, every server side by side),
+//! `sweep-rps.svg` and `sweep-memory.svg` (req/s and memory against the number of concurrent
+//! connections, log scales). Chart paths in the report are relative to the report's folder.
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::Shift;
@@ -65,6 +68,10 @@ struct Load {
     p99_ms: Option<f64>,
     /// wrk's maximum latency: bounds the p99 where wrk lost count of it (see `bench/run`).
     max_ms: Option<f64>,
+    /// h2load's mean time per request (it gives no percentiles).
+    mean_ms: Option<f64>,
+    /// The cipher suite h2load and the server agreed on, over TLS.
+    suite: Option<String>,
     requests: Option<u64>,
     errors: Option<u64>,
     mem_kib: Option<u64>,
@@ -146,6 +153,31 @@ struct End {
     duration_s: u64,
 }
 
+/// The HTTP/2 part of a run: when, with what, and its servers.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct H2Meta {
+    date: String,
+    commit: String,
+    workers: u32,
+    h2load: String,
+    h2o: String,
+    nginx: String,
+    secs: u32,
+    /// h2load's connections and streams in flight on each, on the small and the 1 MiB file.
+    small_conns: u32,
+    small_streams: u32,
+    big_conns: u32,
+    big_streams: u32,
+    idle_conns: u32,
+    fresh: u32,
+    /// The servers bingfa is compared with (nginx, h2o), then the models.
+    peers: Vec<String>,
+    models: Vec<String>,
+    rounds: u32,
+    quick: bool,
+}
+
 /// `bench/callgrind.sh`: user-space instructions per request, `depth` requests per write.
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
@@ -165,6 +197,8 @@ enum Record {
     Sweep(Sweep),
     Callgrind(Callgrind),
     End(End),
+    H2meta(H2Meta),
+    H2end(End),
 }
 
 #[derive(Default)]
@@ -180,6 +214,8 @@ struct Results {
     sweep: BTreeMap<(String, u32), Sweep>,
     callgrind: Vec<Callgrind>,
     duration_s: Option<u64>,
+    h2: Option<H2Meta>,
+    h2_duration_s: Option<u64>,
 }
 
 impl Results {
@@ -214,6 +250,8 @@ impl Results {
                 }
                 Record::Callgrind(c) => r.callgrind.push(c),
                 Record::End(e) => r.duration_s = Some(e.duration_s),
+                Record::H2meta(m) => r.h2 = Some(m),
+                Record::H2end(e) => r.h2_duration_s = Some(e.duration_s),
             }
         }
         Ok(r)
@@ -296,6 +334,21 @@ impl Results {
     fn sweep(&self, server: &str, conns: u32) -> Option<&Sweep> {
         self.sweep.get(&(server.to_string(), conns)).filter(|s| s.ok)
     }
+
+    /// The HTTP/2 part's servers: its peers, then its models.
+    fn h2_servers(&self) -> Vec<String> {
+        let h2 = self.h2.clone().unwrap_or_default();
+        h2.peers.into_iter().chain(h2.models).collect()
+    }
+
+    /// What the HTTP/2 targets compare: the median over the part's rounds if it had any, else
+    /// the one measurement of its main pass.
+    fn h2_value(&self, server: &str, workload: &str, of: impl Fn(&Load) -> Option<f64>) -> Option<f64> {
+        if self.h2.as_ref().is_some_and(|h| h.rounds > 0) {
+            return median(self.rounds(server, workload).into_iter().filter_map(of).collect());
+        }
+        self.load(server, workload).and_then(of)
+    }
 }
 
 const WORKLOADS: [(&str, &str); 4] = [
@@ -312,6 +365,17 @@ const TLS_WORKLOADS: [(&str, &str); 4] = [
     ("tls-full", "TLS: new connections, full handshake"),
     ("tls-resumed", "TLS: new connections, resumed handshake"),
 ];
+
+/// The HTTP/2 workloads (h2load): h2c is HTTP/2 on plaintext by prior knowledge, h2 over TLS.
+const H2_WORKLOADS: [(&str, &str); 4] = [
+    ("h2c-small", "h2c: small file"),
+    ("h2c-1m", "h2c: 1 MiB file"),
+    ("h2-small", "h2 over TLS: small file"),
+    ("h2-1m", "h2 over TLS: 1 MiB file"),
+];
+
+/// The HTTP/2 idle tests.
+const H2_IDLE: [(&str, &str); 2] = [("h2c-idle", "h2c"), ("h2-idle", "h2 over TLS")];
 
 fn is_handshake(workload: &str) -> bool {
     matches!(workload, "tls-full" | "tls-resumed")
@@ -610,12 +674,16 @@ fn report(r: &Results, charts_rel: &str) -> String {
     if r.has_tls() {
         tls_section(w, r, charts_rel);
     }
+    if let Some(h2) = &r.h2 {
+        h2_section(w, r, h2, charts_rel);
+    }
     o
 }
 
+/// A server's name in a table: the peers as they are, bingfa's models as code.
 fn name(s: &str) -> String {
-    if s == "nginx" {
-        "nginx".into()
+    if s == "nginx" || s == "h2o" {
+        s.into()
     } else {
         format!("`{s}`")
     }
@@ -817,6 +885,11 @@ fn idle_table(w: &mut String, r: &Results, workload: &str) {
              some of them before the end, the number still open is in brackets.\n"
         );
     }
+    idle_rows(w, r, workload, &r.servers());
+}
+
+/// The idle test `workload` of each of `servers`, with memory compared with nginx's.
+fn idle_rows(w: &mut String, r: &Results, workload: &str, servers: &[String]) {
     let _ = writeln!(
         w,
         "| server | held | memory at start | memory, connections held | × nginx | per connection | \
@@ -824,7 +897,7 @@ fn idle_table(w: &mut String, r: &Results, workload: &str) {
     );
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let nginx_idle_mem = r.idle_ok("nginx", workload).and_then(|d| d.mem_kib);
-    for s in &r.servers() {
+    for s in servers {
         let Some(d) = r.idle(s, workload) else {
             let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | | |", name(s));
             continue;
@@ -1187,31 +1260,51 @@ const COLORS: [RGBColor; 11] = [
     RGBColor(0x17, 0xbe, 0xcf),
 ];
 
+/// h2o (in the HTTP/2 chart alone) has a colour of its own, so that each model keeps its colour
+/// from one chart to the next.
+const H2O_COLOR: RGBColor = RGBColor(0x8b, 0x6d, 0x00);
+
 fn color(servers: &[String], s: &str) -> RGBColor {
-    let i = servers.iter().position(|x| x == s).unwrap_or(0);
+    if s == "h2o" {
+        return H2O_COLOR;
+    }
+    let i = servers
+        .iter()
+        .filter(|x| *x != "h2o")
+        .position(|x| x == s)
+        .unwrap_or(0);
     COLORS[i % COLORS.len()]
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// One panel per workload (four: two by two), a bar per server with its ratio to nginx.
-fn models_chart(r: &Results, path: &Path, workloads: &[(&str, &str)], what: &str) -> DrawResult {
-    let servers = r.servers();
+/// What a bar chart of rates shows: a panel per workload, a bar per server; each server that
+/// is not a peer is labelled with its ratio to the best of the peers.
+struct Bars<'a> {
+    title: String,
+    workloads: &'a [(&'a str, &'a str)],
+    servers: Vec<String>,
+    peers: Vec<String>,
+}
+
+/// The chart's title: what it shows, on how many cores, and whether the run was a quick one.
+fn chart_title(what: &str, nproc: u32, quick: bool) -> String {
+    format!("{what}, {nproc} cores{}", if quick { ", quick run" } else { "" })
+}
+
+/// One panel per workload (four: two by two), a bar per server with its ratio to the best peer.
+fn models_chart(r: &Results, path: &Path, bars: &Bars<'_>) -> DrawResult {
+    let servers = &bars.servers;
     let n = servers.len();
     let height = 180 + 2 * (n as u32 * 26 + 80);
     let root = SVGBackend::new(path, (1200, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let title = format!(
-        "{what}, {} cores{}",
-        r.meta.nproc,
-        if r.meta.quick { ", quick run" } else { "" }
-    );
-    let root = root.titled(&title, ("sans-serif", 24))?;
+    let root = root.titled(&bars.title, ("sans-serif", 24))?;
     let panels = root.split_evenly((2, 2));
-    for ((wl, wl_title), panel) in workloads.iter().zip(panels.iter()) {
+    for ((wl, wl_title), panel) in bars.workloads.iter().zip(panels.iter()) {
         let values: Vec<Option<f64>> = servers.iter().map(|s| r.rps(s, wl)).collect();
         let max = values.iter().flatten().cloned().fold(0.0, f64::max).max(1.0);
-        let nginx = r.rps("nginx", wl);
+        let best_peer = bars.peers.iter().filter_map(|p| r.rps(p, wl)).reduce(f64::max);
         let mut chart = ChartBuilder::on(panel)
             .caption(*wl_title, ("sans-serif", 20))
             .margin(12)
@@ -1253,12 +1346,12 @@ fn models_chart(r: &Results, path: &Path, workloads: &[(&str, &str)], what: &str
             };
             let mut bar = Rectangle::new(
                 [(0.0, SegmentValue::Exact(row)), (v, upper(row + 1))],
-                color(&servers, s).filled(),
+                color(servers, s).filled(),
             );
             bar.set_margin(4, 4, 0, 0);
             chart.draw_series(std::iter::once(bar))?;
-            let label = match ratio(Some(v), nginx) {
-                Some(rt) if s != "nginx" => format!("{} ({})", short(v), times(rt)),
+            let label = match ratio(Some(v), best_peer) {
+                Some(rt) if !bars.peers.contains(s) => format!("{} ({})", short(v), times(rt)),
                 _ => short(v),
             };
             chart.draw_series(std::iter::once(Text::new(
@@ -1463,23 +1556,45 @@ fn main() {
             failed = true;
         }
     };
+    let nginx = vec!["nginx".to_string()];
     let what = format!("req/s per workload (wrk -t2 -c{})", r.meta.conns);
-    run(
-        "models.svg",
-        models_chart(&r, &charts.join("models.svg"), &WORKLOADS, &what),
-    );
-    let mut written = "models,sweep-rps,sweep-memory";
+    let bars = Bars {
+        title: chart_title(&what, r.meta.nproc, r.meta.quick),
+        workloads: &WORKLOADS,
+        servers: r.servers(),
+        peers: nginx.clone(),
+    };
+    run("models.svg", models_chart(&r, &charts.join("models.svg"), &bars));
+    let mut written = vec!["models"];
     if r.has_tls() {
         let what = format!(
             "TLS 1.3: req/s (wrk -t2 -c{}) and handshakes/s ({} client threads)",
             r.meta.conns, r.meta.handshake_threads
         );
-        run(
-            "tls.svg",
-            models_chart(&r, &charts.join("tls.svg"), &TLS_WORKLOADS, &what),
-        );
-        written = "models,tls,sweep-rps,sweep-memory";
+        let bars = Bars {
+            title: chart_title(&what, r.meta.nproc, r.meta.quick),
+            workloads: &TLS_WORKLOADS,
+            servers: r.servers(),
+            peers: nginx,
+        };
+        run("tls.svg", models_chart(&r, &charts.join("tls.svg"), &bars));
+        written.push("tls");
     }
+    if let Some(h2) = &r.h2 {
+        let what = format!(
+            "HTTP/2: req/s (h2load -c{} -m{} on the small file, -c{} -m{} on 1 MiB)",
+            h2.small_conns, h2.small_streams, h2.big_conns, h2.big_streams
+        );
+        let bars = Bars {
+            title: chart_title(&what, r.meta.nproc, h2.quick),
+            workloads: &H2_WORKLOADS,
+            servers: r.h2_servers(),
+            peers: h2.peers.clone(),
+        };
+        run("h2.svg", models_chart(&r, &charts.join("h2.svg"), &bars));
+        written.push("h2");
+    }
+    written.extend(["sweep-rps", "sweep-memory"]);
     run(
         "sweep-rps.svg",
         sweep_chart(
@@ -1507,9 +1622,10 @@ fn main() {
         std::process::exit(1);
     }
     println!(
-        "report: wrote {} and {}/{{{written}}}.svg",
+        "report: wrote {} and {}/{{{}}}.svg",
         out.display(),
-        charts.display()
+        charts.display(),
+        written.join(",")
     );
     if failed {
         std::process::exit(1);
@@ -1546,4 +1662,389 @@ fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+// --- HTTP/2 ----------------------------------------------------------------------------------
+
+/// The best of `values` (server, value): the highest, or with `lowest` the lowest.
+fn best_of(values: Vec<(String, f64)>, lowest: bool) -> Option<(String, f64)> {
+    values.into_iter().reduce(|a, b| {
+        let better = if lowest { b.1 < a.1 } else { b.1 > a.1 };
+        if better {
+            b
+        } else {
+            a
+        }
+    })
+}
+
+/// The best peer's value of `of` on `wl` (the highest, or with `lowest` the lowest), and which
+/// peer it was; `value` picks main pass or rounds.
+fn best_peer(h2: &H2Meta, lowest: bool, value: impl Fn(&str) -> Option<f64>) -> Option<(String, f64)> {
+    best_of(
+        h2.peers
+            .iter()
+            .filter_map(|p| Some((p.clone(), value(p)?)))
+            .collect(),
+        lowest,
+    )
+}
+
+/// The HTTP/2 part: how it was run, its targets, every round, a chart and a table per
+/// workload, the idle tests.
+fn h2_section(w: &mut String, r: &Results, h2: &H2Meta, charts_rel: &str) {
+    let _ = writeln!(w, "## HTTP/2\n");
+    let _ = writeln!(
+        w,
+        "The HTTP/2 part of the run{}, measured on {} from commit `{}`{} (`bench/run --only h2` \
+         measures it again alone and keeps the tables above, so its date may differ from \
+         theirs). Ratios compare with the best peer in this part, nginx or h2o, whichever did \
+         better on that line (the higher req/s, the lower CPU time), except memory, which \
+         compares with nginx's.\n",
+        if h2.quick { " (a `--quick` smoke run)" } else { "" },
+        h2.date,
+        h2.commit,
+        r.h2_duration_s
+            .map(|d| format!(" in {} min {} s", d / 60, d % 60))
+            .unwrap_or_default(),
+    );
+    h2_method(w, r, h2);
+    h2_targets(w, r, h2);
+    h2_rounds(w, r, h2);
+    let _ = writeln!(
+        w,
+        "![req/s per HTTP/2 workload, every server]({charts_rel}/h2.svg)\n"
+    );
+    let servers = r.h2_servers();
+    let _ = writeln!(w, "Requests per second, and the ratio to the best peer:\n");
+    let titles: Vec<&str> = H2_WORKLOADS.iter().map(|(_, t)| *t).collect();
+    let _ = writeln!(w, "| server | {} |", titles.join(" | "));
+    let _ = writeln!(w, "|---|{}", "---:|".repeat(H2_WORKLOADS.len()));
+    for s in &servers {
+        let cells: Vec<String> = H2_WORKLOADS
+            .iter()
+            .map(|(wl, _)| {
+                let v = r.rps(s, wl);
+                let best = best_peer(h2, false, |p| r.rps(p, wl)).map(|(_, b)| b);
+                match (v, ratio(v, best)) {
+                    (Some(v), Some(rt)) => format!("{} ({})", thousands(v), times(rt)),
+                    (Some(v), None) => thousands(v),
+                    _ => DASH.to_string(),
+                }
+            })
+            .collect();
+        let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
+    }
+    let _ = writeln!(w);
+    for (wl, title) in H2_WORKLOADS {
+        h2_workload_table(w, r, h2, wl, title);
+    }
+    for (wl, title) in H2_IDLE {
+        let _ = writeln!(
+            w,
+            "### {} idle {title} connections\n",
+            thousands(h2.idle_conns as f64)
+        );
+        let _ = writeln!(
+            w,
+            "Each connection held after the SETTINGS exchange, without a request (see the \
+             method); `held` counts those that got that far. The timed requests beside them are \
+             HTTP/2 GETs: on a new connection each (connect, {}the preface, the response's last \
+             byte), and as streams one after another on one connection.\n",
+            if wl == "h2-idle" {
+                "the TLS handshake, "
+            } else {
+                ""
+            }
+        );
+        idle_rows(w, r, wl, &servers);
+    }
+}
+
+/// The cipher suites h2load agreed on with the servers over TLS, if the results say.
+fn h2_suites(r: &Results) -> String {
+    let mut suites: Vec<&str> = r
+        .load
+        .iter()
+        .chain(
+            r.rounds
+                .iter()
+                .flat_map(|(k, all)| all.iter().map(move |l| (k, l))),
+        )
+        .filter(|((_, wl), _)| wl.starts_with("h2-"))
+        .filter_map(|(_, l)| l.suite.as_deref())
+        .collect();
+    suites.sort_unstable();
+    suites.dedup();
+    if suites.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = suites.iter().map(|s| format!("`{s}`")).collect();
+    format!("; negotiated: {}", listed.join(", "))
+}
+
+fn h2_method(w: &mut String, r: &Results, h2: &H2Meta) {
+    let _ = writeln!(
+        w,
+        "- **Load**: {}: `h2load -t2 -c{} -m{} -D {}` on the small page ({} connections, {} \
+         streams in flight on each) and `h2load -t2 -c{} -m{} -D {}` on the 1 MiB file. \
+         **h2c**: `http://`, HTTP/2 from the first byte (prior knowledge, no Upgrade); **h2**: \
+         `https://`, TLS 1.3 with ALPN `h2` (h2load's OpenSSL, a full handshake per \
+         connection{}). h2load opens its stream and connection windows to 2^30−1 bytes, so flow \
+         control does not hold the 1 MiB file back. req/s count 2xx answers; errors are h2load's \
+         failed requests plus any 3xx. h2load gives no percentiles: the latency columns are its \
+         mean and maximum time per request. Each measurement starts a fresh server.",
+        h2.h2load,
+        h2.small_conns,
+        h2.small_streams,
+        h2.secs,
+        h2.small_conns,
+        h2.small_streams,
+        h2.big_conns,
+        h2.big_streams,
+        h2.secs,
+        h2_suites(r)
+    );
+    let _ = writeln!(
+        w,
+        "- **nginx** ({}): as above, plus `listen … http2` (1.22's syntax: with `ssl` for h2; \
+         without, for h2c, that port speaks HTTP/2 alone) and `sendfile off`: over h2c, nginx \
+         1.22 writes a response's HEADERS frame, then turns `TCP_NODELAY` off to cork the DATA \
+         frame it sends with `sendfile`, so the DATA waits behind the unacknowledged HEADERS \
+         for the client's delayed ACK (about 40 ms: one GET at a time took 44 ms; the 1 MiB \
+         file at `-c20 -m1` went from about 1,000 to 2,800 req/s with it off). Over TLS, \
+         sendfile does not apply.",
+        h2.nginx
+    );
+    if h2.peers.iter().any(|p| p == "h2o") {
+        let _ = writeln!(
+            w,
+            "- **h2o** ({}, Debian's package): `num-threads: {}`, `max-connections: 100000` \
+             (its default of 1,024 would turn the idle test away), `http2-idle-timeout: 60` \
+             (its default of 10 s would close the idle test's first connections before the \
+             last are open; bingfa's idle timeout is 60 s, nginx's 75 s), `file.dir` on the \
+             site, no access log; one listener per measurement, plaintext (HTTP/1.1, and h2c by \
+             prior knowledge) or TLS (`minimum-version: TLSv1.3`, OCSP stapling off). Its \
+             process tree holds, beside the server, the helpers h2o starts (a spawner and a \
+             perl process that annotates crash logs): they are counted in its memory.",
+            h2.h2o, h2.workers
+        );
+    }
+    let _ = writeln!(
+        w,
+        "- **bingfa**: `-w {}`; h2c is recognised by its preface on the same port as \
+         HTTP/1.1; over TLS, ALPN offers `h2` and `http/1.1`.",
+        h2.workers
+    );
+    let _ = writeln!(
+        w,
+        "- **Idle HTTP/2 connections**: `bench/tools idle --h2` opens {} connections; on each it \
+         sends the preface and an empty SETTINGS frame, reads the server's SETTINGS (and \
+         acknowledges them) and the acknowledgement of its own, then holds the connection \
+         without a request (over TLS, `--tls` as well: a full TLS 1.3 handshake each, ALPN `h2` \
+         alone). The server's memory is read while they are held (PSS of its process tree, as \
+         above); then {} GETs are timed beside them.\n",
+        thousands(h2.idle_conns as f64),
+        thousands(h2.fresh as f64)
+    );
+}
+
+/// The issue's goals for the default model over HTTP/2, each with ✓ or ✗.
+fn h2_targets(w: &mut String, r: &Results, h2: &H2Meta) {
+    let model = "reactor";
+    let _ = writeln!(
+        w,
+        "### HTTP/2 targets for the default model (`{model}`), as ratios to the best peer\n"
+    );
+    if !h2.models.iter().any(|m| m == model) {
+        let _ = writeln!(w, "`{model}` was not part of this run.\n");
+        return;
+    }
+    let _ = writeln!(w, "| target | {model} | best peer | ratio | met |");
+    let _ = writeln!(w, "|---|---:|---:|---:|:-:|");
+    let lines = [
+        ("h2c-small", "h2c: small file req/s ≥ 1.5×", 1.5),
+        ("h2c-1m", "h2c: 1 MiB file req/s ≥ 1.0×", 1.0),
+        ("h2-small", "h2 over TLS: small file req/s ≥ 1.5×", 1.5),
+        ("h2-1m", "h2 over TLS: 1 MiB file req/s ≥ 1.0×", 1.0),
+    ];
+    for (wl, title, at_least) in lines {
+        let ours = r.h2_value(model, wl, |l| l.rps);
+        let best = best_peer(h2, false, |p| r.h2_value(p, wl, |l| l.rps));
+        let rt = ratio(ours, best.as_ref().map(|b| b.1));
+        let _ = writeln!(
+            w,
+            "| {title} | {} | {} | {} | {} |",
+            opt(ours, thousands),
+            opt(best, |(p, v)| format!("{} ({p})", thousands(v))),
+            opt(rt, times),
+            mark(rt.map(|x| x >= at_least))
+        );
+    }
+    for (wl, title) in H2_IDLE {
+        let ours = r.idle_target(model, wl, idle_mem);
+        let nginx = r.idle_target("nginx", wl, idle_mem);
+        let rt = ratio(ours, nginx);
+        let _ = writeln!(
+            w,
+            "| memory with {} idle {title} connections ≤ nginx's | {} | {} | {} | {} |",
+            thousands(h2.idle_conns as f64),
+            opt(ours.map(|v| v as u64), mib),
+            opt(nginx, |v| format!("{} (nginx)", mib(v as u64))),
+            opt(rt, times),
+            mark(rt.map(|x| x <= 1.0))
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nAs above, strictly, from this one run. CPU time per request beside it (lower is \
+         better; the ratio is to the peer that spent less):\n"
+    );
+    let peers = &h2.peers;
+    let _ = writeln!(w, "| workload | {model} | {} | ratio |", peers.join(" | "));
+    let _ = writeln!(w, "|---|---:|{}---:|", "---:|".repeat(peers.len()));
+    for (wl, title) in H2_WORKLOADS {
+        let ours = r.h2_value(model, wl, cpu_per_request);
+        let theirs: Vec<String> = peers
+            .iter()
+            .map(|p| opt(r.h2_value(p, wl, cpu_per_request), micros))
+            .collect();
+        let best = best_peer(h2, true, |p| r.h2_value(p, wl, cpu_per_request));
+        let _ = writeln!(
+            w,
+            "| {title} | {} | {} | {} |",
+            opt(ours, micros),
+            theirs.join(" | "),
+            opt(ratio(ours, best.map(|b| b.1)), times)
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// Every round behind the HTTP/2 targets' medians.
+fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
+    let model = "reactor";
+    if h2.rounds == 0 {
+        let _ = writeln!(
+            w,
+            "Every number above is the single measurement of the tables below.\n"
+        );
+        return;
+    }
+    let servers: Vec<&str> = std::iter::once(model)
+        .chain(h2.peers.iter().map(String::as_str))
+        .collect();
+    let peers: Vec<String> = h2.peers.iter().map(|p| name(p)).collect();
+    let in_run_order = format!("{} and {}", peers.join(", "), name(model));
+    let _ = writeln!(
+        w,
+        "Every number above is a median over {} run after the tables below: in each, {} took \
+         each HTTP/2 workload and then the idle tests back to back, a fresh server each time. \
+         Every round ({}, and `{model}`'s ratio to the best peer):\n",
+        if h2.rounds == 1 {
+            "1 round".to_string()
+        } else {
+            format!("{} rounds", h2.rounds)
+        },
+        in_run_order,
+        servers.iter().map(|s| name(s)).collect::<Vec<_>>().join(" / ")
+    );
+    let _ = writeln!(
+        w,
+        "| workload | round | req/s | ratio | CPU per request | ratio | mean latency |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
+    for (wl, title) in H2_WORKLOADS {
+        for round in 1..=h2.rounds {
+            let of_round = |s: &str| r.rounds(s, wl).into_iter().find(|l| l.round == Some(round));
+            let cells = |f: &dyn Fn(&Load) -> Option<f64>, fmt: &dyn Fn(f64) -> String| {
+                servers
+                    .iter()
+                    .map(|s| opt(of_round(s).and_then(f), fmt))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            let ours = |f: &dyn Fn(&Load) -> Option<f64>| of_round(model).and_then(f);
+            let best = |f: &dyn Fn(&Load) -> Option<f64>, lowest: bool| {
+                best_peer(h2, lowest, |p| of_round(p).and_then(f)).map(|b| b.1)
+            };
+            let rps = |l: &Load| l.rps;
+            let mean = |l: &Load| l.mean_ms;
+            let _ = writeln!(
+                w,
+                "| {title} | {round} | {} | {} | {} | {} | {} |",
+                cells(&rps, &thousands),
+                opt(ratio(ours(&rps), best(&rps, false)), times),
+                cells(&cpu_per_request, &micros),
+                opt(ratio(ours(&cpu_per_request), best(&cpu_per_request, true)), times),
+                cells(&mean, &ms),
+            );
+        }
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "And the idle tests ({} connections held), in the same rounds ({}):\n",
+        thousands(h2.idle_conns as f64),
+        servers.iter().map(|s| name(s)).collect::<Vec<_>>().join(" / ")
+    );
+    let _ = writeln!(w, "| connections | round | memory | × nginx |");
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    for (wl, title) in H2_IDLE {
+        for round in 1..=h2.rounds {
+            let of_round = |s: &str| {
+                r.idle_rounds(s, wl)
+                    .and_then(|all| all.iter().find(|d| d.round == Some(round) && d.ok))
+                    .and_then(idle_mem)
+            };
+            let cells: Vec<String> = servers
+                .iter()
+                .map(|s| opt(of_round(s), |v| mib(v as u64)))
+                .collect();
+            let _ = writeln!(
+                w,
+                "| {title} | {round} | {} | {} |",
+                cells.join(" / "),
+                opt(ratio(of_round(model), of_round("nginx")), times)
+            );
+        }
+    }
+    let _ = writeln!(w);
+}
+
+/// Every server on one HTTP/2 workload: rate, CPU time per request, latency, errors, memory.
+fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: &str) {
+    let _ = writeln!(w, "### {title}\n");
+    let _ = writeln!(
+        w,
+        "| server | req/s | × best peer | CPU per request | × best peer | mean latency | max | \
+         errors | peak memory |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let best_rps = best_peer(h2, false, |p| r.rps(p, wl)).map(|b| b.1);
+    let best_cpu = best_peer(h2, true, |p| r.load(p, wl).and_then(cpu_per_request)).map(|b| b.1);
+    for s in &r.h2_servers() {
+        let l = r.load.get(&(s.clone(), wl.to_string()));
+        let Some(l) = l.filter(|l| l.ok) else {
+            let why = l
+                .and_then(|l| l.error.clone())
+                .unwrap_or_else(|| "not run".into());
+            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(8));
+            continue;
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            name(s),
+            opt(l.rps, thousands),
+            opt(ratio(l.rps, best_rps), times),
+            opt(cpu_per_request(l), micros),
+            opt(ratio(cpu_per_request(l), best_cpu), times),
+            opt(l.mean_ms, ms),
+            opt(l.max_ms, ms),
+            opt(l.errors, |e| thousands(e as f64)),
+            opt(l.mem_kib, mib),
+        );
+    }
+    let _ = writeln!(w);
 }
