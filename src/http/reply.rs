@@ -242,7 +242,8 @@ pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: 
         // itoa: a quarter of the cost of `write!`, on every response.
         sink.field("Content-Length", itoa::Buffer::new().format(length).as_bytes());
     }
-    let mut text = [0u8; 64];
+    // `bytes 18446744073709551615-18446744073709551615/18446744073709551615` fits.
+    let mut text = [0u8; 80];
     match &response.layout {
         Layout::Single { range, size } => {
             let value = format_into(
