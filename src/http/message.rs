@@ -6,6 +6,8 @@
 
 use super::clock::Clock;
 use super::conn::{Handler, Output, Transmit};
+#[cfg(test)]
+use super::reply::FieldName;
 use super::reply::{self, FieldSink, Reply};
 use super::request::{self, Intent, Limits, Method, Parsed, Request};
 use super::shape::{shape, Layout, Shaped};
@@ -97,7 +99,9 @@ fn write_head<'f>(
     head.extend_from_slice(message.path);
     head.extend_from_slice(b" HTTP/1.1\r\n");
     if let Some(authority) = message.authority {
-        head.field("host", authority);
+        head.extend_from_slice(b"host: ");
+        head.extend_from_slice(authority);
+        head.extend_from_slice(b"\r\n");
     }
     for (name, value) in fields {
         let padded = |at: Option<&u8>| matches!(at, Some(b' ' | b'\t'));
@@ -202,10 +206,10 @@ mod tests {
         }
     }
 
-    struct Fields(Vec<(&'static str, Vec<u8>)>);
+    struct Fields(Vec<(FieldName, Vec<u8>)>);
 
     impl FieldSink for Fields {
-        fn field(&mut self, name: &'static str, value: &[u8]) {
+        fn field(&mut self, name: FieldName, value: &[u8]) {
             self.0.push((name, value.to_vec()));
         }
     }
@@ -294,17 +298,10 @@ mod tests {
         .unwrap();
         let mut fields = Fields(Vec::new());
         answer.write_fields(&mut fields, &clock, Some(60));
-        let names: Vec<&str> = fields.0.iter().map(|(name, _)| *name).collect();
-        assert_eq!(
-            names,
-            [
-                "Server",
-                "Date",
-                "Content-Type",
-                "Content-Length",
-                "Strict-Transport-Security"
-            ]
-        );
+        let names: Vec<FieldName> = fields.0.iter().map(|(name, _)| *name).collect();
+        use FieldName::*;
+        let expected = [Server, Date, ContentType, ContentLength, StrictTransportSecurity];
+        assert_eq!(names, expected);
         assert_eq!(fields.0[3].1, b"4", "HEAD announces the length GET would have");
         assert!(answer.head_only());
         assert!(answer.into_body().is_empty());

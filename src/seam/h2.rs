@@ -21,7 +21,8 @@
 //! floods of frames that are each harmless are counted by [`FrameGuard`](super::guard).
 
 use super::guard::{self, FrameGuard, Verdict};
-use crate::http::{self, Action, Clock, Exchange, FieldSink, Handler, Message, Pieces, RequestLine};
+use crate::http::RequestLine;
+use crate::http::{self, Action, Clock, Exchange, FieldName, FieldSink, Handler, Message, Pieces};
 use crate::http::{Arrival, Settings, TlsSession, Transmit};
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
@@ -607,36 +608,36 @@ const FIELDS: usize = 16;
 /// protocol's default.
 const HPACK_TABLE: u32 = 4096;
 
-/// The response's fields into h2's header map, names in lower case. The core writes only
-/// valid names and values; those it writes are named by `http`'s constants, so that no name
-/// is parsed per response.
+/// The response's fields into h2's header map, names in lower case (`http`'s constants).
+/// The core writes only valid values.
 struct Fields<'a>(&'a mut ::http::HeaderMap);
 
 impl FieldSink for Fields<'_> {
-    fn field(&mut self, name: &'static str, value: &[u8]) {
-        use ::http::header;
-        let name = match name {
-            "Server" => header::SERVER,
-            "Date" => header::DATE,
-            "Content-Type" => header::CONTENT_TYPE,
-            "Content-Length" => header::CONTENT_LENGTH,
-            "Content-Encoding" => header::CONTENT_ENCODING,
-            "Content-Range" => header::CONTENT_RANGE,
-            "Accept-Ranges" => header::ACCEPT_RANGES,
-            "ETag" => header::ETAG,
-            "Last-Modified" => header::LAST_MODIFIED,
-            "Vary" => header::VARY,
-            "Cache-Control" => header::CACHE_CONTROL,
-            "Location" => header::LOCATION,
-            "Strict-Transport-Security" => header::STRICT_TRANSPORT_SECURITY,
-            other => match header::HeaderName::from_bytes(other.as_bytes()) {
-                Ok(name) => name,
-                Err(_) => return,
-            },
-        };
-        if let Ok(value) = header::HeaderValue::from_bytes(value) {
-            self.0.append(name, value);
+    fn field(&mut self, name: FieldName, value: &[u8]) {
+        if let Ok(value) = ::http::HeaderValue::from_bytes(value) {
+            self.0.append(header_name(name), value);
         }
+    }
+}
+
+/// `http`'s constant for each field the core writes: no name is parsed per response.
+fn header_name(name: FieldName) -> ::http::HeaderName {
+    use ::http::header;
+    match name {
+        FieldName::Server => header::SERVER,
+        FieldName::Date => header::DATE,
+        FieldName::ContentType => header::CONTENT_TYPE,
+        FieldName::ContentEncoding => header::CONTENT_ENCODING,
+        FieldName::ContentLength => header::CONTENT_LENGTH,
+        FieldName::ContentRange => header::CONTENT_RANGE,
+        FieldName::AcceptRanges => header::ACCEPT_RANGES,
+        FieldName::ETag => header::ETAG,
+        FieldName::LastModified => header::LAST_MODIFIED,
+        FieldName::Vary => header::VARY,
+        FieldName::CacheControl => header::CACHE_CONTROL,
+        FieldName::Location => header::LOCATION,
+        FieldName::Allow => header::ALLOW,
+        FieldName::StrictTransportSecurity => header::STRICT_TRANSPORT_SECURITY,
     }
 }
 
