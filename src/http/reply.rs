@@ -234,11 +234,50 @@ impl FieldName {
     }
 }
 
+/// A header field whose value never changes: an HTTP/1.1 head writes it as one piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstantField {
+    Server,
+    AcceptRanges,
+    Allow,
+}
+
+impl ConstantField {
+    pub fn name(self) -> FieldName {
+        match self {
+            ConstantField::Server => FieldName::Server,
+            ConstantField::AcceptRanges => FieldName::AcceptRanges,
+            ConstantField::Allow => FieldName::Allow,
+        }
+    }
+
+    pub fn value(self) -> &'static str {
+        match self {
+            ConstantField::Server => "bingfa",
+            ConstantField::AcceptRanges => "bytes",
+            ConstantField::Allow => "GET, HEAD",
+        }
+    }
+
+    /// The whole line of an HTTP/1.1 head.
+    fn head_line(self) -> &'static str {
+        match self {
+            ConstantField::Server => "Server: bingfa\r\n",
+            ConstantField::AcceptRanges => "Accept-Ranges: bytes\r\n",
+            ConstantField::Allow => "Allow: GET, HEAD\r\n",
+        }
+    }
+}
+
 /// Where a response's header fields go: an HTTP/1.1 head (`Name: value` lines), or the
 /// field list of an HTTP/2 HEADERS frame (`http::message`).
 pub trait FieldSink {
     /// `value` is valid field content.
     fn field(&mut self, name: FieldName, value: &[u8]);
+
+    fn constant(&mut self, field: ConstantField) {
+        self.field(field.name(), field.value().as_bytes());
+    }
 }
 
 impl FieldSink for Vec<u8> {
@@ -247,6 +286,11 @@ impl FieldSink for Vec<u8> {
         self.extend_from_slice(name.head_prefix().as_bytes());
         self.extend_from_slice(value);
         self.extend_from_slice(b"\r\n");
+    }
+
+    #[inline]
+    fn constant(&mut self, field: ConstantField) {
+        self.extend_from_slice(field.head_line().as_bytes());
     }
 }
 
@@ -272,7 +316,7 @@ pub(crate) fn write_head(
 /// management (`Connection`): the same fields, in the same order, whatever the protocol.
 pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: &Clock, hsts: Option<u64>) {
     let reply = &response.reply;
-    sink.field(FieldName::Server, b"bingfa");
+    sink.constant(ConstantField::Server);
     sink.field(FieldName::Date, clock.date().as_bytes());
     let not_modified = response.layout == Layout::NotModified;
     if !not_modified {
@@ -304,7 +348,7 @@ pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: 
     }
     if let Some(validators) = &reply.validators {
         if !not_modified {
-            sink.field(FieldName::AcceptRanges, b"bytes");
+            sink.constant(ConstantField::AcceptRanges);
         }
         sink.field(FieldName::ETag, validators.etag.as_bytes());
         // RFC 9110 §15.4.5: a 304 with an ETag needs no other validator. §8.8.2.1: never
@@ -322,7 +366,7 @@ pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: 
     field(sink, FieldName::CacheControl, reply.cache_control.as_deref());
     field(sink, FieldName::Location, reply.location.as_deref());
     if reply.status == Status::MethodNotAllowed {
-        sink.field(FieldName::Allow, b"GET, HEAD");
+        sink.constant(ConstantField::Allow);
     }
     if let Some(max_age) = hsts {
         let value = format_into(&mut text, format_args!("max-age={max_age}"));

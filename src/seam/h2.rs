@@ -22,8 +22,9 @@
 
 use super::guard::{self, FrameGuard, Verdict};
 use crate::http::RequestLine;
-use crate::http::{self, Action, Clock, Exchange, FieldName, FieldSink, Handler, Message, Pieces};
+use crate::http::{self, Action, Clock, ConstantField, Exchange, FieldName, FieldSink, Handler};
 use crate::http::{Arrival, Settings, TlsSession, Transmit};
+use crate::http::{Message, Pieces};
 use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
@@ -617,6 +618,11 @@ impl FieldSink for Fields<'_> {
         if let Ok(value) = ::http::HeaderValue::from_bytes(value) {
             self.0.append(header_name(name), value);
         }
+    }
+
+    fn constant(&mut self, field: ConstantField) {
+        let value = ::http::HeaderValue::from_static(field.value());
+        self.0.append(header_name(field.name()), value);
     }
 }
 
