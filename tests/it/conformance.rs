@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::clients::{client, tail, Program};
@@ -295,7 +295,8 @@ impl Session {
         let mut socket = TcpStream::connect(server)?;
         socket.set_read_timeout(Some(SAFETY))?;
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
-        let mut tls = rustls::ClientConnection::new(h2_client_config(), name).map_err(io::Error::other)?;
+        let mut tls =
+            rustls::ClientConnection::new(h2_tls_client_config(), name).map_err(io::Error::other)?;
         while tls.is_handshaking() {
             tls.complete_io(&mut socket)?;
         }
@@ -384,27 +385,6 @@ fn decrypt(tls: &Mutex<rustls::ClientConnection>, mut records: &[u8]) -> (Vec<u8
         }
     }
     (clear, false)
-}
-
-/// A rustls client trusting the test CA that offers ALPN `h2` alone.
-fn h2_client_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-        let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).expect("the test CA");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).expect("the test CA is a CA certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls's default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Arc::new(config)
-    });
-    Arc::clone(config)
 }
 
 // ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ impl Wire {
             return Wire::Tcp(socket);
         }
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
-        let tls = rustls::ClientConnection::new(h2_tls_config(), name).expect("a TLS client");
+        let tls = rustls::ClientConnection::new(h2_tls_client_config(), name).expect("a TLS client");
         Wire::Tls(Box::new(rustls::StreamOwned::new(tls, socket)))
     }
 
@@ -175,27 +175,6 @@ impl Write for Wire {
             Wire::Tls(tls) => tls.flush(),
         }
     }
-}
-
-/// The TLS client of this file: trusts the test CA, offers ALPN `h2` alone.
-fn h2_tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-        let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).expect("the test CA");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).expect("the test CA is a CA certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls's default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Arc::new(config)
-    });
-    Arc::clone(config)
 }
 
 // ---------------------------------------------------------------------------

@@ -782,22 +782,31 @@ pub fn tls_stream(
 /// would. One for the process, so its session cache lets later connections resume.
 fn tls_client_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::CertificateDer;
-        let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).expect("the test CA");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).expect("the test CA is a CA certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("rustls's default versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
-    Arc::clone(config)
+    Arc::clone(CONFIG.get_or_init(|| Arc::new(client_config_offering(b"http/1.1"))))
+}
+
+/// A TLS client for HTTP/2: trusts the test CA and offers ALPN `h2` alone. One for the
+/// process.
+pub fn h2_tls_client_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| Arc::new(client_config_offering(b"h2"))))
+}
+
+/// A rustls client configuration that trusts the test CA and offers the one protocol `alpn`.
+fn client_config_offering(alpn: &[u8]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let ca = CertificateDer::from_pem_file(tls_fixture("ca.pem")).expect("the test CA");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("the test CA is a CA certificate");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("rustls's default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
 }
 
 // ---------------------------------------------------------------------------
