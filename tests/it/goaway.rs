@@ -10,25 +10,11 @@
 
 use std::time::Duration;
 
+use crate::h2::{frame, ACK, END_STREAM, GOAWAY, HEADERS, PING, PREFACE, SETTINGS};
 use crate::support::*;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
 const NO_ERROR: u32 = 0;
 const HIGHEST_STREAM: u32 = (1 << 31) - 1;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len().to_be_bytes();
-    let mut frame = vec![len[5], len[6], len[7], kind, flags];
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
 
 /// The preface, an empty SETTINGS, and `GET /readme.txt` on stream 1.
 fn opening() -> Vec<u8> {

@@ -40,20 +40,20 @@ use crate::binary::poll_until;
 use crate::support::*;
 
 /// What a client sends first on an HTTP/2 connection (RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // Frame types (RFC 9113 §6), flags and SETTINGS identifiers (§6.5.2).
 const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
+pub(crate) const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
+pub(crate) const SETTINGS: u8 = 0x4;
+pub(crate) const PING: u8 = 0x6;
+pub(crate) const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 const CONTINUATION: u8 = 0x9;
 
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
+pub(crate) const END_STREAM: u8 = 0x1;
+pub(crate) const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
 const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
@@ -491,7 +491,7 @@ fn still_serves(s: &TestServer) {
 // ---------------------------------------------------------------------------
 
 /// A frame: the 9-byte header (length, type, flags, stream) and the payload (RFC 9113 §4.1).
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).expect("a frame's length");
     assert!(len < 1 << 24, "a frame's length fits 24 bits");
     let mut bytes = len.to_be_bytes()[1..].to_vec();
