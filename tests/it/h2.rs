@@ -76,32 +76,15 @@ const TRICKLE: Duration = Duration::from_millis(100);
 // The wire
 // ---------------------------------------------------------------------------
 
-/// One connection to a test server: TCP, or TLS offering ALPN `h2` alone to a server started
-/// over TLS (trusting the test CA, for `localhost`).
-enum Wire {
-    Tcp(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
+/// A connection to a test server (`support::Wire`): TCP, or TLS offering ALPN `h2` alone to
+/// a server started over TLS (trusting the test CA, for `localhost`).
 impl Wire {
     fn connect(s: &TestServer) -> Wire {
         let socket = TcpStream::connect(s.addr).unwrap_or_else(|e| panic!("connect to {}: {e}", s.addr));
         socket.set_read_timeout(Some(SAFETY)).unwrap();
         socket.set_write_timeout(Some(SAFETY)).unwrap();
         socket.set_nodelay(true).unwrap();
-        if !serves_tls(s.addr) {
-            return Wire::Tcp(socket);
-        }
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
-        let tls = rustls::ClientConnection::new(h2_tls_client_config(), name).expect("a TLS client");
-        Wire::Tls(Box::new(rustls::StreamOwned::new(tls, socket)))
-    }
-
-    fn socket(&self) -> &TcpStream {
-        match self {
-            Wire::Tcp(stream) => stream,
-            Wire::Tls(tls) => tls.get_ref(),
-        }
+        Wire::over_with(socket, h2_tls_client_config()).expect("a TLS client")
     }
 
     /// The protocol TLS agreed on, once the handshake is done; `None` over TCP.
@@ -146,40 +129,6 @@ impl Wire {
         read
     }
 }
-
-impl Read for Wire {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Wire::Tcp(stream) => stream.read(buf),
-            Wire::Tls(tls) => match tls.read(buf) {
-                // A server that closes without close_notify (after GOAWAY, at a timeout) ends
-                // the connection as a TCP close would.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
-                read => read,
-            },
-        }
-    }
-}
-
-impl Write for Wire {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Wire::Tcp(stream) => stream.write(buf),
-            Wire::Tls(tls) => tls.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Wire::Tcp(stream) => stream.flush(),
-            Wire::Tls(tls) => tls.flush(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The h2 crate's client, driven from memory
-// ---------------------------------------------------------------------------
 
 /// The bytes between a `Wire` and h2's client: what came from the server, what h2 wrote.
 #[derive(Default)]

@@ -906,8 +906,9 @@ pub struct Client {
     buf: Vec<u8>,
 }
 
-/// What a `Client` reads and writes: the TCP stream, or TLS over it.
-enum Wire {
+/// What a `Client` reads and writes: the TCP stream, or TLS over it. (The HTTP/2 tests
+/// make theirs with a client offering `h2`.)
+pub enum Wire {
     Tcp(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
@@ -917,16 +918,21 @@ impl Wire {
     /// handshake happens at the first read or write, so a client that connects and sends
     /// nothing is as silent as in plaintext.
     fn over(stream: TcpStream) -> std::io::Result<Wire> {
+        Wire::over_with(stream, tls_client_config())
+    }
+
+    /// As [`Wire::over`], with the TLS client `config`.
+    pub fn over_with(stream: TcpStream, config: Arc<rustls::ClientConfig>) -> std::io::Result<Wire> {
         if !tls_servers().contains(&stream.peer_addr()?) {
             return Ok(Wire::Tcp(stream));
         }
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
-        let tls = rustls::ClientConnection::new(tls_client_config(), name).map_err(std::io::Error::other)?;
+        let tls = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
         Ok(Wire::Tls(Box::new(rustls::StreamOwned::new(tls, stream))))
     }
 
     /// The TCP socket, for its options and addresses.
-    fn socket(&self) -> &TcpStream {
+    pub fn socket(&self) -> &TcpStream {
         match self {
             Wire::Tcp(stream) => stream,
             Wire::Tls(tls) => tls.get_ref(),
