@@ -111,6 +111,10 @@ pub struct Args {
     #[arg(long)]
     pub immutable_fingerprints: bool,
 
+    /// Leave out `X-Content-Type-Options: nosniff`, sent on every response by default
+    #[arg(long)]
+    pub no_nosniff: bool,
+
     /// Serve a small file from memory for this long before looking it up again (0: every request)
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
@@ -187,6 +191,7 @@ impl Args {
         config.error_page = self.error_page.clone();
         config.cache_control = self.cache_control.clone();
         config.immutable_fingerprints = self.immutable_fingerprints;
+        config.nosniff = !self.no_nosniff;
         config.file_cache_valid = self.file_cache_valid;
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;

@@ -52,6 +52,8 @@ pub struct Config {
     pub cache_control: Option<String>,
     /// Files whose names carry a content hash (`app.3f9a1c2b.js`) are cached for a year.
     pub immutable_fingerprints: bool,
+    /// `X-Content-Type-Options: nosniff` on every response.
+    pub nosniff: bool,
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
@@ -93,6 +95,7 @@ impl Config {
             error_page: None,
             cache_control: None,
             immutable_fingerprints: false,
+            nosniff: defaults.nosniff,
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
             access_log: None,
             log_format: LogFormat::Combined,
@@ -116,6 +119,7 @@ impl Config {
             linger: http::Settings::default().linger.min(self.header_timeout),
             observe: self.access_log.is_some() || self.metrics.is_some(),
             h2_max_streams: self.h2_max_streams,
+            nosniff: self.nosniff,
             ..http::Settings::default()
         }
     }

@@ -552,6 +552,7 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         error_page,
         cache_control,
         immutable_fingerprints,
+        nosniff,
         file_cache_valid,
         access_log,
         log_format,
@@ -596,6 +597,7 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             "immutable-fingerprints",
             Some(Value::Boolean(*immutable_fingerprints)),
         ),
+        ("no-nosniff", Some(Value::Boolean(!*nosniff))),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
         (
             "access-log",

@@ -32,12 +32,26 @@ use std::time::{Duration, Instant};
 pub trait Handler {
     fn handle(&self, request: &Request<'_>) -> Reply;
 
+    /// Whether OPTIONS requests reach [`handle`](Handler::handle) (a site answering CORS
+    /// preflight); if not, the core answers them 405.
+    fn answers_options(&self) -> bool {
+        false
+    }
+
     /// A response is all sent (with `Settings::observe` only): for an access log, metrics.
     fn exchanged(&self, _exchange: &Exchange<'_>) {}
 
     /// A connection's TLS handshake is over, completed or failed (with `Settings::observe`
     /// only, told by the I/O layer once per connection): for metrics.
     fn handshake(&self, _outcome: Handshake<'_>) {}
+}
+
+/// The handler's reply to `request`, or the core's 405 to an OPTIONS it does not answer.
+pub(crate) fn ask(handler: &impl Handler, request: &Request<'_>) -> Reply {
+    if request.method == request::Method::Options && !handler.answers_options() {
+        return Reply::error(Status::MethodNotAllowed);
+    }
+    handler.handle(request)
 }
 
 /// Per-connection policy: limits and timeouts.
@@ -67,6 +81,9 @@ pub struct Settings {
     /// HTTP/2: requests a client may have in flight at once on one connection
     /// (SETTINGS_MAX_CONCURRENT_STREAMS).
     pub h2_max_streams: u32,
+    /// `X-Content-Type-Options: nosniff` on every response (unless the handler's fields
+    /// replace it): the server's Content-Types are right, so browsers should never guess.
+    pub nosniff: bool,
 }
 
 impl Default for Settings {
@@ -81,6 +98,7 @@ impl Default for Settings {
             observe: false,
             hsts: None,
             h2_max_streams: 128,
+            nosniff: true,
         }
     }
 }
@@ -547,7 +565,7 @@ impl Connection {
             .is_some()
             .then(|| exchange::summary(&response, head_only));
         self.output
-            .push(response, head_only, clock, persistence, self.settings.hsts);
+            .push(response, head_only, clock, persistence, &self.settings);
         if let (Some(observed), Some(noted)) = (&mut self.observed, noted) {
             let since = self.arriving.map_or(clock.now(), |arrival| arrival.since);
             let request = answered.map(|answered| (&self.input[answered.start..], answered));
@@ -578,7 +596,7 @@ impl Connection {
                     head: head_bytes,
                     fields: &head.fields,
                 };
-                let response = shape(handler.handle(&request), &request);
+                let response = shape(ask(handler, &request), &request);
                 (response, method == request::Method::Head)
             }
             Intent::Refuse(status) => (Shaped::whole(Reply::error(status)), false),
@@ -682,9 +700,9 @@ impl Output {
         head_only: bool,
         clock: &Clock,
         persistence: Persistence,
-        hsts: Option<u64>,
+        settings: &Settings,
     ) {
-        reply::write_head(self.tail_bytes(), &response, clock, persistence, hsts);
+        reply::write_head(self.tail_bytes(), &response, clock, persistence, settings);
         if head_only {
             return; // RFC 9110 §9.3.2: HEAD gets the headers GET would, and no content.
         }
@@ -920,7 +938,9 @@ mod tests {
     #[test]
     fn head_has_headers_but_no_body() {
         let (out, _, _) = run(&[b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"]);
-        assert!(text(&out).ends_with("Content-Length: 13\r\n\r\n"));
+        let out = text(&out);
+        assert!(out.contains("Content-Length: 13\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n"), "nothing after the head: {out}");
     }
 
     #[test]

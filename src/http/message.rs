@@ -5,7 +5,7 @@
 //! whatever the protocol; only the framing differs.
 
 use super::clock::Clock;
-use super::conn::{Handler, Output, Transmit};
+use super::conn::{ask, Handler, Output, Settings, Transmit};
 #[cfg(test)]
 use super::reply::FieldName;
 use super::reply::{self, FieldSink, Reply};
@@ -77,7 +77,7 @@ fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl H
                 fields: &parsed.fields,
             };
             Answer {
-                response: shape(handler.handle(&request), &request),
+                response: shape(ask(handler, &request), &request),
                 head_only: method == Method::Head,
             }
         }
@@ -137,9 +137,9 @@ impl Answer {
     }
 
     /// Gives `sink` the response's header fields, as HTTP/1.1 would send them less its
-    /// connection management; `hsts` as in [`Settings`](super::Settings).
-    pub fn write_fields(&self, sink: &mut impl FieldSink, clock: &Clock, hsts: Option<u64>) {
-        reply::write_fields(sink, &self.response, clock, hsts);
+    /// connection management; what every response carries as `settings` say.
+    pub fn write_fields(&self, sink: &mut impl FieldSink, clock: &Clock, settings: &Settings) {
+        reply::write_fields(sink, &self.response, clock, settings);
     }
 
     /// Bytes of content this response sends: 0 for HEAD and 304.
@@ -211,6 +211,10 @@ mod tests {
     impl FieldSink for Fields {
         fn field(&mut self, name: FieldName, value: &[u8]) {
             self.0.push((name, value.to_vec()));
+        }
+
+        fn extra(&mut self, _: &str, _: &str) {
+            unreachable!("the test handler adds no fields")
         }
     }
 
@@ -297,10 +301,21 @@ mod tests {
         )
         .unwrap();
         let mut fields = Fields(Vec::new());
-        answer.write_fields(&mut fields, &clock, Some(60));
+        let settings = Settings {
+            hsts: Some(60),
+            ..Settings::default()
+        };
+        answer.write_fields(&mut fields, &clock, &settings);
         let names: Vec<FieldName> = fields.0.iter().map(|(name, _)| *name).collect();
         use FieldName::*;
-        let expected = [Server, Date, ContentType, ContentLength, StrictTransportSecurity];
+        let expected = [
+            Server,
+            Date,
+            ContentType,
+            ContentLength,
+            XContentTypeOptions,
+            StrictTransportSecurity,
+        ];
         assert_eq!(names, expected);
         assert_eq!(fields.0[3].1, b"4", "HEAD announces the length GET would have");
         assert!(answer.head_only());

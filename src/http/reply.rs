@@ -1,6 +1,7 @@
 //! What a handler answers, and how the core turns it into a response head (RFC 9110 §6, RFC 9112 §4).
 
 use super::clock::Clock;
+use super::conn::Settings;
 use super::shape::{Layout, Shaped};
 use super::status::Status;
 use std::borrow::Cow;
@@ -28,6 +29,10 @@ pub struct Reply {
     /// The request fields the choice of this body depended on (`Vary`, RFC 9110 §12.5.5).
     pub vary: Option<&'static str>,
     pub cache_control: Option<Arc<str>>,
+    /// Fields the handler adds beyond the core's (a site's `--header` rules, CORS,
+    /// `WWW-Authenticate`); a name here replaces the core's field of that name where the
+    /// core allows it (see [`FieldList`]).
+    pub extra_fields: Option<Arc<FieldList>>,
 }
 
 /// What identifies one version of a representation (RFC 9110 §8.8).
@@ -152,6 +157,7 @@ impl Reply {
             content_encoding: None,
             vary: None,
             cache_control: None,
+            extra_fields: None,
         }
     }
 
@@ -182,6 +188,128 @@ impl Reply {
 
 const HTML: &str = "text/html; charset=utf-8";
 
+/// Header fields a handler adds to a response, each checked when added, so that writing
+/// them can never produce an invalid head. A field with an empty value is not sent: it
+/// removes the core's field of that name (`Server`, `Cache-Control`,
+/// `X-Content-Type-Options`), and otherwise says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldList {
+    fields: Vec<(Box<str>, Box<str>)>,
+    /// The fields as an HTTP/1.1 head writes them, so that writing them is one copy.
+    head_lines: Vec<u8>,
+    /// The core's fields this list names, which the core then leaves out.
+    replaces: Replaced,
+}
+
+/// Core fields a [`FieldList`] names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Replaced {
+    server: bool,
+    cache_control: bool,
+    nosniff: bool,
+}
+
+/// Why a field cannot be added to a [`FieldList`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidField {
+    #[error("{0:?} is not a valid header field name")]
+    Name(String),
+    #[error("the value of {0} is not valid header field content")]
+    Value(String),
+    #[error("{0} is set by the server itself (framing, validators or connection management)")]
+    Reserved(String),
+}
+
+/// Fields only the core may write: framing, validators, the connection's management.
+const RESERVED: [&str; 14] = [
+    "connection",
+    "content-length",
+    "content-range",
+    "content-encoding",
+    "date",
+    "etag",
+    "keep-alive",
+    "last-modified",
+    "location",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl FieldList {
+    /// Sets `name` to `value`, replacing an earlier field of that name (in any case).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidField> {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(InvalidField::Name(name.to_owned()));
+        }
+        if RESERVED
+            .iter()
+            .any(|reserved| name.eq_ignore_ascii_case(reserved))
+        {
+            return Err(InvalidField::Reserved(name.to_owned()));
+        }
+        if !is_field_content(value.as_bytes()) {
+            return Err(InvalidField::Value(name.to_owned()));
+        }
+        self.fields.retain(|(old, _)| !old.eq_ignore_ascii_case(name));
+        self.fields.push((name.into(), value.into()));
+        self.prepare();
+        Ok(())
+    }
+
+    /// Every field of `other` set here, in its order.
+    pub fn extend(&mut self, other: &FieldList) {
+        for (name, value) in &other.fields {
+            self.fields.retain(|(old, _)| !old.eq_ignore_ascii_case(name));
+            self.fields.push((name.clone(), value.clone()));
+        }
+        self.prepare();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The fields, in the order set, empty values (removals) included.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    /// The value set for `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(set, _)| set.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    fn prepare(&mut self) {
+        self.head_lines.clear();
+        for (name, value) in self.fields.iter().filter(|(_, value)| !value.is_empty()) {
+            self.head_lines
+                .extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        self.replaces = Replaced {
+            server: self.get("server").is_some(),
+            cache_control: self.get("cache-control").is_some(),
+            nosniff: self.get("x-content-type-options").is_some(),
+        };
+    }
+}
+
+/// RFC 9110 §5.6.2: `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §5.5: visible characters, spaces and tabs between them, none at either end.
+fn is_field_content(value: &[u8]) -> bool {
+    let allowed = |&b: &u8| b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let padded = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    value.iter().all(allowed) && !padded(value.first()) && !padded(value.last())
+}
+
 /// Whether the response says it is the last one on the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Persistence {
@@ -209,6 +337,7 @@ pub enum FieldName {
     Location,
     Allow,
     StrictTransportSecurity,
+    XContentTypeOptions,
 }
 
 impl FieldName {
@@ -230,6 +359,7 @@ impl FieldName {
             FieldName::Location => "Location: ",
             FieldName::Allow => "Allow: ",
             FieldName::StrictTransportSecurity => "Strict-Transport-Security: ",
+            FieldName::XContentTypeOptions => "X-Content-Type-Options: ",
         }
     }
 }
@@ -240,6 +370,7 @@ pub enum ConstantField {
     Server,
     AcceptRanges,
     Allow,
+    NoSniff,
 }
 
 impl ConstantField {
@@ -248,6 +379,7 @@ impl ConstantField {
             ConstantField::Server => FieldName::Server,
             ConstantField::AcceptRanges => FieldName::AcceptRanges,
             ConstantField::Allow => FieldName::Allow,
+            ConstantField::NoSniff => FieldName::XContentTypeOptions,
         }
     }
 
@@ -256,6 +388,7 @@ impl ConstantField {
             ConstantField::Server => "bingfa",
             ConstantField::AcceptRanges => "bytes",
             ConstantField::Allow => "GET, HEAD",
+            ConstantField::NoSniff => "nosniff",
         }
     }
 
@@ -265,6 +398,7 @@ impl ConstantField {
             ConstantField::Server => "Server: bingfa\r\n",
             ConstantField::AcceptRanges => "Accept-Ranges: bytes\r\n",
             ConstantField::Allow => "Allow: GET, HEAD\r\n",
+            ConstantField::NoSniff => "X-Content-Type-Options: nosniff\r\n",
         }
     }
 }
@@ -277,6 +411,15 @@ pub trait FieldSink {
 
     fn constant(&mut self, field: ConstantField) {
         self.field(field.name(), field.value().as_bytes());
+    }
+
+    /// A field a handler added (a [`FieldList`]'s), valid and not empty.
+    fn extra(&mut self, name: &str, value: &str);
+
+    fn extras(&mut self, list: &FieldList) {
+        for (name, value) in list.iter().filter(|(_, value)| !value.is_empty()) {
+            self.extra(name, value);
+        }
     }
 }
 
@@ -292,6 +435,17 @@ impl FieldSink for Vec<u8> {
     fn constant(&mut self, field: ConstantField) {
         self.extend_from_slice(field.head_line().as_bytes());
     }
+
+    fn extra(&mut self, name: &str, value: &str) {
+        self.extend_from_slice(name.as_bytes());
+        self.extend_from_slice(b": ");
+        self.extend_from_slice(value.as_bytes());
+        self.extend_from_slice(b"\r\n");
+    }
+
+    fn extras(&mut self, list: &FieldList) {
+        self.extend_from_slice(&list.head_lines);
+    }
 }
 
 /// Appends the head of `response` to `out`.
@@ -300,10 +454,10 @@ pub(crate) fn write_head(
     response: &Shaped,
     clock: &Clock,
     persistence: Persistence,
-    hsts: Option<u64>,
+    settings: &Settings,
 ) {
     out.extend_from_slice(response.reply.status.status_line().as_bytes());
-    write_fields(out, response, clock, hsts);
+    write_fields(out, response, clock, settings);
     match persistence {
         Persistence::Implicit => {}
         Persistence::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
@@ -314,9 +468,15 @@ pub(crate) fn write_head(
 
 /// Gives `sink` every header field of `response` but those of HTTP/1.1's connection
 /// management (`Connection`): the same fields, in the same order, whatever the protocol.
-pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: &Clock, hsts: Option<u64>) {
+pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: &Clock, settings: &Settings) {
     let reply = &response.reply;
-    sink.constant(ConstantField::Server);
+    let replaced = reply
+        .extra_fields
+        .as_deref()
+        .map_or(Replaced::default(), |list| list.replaces);
+    if !replaced.server {
+        sink.constant(ConstantField::Server);
+    }
     sink.field(FieldName::Date, clock.date().as_bytes());
     let not_modified = response.layout == Layout::NotModified;
     if !not_modified {
@@ -363,12 +523,20 @@ pub(crate) fn write_fields(sink: &mut impl FieldSink, response: &Shaped, clock: 
         }
     }
     field(sink, FieldName::Vary, reply.vary);
-    field(sink, FieldName::CacheControl, reply.cache_control.as_deref());
+    if !replaced.cache_control {
+        field(sink, FieldName::CacheControl, reply.cache_control.as_deref());
+    }
     field(sink, FieldName::Location, reply.location.as_deref());
     if reply.status == Status::MethodNotAllowed {
         sink.constant(ConstantField::Allow);
     }
-    if let Some(max_age) = hsts {
+    if settings.nosniff && !replaced.nosniff {
+        sink.constant(ConstantField::NoSniff);
+    }
+    if let Some(list) = &reply.extra_fields {
+        sink.extras(list);
+    }
+    if let Some(max_age) = settings.hsts {
         let value = format_into(&mut text, format_args!("max-age={max_age}"));
         sink.field(FieldName::StrictTransportSecurity, value);
     }
@@ -406,6 +574,35 @@ mod tests {
             EntityTag::strong(format!("{longest}f")).is_none(),
             "too long for the room"
         );
+    }
+
+    #[test]
+    fn field_lists_check_and_replace() {
+        let mut list = FieldList::default();
+        list.set("X-Frame-Options", "DENY").unwrap();
+        list.set("x-frame-options", "SAMEORIGIN").unwrap();
+        list.set("Cache-Control", "no-store").unwrap();
+        list.set("X-Content-Type-Options", "").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&list.head_lines),
+            "x-frame-options: SAMEORIGIN\r\nCache-Control: no-store\r\n",
+            "one line per name, the last set wins, empty values not sent"
+        );
+        assert!(list.replaces.cache_control && list.replaces.nosniff && !list.replaces.server);
+        assert!(matches!(list.set("Bad Name", "x"), Err(InvalidField::Name(_))));
+        assert!(matches!(
+            list.set("X", "a\r\nInjected: 1"),
+            Err(InvalidField::Value(_))
+        ));
+        assert!(matches!(list.set("X", " padded"), Err(InvalidField::Value(_))));
+        assert!(matches!(
+            list.set("Content-Length", "1"),
+            Err(InvalidField::Reserved(_))
+        ));
+        assert!(matches!(
+            list.set("Transfer-Encoding", "chunked"),
+            Err(InvalidField::Reserved(_))
+        ));
     }
 
     #[test]

@@ -192,11 +192,14 @@ impl FieldValues {
     }
 }
 
-/// The methods that reach the handler; everything else is answered by the core.
+/// The methods that reach the handler; everything else is answered by the core. OPTIONS
+/// reaches only a handler that answers it ([`Handler::answers_options`](super::Handler)),
+/// for CORS preflight; for any other the core answers 405.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
+    Options,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,10 +407,10 @@ fn check_complete(request: &httparse::Request, buf: &[u8], len: usize, limits: &
     let intent = match intent {
         // Turn the path slice into offsets, so the head does not borrow the buffer.
         Target::Path(path) => Intent::Serve {
-            method: if method == "HEAD" {
-                Method::Head
-            } else {
-                Method::Get
+            method: match method {
+                "HEAD" => Method::Head,
+                "OPTIONS" => Method::Options,
+                _ => Method::Get,
             },
             path: offset_in(buf, target) + path.start..offset_in(buf, target) + path.end,
         },
@@ -467,7 +470,11 @@ impl Fields {
                     fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
             } else if name.eq_ignore_ascii_case("expect") {
-                fields.expects_continue |= value.eq_ignore_ascii_case(b"100-continue");
+                // RFC 9110 §10.1.1: the only expectation defined; any other is a 417.
+                if !value.eq_ignore_ascii_case(b"100-continue") {
+                    return Err(Status::ExpectationFailed);
+                }
+                fields.expects_continue = true;
             } else if let Some(field) = Field::named(name) {
                 fields.values.note(field, buf, value);
             }
@@ -573,14 +580,53 @@ fn is_known_coding(name: &[u8]) -> bool {
         .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
 }
 
-/// RFC 9110 §7.2: Host is `uri-host [ ":" port ]`; an empty value is allowed. Refuse anything
-/// that could not be one (spaces, slashes, `@`, control bytes).
-fn check_host(value: &[u8]) -> Result<(), Status> {
-    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(b);
-    if value.iter().all(allowed) {
+/// RFC 9110 §7.2: Host is `uri-host [ ":" port ]` (RFC 3986 §3.2.2); an empty value is
+/// allowed. RFC 9112 §3.2 says a server MUST answer 400 to any other, and virtual hosts pick
+/// a site by this value, so it is checked whole: a bracketed IP literal or a registered name
+/// (without commas, which would make the field a list of hosts), then digits for a port.
+pub(crate) fn check_host(value: &[u8]) -> Result<(), Status> {
+    let (host, port) = split_port(value).ok_or(Status::BadRequest)?;
+    let is_ip_literal = |host: &[u8]| {
+        host.len() > 2
+            && host
+                .iter()
+                .skip(1)
+                .take(host.len() - 2)
+                .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+;=".contains(&b))
+    };
+    let is_reg_name = |host: &[u8]| {
+        host.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b))
+    };
+    let host_ok = if host.starts_with(b"[") {
+        host.ends_with(b"]") && is_ip_literal(host)
+    } else {
+        is_reg_name(host)
+    };
+    let port_ok = port.is_none_or(|port| port.iter().all(u8::is_ascii_digit));
+    if host_ok && port_ok {
         Ok(())
     } else {
         Err(Status::BadRequest)
+    }
+}
+
+/// `host:port` → (`host`, `port`); `[::1]:80` → (`[::1]`, `80`). `None` for a second colon
+/// outside brackets.
+fn split_port(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let host_end = if value.starts_with(b"[") {
+        value
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(value.len(), |i| i + 1)
+    } else {
+        value.iter().position(|&b| b == b':').unwrap_or(value.len())
+    };
+    let (host, rest) = value.split_at(host_end);
+    match rest {
+        [] => Some((host, None)),
+        [b':', port @ ..] if !port.contains(&b':') => Some((host, Some(port))),
+        _ => None,
     }
 }
 
@@ -594,6 +640,8 @@ enum Target {
 fn decide_intent(method: &str, target: &[u8]) -> Result<Target, Status> {
     match method {
         "GET" | "HEAD" => Ok(Target::Path(path_of(target)?)),
+        // `OPTIONS *` asks about the server, not a resource: nothing a handler decides.
+        "OPTIONS" if target != b"*" => Ok(Target::Path(path_of(target)?)),
         // RFC 9110 §9: methods this server knows but does not allow on static files.
         "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
             Ok(Target::Refused(Status::MethodNotAllowed))
@@ -825,6 +873,26 @@ mod tests {
             ("GET / HTTP/2", None),
             ("POST / HTTP/1.1\r\nHost: a\r\n\r\n", Some(405)),
             ("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", Some(405)),
+            ("OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", Some(200)),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+                Some(200),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n",
+                Some(200),
+            ),
+            ("GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n", Some(417)),
+            ("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: example.com:abc\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: example.com:80:81\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: example.com:\r\n\r\n", Some(200)),
+            ("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: []\r\n\r\n", Some(400)),
+            ("GET / HTTP/1.1\r\nHost: [v1.fe80::a+en1]:8080\r\n\r\n", Some(200)),
+            ("GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n", Some(200)),
+            ("GET / HTTP/1.1\r\nHost: xn--fsq.example\r\n\r\n", Some(200)),
             ("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", Some(405)),
             ("BREW / HTTP/1.1\r\nHost: a\r\n\r\n", Some(501)),
             ("get / HTTP/1.1\r\nHost: a\r\n\r\n", Some(501)),

@@ -41,9 +41,11 @@ impl Shaped {
         }
     }
 
-    /// The `Content-Length` this response announces; `None` for 304, which has no content.
+    /// The `Content-Length` this response announces; `None` for 304 and 204, which have no
+    /// content (RFC 9110 §8.6: a 204 must not announce a length).
     pub fn content_length(&self) -> Option<u64> {
         match &self.layout {
+            Layout::Whole if self.reply.status == Status::NoContent => None,
             Layout::Whole | Layout::Unsatisfiable { .. } => Some(self.reply.body.len()),
             Layout::NotModified => None,
             Layout::Single { range, .. } => Some(range.end - range.start),

@@ -5,15 +5,21 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    NoContent,
     PartialContent,
     MovedPermanently,
+    Found,
+    SeeOther,
     NotModified,
+    TemporaryRedirect,
     PermanentRedirect,
     BadRequest,
+    Unauthorized,
     Forbidden,
     NotFound,
     MethodNotAllowed,
     PreconditionFailed,
+    ExpectationFailed,
     MisdirectedRequest,
     ContentTooLarge,
     UriTooLong,
@@ -29,6 +35,12 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::NoContent => 204,
+            Status::Found => 302,
+            Status::SeeOther => 303,
+            Status::TemporaryRedirect => 307,
+            Status::Unauthorized => 401,
+            Status::ExpectationFailed => 417,
             Status::PartialContent => 206,
             Status::NotModified => 304,
             Status::PreconditionFailed => 412,
@@ -54,6 +66,12 @@ impl Status {
     pub(crate) fn status_line(self) -> &'static str {
         match self {
             Status::Ok => "HTTP/1.1 200 OK\r\n",
+            Status::NoContent => "HTTP/1.1 204 No Content\r\n",
+            Status::Found => "HTTP/1.1 302 Found\r\n",
+            Status::SeeOther => "HTTP/1.1 303 See Other\r\n",
+            Status::TemporaryRedirect => "HTTP/1.1 307 Temporary Redirect\r\n",
+            Status::Unauthorized => "HTTP/1.1 401 Unauthorized\r\n",
+            Status::ExpectationFailed => "HTTP/1.1 417 Expectation Failed\r\n",
             Status::PartialContent => "HTTP/1.1 206 Partial Content\r\n",
             Status::NotModified => "HTTP/1.1 304 Not Modified\r\n",
             Status::PreconditionFailed => "HTTP/1.1 412 Precondition Failed\r\n",
@@ -90,7 +108,12 @@ impl Status {
             };
         }
         match self {
-            Status::Ok | Status::PartialContent | Status::NotModified => b"",
+            Status::Ok | Status::NoContent | Status::PartialContent | Status::NotModified => b"",
+            Status::Found => page!("302 Found"),
+            Status::SeeOther => page!("303 See Other"),
+            Status::TemporaryRedirect => page!("307 Temporary Redirect"),
+            Status::Unauthorized => page!("401 Unauthorized"),
+            Status::ExpectationFailed => page!("417 Expectation Failed"),
             Status::PreconditionFailed => page!("412 Precondition Failed"),
             Status::RangeNotSatisfiable => page!("416 Range Not Satisfiable"),
             Status::MovedPermanently => page!("301 Moved Permanently"),

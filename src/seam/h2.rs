@@ -499,7 +499,7 @@ impl Http2 {
         response.headers_mut().reserve(FIELDS);
         *response.status_mut() = ::http::StatusCode::from_u16(answer.status())
             .unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
-        answer.write_fields(&mut Fields(response.headers_mut()), clock, self.settings.hsts);
+        answer.write_fields(&mut Fields(response.headers_mut()), clock, &self.settings);
         let record = self.settings.observe.then(|| {
             let (status, body_bytes) = (answer.status(), answer.content_bytes());
             Box::new(Record::of(&message, &parts.headers, status, body_bytes, clock))
@@ -624,6 +624,13 @@ impl FieldSink for Fields<'_> {
         let value = ::http::HeaderValue::from_static(field.value());
         self.0.append(header_name(field.name()), value);
     }
+
+    fn extra(&mut self, name: &str, value: &str) {
+        let name = ::http::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, ::http::HeaderValue::from_str(value)) {
+            self.0.append(name, value);
+        }
+    }
 }
 
 /// `http`'s constant for each field the core writes: no name is parsed per response.
@@ -644,6 +651,7 @@ fn header_name(name: FieldName) -> ::http::HeaderName {
         FieldName::Location => header::LOCATION,
         FieldName::Allow => header::ALLOW,
         FieldName::StrictTransportSecurity => header::STRICT_TRANSPORT_SECURITY,
+        FieldName::XContentTypeOptions => header::X_CONTENT_TYPE_OPTIONS,
     }
 }
 

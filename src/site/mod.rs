@@ -153,7 +153,7 @@ impl Site {
     fn body(&self, file: OpenFile, method: Method) -> Body {
         match method {
             // HEAD needs only the length: don't read the file.
-            Method::Head => Body::File {
+            Method::Head | Method::Options => Body::File {
                 len: file.len(),
                 file: file.file,
             },

@@ -54,6 +54,7 @@ impl Handler for Echo {
         let method = match request.method {
             Method::Get => "GET",
             Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
         };
         let body = format!(
             "fake handler saw {method} {}",

@@ -185,4 +185,43 @@ model_tests! {
         let rest = c.read_until_close();
         assert!(rest.is_empty(), "more after the response: {:?}", String::from_utf8_lossy(&rest));
     }
+
+    // RFC 9110 §10.1.1: 100-continue is the only expectation; any other is a 417.
+    fn an_unknown_expectation_is_417(s) {
+        let cases = [
+            case("teapot", req("GET", "/readme.txt", "Expect: teapot\r\n"), 417),
+            case("list", req("GET", "/readme.txt", "Expect: 100-continue, x\r\n"), 417),
+        ];
+        check_table(&s, &cases, After::Any, |_| {});
+    }
+
+    // RFC 9112 §3.2: a Host that is not `uri-host [":" port]` is a 400.
+    fn a_host_that_is_not_a_host_is_400(s) {
+        let host = |value: &str| format!("GET /readme.txt HTTP/1.1\r\nHost: {value}\r\n\r\n");
+        let cases = [
+            case("a list", host("a,b"), 400),
+            case("a port of letters", host("example.com:abc"), 400),
+            case("two ports", host("example.com:1:2"), 400),
+            case("an open bracket", host("[::1"), 400),
+            case("a name and a port", host("example.com:8080"), 200),
+            case("an IPv6 literal", host("[::1]:8080"), 200),
+        ];
+        check_table(&s, &cases, After::Any, |_| {});
+    }
+
+    // Content-Types are right, so browsers are told not to guess: on files,
+    // on error pages and on the core's own refusals alike.
+    #[tls]
+    fn nosniff_on_every_response(s) {
+        for (method, path) in [("GET", "/readme.txt"), ("GET", "/missing"), ("DELETE", "/")] {
+            let resp = exchange(&s, method, path, "");
+            assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{}", resp.summary());
+        }
+    }
+
+    fn no_nosniff_leaves_it_out(model m) {
+        let s = TestServer::start_with(m, |c| c.nosniff = false);
+        let resp = exchange(&s, "GET", "/readme.txt", "");
+        assert_eq!(resp.header("x-content-type-options"), None, "{}", resp.summary());
+    }
 }

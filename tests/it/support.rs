@@ -398,6 +398,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         error_page,
         cache_control,
         immutable_fingerprints,
+        nosniff,
         file_cache_valid,
         access_log,
         log_format,
@@ -448,6 +449,9 @@ pub fn flags(config: &Config) -> Vec<String> {
     if let Some(value) = cache_control {
         flags.push("--cache-control".into());
         flags.push(value.clone());
+    }
+    if !*nosniff {
+        flags.push("--no-nosniff".into());
     }
     if *immutable_fingerprints {
         flags.push("--immutable-fingerprints".into());
