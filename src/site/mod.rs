@@ -214,6 +214,7 @@ impl Handler for Site {
                     &path,
                     &entries,
                     listing::wants_json(request.field(Field::Accept).as_deref()),
+                    request.query(),
                 ),
                 Err(_) => Reply::error(Status::InternalServerError),
             },

@@ -526,6 +526,66 @@ fn link_helpers() {
 }
 
 // ---------------------------------------------------------------------------
+// Sorting, sizes, breadcrumb, style
+// ---------------------------------------------------------------------------
+
+/// The files of `sizes/`: name, length, and modification time (seconds since
+/// the epoch). Sorted by name, by size and by date, they come in three
+/// different orders.
+const SIZED: [(&str, usize, u64); 3] = [
+    ("a-small.txt", 10, 1_577_836_800),  // 2020-01-01 00:00 UTC
+    ("b-big.bin", 20_000, 946_684_800),  // 2000-01-01 00:00 UTC
+    ("c-mid.txt", 2_000, 1_262_304_000), // 2010-01-01 00:00 UTC
+];
+
+/// Creates `sizes/` with the `SIZED` files and the directory `sizes/dir/`.
+fn make_sized(site: &Site) {
+    for (name, len, modified) in SIZED {
+        let rel = format!("sizes/{name}");
+        site.write(&rel, &vec![b'x'; len]);
+        std::fs::File::options()
+            .write(true)
+            .open(site.root().join(&rel))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(modified))
+            .unwrap();
+    }
+    site.write("sizes/dir/inner.txt", b"inside\n");
+}
+
+/// The entries a listing page links to, in page order, without their query:
+/// the links that are neither a column header (`?sort=...`) nor a step up
+/// (`../`, the parent row and the breadcrumb).
+fn entry_links(html: &str) -> Vec<String> {
+    hrefs(html)
+        .into_iter()
+        .filter(|h| !h.starts_with('?') && !h.starts_with("../"))
+        .map(|h| h.split('?').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The HTML listing at `target`, asserted to be a 200.
+#[track_caller]
+fn listing_page(s: &TestServer, target: &str) -> String {
+    let resp = exchange(s, "GET", target, "");
+    assert_eq!(resp.status, 200, "{target}: {}", resp.summary());
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "{target}: {}",
+        resp.summary()
+    );
+    resp.body_str()
+}
+
+/// The `<h1>` of a listing page: the breadcrumb.
+fn heading(html: &str) -> &str {
+    let start = html.find("<h1>").expect("an <h1>");
+    let end = html[start..].find("</h1>").expect("a </h1>") + start;
+    &html[start..end]
+}
+
+// ---------------------------------------------------------------------------
 
 model_tests! {
     // RFC 3986 §2.1: names are percent-encoded in links, so every link on
@@ -624,5 +684,80 @@ model_tests! {
             assert!(!resp.body_str().contains("a b.txt"), "{}", resp.summary());
         }
         assert_body(&exchange(&s, "GET", "/odd/a%20b.txt", ""), content("a b.txt").as_bytes());
+    }
+
+    // `?sort=size|date|name&order=asc|desc` orders the HTML listing,
+    // directories first in every order; sizes read in binary units, dates
+    // in UTC; a directory's link keeps the sort, and leads to its listing.
+    fn listing_sorts_by_the_query(model m) {
+        let s = TestServer::start_prepared(m, make_sized, |c| c.listing = true);
+        for (query, expected) in [
+            ("", ["dir/", "a-small.txt", "b-big.bin", "c-mid.txt"]),
+            ("?sort=name&order=desc", ["dir/", "c-mid.txt", "b-big.bin", "a-small.txt"]),
+            ("?sort=size&order=desc", ["dir/", "b-big.bin", "c-mid.txt", "a-small.txt"]),
+            ("?sort=size&order=asc", ["dir/", "a-small.txt", "c-mid.txt", "b-big.bin"]),
+            ("?sort=date&order=desc", ["dir/", "a-small.txt", "c-mid.txt", "b-big.bin"]),
+            ("?order=asc&sort=date", ["dir/", "b-big.bin", "c-mid.txt", "a-small.txt"]),
+        ] {
+            let html = listing_page(&s, &format!("/sizes/{query}"));
+            assert_eq!(entry_links(&html), expected, "/sizes/{query}:\n{html}");
+        }
+        let html = listing_page(&s, "/sizes/?sort=size&order=desc");
+        for text in ["<td>19.5 KiB</td>", "<td>2.0 KiB</td>", "<td>10 B</td>", "2000-01-01 00:00", "2020-01-01 00:00"] {
+            assert!(html.contains(text), "no {text:?} in:\n{html}");
+        }
+        let dir = hrefs(&html).into_iter().find(|h| h.starts_with("dir/")).unwrap();
+        assert_eq!(dir, "dir/?sort=size&order=desc", "{html}");
+        let inner = listing_page(&s, &resolve("/sizes/", &dir));
+        assert_eq!(entry_links(&inner), ["inner.txt"], "{inner}");
+        // Every header link is a listing again, and the size header now
+        // reverses the order.
+        for link in hrefs(&html).into_iter().filter(|h| h.starts_with('?')) {
+            listing_page(&s, &resolve("/sizes/", &link));
+        }
+        assert!(hrefs(&html).contains(&"?sort=size&order=asc".to_string()), "{html}");
+    }
+
+    // A sort or order it does not know is the default order, never an
+    // error; the JSON form ignores the query.
+    fn unknown_sort_values_fall_back_to_the_default(model m) {
+        let s = TestServer::start_prepared(m, make_sized, |c| c.listing = true);
+        let default = listing_page(&s, "/sizes/");
+        for query in ["?sort=bogus&order=sideways", "?sort=&order=", "?sort=%zz", "?sort=name&order=asc"] {
+            let html = listing_page(&s, &format!("/sizes/{query}"));
+            assert_eq!(html, default, "/sizes/{query}");
+        }
+        let bogus_order = listing_page(&s, "/sizes/?sort=size&order=bogus");
+        assert_eq!(entry_links(&bogus_order), ["dir/", "a-small.txt", "c-mid.txt", "b-big.bin"]);
+        let json = "Accept: application/json\r\n";
+        let plain = exchange(&s, "GET", "/sizes/", json);
+        let sorted = exchange(&s, "GET", "/sizes/?sort=size&order=desc", json);
+        assert_eq!(sorted.status, 200, "{}", sorted.summary());
+        assert_eq!(sorted.body_str(), plain.body_str());
+    }
+
+    // The heading is a breadcrumb: every ancestor directory is a link to
+    // its listing (the site root to its index.html), names escaped.
+    fn listing_has_a_breadcrumb(model m) {
+        let s = start(m, true, false);
+        let html = listing_page(&s, "/odd/sub/");
+        let crumbs: Vec<String> = hrefs(heading(&html)).iter().map(|h| resolve("/odd/sub/", h)).collect();
+        assert_eq!(crumbs, ["/", "/odd/"], "{html}");
+        assert!(heading(&html).contains(">odd</a>/sub/"), "{html}");
+        assert_body(&exchange(&s, "GET", &crumbs[0], ""), &s.site.read("index.html"));
+        assert!(listing_page(&s, &crumbs[1]).contains("&lt;tag&gt;.txt"));
+    }
+
+    // The page fits a phone (viewport, inline responsive CSS), follows the
+    // reader's dark mode, and loads nothing else.
+    fn listing_works_on_a_phone_and_in_dark_mode(model m) {
+        let s = start(m, true, false);
+        let html = listing_page(&s, "/odd/");
+        assert!(html.contains("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"), "{html}");
+        assert!(html.contains("@media(prefers-color-scheme:dark)"), "{html}");
+        assert!(html.contains("color-scheme:light dark"), "{html}");
+        for external in ["<script", "<link", "src=", "url(", "http:", "https:"] {
+            assert!(!html.contains(external), "{external} in:\n{html}");
+        }
     }
 }
