@@ -38,6 +38,14 @@ pub trait Handler {
         false
     }
 
+    /// Whether `request` can be answered now without slow work on this thread (a password
+    /// hash to check): if not, the handler starts that work elsewhere and the core keeps the
+    /// request and asks again after [`RETRY_LATER`], so that an event loop serving others
+    /// never waits on it.
+    fn ready(&self, _request: &Request<'_>) -> bool {
+        true
+    }
+
     /// A response is all sent (with `Settings::observe` only): for an access log, metrics.
     fn exchanged(&self, _exchange: &Exchange<'_>) {}
 
@@ -46,13 +54,18 @@ pub trait Handler {
     fn handshake(&self, _outcome: Handshake<'_>) {}
 }
 
-/// The handler's reply to `request`, or the core's 405 to an OPTIONS it does not answer.
-pub(crate) fn ask(handler: &impl Handler, request: &Request<'_>) -> Reply {
+/// The handler's reply to `request`, or the core's 405 to an OPTIONS it does not answer;
+/// `None` while the handler is not [ready](Handler::ready) for it.
+pub(crate) fn ask(handler: &impl Handler, request: &Request<'_>) -> Option<Reply> {
     if request.method == request::Method::Options && !handler.answers_options() {
-        return Reply::error(Status::MethodNotAllowed);
+        return Some(Reply::error(Status::MethodNotAllowed));
     }
-    handler.handle(request)
+    handler.ready(request).then(|| handler.handle(request))
 }
+
+/// How soon a request the handler was not ready for is asked again: the I/O layer's next
+/// look at a connection whose deadline has passed (an event loop's sweep may come later).
+pub const RETRY_LATER: Duration = Duration::from_millis(10);
 
 /// Per-connection policy: limits and timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +204,8 @@ pub struct Connection {
     arriving: Option<Arrival>,
     /// With `Settings::observe`: the exchanges whose responses are not yet all sent.
     observed: Option<Box<Exchanges>>,
+    /// The handler was not ready for the buffered request: when to ask again.
+    retry_at: Option<Instant>,
 }
 
 /// When the first byte of something the minimum data rate applies to came (a request, or a
@@ -243,6 +258,7 @@ impl Connection {
             waiting_since: now,
             arriving: None,
             observed: settings.observe.then(Box::default),
+            retry_at: None,
         }
     }
 
@@ -405,7 +421,8 @@ impl Connection {
     /// requests, the linger time after the half-close.
     pub fn deadline(&self) -> Instant {
         if self.output.is_empty() {
-            self.wait_deadline()
+            let deadline = self.wait_deadline();
+            self.retry_at.map_or(deadline, |retry| retry.min(deadline))
         } else {
             self.waiting_since + self.settings.send_timeout
         }
@@ -420,9 +437,10 @@ impl Connection {
             _ => self.settings.header_timeout,
         };
         let deadline = self.waiting_since + allowed;
+        // A request waiting on the handler has arrived whole: no rate to keep up.
         let too_slow = self
             .arriving
-            .filter(|_| self.reading != Reading::Done)
+            .filter(|_| self.reading != Reading::Done && self.retry_at.is_none())
             .and_then(|arrival| arrival.too_slow_at(self.settings.min_rate));
         too_slow.map_or(deadline, |too_slow| deadline.min(too_slow))
     }
@@ -435,7 +453,7 @@ impl Connection {
     }
 
     fn receive(&mut self) -> Action<'_> {
-        let deadline = self.wait_deadline();
+        let deadline = self.deadline();
         Action::Receive {
             buf: self.receive_space(),
             deadline,
@@ -465,7 +483,14 @@ impl Connection {
         &mut self.input[self.filled..]
     }
 
+    /// The deadline passed: whether that was only the time to ask the handler again about
+    /// a request it was not ready for (then the I/O layer polls on), or the end.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|retry| now >= retry) && now < self.wait_deadline()
+    }
+
     fn answer_buffered(&mut self, clock: &Clock, handler: &impl Handler) {
+        self.retry_at = None;
         while !self.output.is_full() {
             match self.reading {
                 Reading::Done => break,
@@ -544,7 +569,11 @@ impl Connection {
             }
             Parsed::Complete { head, len } => {
                 self.consumed += len;
-                self.respond(head, start, clock, handler);
+                if !self.respond(head, start, clock, handler) {
+                    self.consumed = start; // kept whole, to be parsed and asked again
+                    self.retry_at = Some(clock.now() + RETRY_LATER);
+                    return false;
+                }
                 true
             }
         }
@@ -573,7 +602,9 @@ impl Connection {
         }
     }
 
-    fn respond(&mut self, head: Head, head_start: usize, clock: &Clock, handler: &impl Handler) {
+    /// Answers the request whose head starts at `head_start`; false if the handler was not
+    /// ready for it (nothing else is changed then: it is answered on a later poll).
+    fn respond(&mut self, head: Head, head_start: usize, clock: &Clock, handler: &impl Handler) -> bool {
         // A client waiting for 100 Continue may never send its body; rather than guess
         // whether the next bytes are body or request, answer and close.
         let keep_alive = head.keep_alive && !(head.expects_continue && head.framing.is_some());
@@ -596,8 +627,10 @@ impl Connection {
                     head: head_bytes,
                     fields: &head.fields,
                 };
-                let response = shape(ask(handler, &request), &request);
-                (response, method == request::Method::Head)
+                let Some(reply) = ask(handler, &request) else {
+                    return false;
+                };
+                (shape(reply, &request), method == request::Method::Head)
             }
             Intent::Refuse(status) => (Shaped::whole(Reply::error(status)), false),
         };
@@ -614,6 +647,7 @@ impl Connection {
         if !matches!(self.reading, Reading::Body(_)) {
             self.request_arrived(clock.now());
         }
+        true
     }
 }
 
@@ -869,6 +903,68 @@ mod tests {
     }
 
     const GET_A: &str = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    /// Not ready for `/slow` until it has been asked `answer_on` times.
+    struct SlowSite {
+        asked: std::cell::Cell<u32>,
+        answer_on: u32,
+    }
+
+    impl Handler for SlowSite {
+        fn handle(&self, request: &Request<'_>) -> Reply {
+            FakeSite.handle(request)
+        }
+
+        fn ready(&self, request: &Request<'_>) -> bool {
+            if request.path != b"/slow" {
+                return true;
+            }
+            self.asked.set(self.asked.get() + 1);
+            self.asked.get() >= self.answer_on
+        }
+    }
+
+    #[test]
+    fn a_request_the_handler_is_not_ready_for_is_kept_and_asked_again() {
+        let site = SlowSite {
+            asked: std::cell::Cell::new(0),
+            answer_on: 3,
+        };
+        let clock = clock();
+        let mut conn = Connection::new(Settings::default(), clock.now());
+        let pipelined = b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Action::Receive { buf, .. } = conn.poll(&clock, &site) else {
+            panic!("a fresh connection reads")
+        };
+        buf[..pipelined.len()].copy_from_slice(pipelined);
+        conn.received(pipelined.len(), clock.now());
+        let Action::Receive { deadline, .. } = conn.poll(&clock, &site) else {
+            panic!("nothing to send before the handler is ready")
+        };
+        assert_eq!(deadline, clock.now() + RETRY_LATER, "asked again soon");
+        assert!(!conn.expire(clock.now()), "not yet");
+        assert!(conn.expire(deadline), "then: poll on");
+        assert!(
+            matches!(conn.poll(&clock, &site), Action::Receive { .. }),
+            "asked a second time"
+        );
+        let Action::Send(Transmit::Bytes { bytes, .. }) = conn.poll(&clock, &site) else {
+            panic!("answered the third time")
+        };
+        let out = text(bytes);
+        assert!(out.contains("content of /slow"), "{out}");
+        assert!(
+            out.contains("content of /a"),
+            "the pipelined request after it, in order: {out}"
+        );
+        assert!(out.find("/slow") < out.find("of /a"));
+        assert_eq!(site.asked.get(), 3);
+        let idle_timeout = clock.now() + Settings::default().header_timeout;
+        assert!(
+            !conn.expire(idle_timeout),
+            "past its real deadline a connection ends"
+        );
+    }
 
     #[test]
     fn keeps_http11_connections_open() {

@@ -38,7 +38,9 @@ pub struct Answer {
 
 /// Answers `message`, whose other fields are `fields`, with `handler`: the same checks, the
 /// same handler and the same shaping as an HTTP/1.1 request. `head` is scratch space for the
-/// request written as an HTTP/1.1 head, the form the core's rules read.
+/// request written as an HTTP/1.1 head, the form the core's rules read. `None` while the
+/// handler is not [ready](Handler::ready) for it: ask again after
+/// [`RETRY_LATER`](super::RETRY_LATER).
 pub fn answer<'f>(
     message: Message<'_>,
     fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
@@ -46,7 +48,7 @@ pub fn answer<'f>(
     limits: &Limits,
     clock: &Clock,
     handler: &impl Handler,
-) -> Result<Answer, Malformed> {
+) -> Result<Option<Answer>, Malformed> {
     if message.method == b"CONNECT" && message.authority.is_none() {
         return Err(Malformed); // §8.5: CONNECT names its authority
     }
@@ -54,15 +56,15 @@ pub fn answer<'f>(
     Ok(answer_head(head, limits, clock, handler))
 }
 
-/// Answers the request written in `head`.
-fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl Handler) -> Answer {
+/// Answers the request written in `head`, unless the handler is not ready for it.
+fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl Handler) -> Option<Answer> {
     let parsed = request::parse(head, limits);
     let Parsed::Complete { head: parsed, .. } = parsed else {
         let status = match parsed {
             Parsed::Invalid(status) => status,
             _ => Status::BadRequest,
         };
-        return Answer::refusal(status);
+        return Some(Answer::refusal(status));
     };
     match parsed.intent {
         Intent::Serve { method, path } => {
@@ -76,12 +78,13 @@ fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl H
                 head,
                 fields: &parsed.fields,
             };
-            Answer {
-                response: shape(ask(handler, &request), &request),
+            let reply = ask(handler, &request)?;
+            Some(Answer {
+                response: shape(reply, &request),
                 head_only: method == Method::Head,
-            }
+            })
         }
-        Intent::Refuse(status) => Answer::refusal(status),
+        Intent::Refuse(status) => Some(Answer::refusal(status)),
     }
 }
 
@@ -227,7 +230,9 @@ mod tests {
         };
         let fields = fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
         let mut head = Vec::new();
-        let answer = answer(message, fields, &mut head, &Limits::default(), &clock, &Echo).unwrap();
+        let answer = answer(message, fields, &mut head, &Limits::default(), &clock, &Echo)
+            .unwrap()
+            .expect("the test handler is always ready");
         let status = answer.status();
         let mut pieces = answer.into_body();
         let mut body = Vec::new();
@@ -299,7 +304,8 @@ mod tests {
             &clock,
             &Echo,
         )
-        .unwrap();
+        .unwrap()
+        .expect("the test handler is always ready");
         let mut fields = Fields(Vec::new());
         let settings = Settings {
             hsts: Some(60),

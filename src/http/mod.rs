@@ -28,7 +28,7 @@ mod status;
 
 pub use clock::Clock;
 pub(crate) use conn::Arrival;
-pub use conn::{Action, Connection, Handler, Settings, Transmit};
+pub use conn::{Action, Connection, Handler, Settings, Transmit, RETRY_LATER};
 pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSession, TlsVersion};
 pub use message::{answer, Answer, Malformed, Message, Pieces};
 pub use mime::content_type;

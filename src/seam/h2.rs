@@ -68,6 +68,10 @@ pub(super) struct Http2 {
     responding: Vec<Responding>,
     /// Requests whose body is still coming.
     waiting: Vec<Waiting>,
+    /// Requests the handler was not ready for (`Handler::ready`), asked again at `retry_at`
+    /// or on any earlier poll.
+    deferred: Vec<Deferred>,
+    retry_at: Option<Instant>,
     /// Scratch for each request written as an HTTP/1.1 head (`http::answer`).
     head: Vec<u8>,
     settings: Settings,
@@ -115,6 +119,12 @@ struct Waiting {
     respond: SendResponse<Bytes>,
 }
 
+/// A whole request the handler was not yet ready to answer.
+struct Deferred {
+    parts: ::http::request::Parts,
+    respond: SendResponse<Bytes>,
+}
+
 /// A response whose body is being sent.
 struct Responding {
     stream: SendStream<Bytes>,
@@ -154,6 +164,8 @@ impl Http2 {
             written: 0,
             responding: Vec::new(),
             waiting: Vec::new(),
+            deferred: Vec::new(),
+            retry_at: None,
             head: Vec::new(),
             settings,
             peer: None,
@@ -312,6 +324,9 @@ impl Http2 {
     /// GOAWAY before it closes, within the linger time. Whether it has that to send; not
     /// while a response is stuck (the client takes nothing), nor a second time.
     pub fn expire(&mut self, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|retry| now >= retry) && now < self.wait_deadline() {
+            return true; // only the time to ask the handler again: poll on
+        }
         if self.expired || self.sending() {
             return false;
         }
@@ -329,6 +344,11 @@ impl Http2 {
     /// while a stopping server waits for the client's answer to its GOAWAY's PING,
     /// the idle timeout between requests, the linger time after the end.
     pub fn deadline(&self) -> Instant {
+        let deadline = self.wait_deadline();
+        self.retry_at.map_or(deadline, |retry| retry.min(deadline))
+    }
+
+    fn wait_deadline(&self) -> Instant {
         let allowed = if self.ending == Ending::Lingering || self.expired {
             self.settings.linger
         } else if self.sending() {
@@ -410,6 +430,7 @@ impl Http2 {
                 continue;
             }
             progressed |= self.read_bodies(&mut cx, clock, handler);
+            progressed |= self.retry_deferred(clock, handler);
             progressed |= self.send_pieces(clock, handler);
             if !progressed {
                 return;
@@ -422,6 +443,7 @@ impl Http2 {
         self.state = State::Over;
         self.responding.clear();
         self.waiting.clear();
+        self.deferred.clear();
         if self.ending == Ending::Open {
             self.ending = Ending::Finishing;
         }
@@ -438,7 +460,7 @@ impl Http2 {
     ) {
         let (parts, body) = request.into_parts();
         if body.is_end_stream() {
-            self.answer(&parts, respond, clock, handler);
+            self.answer(parts, respond, clock, handler);
         } else {
             self.waiting.push(Waiting { parts, body, respond });
         }
@@ -459,7 +481,7 @@ impl Http2 {
                 Poll::Ready(None) => {
                     progressed = true;
                     let done = self.waiting.swap_remove(index);
-                    self.answer(&done.parts, done.respond, clock, handler);
+                    self.answer(done.parts, done.respond, clock, handler);
                 }
                 // Reset, or broken: the stream is over (h2 has said why).
                 Poll::Ready(Some(Err(_))) => {
@@ -472,10 +494,26 @@ impl Http2 {
         progressed
     }
 
-    /// Answers one request; its response joins those being sent if a body follows.
+    /// Asks the handler again about the requests it was not ready for; whether it answered
+    /// any.
+    fn retry_deferred(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+        if self.deferred.is_empty() {
+            return false;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let before = deferred.len();
+        self.retry_at = None;
+        for Deferred { parts, respond } in deferred {
+            self.answer(parts, respond, clock, handler);
+        }
+        self.deferred.len() < before
+    }
+
+    /// Answers one request; its response joins those being sent if a body follows. One the
+    /// handler is not ready for waits in `deferred`.
     fn answer(
         &mut self,
-        parts: &::http::request::Parts,
+        parts: ::http::request::Parts,
         mut respond: SendResponse<Bytes>,
         clock: &Clock,
         handler: &impl Handler,
@@ -491,9 +529,17 @@ impl Http2 {
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
         let limits = self.settings.limits;
-        let Ok(answer) = http::answer(message, fields, &mut self.head, &limits, clock, handler) else {
-            respond.send_reset(Reason::PROTOCOL_ERROR);
-            return;
+        let answer = match http::answer(message, fields, &mut self.head, &limits, clock, handler) {
+            Ok(Some(answer)) => answer,
+            Ok(None) => {
+                self.deferred.push(Deferred { parts, respond });
+                self.retry_at = Some(clock.now() + http::RETRY_LATER);
+                return;
+            }
+            Err(http::Malformed) => {
+                respond.send_reset(Reason::PROTOCOL_ERROR);
+                return;
+            }
         };
         let mut response = ::http::Response::new(());
         response.headers_mut().reserve(FIELDS);

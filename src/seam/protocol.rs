@@ -160,7 +160,7 @@ impl Protocol {
     /// Whether there is a last word to send (see `Link::expire`).
     pub fn expire(&mut self, now: Instant) -> bool {
         match self {
-            Protocol::Http1 { .. } => false,
+            Protocol::Http1 { conn, .. } => conn.expire(now),
             Protocol::Http2(h2) => h2.expire(now),
         }
     }

@@ -16,6 +16,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::{Builder, JoinHandle};
 
@@ -43,10 +44,18 @@ fn child_test() -> String {
 const LISTENING: &str = "fake handler listening at http://";
 
 /// The fake handler: `200 text/plain` naming the method and the raw path, for
-/// every path but `/missing`, which is a 404.
+/// every path but `/missing`, which is a 404. Paths under `/later` it is ready
+/// for only every third time it is asked (`Handler::ready`), as a site is
+/// while a password hash is checked on another thread.
 struct Echo;
 
+static LATER_ASKED: AtomicU32 = AtomicU32::new(0);
+
 impl Handler for Echo {
+    fn ready(&self, request: &Request<'_>) -> bool {
+        !request.path.starts_with(b"/later") || LATER_ASKED.fetch_add(1, Ordering::Relaxed) % 3 == 2
+    }
+
     fn handle(&self, request: &Request<'_>) -> Reply {
         if request.path == b"/missing" {
             return Reply::error(Status::NotFound);
@@ -100,6 +109,27 @@ fn exercise(model: Model, addr: SocketAddr) {
     let mut c = Client::connect(addr);
     c.send(get_req("/hello"));
     expect_echo(model, &c.read_response(), "GET /hello");
+    // A request the handler is not ready for is kept and asked about again,
+    // and the one pipelined behind it waits its turn.
+    c.send(get_req("/later/1") + &get_req("/after"));
+    expect_echo(model, &c.read_response(), "GET /later/1");
+    expect_echo(model, &c.read_response(), "GET /after");
+    // Likewise over HTTP/2 (prior knowledge), on one connection, where the
+    // other stream need not wait.
+    let nghttp = Command::new("nghttp")
+        .args(["--no-dep", "--timeout=20"])
+        .arg(format!("http://{addr}/later/2"))
+        .arg(format!("http://{addr}/after"))
+        .output()
+        .expect("nghttp runs");
+    let bodies = String::from_utf8_lossy(&nghttp.stdout);
+    for seen in ["GET /later/2", "GET /after"] {
+        assert!(
+            bodies.contains(&format!("fake handler saw {seen}")),
+            "[{model}] over HTTP/2, {seen}: {bodies} {}",
+            String::from_utf8_lossy(&nghttp.stderr)
+        );
+    }
     // The handler sees the path still percent-encoded, without the query.
     c.send(get_req("/a%20b/c.txt?q=1"));
     expect_echo(model, &c.read_response(), "GET /a%20b/c.txt");
