@@ -7,7 +7,7 @@
 //! means the same and fails with the same words wherever it is written. A new option needs no
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
-use super::{one_line, Args};
+use super::{format_size, one_line, Args};
 use crate::server::Config;
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
@@ -553,6 +553,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         cache_control,
         immutable_fingerprints,
         file_cache_valid,
+        compress,
+        compress_max,
+        compress_cache,
         access_log,
         log_format,
         metrics,
@@ -597,6 +600,12 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             Some(Value::Boolean(*immutable_fingerprints)),
         ),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
+        ("compress", Some(Value::Boolean(*compress))),
+        ("compress-max", Some(Value::String(format_size(*compress_max)))),
+        (
+            "compress-cache",
+            Some(Value::String(format_size(*compress_cache))),
+        ),
         (
             "access-log",
             access_log
@@ -936,11 +945,17 @@ idle-timeout = 0.5
                 "docs/guide.html",
                 "--cache-control",
                 "public, \"quoted\"",
+                "--compress",
+                "--compress-max",
+                "1536",
                 "site",
             ],
             &[("BINGFA_SHUTDOWN_TIMEOUT", "4")],
         );
         assert!(text.contains("model = \"epoll\""), "{text}");
+        assert!(text.contains("compress = true"), "{text}");
+        assert!(text.contains("compress-max = \"1536\""), "{text}");
+        assert!(text.contains("compress-cache = \"64MiB\""), "{text}");
         assert!(text.contains("# command line"), "{text}");
         assert!(text.contains("# BINGFA_SHUTDOWN_TIMEOUT"), "{text}");
         assert!(text.contains("# default"), "{text}");

@@ -399,6 +399,9 @@ pub fn flags(config: &Config) -> Vec<String> {
         cache_control,
         immutable_fingerprints,
         file_cache_valid,
+        compress,
+        compress_max,
+        compress_cache,
         access_log,
         log_format,
         metrics,
@@ -434,7 +437,14 @@ pub fn flags(config: &Config) -> Vec<String> {
         seconds(*file_cache_valid),
         "--log-format".into(),
         log_format.name().into(),
+        "--compress-max".into(),
+        compress_max.to_string(),
+        "--compress-cache".into(),
+        compress_cache.to_string(),
     ];
+    if *compress {
+        flags.push("--compress".into());
+    }
     if *hidden {
         flags.push("--hidden".into());
     }
