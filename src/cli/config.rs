@@ -601,11 +601,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         ),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
         ("compress", Some(Value::Boolean(*compress))),
-        ("compress-max", Some(Value::String(format_size(*compress_max)))),
-        (
-            "compress-cache",
-            Some(Value::String(format_size(*compress_cache))),
-        ),
+        ("compress-max", Some(size(*compress_max))),
+        ("compress-cache", Some(size(*compress_cache))),
         (
             "access-log",
             access_log
@@ -638,6 +635,15 @@ fn utf8(key: &str, path: &Path) -> Result<String, String> {
 
 fn integer(n: u64) -> Value {
     Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A size in the largest unit that divides it (`"8MiB"`), else a number of bytes.
+fn size(bytes: u64) -> Value {
+    let text = format_size(bytes);
+    match text.parse() {
+        Ok(plain) => integer(plain),
+        Err(_) => Value::String(text),
+    }
 }
 
 /// Whole seconds as an integer (`10`), others as a float (`0.25`), as the options take them.
@@ -954,7 +960,7 @@ idle-timeout = 0.5
         );
         assert!(text.contains("model = \"epoll\""), "{text}");
         assert!(text.contains("compress = true"), "{text}");
-        assert!(text.contains("compress-max = \"1536\""), "{text}");
+        assert!(text.contains("compress-max = 1536"), "{text}");
         assert!(text.contains("compress-cache = \"64MiB\""), "{text}");
         assert!(text.contains("# command line"), "{text}");
         assert!(text.contains("# BINGFA_SHUTDOWN_TIMEOUT"), "{text}");
