@@ -116,9 +116,16 @@ impl Site {
             None => self.on_the_fly(&file, &content_type, &codings, request),
             Some(_) => None,
         };
+        // --compress: the compressed copy from memory if it is ready; if not, the file goes as
+        // it is, and the copy is asked for.
+        let mut to_compress = None;
         if let Some((compressor, coding)) = on_the_fly {
-            if let Cached::Compressed(bytes) = compressor.cached(&file.identity, coding) {
-                return self.compressed_reply(path, &file, content_type, coding, bytes);
+            match compressor.cached(&file.identity, coding) {
+                Cached::Compressed(bytes) => {
+                    return self.compressed_reply(path, &file, content_type, coding, bytes)
+                }
+                Cached::Missing => to_compress = on_the_fly,
+                Cached::Incompressible => {}
             }
         }
         let identity = file.identity;
@@ -131,12 +138,25 @@ impl Site {
             cache_control: self.cache_control_for(path),
             ..Reply::ok(content_type, self.body(file, request.method))
         };
-        if let Some((compressor, coding)) = on_the_fly {
+        if let Some((compressor, coding)) = to_compress {
             compressor.request(&identity, coding, || source_of(&reply.body));
         }
-        match (encoding, &reply.body) {
-            // Remembered as the answer for this raw path (see hot.rs).
-            (None, Body::Shared(bytes)) if self.hot.is_on() => {
+        self.remember_hot(path, is_index, request, encoding, &reply);
+        reply
+    }
+
+    /// Keeps an identity answer from memory as the answer for the request's raw path, or
+    /// forgets the path once its file is too large for that (see hot.rs).
+    fn remember_hot(
+        &self,
+        path: &SitePath,
+        is_index: bool,
+        request: &Request<'_>,
+        encoding: Option<&str>,
+        reply: &Reply,
+    ) {
+        match (encoding, &reply.body, reply.validators) {
+            (None, Body::Shared(bytes), Some(validators)) if self.hot.is_on() => {
                 let content_type = reply.content_type.clone().unwrap_or_default();
                 let hot = HotFile {
                     negotiates: self.negotiates(path, is_index, &content_type, bytes.len() as u64),
@@ -150,10 +170,9 @@ impl Site {
                 self.hot.insert(request.path, hot);
             }
             // Grown past the small-file size: no longer answered from memory.
-            (None, Body::File { .. }) if request.method == Method::Get => self.hot.remove(request.path),
+            (None, Body::File { .. }, _) if request.method == Method::Get => self.hot.remove(request.path),
             _ => {}
         }
-        reply
     }
 
     /// The compressed copy of `file` from the cache: another representation, with its own

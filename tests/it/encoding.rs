@@ -66,8 +66,8 @@ fn source_text(len: usize) -> Vec<u8> {
 const COMPRESSIBLE: [(&str, usize); 3] = [("bundle.js", 200_000), ("site.css", 4096), ("big.json", 2048)];
 
 /// A server with `--compress` (or without, for `compress: false`) whose site
-/// has the files of `COMPRESSIBLE` and `large.png`, a compressible-looking
-/// image.
+/// has the files of `COMPRESSIBLE`, `large.png` (a compressible-looking
+/// image) and `noise.txt` (text that compression makes no smaller).
 fn compress_server(model: bingfa::Model, compress: bool) -> TestServer {
     TestServer::start_prepared(
         model,
@@ -76,6 +76,7 @@ fn compress_server(model: bingfa::Model, compress: bool) -> TestServer {
                 site.write(name, &source_text(len));
             }
             site.write("large.png", &source_text(8192));
+            site.write("noise.txt", &pseudo_random(8192));
         },
         |config| config.compress = compress,
     )
@@ -316,20 +317,22 @@ model_tests! {
         }
     }
 
-    // Small files, types that are compressed already, and ranges (RFC 9110
-    // §14: ranges of the identity) are sent as they are. The compressor takes
+    // Small files, types that are compressed already, files that do not get
+    // smaller and ranges (RFC 9110 §14: ranges of the identity) are sent as
+    // they are. The compressor takes
     // its jobs in order, so once a later file comes back coded, an earlier
     // one would have too.
     fn compress_leaves_small_files_images_and_ranges_alone(model m) {
         let s = compress_server(m, true);
         let mut c = s.connect();
         let ranged = "Accept-Encoding: gzip\r\nRange: bytes=10-99\r\n";
-        for (path, extra) in [("/readme.txt", "Accept-Encoding: gzip\r\n"), ("/large.png", "Accept-Encoding: gzip\r\n"), ("/big.json", ranged)] {
+        let gzip = "Accept-Encoding: gzip\r\n";
+        for (path, extra) in [("/readme.txt", gzip), ("/large.png", gzip), ("/noise.txt", gzip), ("/big.json", ranged)] {
             let resp = on(&mut c, "GET", path, extra);
             assert_eq!(resp.header("content-encoding"), None, "{}", resp.summary());
         }
         poll_compressed(&mut c, &s, "/bundle.js", "gzip");
-        for path in ["/readme.txt", "/large.png"] {
+        for path in ["/readme.txt", "/large.png", "/noise.txt"] {
             let resp = on(&mut c, "GET", path, "Accept-Encoding: gzip, br, zstd\r\n");
             assert_eq!(resp.header("content-encoding"), None, "{}", resp.summary());
             assert_body(&resp, &s.site.read(&path[1..]));
