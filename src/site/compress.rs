@@ -182,7 +182,7 @@ impl Compressor {
     }
 
     /// Asks for the file `identity` in `coding`, unless that is asked for already or the
-    /// queue is full. `source` is called only when the job is taken.
+    /// queue is full. `source` is called only for a job that is queued.
     pub fn request(&self, identity: &FileIdentity, coding: Coding, source: impl FnOnce() -> Option<Source>) {
         let key = (*identity, coding);
         let mut queue = self.shared.lock_queue();

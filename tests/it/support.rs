@@ -1581,4 +1581,7 @@ fn config_defaults() {
     assert_eq!(c.error_page, None);
     assert_eq!(c.cache_control, None);
     assert!(!c.immutable_fingerprints);
+    assert!(!c.compress);
+    assert_eq!(c.compress_max, 8 << 20);
+    assert_eq!(c.compress_cache, 64 << 20);
 }
