@@ -119,6 +119,18 @@ pub struct Args {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
 
+    /// Compress text, JavaScript, JSON, SVG, XML and wasm files that have no .br/.zst/.gz sibling, in the background, and keep the results in memory
+    #[arg(long)]
+    pub compress: bool,
+
+    /// Largest file --compress compresses (bytes, or with K, M or G: powers of 1024, as 512KiB or 8M)
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub compress_max: u64,
+
+    /// Memory for the files --compress compressed, least recently used out (SIZE as for --compress-max)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub compress_cache: u64,
+
     /// Log each request to this file (appended to, reopened on SIGHUP), or to stdout for -
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<PathBuf>,
@@ -193,6 +205,9 @@ impl Args {
         config.immutable_fingerprints = self.immutable_fingerprints;
         config.nosniff = !self.no_nosniff;
         config.file_cache_valid = self.file_cache_valid;
+        config.compress = self.compress;
+        config.compress_max = self.compress_max;
+        config.compress_cache = self.compress_cache;
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;
         config.metrics = self.metrics;
@@ -248,6 +263,39 @@ fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
         Ok(0.0) => Ok(Duration::ZERO),
         _ => parse_seconds(text),
     }
+}
+
+/// A number of bytes: `1048576`, or with a unit that is a power of 1024 however it is written
+/// (`512K`, `512KB`, `512KiB`, `8m`, `1G`), as nginx reads sizes; a `B` alone means bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let expected = || format!("expected bytes, or a whole number with K, M or G (512KiB, 8M), got '{text}'");
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(expected()),
+    };
+    // Digits only: no sign, no space, no fraction.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected());
+    }
+    let number: u64 = digits.parse().map_err(|_| expected())?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// A size as [`parse_size`] reads it back: in the largest unit that divides it (`8MiB`).
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 /// A header value as RFC 9110 §5.5 allows it: visible ASCII, spaces and tabs, not empty.
@@ -389,6 +437,54 @@ mod tests {
             "{}",
             one_line(&error)
         );
+    }
+
+    #[test]
+    fn sizes() {
+        for (text, bytes) in [
+            ("0", 0),
+            ("1000", 1000),
+            ("1000B", 1000),
+            ("512K", 512 << 10),
+            ("512kb", 512 << 10),
+            ("512KiB", 512 << 10),
+            ("8M", 8 << 20),
+            ("8MiB", 8 << 20),
+            ("64m", 64 << 20),
+            ("1G", 1 << 30),
+            ("2gib", 2 << 30),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "K",
+            "-1",
+            "+1",
+            "1.5M",
+            "1 M",
+            "1T",
+            "1KiBB",
+            "M1",
+            "99999999999G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        for bytes in [0, 1, 1000, 1024, 1536, 8 << 20, 64 << 20, 3 << 30, u64::MAX] {
+            assert_eq!(parse_size(&format_size(bytes)), Ok(bytes), "{bytes}");
+        }
+        assert_eq!(format_size(8 << 20), "8MiB");
+        assert_eq!(format_size(1536), "1536");
+        // The defaults of the command line are those of the server's Config.
+        let config = parse(&[]).unwrap().config();
+        let defaults = Config::new(".");
+        assert_eq!(config.compress_max, defaults.compress_max);
+        assert_eq!(config.compress_cache, defaults.compress_cache);
+        let config = parse(&["--compress", "--compress-max", "1M", "--compress-cache", "16MiB"])
+            .unwrap()
+            .config();
+        assert!(config.compress);
+        assert_eq!((config.compress_max, config.compress_cache), (1 << 20, 16 << 20));
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Config {
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
+    /// Compress text-like files without a precompressed sibling on the fly, up to
+    /// `compress_max` bytes, keeping `compress_cache` bytes of results in memory.
+    pub compress: bool,
+    pub compress_max: u64,
+    pub compress_cache: u64,
     /// Where each request is logged: a file (appended to; reopened on SIGHUP by the binary),
     /// or `-` for stdout. `None`: no access log.
     pub access_log: Option<PathBuf>,
@@ -97,6 +102,9 @@ impl Config {
             immutable_fingerprints: false,
             nosniff: defaults.nosniff,
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
+            compress: false,
+            compress_max: crate::site::DEFAULT_COMPRESS_MAX,
+            compress_cache: crate::site::DEFAULT_COMPRESS_CACHE,
             access_log: None,
             log_format: LogFormat::Combined,
             metrics: None,
@@ -176,6 +184,9 @@ impl Server {
             cache_control: config.cache_control.clone(),
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
+            compress: config.compress,
+            compress_max: config.compress_max,
+            compress_cache: config.compress_cache,
         };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {

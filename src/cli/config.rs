@@ -7,7 +7,7 @@
 //! means the same and fails with the same words wherever it is written. A new option needs no
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
-use super::{one_line, Args};
+use super::{format_size, one_line, Args};
 use crate::server::Config;
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
@@ -554,6 +554,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         immutable_fingerprints,
         nosniff,
         file_cache_valid,
+        compress,
+        compress_max,
+        compress_cache,
         access_log,
         log_format,
         metrics,
@@ -599,6 +602,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         ),
         ("no-nosniff", Some(Value::Boolean(!*nosniff))),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
+        ("compress", Some(Value::Boolean(*compress))),
+        ("compress-max", Some(size(*compress_max))),
+        ("compress-cache", Some(size(*compress_cache))),
         (
             "access-log",
             access_log
@@ -631,6 +637,15 @@ fn utf8(key: &str, path: &Path) -> Result<String, String> {
 
 fn integer(n: u64) -> Value {
     Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A size in the largest unit that divides it (`"8MiB"`), else a number of bytes.
+fn size(bytes: u64) -> Value {
+    let text = format_size(bytes);
+    match text.parse() {
+        Ok(plain) => integer(plain),
+        Err(_) => Value::String(text),
+    }
 }
 
 /// Whole seconds as an integer (`10`), others as a float (`0.25`), as the options take them.
@@ -938,11 +953,17 @@ idle-timeout = 0.5
                 "docs/guide.html",
                 "--cache-control",
                 "public, \"quoted\"",
+                "--compress",
+                "--compress-max",
+                "1536",
                 "site",
             ],
             &[("BINGFA_SHUTDOWN_TIMEOUT", "4")],
         );
         assert!(text.contains("model = \"epoll\""), "{text}");
+        assert!(text.contains("compress = true"), "{text}");
+        assert!(text.contains("compress-max = 1536"), "{text}");
+        assert!(text.contains("compress-cache = \"64MiB\""), "{text}");
         assert!(text.contains("# command line"), "{text}");
         assert!(text.contains("# BINGFA_SHUTDOWN_TIMEOUT"), "{text}");
         assert!(text.contains("# default"), "{text}");

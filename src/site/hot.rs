@@ -28,8 +28,9 @@ pub(super) struct HotFile {
     pub validators: Validators,
     pub bytes: Arc<[u8]>,
     pub cache_control: Option<Arc<str>>,
-    /// A `.br`/`.zst`/`.gz` sibling exists: a request that accepts an encoding must choose.
-    pub has_precompressed: bool,
+    /// A `.br`/`.zst`/`.gz` sibling exists, or `--compress` compresses the file: a request
+    /// that accepts an encoding must choose.
+    pub negotiates: bool,
     /// When the file was last looked up and found to be this version.
     pub checked_at: Instant,
     /// Set by the request that looks the file up again once the entry is stale.
@@ -54,12 +55,12 @@ impl HotFiles {
 
     /// The reply for `request` if its path was looked up less than `valid_for` ago and the
     /// request does not ask for a choice the entry cannot make (an encoding, when a
-    /// precompressed sibling exists).
+    /// precompressed sibling or a compressed copy may exist).
     pub fn reply(&self, request: &Request<'_>) -> Option<Reply> {
         // The map is whole after any panic (entries are inserted whole): a poisoned lock is safe.
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let hot = entries.get(request.path)?;
-        if hot.has_precompressed && request.field(Field::AcceptEncoding).is_some() {
+        if hot.negotiates && request.field(Field::AcceptEncoding).is_some() {
             return None; // the full path negotiates
         }
         let age = request.now.saturating_duration_since(hot.checked_at);
@@ -126,13 +127,13 @@ mod tests {
     use crate::http::{EntityTag, Status};
     use std::time::UNIX_EPOCH;
 
-    fn hot(at: Instant, has_precompressed: bool) -> HotFile {
+    fn hot(at: Instant, negotiates: bool) -> HotFile {
         HotFile {
             content_type: Cow::Borrowed("text/plain"),
             validators: Validators::new(EntityTag::strong("2-5-3").unwrap(), UNIX_EPOCH),
             bytes: Arc::from(&b"hello"[..]),
             cache_control: None,
-            has_precompressed,
+            negotiates,
             checked_at: at,
             revalidating: AtomicBool::new(false),
         }

@@ -8,13 +8,17 @@ use crate::http::{
     self, Body, EntityTag, Exchange, Field, Handler, Handshake, Method, Reply, Request, Status, Validators,
 };
 use crate::observe::Observer;
+use compress::{Cached, Coding, Compressor, Source};
 use hot::{HotFile, HotFiles};
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod compress;
 mod hot;
 mod listing;
 mod redirect;
@@ -40,7 +44,19 @@ pub struct SiteOptions {
     /// How long a small file, once looked up, is served from memory without looking again;
     /// zero: look up on every request.
     pub file_cache_valid: Duration,
+    /// Compress text-like files without a precompressed sibling on the fly (`--compress`).
+    pub compress: bool,
+    /// Larger files are sent as they are.
+    pub compress_max: u64,
+    /// Bytes of compressed files kept in memory, least recently used out.
+    pub compress_cache: u64,
 }
+
+/// `--compress-max`: 8 MiB takes a fast level well under a second, and covers all but the
+/// largest bundles.
+pub const DEFAULT_COMPRESS_MAX: u64 = 8 << 20;
+/// `--compress-cache`: the compressed copies of a typical site's text.
+pub const DEFAULT_COMPRESS_CACHE: u64 = 64 << 20;
 
 /// A second: an edit shows within it; a busy file is looked up once a second, not per request.
 pub const DEFAULT_FILE_CACHE_VALID: Duration = Duration::from_secs(1);
@@ -51,6 +67,8 @@ pub struct Site {
     root: fs::Root,
     cache: SmallFileCache,
     hot: HotFiles,
+    /// With `--compress`.
+    compressor: Option<Compressor>,
     options: SiteOptions,
     error_page: SitePath,
     cache_control: Option<Arc<str>>,
@@ -67,6 +85,9 @@ impl Site {
         Ok(Site {
             cache: SmallFileCache::new(SMALL_FILE, SMALL_FILE_ENTRIES),
             hot: HotFiles::new(options.file_cache_valid, SMALL_FILE_ENTRIES),
+            compressor: options
+                .compress
+                .then(|| Compressor::new(options.compress_max, options.compress_cache)),
             error_page,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
@@ -87,39 +108,105 @@ impl Site {
         } else {
             path.extension()
         };
+        let content_type = http::content_type(extension);
         let is_index = file.is_index;
-        let (file, encoding) = self.choose_encoding(path, file, request);
-        let validators = Validators::new(entity_tag(&file.identity), file.modified);
+        let codings = self.acceptable_codings(path, request);
+        let (file, encoding) = self.choose_sidecar(path, file, &codings);
+        let on_the_fly = match encoding {
+            None => self.on_the_fly(&file, &content_type, &codings, request),
+            Some(_) => None,
+        };
+        // --compress: the compressed copy from memory if it is ready; if not, the file goes as
+        // it is, and the copy is asked for.
+        let mut to_compress = None;
+        if let Some((compressor, coding)) = on_the_fly {
+            match compressor.cached(&file.identity, coding) {
+                Cached::Compressed(bytes) => {
+                    return self.compressed_reply(path, &file, content_type, coding, bytes)
+                }
+                Cached::Missing => to_compress = on_the_fly,
+                Cached::Incompressible => {}
+            }
+        }
+        let identity = file.identity;
+        let validators = Validators::new(entity_tag(&identity, ""), file.modified);
         let reply = Reply {
             validators: Some(validators),
             content_encoding: encoding,
             // Whether a precompressed variant was chosen depends on Accept-Encoding.
             vary: Some("Accept-Encoding"),
             cache_control: self.cache_control_for(path),
-            ..Reply::ok(http::content_type(extension), self.body(file, request.method))
+            ..Reply::ok(content_type, self.body(file, request.method))
         };
-        match (encoding, &reply.body) {
-            // Remembered as the answer for this raw path (see hot.rs).
-            (None, Body::Shared(bytes)) if self.hot.is_on() => {
+        if let Some((compressor, coding)) = to_compress {
+            compressor.request(&identity, coding, || source_of(&reply.body));
+        }
+        self.remember_hot(path, is_index, request, encoding, &reply);
+        reply
+    }
+
+    /// Keeps an identity answer from memory as the answer for the request's raw path, or
+    /// forgets the path once its file is too large for that (see hot.rs).
+    fn remember_hot(
+        &self,
+        path: &SitePath,
+        is_index: bool,
+        request: &Request<'_>,
+        encoding: Option<&str>,
+        reply: &Reply,
+    ) {
+        match (encoding, &reply.body, reply.validators) {
+            (None, Body::Shared(bytes), Some(validators)) if self.hot.is_on() => {
+                let content_type = reply.content_type.clone().unwrap_or_default();
                 let hot = HotFile {
-                    content_type: reply.content_type.clone().unwrap_or_default(),
+                    negotiates: self.negotiates(path, is_index, &content_type, bytes.len() as u64),
+                    content_type,
                     validators,
                     bytes: Arc::clone(bytes),
                     cache_control: reply.cache_control.clone(),
-                    has_precompressed: self.has_precompressed(path, is_index),
                     checked_at: request.now,
                     revalidating: AtomicBool::new(false),
                 };
                 self.hot.insert(request.path, hot);
             }
             // Grown past the small-file size: no longer answered from memory.
-            (None, Body::File { .. }) if request.method == Method::Get => self.hot.remove(request.path),
+            (None, Body::File { .. }, _) if request.method == Method::Get => self.hot.remove(request.path),
             _ => {}
         }
-        reply
     }
 
-    /// Whether the client's Accept-Encoding could change which file is sent.
+    /// The compressed copy of `file` from the cache: another representation, with its own
+    /// entity tag (RFC 9110 §8.8.3).
+    fn compressed_reply(
+        &self,
+        path: &SitePath,
+        file: &OpenFile,
+        content_type: Cow<'static, str>,
+        coding: Coding,
+        bytes: Arc<[u8]>,
+    ) -> Reply {
+        let suffix = format_args!("-{}", coding.name());
+        let validators = Validators::new(entity_tag(&file.identity, suffix), file.modified);
+        Reply {
+            validators: Some(validators),
+            content_encoding: Some(coding.name()),
+            vary: Some("Accept-Encoding"),
+            cache_control: self.cache_control_for(path),
+            ..Reply::ok(content_type, Body::Shared(bytes))
+        }
+    }
+
+    /// Whether the client's Accept-Encoding could change what is sent for this file: it has a
+    /// precompressed sibling, or `--compress` compresses it.
+    fn negotiates(&self, path: &SitePath, is_index: bool, content_type: &str, len: u64) -> bool {
+        let compressed = self
+            .compressor
+            .as_ref()
+            .is_some_and(|compressor| compressor.applies(content_type, len));
+        compressed || self.has_precompressed(path, is_index)
+    }
+
+    /// Whether a `.br`/`.zst`/`.gz` sibling of the file exists.
     fn has_precompressed(&self, path: &SitePath, is_index: bool) -> bool {
         !is_precompressed(path)
             && http::PRECOMPRESSED
@@ -127,27 +214,49 @@ impl Site {
                 .any(|(_, suffix)| self.root.sidecar(path, is_index, suffix).is_some())
     }
 
+    /// The codings the client accepts, best first, with the suffix of each one's sibling
+    /// file. None for a file that is itself compressed (`x.js.gz`): no coding is applied twice.
+    fn acceptable_codings(
+        &self,
+        path: &SitePath,
+        request: &Request<'_>,
+    ) -> Vec<(&'static str, &'static str)> {
+        match request.field(Field::AcceptEncoding) {
+            Some(accept_encoding) if !is_precompressed(path) => http::acceptable_codings(&accept_encoding),
+            _ => Vec::new(),
+        }
+    }
+
     /// The precompressed sibling (`x.js.br`, `.zst`, `.gz`) the client accepts best, if any
-    /// exists; else the file itself. A file that is itself compressed is never looked up
-    /// again (`x.js.gz.gz`): no coding is applied twice.
-    fn choose_encoding(
+    /// exists; else the file itself.
+    fn choose_sidecar(
         &self,
         path: &SitePath,
         file: OpenFile,
-        request: &Request<'_>,
+        codings: &[(&'static str, &'static str)],
     ) -> (OpenFile, Option<&'static str>) {
-        let Some(accept_encoding) = request.field(Field::AcceptEncoding) else {
-            return (file, None);
-        };
-        if is_precompressed(path) {
-            return (file, None);
-        }
-        for (coding, suffix) in http::acceptable_codings(&accept_encoding) {
+        for (coding, suffix) in codings {
             if let Some(sidecar) = self.root.sidecar(path, file.is_index, suffix) {
                 return (sidecar, Some(coding));
             }
         }
         (file, None)
+    }
+
+    /// The coding to compress `file` in on the fly (`--compress`): the one the client accepts
+    /// best, if the file's type and size are compressed. A range request is answered from the
+    /// file as it is (ranges of a compressed copy would change with the compressor).
+    fn on_the_fly(
+        &self,
+        file: &OpenFile,
+        content_type: &str,
+        codings: &[(&'static str, &'static str)],
+        request: &Request<'_>,
+    ) -> Option<(&Compressor, Coding)> {
+        let compressor = self.compressor.as_ref()?;
+        let (best, _) = codings.first()?;
+        let wanted = compressor.applies(content_type, file.len()) && request.field(Field::Range).is_none();
+        wanted.then_some((compressor, Coding::named(best)?))
     }
 
     fn body(&self, file: OpenFile, method: Method) -> Body {
@@ -247,12 +356,26 @@ fn is_precompressed(path: &SitePath) -> bool {
 /// A strong entity tag from what changes whenever the content does: inode, size and
 /// modification time to the nanosecond. Hashing the content would also catch a file
 /// rewritten with its old mtime restored, but costs reading every file on every change;
-/// nginx makes the same choice (with mtime in seconds only).
-fn entity_tag(identity: &FileIdentity) -> EntityTag {
+/// nginx makes the same choice (with mtime in seconds only). A compressed copy made on the
+/// fly carries its coding after that (`-br`): the same version, another representation.
+fn entity_tag(identity: &FileIdentity, coding_suffix: impl fmt::Display) -> EntityTag {
     let mtime_ns = i128::from(identity.mtime_sec) * 1_000_000_000 + i128::from(identity.mtime_nsec);
-    let opaque = format_args!("{:x}-{:x}-{:x}", identity.ino, identity.len, mtime_ns as u128);
-    // Three hex numbers of at most 16, 16 and 32 digits fit the tag's inline room.
+    let opaque = format_args!(
+        "{:x}-{:x}-{:x}{coding_suffix}",
+        identity.ino, identity.len, mtime_ns as u128
+    );
+    // Three hex numbers of at most 16, 16 and 32 digits and `-zstd` fit the tag's inline room.
     EntityTag::strong(opaque).expect("hex digits and dashes make a valid, short entity tag")
+}
+
+/// What the compressor reads for a job: the bytes in memory, or its own descriptor of the file
+/// (the body's goes with the response). `None` if no descriptor is left to make one.
+fn source_of(body: &Body) -> Option<Source> {
+    match body {
+        Body::Shared(bytes) => Some(Source::Bytes(Arc::clone(bytes))),
+        Body::File { file, .. } => file.try_clone().ok().map(Source::File),
+        Body::Static(_) => None,
+    }
 }
 
 /// `app.3f9a1c2b.js`: a dot-separated part of 8 to 64 hex digits between the name and the

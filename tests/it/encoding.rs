@@ -33,6 +33,101 @@ fn app_js(s: &TestServer, method: &str, ae: Option<&str>, extra: &str) -> Respon
     exchange(s, method, "/app.js", &format!("{ae}{extra}"))
 }
 
+// ---------------------------------------------------------------------------
+// --compress: compressed on the fly, in the background
+// ---------------------------------------------------------------------------
+
+/// Requests made while waiting for the compressor; each is answered at once
+/// (with the file as it is until the compressed copy is ready).
+const POLLS: usize = 500;
+
+/// Text of `len` bytes that compresses as source code does: lines that
+/// repeat with variations.
+fn source_text(len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while text.len() < len {
+        text.extend_from_slice(
+            format!(
+                "export function f{i}(x) {{ return x * {} + {}; }}\n",
+                i % 17,
+                i % 5
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    text.truncate(len);
+    text
+}
+
+/// The compressible files the tests write: one sent from the open file
+/// (above the small-file size), one from memory, and JSON.
+const COMPRESSIBLE: [(&str, usize); 3] = [("bundle.js", 200_000), ("site.css", 4096), ("big.json", 2048)];
+
+/// A server with `--compress` (or without, for `compress: false`) whose site
+/// has the files of `COMPRESSIBLE`, `large.png` (a compressible-looking
+/// image) and `noise.txt` (text that compression makes no smaller).
+fn compress_server(model: bingfa::Model, compress: bool) -> TestServer {
+    TestServer::start_prepared(
+        model,
+        |site| {
+            for (name, len) in COMPRESSIBLE {
+                site.write(name, &source_text(len));
+            }
+            site.write("large.png", &source_text(8192));
+            site.write("noise.txt", &pseudo_random(8192));
+        },
+        |config| config.compress = compress,
+    )
+}
+
+fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        "br" => brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out),
+        "zstd" => zstd::stream::Decoder::new(bytes).unwrap().read_to_end(&mut out),
+        "gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out),
+        _ => panic!("no decoder for {coding:?}"),
+    }
+    .unwrap_or_else(|e| panic!("{coding} body does not decode: {e}"));
+    out
+}
+
+/// One request on `c` (kept alive: in the `process` model a connection is
+/// one process, with its own compressor).
+fn on(c: &mut Client, method: &str, path: &str, extra: &str) -> Response {
+    c.send(req(method, path, extra));
+    if method == "HEAD" {
+        c.read_head_response()
+    } else {
+        c.read_response()
+    }
+}
+
+/// GETs `path` with `Accept-Encoding: {coding}` on `c` until the answer is
+/// coded (at most `POLLS` requests); each answer before it is the file as it is.
+fn poll_compressed(c: &mut Client, s: &TestServer, path: &str, coding: &str) -> Response {
+    let original = s.site.read(&path[1..]);
+    for _ in 0..POLLS {
+        let resp = on(c, "GET", path, &format!("Accept-Encoding: {coding}\r\n"));
+        assert_eq!(resp.status, 200, "{}", resp.summary());
+        match resp.header("content-encoding") {
+            Some(got) => {
+                assert_eq!(got, coding, "{}", resp.summary());
+                return resp;
+            }
+            None => assert_body(&resp, &original),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!(
+        "[{}] {path} never came back {coding}-coded in {POLLS} requests",
+        s.model
+    );
+}
+
 model_tests! {
     // RFC 9110 §12.5.3: the coding with the highest qvalue among those the
     // client accepts, the server preferring br, then zstd, then gzip among
@@ -173,6 +268,108 @@ model_tests! {
             let resp = c.read_response();
             assert_body(&resp, &s.site.read(ae.map(sidecar).unwrap_or("app.js")));
             assert_eq!(resp.header("content-encoding"), ae, "{}", resp.summary());
+        }
+    }
+
+    // --compress. RFC 9110 §8.4, §8.8.3, §12.5.5: a compressed copy is another
+    // representation: its Content-Encoding, its own strong ETag, Vary; HEAD
+    // answers as GET does, and If-None-Match with its tag is a 304.
+    fn compress_codes_text_on_the_fly(model m) {
+        let s = compress_server(m, true);
+        let mut c = s.connect();
+        for (name, _) in COMPRESSIBLE {
+            let path = format!("/{name}");
+            // Served once as it is first: in memory for the next request by its path (hot.rs).
+            let plain = on(&mut c, "GET", &path, "");
+            assert_eq!(plain.header("content-encoding"), None, "{}", plain.summary());
+            let identity_tag = strong_etag(&plain);
+            let mut tags = vec![identity_tag.clone()];
+            for coding in ["br", "zstd", "gzip"] {
+                let resp = poll_compressed(&mut c, &s, &path, coding);
+                assert_eq!(decode(coding, &resp.body), s.site.read(name), "{path} {coding}");
+                assert!(resp.body.len() < s.site.read(name).len() / 2, "{path} {coding}: {}", resp.summary());
+                assert!(resp.has_token("vary", "accept-encoding"), "{}", resp.summary());
+                assert_eq!(resp.header("content-type"), plain.header("content-type"));
+                assert_eq!(resp.header("last-modified"), plain.header("last-modified"));
+                let tag = strong_etag(&resp);
+                assert!(tag.ends_with(&format!("-{coding}\"")), "{tag}");
+                tags.push(tag.clone());
+                let head = on(&mut c, "HEAD", &path, &format!("Accept-Encoding: {coding}\r\n"));
+                for field in ["content-encoding", "content-length", "etag", "vary", "content-type"] {
+                    assert_eq!(head.header(field), resp.header(field), "HEAD {path} {coding}: {field}");
+                }
+                let not_modified = on(&mut c, "GET", &path, &format!("Accept-Encoding: {coding}\r\nIf-None-Match: {tag}\r\n"));
+                assert_eq!(not_modified.status, 304, "{}", not_modified.summary());
+                assert_eq!(not_modified.header("etag"), Some(tag.as_str()));
+                // The identity's tag does not match the coded copy.
+                let coded = on(&mut c, "GET", &path, &format!("Accept-Encoding: {coding}\r\nIf-None-Match: {identity_tag}\r\n"));
+                assert_eq!(coded.status, 200, "{}", coded.summary());
+            }
+            let mut distinct = tags.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), tags.len(), "{path}: {tags:?}");
+            // Without Accept-Encoding: still the file as it is, with its own tag.
+            let again = on(&mut c, "GET", &path, "");
+            assert_body(&again, &s.site.read(name));
+            assert_eq!(again.header("content-encoding"), None);
+            assert_eq!(strong_etag(&again), identity_tag);
+        }
+    }
+
+    // Small files, types that are compressed already, files that do not get
+    // smaller and ranges (RFC 9110 §14: ranges of the identity) are sent as
+    // they are. The compressor takes
+    // its jobs in order, so once a later file comes back coded, an earlier
+    // one would have too.
+    fn compress_leaves_small_files_images_and_ranges_alone(model m) {
+        let s = compress_server(m, true);
+        let mut c = s.connect();
+        let ranged = "Accept-Encoding: gzip\r\nRange: bytes=10-99\r\n";
+        let gzip = "Accept-Encoding: gzip\r\n";
+        for (path, extra) in [("/readme.txt", gzip), ("/large.png", gzip), ("/noise.txt", gzip), ("/big.json", ranged)] {
+            let resp = on(&mut c, "GET", path, extra);
+            assert_eq!(resp.header("content-encoding"), None, "{}", resp.summary());
+        }
+        poll_compressed(&mut c, &s, "/bundle.js", "gzip");
+        for path in ["/readme.txt", "/large.png", "/noise.txt"] {
+            let resp = on(&mut c, "GET", path, "Accept-Encoding: gzip, br, zstd\r\n");
+            assert_eq!(resp.header("content-encoding"), None, "{}", resp.summary());
+            assert_body(&resp, &s.site.read(&path[1..]));
+        }
+        // A range of a file whose coded copy is ready: still of the identity.
+        let range = on(&mut c, "GET", "/bundle.js", ranged);
+        assert_eq!(range.status, 206, "{}", range.summary());
+        assert_eq!(range.header("content-encoding"), None, "{}", range.summary());
+        assert_eq!(range.body, &s.site.read("bundle.js")[10..100]);
+        let head = on(&mut c, "HEAD", "/bundle.js", ranged);
+        assert_eq!(head.header("content-encoding"), None, "{}", head.summary());
+    }
+
+    // The compressed copy belongs to one version of the file: an edited file
+    // is never answered with the copy of its old content.
+    fn compress_follows_an_edited_file(model m) {
+        let s = compress_server(m, true);
+        let mut c = s.connect();
+        let old = poll_compressed(&mut c, &s, "/bundle.js", "br");
+        let edited = source_text(150_000);
+        s.site.write("bundle.js", &edited);
+        let new = poll_compressed(&mut c, &s, "/bundle.js", "br");
+        assert_eq!(decode("br", &new.body), edited);
+        assert_ne!(strong_etag(&new), strong_etag(&old));
+    }
+
+    // Without --compress nothing is coded but the precompressed siblings.
+    fn without_compress_nothing_is_coded_on_the_fly(model m) {
+        let s = compress_server(m, false);
+        let mut c = s.connect();
+        for _ in 0..3 {
+            for (name, _) in COMPRESSIBLE {
+                let resp = on(&mut c, "GET", &format!("/{name}"), "Accept-Encoding: gzip, br, zstd\r\n");
+                assert_eq!(resp.header("content-encoding"), None, "{}", resp.summary());
+                assert_body(&resp, &s.site.read(name));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 }

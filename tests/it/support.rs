@@ -400,6 +400,9 @@ pub fn flags(config: &Config) -> Vec<String> {
         immutable_fingerprints,
         nosniff,
         file_cache_valid,
+        compress,
+        compress_max,
+        compress_cache,
         access_log,
         log_format,
         metrics,
@@ -435,7 +438,14 @@ pub fn flags(config: &Config) -> Vec<String> {
         seconds(*file_cache_valid),
         "--log-format".into(),
         log_format.name().into(),
+        "--compress-max".into(),
+        compress_max.to_string(),
+        "--compress-cache".into(),
+        compress_cache.to_string(),
     ];
+    if *compress {
+        flags.push("--compress".into());
+    }
     if *hidden {
         flags.push("--hidden".into());
     }
@@ -1575,4 +1585,7 @@ fn config_defaults() {
     assert_eq!(c.error_page, None);
     assert_eq!(c.cache_control, None);
     assert!(!c.immutable_fingerprints);
+    assert!(!c.compress);
+    assert_eq!(c.compress_max, 8 << 20);
+    assert_eq!(c.compress_cache, 64 << 20);
 }
