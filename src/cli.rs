@@ -3,6 +3,7 @@
 //! beneath it.
 
 pub mod config;
+pub mod health;
 
 use crate::models::Model;
 use crate::net::Address;
@@ -180,6 +181,10 @@ pub struct Args {
     /// Print the man page (roff) and exit
     #[arg(long)]
     pub man: bool,
+
+    /// GET URL (normally http://METRICS/healthz) and exit 0 if it answers 200, 1 otherwise
+    #[arg(long, value_name = "URL")]
+    pub health_check: Option<String>,
 }
 
 impl Args {

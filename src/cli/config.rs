@@ -22,7 +22,15 @@ use toml::{Spanned, Value};
 
 /// Options that steer the program rather than the server: only the command line sets them
 /// (a file that names another file, or an environment that prints a man page, would surprise).
-const META: &[&str] = &["config", "print_config", "completions", "man", "help", "version"];
+const META: &[&str] = &[
+    "config",
+    "print_config",
+    "completions",
+    "man",
+    "health_check",
+    "help",
+    "version",
+];
 
 /// Names the config file when `--config` is not given.
 pub const CONFIG_VAR: &str = "BINGFA_CONFIG";
