@@ -12,6 +12,10 @@ use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
+pub use crate::site::{
+    AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
+    DEFAULT_REDIRECT_STATUS,
+};
 use crate::site::{HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
@@ -54,6 +58,14 @@ pub struct Config {
     pub immutable_fingerprints: bool,
     /// `X-Content-Type-Options: nosniff` on every response.
     pub nosniff: bool,
+    /// `--header`: fields on every response of the site.
+    pub headers: Vec<HeaderField>,
+    /// `[[headers]]`: fields on the responses for the paths each rule's glob matches.
+    pub header_rules: Vec<HeaderRule>,
+    /// `--cors`: which origins' scripts may read the site.
+    pub cors: Cors,
+    /// `[[redirects]]`: redirects and rewrites, the first that matches a path applies.
+    pub redirects: Vec<RedirectRule>,
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
@@ -96,6 +108,10 @@ impl Config {
             cache_control: None,
             immutable_fingerprints: false,
             nosniff: defaults.nosniff,
+            headers: Vec::new(),
+            header_rules: Vec::new(),
+            cors: Cors::Off,
+            redirects: Vec::new(),
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
             access_log: None,
             log_format: LogFormat::Combined,
@@ -176,6 +192,10 @@ impl Server {
             cache_control: config.cache_control.clone(),
             immutable_fingerprints: config.immutable_fingerprints,
             file_cache_valid: config.file_cache_valid,
+            headers: config.headers.clone(),
+            header_rules: config.header_rules.clone(),
+            cors: config.cors.clone(),
+            redirects: config.redirects.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {

@@ -9,17 +9,24 @@ use crate::http::{
 };
 use crate::observe::Observer;
 use hot::{HotFile, HotFiles};
+use rules::{PathFields, Rules};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod glob;
 mod hot;
 mod listing;
 mod redirect;
+mod rewrite;
+mod rules;
 
+pub use glob::{Glob, GlobError};
 pub use redirect::HttpsRedirect;
+pub use rewrite::{Outcome, RedirectError, RedirectRule, DEFAULT_STATUS as DEFAULT_REDIRECT_STATUS};
+pub use rules::{AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, Origin};
 
 /// Files up to this size are kept in memory, so their responses can be batched in one write.
 const SMALL_FILE: u64 = 32 * 1024;
@@ -40,6 +47,13 @@ pub struct SiteOptions {
     /// How long a small file, once looked up, is served from memory without looking again;
     /// zero: look up on every request.
     pub file_cache_valid: Duration,
+    /// `--header`: fields on every response.
+    pub headers: Vec<HeaderField>,
+    /// `[[headers]]`: fields on the responses for the paths each matches, in order.
+    pub header_rules: Vec<HeaderRule>,
+    pub cors: Cors,
+    /// `[[redirects]]`: the first that matches a path redirects or rewrites it.
+    pub redirects: Vec<RedirectRule>,
 }
 
 /// A second: an edit shows within it; a busy file is looked up once a second, not per request.
@@ -55,6 +69,7 @@ pub struct Site {
     error_page: SitePath,
     cache_control: Option<Arc<str>>,
     immutable: Arc<str>,
+    rules: Rules,
     /// Told of every exchange, for `--access-log` and `--metrics`.
     pub(crate) observer: Option<Arc<Observer>>,
 }
@@ -70,6 +85,12 @@ impl Site {
             error_page,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
+            rules: Rules::new(
+                &options.headers,
+                options.header_rules.clone(),
+                options.cors.clone(),
+                options.redirects.clone(),
+            ),
             root,
             options,
             observer: None,
@@ -81,7 +102,15 @@ impl Site {
         self.root.canonical()
     }
 
-    fn file_reply(&self, path: &SitePath, file: OpenFile, request: &Request<'_>) -> Reply {
+    /// `hot_fields`: the fields of `path`, when the reply may be remembered as the answer for
+    /// the request's raw path (not for a rewrite, whose path is not the request's).
+    fn file_reply(
+        &self,
+        path: &SitePath,
+        file: OpenFile,
+        request: &Request<'_>,
+        hot_fields: Option<&Arc<PathFields>>,
+    ) -> Reply {
         let extension = if file.is_index {
             Some("html")
         } else {
@@ -98,9 +127,9 @@ impl Site {
             cache_control: self.cache_control_for(path),
             ..Reply::ok(http::content_type(extension), self.body(file, request.method))
         };
-        match (encoding, &reply.body) {
+        match (encoding, &reply.body, hot_fields) {
             // Remembered as the answer for this raw path (see hot.rs).
-            (None, Body::Shared(bytes)) if self.hot.is_on() => {
+            (None, Body::Shared(bytes), Some(fields)) if self.hot.is_on() => {
                 let hot = HotFile {
                     content_type: reply.content_type.clone().unwrap_or_default(),
                     validators,
@@ -109,11 +138,12 @@ impl Site {
                     has_precompressed: self.has_precompressed(path, is_index),
                     checked_at: request.now,
                     revalidating: AtomicBool::new(false),
+                    fields: Arc::clone(fields),
                 };
                 self.hot.insert(request.path, hot);
             }
             // Grown past the small-file size: no longer answered from memory.
-            (None, Body::File { .. }) if request.method == Method::Get => self.hot.remove(request.path),
+            (None, Body::File { .. }, _) if request.method == Method::Get => self.hot.remove(request.path),
             _ => {}
         }
         reply
@@ -196,33 +226,40 @@ impl Handler for Site {
         if request.path == b"/__bingfa_panic__" {
             panic!("fault injected by a test: /__bingfa_panic__");
         }
-        if let Some(reply) = self.hot.reply(request) {
-            return reply;
+        // A preflight is never a file's answer.
+        if request.method != Method::Options {
+            if let Some(reply) = self.hot.reply(request) {
+                return reply;
+            }
         }
         let Ok(path) = fs::decode_path(request.path) else {
-            return Reply::error(Status::BadRequest);
+            let fields = self.rules.site_wide();
+            return with_fields(Reply::error(Status::BadRequest), &fields, request);
         };
-        let lookup = self.root.lookup(&path, self.options.hidden);
-        if !matches!(lookup, Lookup::File(_)) {
-            self.hot.remove(request.path); // a file served a moment ago may be gone
+        // The rules, before any lookup: the fields of this path, then OPTIONS and
+        // [[redirects]]. A path a redirect matches never reaches `file_reply`, so never
+        // enters the hot cache; a rewritten one is served but not remembered.
+        let fields = self.rules.fields_for(&path);
+        if request.method == Method::Options {
+            return self.rules.options(request, &fields);
         }
-        match lookup {
-            Lookup::File(file) => self.file_reply(&path, file, request),
-            Lookup::Redirect(location) => Reply::moved_permanently(location),
-            Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
-                Ok(entries) => listing::reply(
-                    &path,
-                    &entries,
-                    listing::wants_json(request.field(Field::Accept).as_deref()),
-                    request.query(),
-                ),
-                Err(_) => Reply::error(Status::InternalServerError),
-            },
-            Lookup::Directory(_) | Lookup::NotFound => self.not_found(request.method),
-            Lookup::Forbidden => Reply::error(Status::Forbidden),
-            Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
-            Lookup::Failed(_) => Reply::error(Status::InternalServerError),
-        }
+        let (path, hot_fields) = match self.rules.redirect(&path, request.query()) {
+            None => (path, Some(&fields)),
+            Some(Outcome::Rewrite(target)) => (target, None),
+            Some(Outcome::Redirect { status, location }) => {
+                let reply = Reply {
+                    location: Some(location),
+                    ..Reply::error(status)
+                };
+                return with_fields(reply, &fields, request);
+            }
+        };
+        let reply = self.lookup_reply(&path, request, hot_fields);
+        with_fields(reply, &fields, request)
+    }
+
+    fn answers_options(&self) -> bool {
+        self.rules.answers_options()
     }
 
     fn exchanged(&self, exchange: &Exchange<'_>) {
@@ -235,6 +272,47 @@ impl Handler for Site {
         if let Some(observer) = &self.observer {
             observer.handshake(outcome);
         }
+    }
+}
+
+impl Site {
+    /// The reply for `path` from the files beneath ROOT.
+    fn lookup_reply(
+        &self,
+        path: &SitePath,
+        request: &Request<'_>,
+        hot_fields: Option<&Arc<PathFields>>,
+    ) -> Reply {
+        let lookup = self.root.lookup(path, self.options.hidden);
+        if !matches!(lookup, Lookup::File(_)) {
+            self.hot.remove(request.path); // a file served a moment ago may be gone
+        }
+        match lookup {
+            Lookup::File(file) => self.file_reply(path, file, request, hot_fields),
+            Lookup::Redirect(location) => Reply::moved_permanently(location),
+            Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
+                Ok(entries) => listing::reply(
+                    path,
+                    &entries,
+                    listing::wants_json(request.field(Field::Accept).as_deref()),
+                    request.query(),
+                ),
+                Err(_) => Reply::error(Status::InternalServerError),
+            },
+            Lookup::Directory(_) | Lookup::NotFound => self.not_found(request.method),
+            Lookup::Forbidden => Reply::error(Status::Forbidden),
+            Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
+            Lookup::Failed(_) => Reply::error(Status::InternalServerError),
+        }
+    }
+}
+
+/// `reply` with the rules' fields for `request` (every response of the site carries them:
+/// files, redirects, error pages).
+fn with_fields(reply: Reply, fields: &PathFields, request: &Request<'_>) -> Reply {
+    Reply {
+        extra_fields: fields.for_request(request),
+        ..reply
     }
 }
 
