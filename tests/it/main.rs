@@ -179,6 +179,7 @@ mod methods;
 mod observe;
 mod properties;
 mod ranges;
+mod rules;
 mod slow_clients;
 mod slowloris;
 mod tidy;
