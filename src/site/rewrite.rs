@@ -15,8 +15,9 @@
 //! A `Location` is never built from an unchecked request byte: captured parts are
 //! percent-encoded again (only unreserved characters pass, and `/` in a splat), the query is
 //! passed through only where it is made of URI characters, and `to` itself was checked at
-//! start-up (URI characters only; a relative one starts with exactly one `/`). So no CR, LF
-//! or space can reach the header, and a relative `to` can never become `//host`.
+//! start-up (URI characters only; a relative one starts with exactly one `/`), and leading
+//! slashes are collapsed once the captures are in (an empty splat in `/:splat/x`). So no CR,
+//! LF or space can reach the header, and a relative `to` can never become `//host`.
 
 use crate::fs::{self, SitePath};
 use crate::http::Status;
@@ -162,6 +163,11 @@ impl RedirectRule {
                 }
             }
         }
+        // An empty splat can put two slashes first (`/:splat/x` for `/blog`): `//x` would
+        // name another host, so leading slashes are collapsed to one.
+        if target.starts_with("//") {
+            target.replace_range(..target.len() - target.trim_start_matches('/').len(), "/");
+        }
         let Some(status) = redirect_status(self.status) else {
             // A rewrite: `to` was checked to decode with any captures (which are encoded).
             return fs::decode_path(target.as_bytes()).ok().map(Outcome::Rewrite);
@@ -204,15 +210,19 @@ impl RedirectRule {
         if !self.to.starts_with('/') || self.to.contains(['?', '#']) {
             return Err(RedirectError::RewriteElsewhere(self.to.to_string()));
         }
-        let outside = || RedirectError::RewriteOutside(self.to.to_string());
-        let probe = self.template.iter().fold(String::new(), |mut text, piece| {
-            match piece {
-                Piece::Literal(literal) => text.push_str(literal),
-                Piece::Param(_) | Piece::Splat => text.push('x'),
-            }
-            text
-        });
-        fs::decode_path(probe.as_bytes()).map_err(|_| outside())?;
+        // A name is never empty; a splat may be (`/app/*` matches `/app`).
+        for splat in ["x", ""] {
+            let probe = self.template.iter().fold(String::new(), |mut text, piece| {
+                match piece {
+                    Piece::Literal(literal) => text.push_str(literal),
+                    Piece::Param(_) => text.push('x'),
+                    Piece::Splat => text.push_str(splat),
+                }
+                text
+            });
+            fs::decode_path(probe.as_bytes())
+                .map_err(|_| RedirectError::RewriteOutside(self.to.to_string()))?;
+        }
         Ok(())
     }
 }
@@ -470,6 +480,21 @@ mod tests {
             );
             assert!(!location.contains('\\'), "{target}: {location}");
         }
+        // An empty splat cannot make `//host` either.
+        let rule = RedirectRule::new("/go/*", "/:splat/evil.com", 302).unwrap();
+        for target in ["/go", "/go/", "/go//"] {
+            let path = fs::decode_path(target.as_bytes()).unwrap();
+            let Some(Outcome::Redirect { location, .. }) = rule.apply(&path, None) else {
+                panic!("{target}: no redirect");
+            };
+            assert_eq!(location, "/evil.com", "{target}");
+        }
+        let rule = RedirectRule::new("/go/*", "/:splat/", 302).unwrap();
+        let Some(Outcome::Redirect { location, .. }) = rule.apply(&fs::decode_path(b"/go").unwrap(), None)
+        else {
+            panic!("no redirect");
+        };
+        assert_eq!(location, "/");
         for to in [
             "//evil.com/:splat",
             "/\\evil.com",
@@ -496,6 +521,7 @@ mod tests {
             ("/a?b", "RewriteElsewhere"),
             ("/../x", "RewriteOutside"),
             ("/a%00", "RewriteOutside"),
+            ("/..:splat", "RewriteOutside"),
         ] {
             let error = RedirectRule::new("/*", to, 200).unwrap_err();
             assert!(format!("{error:?}").starts_with(why), "{to}: {error:?}");

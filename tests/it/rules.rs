@@ -274,6 +274,7 @@ model_tests! {
                 redirect("/blog/*", "/posts/:splat", 301),
                 redirect("/go/*", "/:splat", 302),
                 redirect("/u/:name", "/:name/", 302),
+                redirect("/e/*", "/:splat/evil.example", 302),
             ];
         });
         let resp = exchange(&s, "GET", "/blog/%0d%0aSet-Cookie:x", "");
@@ -294,6 +295,11 @@ model_tests! {
             assert_eq!(resp.status, 302, "{target}: {}", resp.summary());
             let location = assert_clean_location(&resp);
             assert!(location.starts_with("/evil.example"), "{target}: {location}");
+        }
+        // An empty splat first in `to` does not make `//evil.example` either.
+        for target in ["/e", "/e/", "/e//"] {
+            let resp = exchange(&s, "GET", target, "");
+            assert_eq!(assert_clean_location(&resp), "/evil.example", "{target}");
         }
         let resp = exchange(&s, "GET", "/go/%5Cevil.example", "");
         assert_eq!(resp.status, 400, "a backslash is never a path: {}", resp.summary());
