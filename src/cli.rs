@@ -8,7 +8,7 @@ pub mod health;
 use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::{check_index_name, Config};
+use crate::server::{check_index_name, AllowOrigin, Config, Cors, HeaderField};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
@@ -128,6 +128,21 @@ pub struct Args {
     #[arg(long)]
     pub no_nosniff: bool,
 
+    /// Add this header field to every response ('Name: value'; 'Name:' removes the server's own), repeatable
+    #[arg(long, value_name = "NAME: VALUE", value_parser = parse_header_field)]
+    pub header: Vec<HeaderField>,
+
+    /// Let scripts of other origins read the site: --cors for any, --cors=ORIGIN (repeatable) for those
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "*",
+        value_parser = parse_allowed_origin
+    )]
+    pub cors: Vec<AllowOrigin>,
+
     /// Serve a small file from memory for this long before looking it up again (0: every request)
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
@@ -228,6 +243,8 @@ impl Args {
         config.compress = self.compress;
         config.compress_max = self.compress_max;
         config.compress_cache = self.compress_cache;
+        config.headers = self.header.clone();
+        config.cors = Cors::new(self.cors.iter().cloned());
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;
         config.metrics = self.metrics;
@@ -342,6 +359,16 @@ fn parse_index_names(text: &str) -> Result<IndexNames, String> {
         check_index_name(name).map_err(|why| format!("index file name '{name}' {why}"))?;
     }
     Ok(IndexNames(names))
+}
+
+/// `Name: value`, a valid field the server lets a site add (not framing, not `Location`).
+fn parse_header_field(text: &str) -> Result<HeaderField, String> {
+    text.parse()
+}
+
+/// `*` or an origin: `https://example.com`, `http://localhost:8080`.
+fn parse_allowed_origin(text: &str) -> Result<AllowOrigin, String> {
+    text.parse()
 }
 
 /// An address as `Address` parses it, or a host name and port, resolved.

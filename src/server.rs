@@ -14,6 +14,10 @@ use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
+pub use crate::site::{
+    AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
+    DEFAULT_REDIRECT_STATUS,
+};
 use crate::site::{HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
@@ -64,6 +68,14 @@ pub struct Config {
     pub immutable_fingerprints: bool,
     /// `X-Content-Type-Options: nosniff` on every response.
     pub nosniff: bool,
+    /// `--header`: fields on every response of the site.
+    pub headers: Vec<HeaderField>,
+    /// `[[headers]]`: fields on the responses for the paths each rule's glob matches.
+    pub header_rules: Vec<HeaderRule>,
+    /// `--cors`: which origins' scripts may read the site.
+    pub cors: Cors,
+    /// `[[redirects]]`: redirects and rewrites, the first that matches a path applies.
+    pub redirects: Vec<RedirectRule>,
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
@@ -114,6 +126,10 @@ impl Config {
             cache_control: None,
             immutable_fingerprints: false,
             nosniff: defaults.nosniff,
+            headers: Vec::new(),
+            header_rules: Vec::new(),
+            cors: Cors::Off,
+            redirects: Vec::new(),
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
             compress: false,
             compress_max: crate::site::DEFAULT_COMPRESS_MAX,
@@ -203,6 +219,10 @@ impl Server {
             fallback: config.fallback.clone(),
             clean_urls: config.clean_urls,
             index: config.index.clone(),
+            headers: config.headers.clone(),
+            header_rules: config.header_rules.clone(),
+            cors: config.cors.clone(),
+            redirects: config.redirects.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {

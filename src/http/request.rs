@@ -138,10 +138,14 @@ pub enum Field {
     /// For the access log.
     Referer,
     UserAgent,
+    /// For CORS (a site's `--cors`).
+    Origin,
+    AccessControlRequestMethod,
+    AccessControlRequestHeaders,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 10] = [
+    const ALL: [(Field, &'static str); 13] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -152,6 +156,12 @@ impl Field {
         (Field::Accept, "accept"),
         (Field::Referer, "referer"),
         (Field::UserAgent, "user-agent"),
+        (Field::Origin, "origin"),
+        (Field::AccessControlRequestMethod, "access-control-request-method"),
+        (
+            Field::AccessControlRequestHeaders,
+            "access-control-request-headers",
+        ),
     ];
 
     fn named(name: &str) -> Option<Field> {

@@ -180,6 +180,7 @@ mod observe;
 mod paths;
 mod properties;
 mod ranges;
+mod rules;
 mod slow_clients;
 mod slowloris;
 mod tidy;

@@ -402,6 +402,10 @@ pub fn flags(config: &Config) -> Vec<String> {
         cache_control,
         immutable_fingerprints,
         nosniff,
+        headers,
+        header_rules: _,
+        cors,
+        redirects: _,
         file_cache_valid,
         compress,
         compress_max,
@@ -475,6 +479,16 @@ pub fn flags(config: &Config) -> Vec<String> {
     if !*nosniff {
         flags.push("--no-nosniff".into());
     }
+    for field in headers {
+        flags.push(format!("--header={field}"));
+    }
+    match cors {
+        bingfa::server::Cors::Off => {}
+        bingfa::server::Cors::AnyOrigin => flags.push("--cors".into()),
+        bingfa::server::Cors::Origins(origins) => {
+            flags.extend(origins.iter().map(|origin| format!("--cors={}", origin.as_str())))
+        }
+    }
     if *immutable_fingerprints {
         flags.push("--immutable-fingerprints".into());
     }
@@ -502,21 +516,37 @@ pub fn flags(config: &Config) -> Vec<String> {
     }
     if !sni_certificates.is_empty() {
         flags.push("--config".into());
-        flags.push(tls_tables_file(sni_certificates));
+        flags.push(tls_tables_file(
+            sni_certificates,
+            &bingfa::cli::config::rule_tables(config),
+        ));
+    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() {
+        flags.push("--config".into());
+        flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
     }
     flags
 }
 
 /// A config file holding only `[[tls]]` tables for `certificates` (which the command line
-/// has no option for), beside the first certificate, which outlives the test.
-fn tls_tables_file(certificates: &[(PathBuf, PathBuf)]) -> String {
+/// has no option for), and `rules` (the rule tables), beside the first certificate, which
+/// outlives the test.
+fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
     let mut text = String::new();
     for (cert, key) in certificates {
         text += &format!("[[tls]]\ncert = {:?}\nkey = {:?}\n", cert, key);
     }
+    text += rules;
     let path = certificates[0].0.with_extension("toml");
     fs::write(&path, text).expect("write the [[tls]] config file");
     path.to_str().expect("UTF-8 TLS path").to_string()
+}
+
+/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`: the
+/// command line has no option for them), beside the site's root, which outlives the test.
+fn rule_tables_file(root: &Path, rules: &str) -> String {
+    let path = root.with_extension("rules.toml");
+    fs::write(&path, rules).expect("write the rules config file");
+    path.to_str().expect("UTF-8 root").to_string()
 }
 
 /// The metrics address a running binary announces on stderr (with the real port when it
