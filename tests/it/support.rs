@@ -408,6 +408,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         sni_certificates,
         hsts,
         redirect_http,
+        proxy_protocol,
+        trusted_proxies,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -482,6 +484,11 @@ pub fn flags(config: &Config) -> Vec<String> {
         flags.push("--config".into());
         flags.push(tls_tables_file(sni_certificates));
     }
+    if *proxy_protocol {
+        flags.push("--proxy-protocol".into());
+    }
+    let trusted: Vec<String> = trusted_proxies.iter().map(ToString::to_string).collect();
+    flags.push(format!("--trusted-proxies={}", trusted.join(",")));
     flags
 }
 
