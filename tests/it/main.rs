@@ -178,6 +178,7 @@ mod listing;
 mod methods;
 mod observe;
 mod properties;
+mod proxy;
 mod ranges;
 mod slow_clients;
 mod slowloris;

@@ -997,6 +997,23 @@ impl Client {
         Client::from_stream(TcpStream::connect(addr)?)
     }
 
+    /// Connects, and writes each of `parts` on the bare TCP stream first, a pause between
+    /// them (so they reach the server in separate reads): a PROXY protocol header, which
+    /// comes before TLS. Then goes on as `connect`; an error if the server has already cut
+    /// the connection (a reset leaves the socket without a peer).
+    pub fn connect_after(addr: SocketAddr, parts: &[&[u8]]) -> std::io::Result<Client> {
+        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(Duration::from_millis(20));
+            }
+            // A server that refuses the connection may have closed it already.
+            let _ = stream.write_all(part);
+        }
+        Client::from_stream(stream)
+    }
+
     /// Connects with a receive buffer of about `bytes` (set before the
     /// connection, so the advertised window stays small too): a client
     /// that stops reading soon makes the server's sends block.
