@@ -228,3 +228,49 @@ model_tests! {
         distrusting.stop();
     }
 }
+
+/// On a Unix socket every client counts as trusted (the socket file's permissions decide who
+/// connects): a header is required, and the client it names is logged. Through the binary,
+/// so the command line's `--proxy-protocol` is what turns it on.
+#[test]
+fn a_unix_socket_client_is_trusted_and_must_send_a_header() {
+    use std::io::{Read, Write};
+    let site = Site::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("bingfa.sock");
+    let mut config = Config::new(site.root());
+    config.model = bingfa::Model::Epoll;
+    config.proxy_protocol = true;
+    // No TCP source is trusted: a Unix socket's client still is.
+    config.trusted_proxies = vec!["192.0.2.0/24".parse().unwrap()];
+    with_log(&mut config);
+    let mut args = flags(&config);
+    let bind = args.iter().position(|a| a == "-b").expect("flags has -b");
+    args[bind + 1] = format!("unix:{}", socket.display());
+    let mut running = crate::binary::start(&args, None);
+    let answer = |bytes: &[u8]| {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        stream.set_read_timeout(Some(SAFETY)).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let request = req("GET", "/readme.txt?unix", "Connection: close\r\n");
+    let mut proxied = v2_ipv4([192, 0, 2, 7]);
+    proxied.extend_from_slice(request.as_bytes());
+    let served = answer(&proxied);
+    let unproxied = answer(request.as_bytes());
+    let log = poll_until(SAFETY, || {
+        let text = std::fs::read_to_string(log_path(&config)).unwrap_or_default();
+        (!text.is_empty()).then_some(text)
+    });
+    running
+        .stop_with(nix::sys::signal::Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(served.starts_with("HTTP/1.1 200 OK\r\n"), "{served}");
+    assert_eq!(unproxied, "", "a request without a header was answered");
+    let log = log.expect("a line in the access log");
+    assert!(log.starts_with("192.0.2.7 - - ["), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+}
