@@ -59,22 +59,31 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     }
 }
 
-/// A version 1 header: one line, `PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n`. `ppp` is asked
-/// only once the line has ended: before, a prefix that stops after a space reads to it as a
-/// wrong header (an empty port), not as one still arriving.
+/// A version 1 header: one line, `PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n`. `ppp` is given
+/// the line alone, once it has ended at its first `\n`, which must follow a `\r`: before, a
+/// prefix that stops after a space reads to it as a wrong header (an empty port), not as one
+/// still arriving; and beyond the first `\n` it would read an `UNKNOWN` line on to a later
+/// `\r\n`, so where the header ends would depend on how its bytes arrived.
 fn parse_v1(bytes: &[u8]) -> Parsed {
     const PREFIX: &[u8] = b"PROXY ";
-    if !bytes.contains(&b'\n') {
+    let Some(newline) = bytes.iter().position(|&b| b == b'\n') else {
         let may_be_one = PREFIX.starts_with(bytes) || bytes.starts_with(PREFIX);
         return if may_be_one && bytes.len() < V1_LONGEST {
             Parsed::Incomplete
         } else {
             Parsed::Invalid
         };
+    };
+    let line = &bytes[..=newline];
+    if !line.ends_with(b"\r\n") {
+        return Parsed::Invalid;
     }
-    let Ok(header) = ppp::v1::Header::try_from(bytes) else {
+    let Ok(header) = ppp::v1::Header::try_from(line) else {
         return Parsed::Invalid;
     };
+    if header.header.len() != line.len() {
+        return Parsed::Invalid;
+    }
     let carried = match header.addresses {
         V1::Tcp4(ip) => Carried::Client(Some(ip.source_address.into())),
         V1::Tcp6(ip) => Carried::Client(Some(IpAddr::V6(ip.source_address).to_canonical())),
@@ -82,7 +91,7 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
     };
     Parsed::Complete {
         carried,
-        len: header.header.len(),
+        len: line.len(),
     }
 }
 
