@@ -8,7 +8,7 @@ pub mod health;
 use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::{check_index_name, AllowOrigin, Config, Cors, HeaderField};
+use crate::server::{check_index_name, AllowOrigin, Cidr, Config, Cors, HeaderField};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
@@ -191,6 +191,14 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address, requires = "tls_cert")]
     pub redirect_http: Option<SocketAddr>,
 
+    /// Every connection opens with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) naming the client; only from --trusted-proxies (and any Unix socket client), others are refused
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Sources trusted to name the client: by a PROXY header, and by Forwarded or X-Forwarded-For in the access log (rightmost address that is not one of them)
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', default_value = "127.0.0.0/8,::1/128", value_parser = clap::value_parser!(Cidr))]
+    pub trusted_proxies: Vec<Cidr>,
+
     // The options below steer the program rather than the server; `config::META` keeps them
     // out of files and the environment (but BINGFA_CONFIG names a file).
     /// Read options from this TOML file; the environment and the command line override it
@@ -252,6 +260,8 @@ impl Args {
         config.tls_key = self.tls_key.clone();
         config.hsts = self.hsts;
         config.redirect_http = self.redirect_http;
+        config.proxy_protocol = self.proxy_protocol;
+        config.trusted_proxies = self.trusted_proxies.clone();
         config
     }
 }

@@ -9,6 +9,8 @@ use crate::error::Error;
 /// For the command line to check `--index` names as the root will.
 pub use crate::fs::check_index_name;
 use crate::http;
+pub use crate::http::Cidr;
+use crate::http::TrustedProxies;
 use crate::models::{self, Model};
 use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
@@ -101,6 +103,12 @@ pub struct Config {
     pub hsts: Option<u64>,
     /// A plaintext listener here answers every request with a redirect to HTTPS.
     pub redirect_http: Option<SocketAddr>,
+    /// Every connection opens with a PROXY protocol header (v1 or v2) from one of the
+    /// `trusted_proxies`, naming the client; connections from anyone else are refused.
+    pub proxy_protocol: bool,
+    /// The sources trusted to name the client: by a PROXY header, and by `Forwarded` or
+    /// `X-Forwarded-For` in the access log. Loopback by default.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -142,7 +150,15 @@ impl Config {
             sni_certificates: Vec::new(),
             hsts: None,
             redirect_http: None,
+            proxy_protocol: false,
+            trusted_proxies: TrustedProxies::default().blocks().to_vec(),
         }
+    }
+
+    /// With `--proxy-protocol`, the sources whose connections open with a PROXY header.
+    fn proxy_header_from(&self) -> Option<TrustedProxies> {
+        self.proxy_protocol
+            .then(|| TrustedProxies::new(self.trusted_proxies.iter().copied()))
     }
 
     fn settings(&self) -> http::Settings {
@@ -234,7 +250,13 @@ impl Server {
             source,
         })?;
         let metrics_for = config.metrics.map(|_| config.model.name());
-        let observer = Observer::open(config.access_log.as_deref(), config.log_format, metrics_for)?;
+        let trusted = TrustedProxies::new(config.trusted_proxies.iter().copied());
+        let observer = Observer::open(
+            config.access_log.as_deref(),
+            config.log_format,
+            metrics_for,
+            trusted,
+        )?;
         let metrics_listener = match config.metrics {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?),
             None => None,
@@ -323,6 +345,7 @@ impl Server {
             self.observer,
         )
         .with_tls(self.tls)
+        .with_proxy_protocol(self.config.proxy_header_from())
         .with_hangup(on_hangup);
         // A forking model's parent starts no thread: its serving processes start their own
         // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
@@ -399,6 +422,7 @@ where
         None,
     )
     .with_tls(tls)
+    .with_proxy_protocol(config.proxy_header_from())
     .with_hangup(on_hangup);
     let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
     let served = models::run(config.model, listener, Arc::new(context));

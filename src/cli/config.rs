@@ -754,6 +754,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         sni_certificates: _,
         hsts,
         redirect_http,
+        proxy_protocol,
+        trusted_proxies,
     } = config;
     let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
         Ok(path
@@ -816,6 +818,17 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         (
             "redirect-http",
             redirect_http.map(|addr| Value::String(addr.to_string())),
+        ),
+        ("proxy-protocol", Some(Value::Boolean(*proxy_protocol))),
+        (
+            "trusted-proxies",
+            Some(Value::String(
+                trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
         ),
     ])
 }

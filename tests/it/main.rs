@@ -179,6 +179,7 @@ mod methods;
 mod observe;
 mod paths;
 mod properties;
+mod proxy;
 mod ranges;
 mod rules;
 mod slow_clients;

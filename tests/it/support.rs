@@ -418,6 +418,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         sni_certificates,
         hsts,
         redirect_http,
+        proxy_protocol,
+        trusted_proxies,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -524,6 +526,11 @@ pub fn flags(config: &Config) -> Vec<String> {
         flags.push("--config".into());
         flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
     }
+    if *proxy_protocol {
+        flags.push("--proxy-protocol".into());
+    }
+    let trusted: Vec<String> = trusted_proxies.iter().map(ToString::to_string).collect();
+    flags.push(format!("--trusted-proxies={}", trusted.join(",")));
     flags
 }
 
@@ -1040,6 +1047,23 @@ impl Client {
 
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
         Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects, and writes each of `parts` on the bare TCP stream first, a pause between
+    /// them (so they reach the server in separate reads): a PROXY protocol header, which
+    /// comes before TLS. Then goes on as `connect`; an error if the server has already cut
+    /// the connection (a reset leaves the socket without a peer).
+    pub fn connect_after(addr: SocketAddr, parts: &[&[u8]]) -> std::io::Result<Client> {
+        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(Duration::from_millis(20));
+            }
+            // A server that refuses the connection may have closed it already.
+            let _ = stream.write_all(part);
+        }
+        Client::from_stream(stream)
     }
 
     /// Connects with a receive buffer of about `bytes` (set before the
