@@ -1,6 +1,6 @@
 //! The `bingfa` binary: parse the command line (with the environment and a config file
 //! beneath it), bind, serve until SIGINT or SIGTERM. Or print the configuration, a completion
-//! script or the man page, and exit.
+//! script, the man page or a password's hash, and exit.
 
 use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         cli::man_page()
             .and_then(|page| cli::print(&page))
             .map_err(|e| format!("writing the man page: {e}"))
+    } else if args.hash_password {
+        cli::hash_password_from(std::io::stdin().lock())
+            .and_then(|line| cli::print(line.as_bytes()).map_err(|e| format!("writing the hash: {e}")))
     } else if args.print_config {
         print_config(&resolved)
     } else {

@@ -12,6 +12,7 @@ use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
+pub use crate::site::{hash_password, AuthRule, AuthRuleError};
 use crate::site::{HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
@@ -62,6 +63,9 @@ pub struct Config {
     pub compress: bool,
     pub compress_max: u64,
     pub compress_cache: u64,
+    /// `[[auth]]`: basic auth for the paths each rule's glob matches (the first that matches
+    /// decides), passwords as bcrypt or argon2 hashes.
+    pub auth: Vec<AuthRule>,
     /// Where each request is logged: a file (appended to; reopened on SIGHUP by the binary),
     /// or `-` for stdout. `None`: no access log.
     pub access_log: Option<PathBuf>,
@@ -105,6 +109,7 @@ impl Config {
             compress: false,
             compress_max: crate::site::DEFAULT_COMPRESS_MAX,
             compress_cache: crate::site::DEFAULT_COMPRESS_CACHE,
+            auth: Vec::new(),
             access_log: None,
             log_format: LogFormat::Combined,
             metrics: None,
@@ -187,6 +192,7 @@ impl Server {
             compress: config.compress,
             compress_max: config.compress_max,
             compress_cache: config.compress_cache,
+            auth: config.auth.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {

@@ -8,7 +8,7 @@
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
 use super::{format_size, one_line, Args};
-use crate::server::Config;
+use crate::server::{AuthRule, AuthRuleError, Config};
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -22,7 +22,15 @@ use toml::{Spanned, Value};
 
 /// Options that steer the program rather than the server: only the command line sets them
 /// (a file that names another file, or an environment that prints a man page, would surprise).
-const META: &[&str] = &["config", "print_config", "completions", "man", "help", "version"];
+const META: &[&str] = &[
+    "config",
+    "print_config",
+    "completions",
+    "man",
+    "hash_password",
+    "help",
+    "version",
+];
 
 /// Names the config file when `--config` is not given.
 pub const CONFIG_VAR: &str = "BINGFA_CONFIG";
@@ -72,6 +80,8 @@ pub struct Resolved {
     pub sources: Vec<(String, Source)>,
     /// The file's `[[tls]]` certificates chosen by SNI, beside the default one (`tls-cert`).
     pub sni_certificates: Vec<TlsTable>,
+    /// The file's `[[auth]]` tables, checked, and where each is.
+    pub auth: Vec<(AuthRule, Source)>,
 }
 
 /// One `[[tls]]` table of a config file: a certificate chain and its key, absolute paths.
@@ -91,22 +101,25 @@ impl Resolved {
             .iter()
             .map(|table| (table.cert.clone(), table.key.clone()))
             .collect();
+        config.auth = self.auth.iter().map(|(rule, _)| rule.clone()).collect();
         config
     }
 }
 
 /// Parses `argv` (program name first) and fills every option it leaves unset from the
 /// environment (`env`), then from the config file (`--config`, else `BINGFA_CONFIG`).
-/// `--completions` and `--man` read neither: a broken config must not stop them.
+/// `--completions`, `--man` and `--hash-password` read neither: a broken config must not
+/// stop them.
 pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     let mut command = Args::command();
     let cli = command.try_get_matches_from_mut(&argv).map_err(Error::Clap)?;
-    if cli.get_flag("man") || cli.contains_id("completions") {
+    if cli.get_flag("man") || cli.contains_id("completions") || cli.get_flag("hash_password") {
         let args = Args::from_arg_matches(&cli).map_err(Error::Clap)?;
         return Ok(Resolved {
             args,
             sources: Vec::new(),
             sni_certificates: Vec::new(),
+            auth: Vec::new(),
         });
     }
     let file = match config_path(&cli, env) {
@@ -123,6 +136,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
         args,
         sources: layers.sources,
         sni_certificates: layers.sni_certificates,
+        auth: file.map(|file| file.auth).unwrap_or_default(),
     })
 }
 
@@ -347,15 +361,16 @@ fn value_error(error: &clap::Error, text: &str) -> String {
     }
 }
 
-/// A config file: each key's value and line, and its `[[tls]]` tables.
+/// A config file: each key's value and line, and its tables.
 struct File {
     path: PathBuf,
     entries: BTreeMap<String, (Value, usize)>,
     tls: Vec<TlsTable>,
+    auth: Vec<(AuthRule, Source)>,
 }
 
-/// The one key of a file that is no option: the certificates chosen by SNI.
-const TLS_TABLES: &str = "tls";
+/// The keys of a file that are no options: the certificates chosen by SNI, basic auth.
+const TABLES: [&str; 2] = ["tls", "auth"];
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -373,15 +388,21 @@ impl File {
         let entries = document
             .0
             .into_iter()
-            .filter(|(key, _)| key.get_ref() != TLS_TABLES)
+            .filter(|(key, _)| !TABLES.contains(&key.get_ref().as_str()))
             .map(|(key, value)| {
                 let line = line_of(text, key.span().start);
                 (key.into_inner(), (value.into_inner(), line))
             })
             .collect();
         let tls = tls_tables(path, text)?;
+        let auth = auth_tables(path, text)?;
         let path = path.to_path_buf();
-        Ok(File { path, entries, tls })
+        Ok(File {
+            path,
+            entries,
+            tls,
+            auth,
+        })
     }
 
     /// Fails on the first key (by line) that names no option.
@@ -475,6 +496,81 @@ fn tls_tables(path: &Path, text: &str) -> Result<Vec<TlsTable>, String> {
         .collect()
 }
 
+/// The `[[auth]]` tables of a file.
+#[derive(Deserialize)]
+struct AuthTables {
+    #[serde(default)]
+    auth: Vec<Spanned<RawAuthTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthTable {
+    path: Spanned<String>,
+    realm: Option<Spanned<String>>,
+    users: Spanned<Vec<Spanned<String>>>,
+}
+
+/// The realm of an `[[auth]]` table that names none, as Caddy's.
+const DEFAULT_REALM: &str = "restricted";
+
+/// The `[[auth]]` tables of the file at `path`, each checked: a bad glob, realm or user (a
+/// password that is not a bcrypt or argon2 hash) is an error naming the line it is on.
+fn auth_tables(path: &Path, text: &str) -> Result<Vec<(AuthRule, Source)>, String> {
+    let tables: AuthTables = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+    let at = |span: std::ops::Range<usize>| Source::File {
+        path: path.to_path_buf(),
+        line: line_of(text, span.start),
+    };
+    tables
+        .auth
+        .into_iter()
+        .map(|table| {
+            let source = at(table.span());
+            let table = table.into_inner();
+            let realm = table
+                .realm
+                .as_ref()
+                .map_or(DEFAULT_REALM, |realm| realm.get_ref());
+            let users: Vec<String> = table
+                .users
+                .get_ref()
+                .iter()
+                .map(|u| u.get_ref().clone())
+                .collect();
+            AuthRule::new(table.path.get_ref(), realm, &users)
+                .map(|rule| (rule, source))
+                .map_err(|error| {
+                    let span = match (&error, &table.realm) {
+                        (AuthRuleError::Path(_), _) => table.path.span(),
+                        (AuthRuleError::Realm, Some(realm)) => realm.span(),
+                        (AuthRuleError::User { index, .. }, _) => table.users.get_ref()[*index].span(),
+                        _ => table.users.span(),
+                    };
+                    format!("{}: auth: {error}", at(span))
+                })
+        })
+        .collect()
+}
+
+/// One `[[auth]]` table as `--config` reads it, `comment` after its header line.
+fn auth_table(rule: &AuthRule, comment: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    let users: Vec<String> = rule.users().map(quoted).collect();
+    format!(
+        "\n[[auth]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
+        quoted(rule.path()),
+        quoted(rule.realm()),
+        users.join(", ")
+    )
+}
+
+/// `config`'s `[[auth]]` tables as TOML that `--config` reads back, for a program that
+/// starts bingfa with a configuration made in code (the integration tests).
+pub fn auth_tables_of(config: &Config) -> String {
+    config.auth.iter().map(|rule| auth_table(rule, "")).collect()
+}
+
 /// A TOML error as one line: toml's message may run over several lines; the first says what
 /// is wrong.
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
@@ -530,6 +626,9 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
             table.source
         ));
     }
+    for (rule, source) in &resolved.auth {
+        out.push_str(&auth_table(rule, &format!("  # {source}")));
+    }
     Ok(out)
 }
 
@@ -557,6 +656,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         compress,
         compress_max,
         compress_cache,
+        // Not options: rendered as `[[auth]]` tables after them.
+        auth: _,
         access_log,
         log_format,
         metrics,
@@ -1094,6 +1195,116 @@ idle-timeout = 0.5
             let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
             assert!(error.starts_with(&format!("{} line ", path.display())), "{error}");
             assert!(error.contains(why), "{error}");
+        }
+    }
+
+    /// `[[auth]]` tables with a bcrypt hash (cost 4) and an argon2 one (64 KiB, one pass).
+    fn auth_text() -> (String, String, String) {
+        let bcrypt = bcrypt::hash("builder", 4).unwrap();
+        let argon2 = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$ZmFrZWhhc2hmYWtlaGFzaGZha2VoYXNoZmFrZQ";
+        let text = format!(
+            "listing = true\n\n[[auth]]\npath = \"/private/**\"\nrealm = \"staff\"\nusers = [\"alice:{argon2}\", \"bob:{bcrypt}\"]\n\n[[auth]]\npath = \"/team/*.html\"\nusers = [\n  \"carol:{bcrypt}\",\n]\n"
+        );
+        (text, argon2.to_owned(), bcrypt)
+    }
+
+    #[test]
+    fn auth_tables_read_from_the_file_and_printed_back_mean_the_same() {
+        let (text, argon2, bcrypt) = auth_text();
+        let (_dir, path) = config_file(&text);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        let tables: Vec<(&str, &str, Vec<&str>)> = config
+            .auth
+            .iter()
+            .map(|rule| (rule.path(), rule.realm(), rule.users().collect()))
+            .collect();
+        let (alice, bob, carol) = (
+            format!("alice:{argon2}"),
+            format!("bob:{bcrypt}"),
+            format!("carol:{bcrypt}"),
+        );
+        assert_eq!(
+            tables,
+            [
+                ("/private/**", "staff", vec![&*alice, &*bob]),
+                ("/team/*.html", DEFAULT_REALM, vec![&*carol]),
+            ]
+        );
+        assert_eq!(
+            resolved.auth[1].1,
+            Source::File {
+                path: path.clone(),
+                line: 8
+            }
+        );
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains(&format!("[[auth]]  # {} line 3", path.display())),
+            "{printed}"
+        );
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
+        // The same tables for a program that made its configuration in code.
+        let (_tables_dir, tables) = config_file(&auth_tables_of(&config));
+        let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
+    }
+
+    #[test]
+    fn a_bad_auth_table_names_its_file_and_line() {
+        let bcrypt = bcrypt::hash("x", 4).unwrap();
+        for (table, line, why) in [
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\n  \"alice:{bcrypt}\",\n  \"bob:secret\",\n]\n"),
+                5,
+                "auth: users: the password of 'bob' must be a bcrypt or argon2 hash",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = [\"bob:$md5$abc\"]\n".to_owned(),
+                3,
+                "auth: users: the hash of 'bob': unknown scheme",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = [\"bob:$2b$12$short\"]\n".to_owned(),
+                3,
+                "auth: users: the hash of 'bob': not a valid bcrypt hash",
+            ),
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\"b:ob:{bcrypt}\"]\n"),
+                3,
+                "auth: users: 'b:ob' is no user name",
+            ),
+            (
+                format!("[[auth]]\npath = \"a/**\"\nusers = [\"bob:{bcrypt}\"]\n"),
+                2,
+                "auth: path: a path pattern starts with '/'",
+            ),
+            (
+                format!("[[auth]]\npath = \"/a\"\nrealm = \"say \\\"hi\\\"\"\nusers = [\"bob:{bcrypt}\"]\n"),
+                3,
+                "auth: realm: expected printable ASCII",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = []\n".to_owned(),
+                3,
+                "auth: users: expected at least one",
+            ),
+            ("[[auth]]\npath = \"/a\"\n".to_owned(), 1, "missing field `users`"),
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\"bob:{bcrypt}\"]\npassword = 1\n"),
+                4,
+                "unknown field `password`",
+            ),
+        ] {
+            let (_dir, path) = config_file(&format!("# auth\n\n{table}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line {}: ", path.display(), line + 2);
+            assert!(error.starts_with(&prefix), "{table}: {error}");
+            assert!(error.contains(why), "{table}: {error}");
+            assert!(!error.contains("secret"), "a password is never shown: {error}");
+            assert!(!error.contains('\n'), "{error}");
         }
     }
 }

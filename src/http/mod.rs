@@ -33,7 +33,7 @@ pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSessio
 pub use message::{answer, Answer, Malformed, Message, Pieces};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
-pub use reply::{Body, ConstantField, EntityTag, FieldName, FieldSink, Reply, Validators};
+pub use reply::{Body, ConstantField, EntityTag, FieldList, FieldName, FieldSink, Reply, Validators};
 #[cfg(test)]
 pub(crate) use request::with_request;
 pub use request::{Field, Limits, Method, Request};

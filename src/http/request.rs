@@ -138,10 +138,12 @@ pub enum Field {
     /// For the access log.
     Referer,
     UserAgent,
+    /// Basic auth (`[[auth]]`).
+    Authorization,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 10] = [
+    const ALL: [(Field, &'static str); 11] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -152,6 +154,7 @@ impl Field {
         (Field::Accept, "accept"),
         (Field::Referer, "referer"),
         (Field::UserAgent, "user-agent"),
+        (Field::Authorization, "authorization"),
     ];
 
     fn named(name: &str) -> Option<Field> {

@@ -8,6 +8,7 @@ use crate::http::{
     self, Body, EntityTag, Exchange, Field, Handler, Handshake, Method, Reply, Request, Status, Validators,
 };
 use crate::observe::Observer;
+use auth::Auth;
 use compress::{Cached, Coding, Compressor, Source};
 use hot::{HotFile, HotFiles};
 use std::borrow::Cow;
@@ -18,11 +19,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod auth;
 mod compress;
+mod glob;
 mod hot;
 mod listing;
 mod redirect;
 
+pub use auth::{hash_password, AuthRule, AuthRuleError};
 pub use redirect::HttpsRedirect;
 
 /// Files up to this size are kept in memory, so their responses can be batched in one write.
@@ -50,6 +54,8 @@ pub struct SiteOptions {
     pub compress_max: u64,
     /// Bytes of compressed files kept in memory, least recently used out.
     pub compress_cache: u64,
+    /// `[[auth]]`: basic auth for the paths each rule's glob matches, the first that matches.
+    pub auth: Vec<AuthRule>,
 }
 
 /// `--compress-max`: 8 MiB takes a fast level well under a second, and covers all but the
@@ -69,6 +75,8 @@ pub struct Site {
     hot: HotFiles,
     /// With `--compress`.
     compressor: Option<Compressor>,
+    /// With `[[auth]]` rules.
+    auth: Option<Auth>,
     options: SiteOptions,
     error_page: SitePath,
     cache_control: Option<Arc<str>>,
@@ -88,6 +96,10 @@ impl Site {
             compressor: options
                 .compress
                 .then(|| Compressor::new(options.compress_max, options.compress_cache)),
+            auth: match options.auth.is_empty() {
+                true => None,
+                false => Some(Auth::new(options.auth.clone())?),
+            },
             error_page,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
@@ -305,6 +317,9 @@ impl Handler for Site {
         if request.path == b"/__bingfa_panic__" {
             panic!("fault injected by a test: /__bingfa_panic__");
         }
+        if let Some(refusal) = self.auth.as_ref().and_then(|auth| auth.refusal(request)) {
+            return refusal;
+        }
         if let Some(reply) = self.hot.reply(request) {
             return reply;
         }
@@ -331,6 +346,15 @@ impl Handler for Site {
             Lookup::Forbidden => Reply::error(Status::Forbidden),
             Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
             Lookup::Failed(_) => Reply::error(Status::InternalServerError),
+        }
+    }
+
+    /// Only `[[auth]]` makes a request wait (for its password check); without rules this is
+    /// one branch.
+    fn ready(&self, request: &Request<'_>) -> bool {
+        match &self.auth {
+            None => true,
+            Some(auth) => auth.ready(request),
         }
     }
 

@@ -403,6 +403,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         compress,
         compress_max,
         compress_cache,
+        auth,
         access_log,
         log_format,
         metrics,
@@ -488,23 +489,37 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
     }
+    let auth_tables = bingfa::cli::config::auth_tables_of(config);
     if !sni_certificates.is_empty() {
         flags.push("--config".into());
-        flags.push(tls_tables_file(sni_certificates));
+        flags.push(tls_tables_file(sni_certificates, &auth_tables));
+    } else if !auth.is_empty() {
+        flags.push("--config".into());
+        flags.push(rule_tables_file(root, &auth_tables));
     }
     flags
 }
 
 /// A config file holding only `[[tls]]` tables for `certificates` (which the command line
-/// has no option for), beside the first certificate, which outlives the test.
-fn tls_tables_file(certificates: &[(PathBuf, PathBuf)]) -> String {
+/// has no option for), and `rules` (the rule tables), beside the first certificate, which
+/// outlives the test.
+fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
     let mut text = String::new();
     for (cert, key) in certificates {
         text += &format!("[[tls]]\ncert = {:?}\nkey = {:?}\n", cert, key);
     }
+    text += rules;
     let path = certificates[0].0.with_extension("toml");
     fs::write(&path, text).expect("write the [[tls]] config file");
     path.to_str().expect("UTF-8 TLS path").to_string()
+}
+
+/// A config file holding only the rule tables `rules` (`[[auth]]`: the command line has no
+/// option for them), beside the site's root, which outlives the test.
+fn rule_tables_file(root: &Path, rules: &str) -> String {
+    let path = root.with_extension("rules.toml");
+    fs::write(&path, rules).expect("write the rules config file");
+    path.to_str().expect("UTF-8 root").to_string()
 }
 
 /// The metrics address a running binary announces on stderr (with the real port when it
