@@ -3,11 +3,12 @@
 //! beneath it.
 
 pub mod config;
+pub mod health;
 
 use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::Config;
+use crate::server::{check_index_name, Config};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
@@ -95,13 +96,25 @@ pub struct Args {
     #[arg(long)]
     pub hidden: bool,
 
-    /// List directories that have no index.html (HTML, or JSON for `Accept: application/json`)
+    /// List directories that have no index file (HTML, or JSON for `Accept: application/json`)
     #[arg(long)]
     pub listing: bool,
 
     /// Page served with status 404 for missing files, a path inside ROOT [default: 404.html if present]
     #[arg(long, value_name = "PATH")]
     pub error_page: Option<PathBuf>,
+
+    /// Answer a GET that would be a 404 with this page (inside ROOT) and 200, for single-page apps; not for paths whose last segment has an extension other than .html
+    #[arg(long, value_name = "PATH")]
+    pub fallback: Option<PathBuf>,
+
+    /// Serve /about from about.html, and redirect /about.html to /about (308)
+    #[arg(long)]
+    pub clean_urls: bool,
+
+    /// A directory's index file names, comma-separated, tried in order
+    #[arg(long, value_name = "NAMES", default_value = "index.html", value_parser = parse_index_names)]
+    pub index: IndexNames,
 
     /// Cache-Control header for every file, e.g. "public, max-age=3600"
     #[arg(long, value_name = "VALUE", value_parser = parse_header_value)]
@@ -184,6 +197,10 @@ pub struct Args {
     /// Read a password (one line) from stdin, print its argon2id hash for [[auth]] and exit
     #[arg(long, conflicts_with_all = ["man", "completions"])]
     pub hash_password: bool,
+
+    /// GET URL (normally http://METRICS/healthz) and exit 0 if it answers 200, 1 otherwise
+    #[arg(long, value_name = "URL")]
+    pub health_check: Option<String>,
 }
 
 impl Args {
@@ -205,6 +222,9 @@ impl Args {
         config.hidden = self.hidden;
         config.listing = self.listing;
         config.error_page = self.error_page.clone();
+        config.fallback = self.fallback.clone();
+        config.clean_urls = self.clean_urls;
+        config.index = self.index.0.clone();
         config.cache_control = self.cache_control.clone();
         config.immutable_fingerprints = self.immutable_fingerprints;
         config.nosniff = !self.no_nosniff;
@@ -331,6 +351,19 @@ fn parse_header_value(text: &str) -> Result<String, String> {
     }
 }
 
+/// `--index`: file names, in the order they are tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexNames(pub Vec<String>);
+
+/// `index.html,index.htm`: each a file name the root accepts as an index name.
+fn parse_index_names(text: &str) -> Result<IndexNames, String> {
+    let names: Vec<String> = text.split(',').map(|name| name.trim().to_string()).collect();
+    for name in &names {
+        check_index_name(name).map_err(|why| format!("index file name '{name}' {why}"))?;
+    }
+    Ok(IndexNames(names))
+}
+
 /// An address as `Address` parses it, or a host name and port, resolved.
 fn parse_address(text: &str) -> Result<Address, String> {
     let literal = text.parse::<Address>();
@@ -418,6 +451,15 @@ mod tests {
     }
 
     #[test]
+    fn index_names_are_a_list_of_file_names() {
+        assert_eq!(parse(&[]).unwrap().config().index, ["index.html"]);
+        let args = parse(&["--index", "index.html, index.htm,default.html"]).unwrap();
+        assert_eq!(args.config().index, ["index.html", "index.htm", "default.html"]);
+        let error = parse(&["--index", "index.html,../x"]).unwrap_err();
+        assert!(one_line(&error).contains("'../x'"), "{}", one_line(&error));
+    }
+
+    #[test]
     fn bind_takes_a_unix_socket_path() {
         let args = parse(&["-b", "unix:/run/bingfa.sock"]).unwrap();
         assert_eq!(args.bind, Address::Unix(PathBuf::from("/run/bingfa.sock")));
@@ -446,6 +488,10 @@ mod tests {
             &["--nosuch"],
             &["--cache-control", ""],
             &["--cache-control", "a\nb"],
+            &["--index", ""],
+            &["--index", "index.html,"],
+            &["--index", "a/index.html"],
+            &["--index", "index.html,.."],
         ] {
             let error = parse(bad).unwrap_err();
             let line = one_line(&error);

@@ -1,6 +1,6 @@
 //! The `bingfa` binary: parse the command line (with the environment and a config file
 //! beneath it), bind, serve until SIGINT or SIGTERM. Or print the configuration, a completion
-//! script, the man page or a password's hash, and exit.
+//! script or the man page, print a password's hash, or check a server's health, and exit.
 
 use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
@@ -29,6 +29,8 @@ fn main() -> ExitCode {
     } else if args.hash_password {
         cli::hash_password_from(std::io::stdin().lock())
             .and_then(|line| cli::print(line.as_bytes()).map_err(|e| format!("writing the hash: {e}")))
+    } else if let Some(url) = &args.health_check {
+        cli::health::check(url).map_err(|unhealthy| unhealthy.to_string())
     } else if args.print_config {
         print_config(&resolved)
     } else {

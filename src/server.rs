@@ -6,6 +6,8 @@ mod endpoint;
 
 use crate::engine::{Context, Report};
 use crate::error::Error;
+/// For the command line to check `--index` names as the root will.
+pub use crate::fs::check_index_name;
 use crate::http;
 use crate::models::{self, Model};
 use crate::net::Listener;
@@ -49,6 +51,14 @@ pub struct Config {
     /// The page served with 404 for missing files, as a path inside the root; `404.html`
     /// at the root is used when this is `None` and that file exists.
     pub error_page: Option<PathBuf>,
+    /// A GET or HEAD that would be a 404 gets this page with 200 (a path inside the root, for
+    /// single-page apps), unless its last segment has an extension other than `.html`.
+    pub fallback: Option<PathBuf>,
+    /// `/about` serves `about.html`; `/about.html` and `/docs/index.html` are redirected to
+    /// `/about` and `/docs/`.
+    pub clean_urls: bool,
+    /// A directory's index file names, tried in order.
+    pub index: Vec<String>,
     /// `Cache-Control` for every file response.
     pub cache_control: Option<String>,
     /// Files whose names carry a content hash (`app.3f9a1c2b.js`) are cached for a year.
@@ -102,6 +112,9 @@ impl Config {
             hidden: false,
             listing: false,
             error_page: None,
+            fallback: None,
+            clean_urls: false,
+            index: vec![crate::fs::DEFAULT_INDEX.to_string()],
             cache_control: None,
             immutable_fingerprints: false,
             nosniff: defaults.nosniff,
@@ -192,6 +205,9 @@ impl Server {
             compress: config.compress,
             compress_max: config.compress_max,
             compress_cache: config.compress_cache,
+            fallback: config.fallback.clone(),
+            clean_urls: config.clean_urls,
+            index: config.index.clone(),
             auth: config.auth.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();

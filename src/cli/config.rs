@@ -28,6 +28,7 @@ const META: &[&str] = &[
     "completions",
     "man",
     "hash_password",
+    "health_check",
     "help",
     "version",
 ];
@@ -649,6 +650,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         hidden,
         listing,
         error_page,
+        fallback,
+        clean_urls,
+        index,
         cache_control,
         immutable_fingerprints,
         nosniff,
@@ -676,11 +680,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             .map(Value::String))
     };
     let root = std::path::absolute(root).map_err(|e| format!("root: {e}"))?;
-    let error_page = match error_page {
-        // Inside ROOT, as on the command line: written as given.
-        Some(page) => Some(Value::String(utf8("error-page", page)?)),
-        None => None,
-    };
+    // Inside ROOT, as on the command line: written as given.
+    let error_page = path("error-page", error_page)?;
+    let fallback = path("fallback", fallback)?;
     Ok(vec![
         ("root", Some(Value::String(utf8("root", &root)?))),
         ("bind", Some(Value::String(args.bind.to_string()))),
@@ -696,6 +698,9 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         ("hidden", Some(Value::Boolean(*hidden))),
         ("listing", Some(Value::Boolean(*listing))),
         ("error-page", error_page),
+        ("fallback", fallback),
+        ("clean-urls", Some(Value::Boolean(*clean_urls))),
+        ("index", Some(Value::String(index.join(",")))),
         ("cache-control", cache_control.clone().map(Value::String)),
         (
             "immutable-fingerprints",
@@ -1052,6 +1057,11 @@ idle-timeout = 0.5
                 "--hidden",
                 "--error-page",
                 "docs/guide.html",
+                "--fallback",
+                "app/index.html",
+                "--clean-urls",
+                "--index",
+                "index.htm,index.html",
                 "--cache-control",
                 "public, \"quoted\"",
                 "--compress",
@@ -1065,6 +1075,9 @@ idle-timeout = 0.5
         assert!(text.contains("compress = true"), "{text}");
         assert!(text.contains("compress-max = 1536"), "{text}");
         assert!(text.contains("compress-cache = \"64MiB\""), "{text}");
+        assert!(text.contains("index = \"index.htm,index.html\""), "{text}");
+        assert!(text.contains("clean-urls = true"), "{text}");
+        assert!(text.contains("fallback = \"app/index.html\""), "{text}");
         assert!(text.contains("# command line"), "{text}");
         assert!(text.contains("# BINGFA_SHUTDOWN_TIMEOUT"), "{text}");
         assert!(text.contains("# default"), "{text}");

@@ -22,4 +22,4 @@ pub use listing::{Directory, Entry};
 pub use log_file::{append_once, open_log};
 pub use named::load_named;
 pub use path::{decode_path, PathError, SitePath};
-pub use root::{FileIdentity, Lookup, OpenFile, Resolver, Root};
+pub use root::{check_index_name, FileIdentity, Lookup, OpenFile, Resolver, Root, DEFAULT_INDEX};

@@ -29,6 +29,9 @@ const SEGMENT_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b':')
     .remove(b'@');
 
+/// The one dot-directory that is served even when dotfiles are hidden (RFC 8615).
+const WELL_KNOWN: &[u8] = b".well-known";
+
 /// A request path after decoding and normalization, relative to ROOT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SitePath {
@@ -49,9 +52,71 @@ impl SitePath {
         self.trailing_slash
     }
 
-    /// True when any segment is a dotfile or dot-directory name.
+    /// True when any segment is a dotfile or dot-directory name, but for a first segment of
+    /// `.well-known`: RFC 8615 puts what others must be able to fetch there (ACME challenges,
+    /// `security.txt`). Dot names inside it stay hidden.
     pub fn is_hidden(&self) -> bool {
+        self.segments()
+            .enumerate()
+            .any(|(at, segment)| segment.starts_with(b".") && !(at == 0 && segment == WELL_KNOWN))
+    }
+
+    /// True when any segment starts with `.`, `.well-known` included.
+    pub fn has_dot_segment(&self) -> bool {
         self.segments().any(|segment| segment.starts_with(b"."))
+    }
+
+    /// The last segment (`b"b.html"` for `/a/b.html`, `b"a"` for `/a/`); `None` for the root.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        self.segments().last()
+    }
+
+    /// `name` inside this path taken as a directory: `/docs/` joined with `index.html` is
+    /// `/docs/index.html`. `name` is one file name (no `/`, not `.` or `..`).
+    pub fn join(&self, name: &[u8]) -> SitePath {
+        let relative = if self.relative.is_empty() {
+            name.to_vec()
+        } else {
+            [&self.relative[..], b"/", name].concat()
+        };
+        SitePath {
+            relative,
+            trailing_slash: false,
+        }
+    }
+
+    /// This path with `suffix` appended to its last segment, naming a file: `/about` with
+    /// `.html` is `/about.html`. `None` for the root, which has no last segment.
+    pub fn with_suffix(&self, suffix: &[u8]) -> Option<SitePath> {
+        self.file_name()?;
+        Some(SitePath {
+            relative: [&self.relative[..], suffix].concat(),
+            trailing_slash: false,
+        })
+    }
+
+    /// This path with `suffix` cut from its last segment, naming a file: `/about.html` less
+    /// `.html` is `/about`. `None` when the last segment does not end in `suffix` or is no
+    /// more than it.
+    pub fn without_suffix(&self, suffix: &[u8]) -> Option<SitePath> {
+        let name = self.file_name()?;
+        if name.len() <= suffix.len() || !name.ends_with(suffix) {
+            return None;
+        }
+        Some(SitePath {
+            relative: self.relative[..self.relative.len() - suffix.len()].to_vec(),
+            trailing_slash: false,
+        })
+    }
+
+    /// The directory holding the last segment, as a directory: `/about/` for
+    /// `/about/index.html`, `/` for `/index.html`.
+    pub fn parent(&self) -> SitePath {
+        let cut = self.relative.iter().rposition(|&byte| byte == b'/').unwrap_or(0);
+        SitePath {
+            relative: self.relative[..cut].to_vec(),
+            trailing_slash: true,
+        }
     }
 
     /// The extension of the last segment (`"gz"` for `a.tar.gz`), when that segment is
@@ -72,6 +137,16 @@ impl SitePath {
         for segment in self.segments() {
             location.extend(percent_encode(segment, SEGMENT_ESCAPES));
             location.push('/');
+        }
+        location
+    }
+
+    /// The location a client asks for this path at: `directory_location` for a directory,
+    /// else the same without the trailing `/`. Escaped the same way, for the same reasons.
+    pub fn location(&self) -> String {
+        let mut location = self.directory_location();
+        if !self.trailing_slash && !self.relative.is_empty() {
+            location.pop();
         }
         location
     }
@@ -278,6 +353,60 @@ mod tests {
         assert!(!decoded("/a/b.c").is_hidden());
         assert!(!decoded("/a/./b/../c").is_hidden());
         assert!(!decoded("/").is_hidden());
+    }
+
+    #[test]
+    fn well_known_is_not_hidden_but_dot_names_inside_it_are() {
+        assert!(!decoded("/.well-known/security.txt").is_hidden());
+        assert!(!decoded("/.well-known/acme-challenge/abc-123").is_hidden());
+        assert!(!decoded("/.well-known/").is_hidden());
+        assert!(!decoded("/%2Ewell-known/security.txt").is_hidden());
+        assert!(decoded("/.well-known/.secret").is_hidden());
+        assert!(decoded("/.well-known/a/.git/config").is_hidden());
+        assert!(decoded("/a/.well-known/security.txt").is_hidden());
+        assert!(decoded("/.well-known-not/x").is_hidden());
+        assert!(decoded("/.env").is_hidden());
+    }
+
+    #[test]
+    fn joined_suffixed_and_cut_paths() {
+        let relative = |path: SitePath| (String::from_utf8(path.relative).unwrap(), path.trailing_slash);
+        assert_eq!(
+            relative(decoded("/docs/").join(b"index.htm")),
+            ("docs/index.htm".into(), false)
+        );
+        assert_eq!(
+            relative(decoded("/").join(b"index.html")),
+            ("index.html".into(), false)
+        );
+        assert_eq!(
+            relative(decoded("/a/about").with_suffix(b".html").unwrap()),
+            ("a/about.html".into(), false)
+        );
+        assert_eq!(decoded("/").with_suffix(b".html"), None);
+        assert_eq!(
+            relative(decoded("/a/b.html").without_suffix(b".html").unwrap()),
+            ("a/b".into(), false)
+        );
+        assert_eq!(decoded("/a/.html").without_suffix(b".html"), None);
+        assert_eq!(decoded("/a/b.htm").without_suffix(b".html"), None);
+        assert_eq!(decoded("/").without_suffix(b".html"), None);
+        assert_eq!(relative(decoded("/a/index.html").parent()), ("a".into(), true));
+        assert_eq!(relative(decoded("/index.html").parent()), ("".into(), true));
+        assert_eq!(decoded("/a/b.html").file_name(), Some(&b"b.html"[..]));
+        assert_eq!(decoded("/a/").file_name(), Some(&b"a"[..]));
+        assert_eq!(decoded("/").file_name(), None);
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(decoded("/").location(), "/");
+        assert_eq!(decoded("/about").location(), "/about");
+        assert_eq!(decoded("/docs/").location(), "/docs/");
+        assert_eq!(decoded("/a%20b/c%3Fd").location(), "/a%20b/c%3Fd");
+        assert_eq!(decoded("//evil.com").location(), "/evil.com");
+        assert_eq!(decoded("/%2F%2Fevil.com").location(), "/evil.com");
+        assert_eq!(decoded("/a%0D%0Ab").location(), "/a%0D%0Ab");
     }
 
     #[test]

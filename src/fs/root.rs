@@ -41,7 +41,8 @@ const STAT_FLAGS: OFlags = OFlags::PATH.union(OFlags::CLOEXEC);
 /// which could otherwise jump to any file the process has open.
 const RESOLVE_FLAGS: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
-const INDEX_FILE: &[u8] = b"index.html";
+/// The index file name when none are configured.
+pub const DEFAULT_INDEX: &str = "index.html";
 
 /// How a request path is turned into an open file under ROOT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct Root {
     dir: Arc<OwnedFd>,
     canonical: Arc<Path>,
     resolver: Resolver,
+    /// The names a directory's index file may have, tried in order (`--index`).
+    index_names: Arc<[Arc<str>]>,
 }
 
 /// The outcome of looking up a request path.
@@ -66,7 +69,7 @@ pub enum Lookup {
     File(OpenFile),
     /// A directory named without its trailing slash: answer 301 to this location.
     Redirect(String),
-    /// A directory named with its trailing slash that has no `index.html`: list it, or
+    /// A directory named with its trailing slash that has no index file: list it, or
     /// answer 404, as the site is configured.
     Directory(Directory),
     NotFound,
@@ -95,8 +98,9 @@ pub struct OpenFile {
     /// From `fstat` of this very descriptor, so it describes what will be read.
     pub identity: FileIdentity,
     pub modified: SystemTime,
-    /// True when this is a directory's `index.html` (its content type is HTML).
-    pub is_index: bool,
+    /// When this is a directory's index file: the name it was found under (its extension
+    /// gives the content type, and its precompressed siblings carry it).
+    pub index_name: Option<Arc<str>>,
 }
 
 impl OpenFile {
@@ -108,13 +112,18 @@ impl OpenFile {
         self.len() == 0
     }
 
-    fn new(file: File, metadata: &Metadata, is_index: bool) -> io::Result<OpenFile> {
+    fn new(file: File, metadata: &Metadata, index_name: Option<Arc<str>>) -> io::Result<OpenFile> {
         Ok(OpenFile {
             identity: identity_of(metadata),
             modified: metadata.modified()?,
             file,
-            is_index,
+            index_name,
         })
+    }
+
+    /// Whether `self` and `other` are the same file (not only the same content).
+    pub fn is_same_file(&self, other: &OpenFile) -> bool {
+        (self.identity.dev, self.identity.ino) == (other.identity.dev, other.identity.ino)
     }
 }
 
@@ -156,7 +165,21 @@ impl Root {
             dir: Arc::new(dir),
             canonical: Arc::from(canonical),
             resolver,
+            index_names: Arc::from([Arc::from(DEFAULT_INDEX)]),
         })
+    }
+
+    /// Looks for a directory's index file under `names`, in order, instead of `index.html`.
+    /// Fails (`InvalidInput`) on an empty list or a name that is no plain file name.
+    pub fn with_index_names(mut self, names: &[String]) -> io::Result<Root> {
+        if names.is_empty() {
+            return Err(invalid_index("no index file name given".into()));
+        }
+        for name in names {
+            check_index_name(name).map_err(|why| invalid_index(format!("index name '{name}' {why}")))?;
+        }
+        self.index_names = names.iter().map(|name| Arc::from(name.as_str())).collect();
+        Ok(self)
     }
 
     pub fn canonical(&self) -> &Path {
@@ -179,20 +202,16 @@ impl Root {
         self.lookup_visible(path).unwrap_or_else(classify)
     }
 
-    /// The precompressed sibling of a file [`Root::lookup`] found: the same path with `suffix`
-    /// (`.br`, `.zst`, `.gz`) appended, if that is a regular file beneath ROOT.
-    pub fn sidecar(&self, path: &SitePath, is_index: bool, suffix: &str) -> Option<OpenFile> {
-        let mut relative = if is_index {
-            index_path(path.relative())
-        } else {
-            path.relative().to_vec()
-        };
-        relative.extend_from_slice(suffix.as_bytes());
+    /// The precompressed sibling of a file [`Root::lookup`] found at `path` (for an index
+    /// file, the directory's path joined with its name): the same path with `suffix` (`.br`,
+    /// `.zst`, `.gz`) appended, if that is a regular file beneath ROOT.
+    pub fn sidecar(&self, path: &SitePath, suffix: &str) -> Option<OpenFile> {
+        let relative = [path.relative(), suffix.as_bytes()].concat();
         let (file, metadata) = self.open_beneath(&relative).ok()?;
         if !metadata.file_type().is_file() {
             return None;
         }
-        OpenFile::new(file, &metadata, is_index).ok()
+        OpenFile::new(file, &metadata, None).ok()
     }
 
     fn lookup_visible(&self, path: &SitePath) -> io::Result<Lookup> {
@@ -209,31 +228,33 @@ impl Root {
         if !file_type.is_file() || path.has_trailing_slash() {
             return Ok(Lookup::NotFound);
         }
-        Ok(Lookup::File(OpenFile::new(file, &metadata, false)?))
+        Ok(Lookup::File(OpenFile::new(file, &metadata, None)?))
     }
 
     /// Re-resolving `dir/index.html` from ROOT (rather than from the directory just
     /// opened) keeps both resolvers on the one code path that checks containment.
     ///
-    /// `dir` is the directory, opened beneath ROOT like any file and known to be a
-    /// directory from `fstat` of that descriptor (so no `O_DIRECTORY` is needed); it
-    /// becomes the [`Directory`] when nothing is named `index.html`. An `index.html`
-    /// that exists but cannot be served (a directory, a FIFO, an escaping link) still
-    /// answers as before rather than turning into a listing.
+    /// The index names are tried in order; the first that exists decides. `dir` is the
+    /// directory, opened beneath ROOT like any file and known to be a directory from `fstat`
+    /// of that descriptor (so no `O_DIRECTORY` is needed); it becomes the [`Directory`] when
+    /// no index name exists. An index that exists but cannot be served (a directory, a FIFO,
+    /// an escaping link) still answers as before rather than turning into a listing.
     fn lookup_index(&self, dir_relative: &[u8], dir: OwnedFd) -> io::Result<Lookup> {
-        let (file, metadata) = match self.open_beneath(&index_path(dir_relative)) {
-            Ok(opened) => opened,
-            // No index.html, or a dangling link of that name.
-            Err(error) if Errno::from_io_error(&error) == Some(Errno::NOENT) => {
-                let directory = Directory::new(dir, self.clone(), dir_relative.to_vec());
-                return Ok(Lookup::Directory(directory));
+        for name in self.index_names.iter() {
+            let (file, metadata) = match self.open_beneath(&index_path(dir_relative, name)) {
+                Ok(opened) => opened,
+                // No such index, or a dangling link of that name: try the next name.
+                Err(error) if Errno::from_io_error(&error) == Some(Errno::NOENT) => continue,
+                Err(error) => return Err(error),
+            };
+            if !metadata.file_type().is_file() {
+                return Ok(Lookup::NotFound);
             }
-            Err(error) => return Err(error),
-        };
-        if !metadata.file_type().is_file() {
-            return Ok(Lookup::NotFound);
+            let index_name = Some(Arc::clone(name));
+            return Ok(Lookup::File(OpenFile::new(file, &metadata, index_name)?));
         }
-        Ok(Lookup::File(OpenFile::new(file, &metadata, true)?))
+        let directory = Directory::new(dir, self.clone(), dir_relative.to_vec());
+        Ok(Lookup::Directory(directory))
     }
 
     /// Stats what `relative` leads to beneath ROOT, following symlinks exactly as far as
@@ -306,11 +327,27 @@ impl Root {
     }
 }
 
-fn index_path(dir_relative: &[u8]) -> Vec<u8> {
+fn index_path(dir_relative: &[u8], name: &str) -> Vec<u8> {
     if dir_relative.is_empty() {
-        return INDEX_FILE.to_vec();
+        return name.as_bytes().to_vec();
     }
-    [dir_relative, b"/", INDEX_FILE].concat()
+    [dir_relative, b"/", name.as_bytes()].concat()
+}
+
+/// Why `name` cannot name a directory's index file, if it cannot: it must be one file name
+/// in that directory, never a path that leads elsewhere.
+pub fn check_index_name(name: &str) -> Result<(), &'static str> {
+    match name {
+        "" => Err("is empty"),
+        "." | ".." => Err("is not a file name"),
+        _ if name.contains('/') => Err("is a path: give a file name, without '/'"),
+        _ if name.contains(['\\', '\0']) => Err("has a backslash or a NUL byte"),
+        _ => Ok(()),
+    }
+}
+
+fn invalid_index(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
 fn classify(error: io::Error) -> Lookup {
@@ -408,7 +445,12 @@ mod tests {
                 let mut body = String::new();
                 open.file.read_to_string(&mut body).unwrap();
                 assert_eq!(body, content, "{path} with {:?}", root.resolver());
-                assert_eq!(open.is_index, is_index, "{path} with {:?}", root.resolver());
+                assert_eq!(
+                    open.index_name.is_some(),
+                    is_index,
+                    "{path} with {:?}",
+                    root.resolver()
+                );
                 assert_eq!(open.len(), content.len() as u64);
             }
             other => panic!("{path} with {:?}: {other:?}", root.resolver()),
@@ -449,6 +491,53 @@ mod tests {
             "{path} with {:?}: {result:?}",
             root.resolver()
         );
+    }
+
+    #[test]
+    fn index_names_are_tried_in_order() {
+        let tree = Tree::new();
+        let site = tree.site();
+        std::fs::write(site.join("docs/index.htm"), "docs htm").unwrap();
+        std::fs::write(site.join("noindex/default.txt"), "default").unwrap();
+        let names = ["index.htm", "index.html", "default.txt"].map(String::from);
+        for resolver in RESOLVERS {
+            let root = Root::open_with(&site, resolver)
+                .unwrap()
+                .with_index_names(&names)
+                .unwrap();
+            assert_serves(&root, "/docs/", "docs htm", true);
+            assert_serves(&root, "/", "root index", true);
+            assert_serves(&root, "/noindex/", "default", true);
+            let Lookup::File(file) = lookup(&root, "/noindex/") else {
+                panic!("no index in /noindex/");
+            };
+            assert_eq!(file.index_name.as_deref(), Some("default.txt"));
+            // An index of the name tried first that is no file answers, as one name did.
+            assert_not_found(&root, "/odd/");
+            assert_directory(&root, "/empty/", false);
+        }
+    }
+
+    #[test]
+    fn index_names_are_file_names() {
+        let tree = Tree::new();
+        let root = || Root::open_with(&tree.site(), Resolver::Kernel).unwrap();
+        for bad in [
+            &[][..],
+            &[""],
+            &["."],
+            &[".."],
+            &["a/index.html"],
+            &["/index.html"],
+            &["a\\b"],
+        ] {
+            let names: Vec<String> = bad.iter().map(|name| name.to_string()).collect();
+            let error = root().with_index_names(&names).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        assert!(root()
+            .with_index_names(&["index.htm".into(), ".index".into()])
+            .is_ok());
     }
 
     #[test]

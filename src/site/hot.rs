@@ -116,7 +116,7 @@ impl HotFile {
 
 #[cfg(test)]
 impl HotFiles {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.read().unwrap().len()
     }
 }

@@ -24,6 +24,7 @@ mod compress;
 mod glob;
 mod hot;
 mod listing;
+mod paths;
 mod redirect;
 
 pub use auth::{hash_password, AuthRule, AuthRuleError};
@@ -54,6 +55,13 @@ pub struct SiteOptions {
     pub compress_max: u64,
     /// Bytes of compressed files kept in memory, least recently used out.
     pub compress_cache: u64,
+    /// The page a GET or HEAD that would be a 404 gets with 200 (`--fallback`), a path inside
+    /// the root; it must exist at start.
+    pub fallback: Option<PathBuf>,
+    /// `/about` serves `about.html`, and `/about.html` redirects there (`--clean-urls`).
+    pub clean_urls: bool,
+    /// A directory's index file names, tried in order (`--index`); plain file names.
+    pub index: Vec<String>,
     /// `[[auth]]`: basic auth for the paths each rule's glob matches, the first that matches.
     pub auth: Vec<AuthRule>,
 }
@@ -79,6 +87,8 @@ pub struct Site {
     auth: Option<Auth>,
     options: SiteOptions,
     error_page: SitePath,
+    /// `--fallback`, as a path in the root that was a file at start.
+    fallback: Option<SitePath>,
     cache_control: Option<Arc<str>>,
     immutable: Arc<str>,
     /// Told of every exchange, for `--access-log` and `--metrics`.
@@ -88,8 +98,12 @@ pub struct Site {
 impl Site {
     /// Opens `root` once; requests are resolved beneath that open directory.
     pub fn open(root: &Path, options: SiteOptions) -> io::Result<Site> {
-        let root = fs::Root::open(root)?;
+        let root = fs::Root::open(root)?.with_index_names(&options.index)?;
         let error_page = error_page_path(&root, options.error_page.as_deref())?;
+        let fallback = match &options.fallback {
+            Some(page) => Some(fallback_path(&root, page, options.hidden)?),
+            None => None,
+        };
         Ok(Site {
             cache: SmallFileCache::new(SMALL_FILE, SMALL_FILE_ENTRIES),
             hot: HotFiles::new(options.file_cache_valid, SMALL_FILE_ENTRIES),
@@ -101,6 +115,7 @@ impl Site {
                 false => Some(Auth::new(options.auth.clone())?),
             },
             error_page,
+            fallback,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
             root,
@@ -114,14 +129,22 @@ impl Site {
         self.root.canonical()
     }
 
-    fn file_reply(&self, path: &SitePath, file: OpenFile, request: &Request<'_>) -> Reply {
-        let extension = if file.is_index {
-            Some("html")
-        } else {
-            path.extension()
+    /// The reply with `file`, found at `path`; `remember` says whether it may answer the
+    /// request's raw path from memory from now on (see hot.rs).
+    fn file_reply(
+        &self,
+        path: &SitePath,
+        file: OpenFile,
+        request: &Request<'_>,
+        remember: Remember,
+    ) -> Reply {
+        // An index file is served as what it is named: its type, its precompressed siblings.
+        let path = match &file.index_name {
+            Some(name) => Cow::Owned(path.join(name.as_bytes())),
+            None => Cow::Borrowed(path),
         };
-        let content_type = http::content_type(extension);
-        let is_index = file.is_index;
+        let path = path.as_ref();
+        let content_type = http::content_type(path.extension());
         let codings = self.acceptable_codings(path, request);
         let (file, encoding) = self.choose_sidecar(path, file, &codings);
         let on_the_fly = match encoding {
@@ -153,25 +176,20 @@ impl Site {
         if let Some((compressor, coding)) = to_compress {
             compressor.request(&identity, coding, || source_of(&reply.body));
         }
-        self.remember_hot(path, is_index, request, encoding, &reply);
+        if remember == Remember::Yes {
+            self.remember_hot(path, request, encoding, &reply);
+        }
         reply
     }
 
     /// Keeps an identity answer from memory as the answer for the request's raw path, or
     /// forgets the path once its file is too large for that (see hot.rs).
-    fn remember_hot(
-        &self,
-        path: &SitePath,
-        is_index: bool,
-        request: &Request<'_>,
-        encoding: Option<&str>,
-        reply: &Reply,
-    ) {
+    fn remember_hot(&self, path: &SitePath, request: &Request<'_>, encoding: Option<&str>, reply: &Reply) {
         match (encoding, &reply.body, reply.validators) {
             (None, Body::Shared(bytes), Some(validators)) if self.hot.is_on() => {
                 let content_type = reply.content_type.clone().unwrap_or_default();
                 let hot = HotFile {
-                    negotiates: self.negotiates(path, is_index, &content_type, bytes.len() as u64),
+                    negotiates: self.negotiates(path, &content_type, bytes.len() as u64),
                     content_type,
                     validators,
                     bytes: Arc::clone(bytes),
@@ -210,20 +228,20 @@ impl Site {
 
     /// Whether the client's Accept-Encoding could change what is sent for this file: it has a
     /// precompressed sibling, or `--compress` compresses it.
-    fn negotiates(&self, path: &SitePath, is_index: bool, content_type: &str, len: u64) -> bool {
+    fn negotiates(&self, path: &SitePath, content_type: &str, len: u64) -> bool {
         let compressed = self
             .compressor
             .as_ref()
             .is_some_and(|compressor| compressor.applies(content_type, len));
-        compressed || self.has_precompressed(path, is_index)
+        compressed || self.has_precompressed(path)
     }
 
     /// Whether a `.br`/`.zst`/`.gz` sibling of the file exists.
-    fn has_precompressed(&self, path: &SitePath, is_index: bool) -> bool {
+    fn has_precompressed(&self, path: &SitePath) -> bool {
         !is_precompressed(path)
             && http::PRECOMPRESSED
                 .iter()
-                .any(|(_, suffix)| self.root.sidecar(path, is_index, suffix).is_some())
+                .any(|(_, suffix)| self.root.sidecar(path, suffix).is_some())
     }
 
     /// The codings the client accepts, best first, with the suffix of each one's sibling
@@ -248,7 +266,7 @@ impl Site {
         codings: &[(&'static str, &'static str)],
     ) -> (OpenFile, Option<&'static str>) {
         for (coding, suffix) in codings {
-            if let Some(sidecar) = self.root.sidecar(path, file.is_index, suffix) {
+            if let Some(sidecar) = self.root.sidecar(path, suffix) {
                 return (sidecar, Some(coding));
             }
         }
@@ -326,12 +344,15 @@ impl Handler for Site {
         let Ok(path) = fs::decode_path(request.path) else {
             return Reply::error(Status::BadRequest);
         };
-        let lookup = self.root.lookup(&path, self.options.hidden);
+        if let Some(redirect) = self.clean_redirect(&path, request) {
+            return redirect; // --clean-urls: the page's one URL
+        }
+        let (found_at, lookup) = self.find(&path);
         if !matches!(lookup, Lookup::File(_)) {
             self.hot.remove(request.path); // a file served a moment ago may be gone
         }
         match lookup {
-            Lookup::File(file) => self.file_reply(&path, file, request),
+            Lookup::File(file) => self.file_reply(&found_at, file, request, Remember::Yes),
             Lookup::Redirect(location) => Reply::moved_permanently(location),
             Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
                 Ok(entries) => listing::reply(
@@ -342,7 +363,7 @@ impl Handler for Site {
                 ),
                 Err(_) => Reply::error(Status::InternalServerError),
             },
-            Lookup::Directory(_) | Lookup::NotFound => self.not_found(request.method),
+            Lookup::Directory(_) | Lookup::NotFound => self.missing(&path, request),
             Lookup::Forbidden => Reply::error(Status::Forbidden),
             Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
             Lookup::Failed(_) => Reply::error(Status::InternalServerError),
@@ -369,6 +390,14 @@ impl Handler for Site {
             observer.handshake(outcome);
         }
     }
+}
+
+/// Whether a file reply may be kept as the answer for the request's raw path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Remember {
+    Yes,
+    /// Not for this path alone (the fallback page, see paths.rs).
+    No,
 }
 
 /// A file that is itself compressed (`x.js.gz`) is never looked up again (`x.js.gz.gz`).
@@ -416,25 +445,48 @@ fn has_fingerprint(path: &SitePath) -> bool {
 /// The error page as a site path: `--error-page` (inside ROOT, relative to it or absolute
 /// beneath it), else `404.html` at the root.
 fn error_page_path(root: &fs::Root, configured: Option<&Path>) -> io::Result<SitePath> {
-    let relative = match configured {
-        None => Path::new(DEFAULT_ERROR_PAGE),
-        Some(path) if path.is_absolute() => {
-            path.strip_prefix(root.canonical()).map_err(|_| outside_root())?
-        }
-        Some(path) => path,
+    path_in_root(
+        root,
+        configured.unwrap_or(Path::new(DEFAULT_ERROR_PAGE)),
+        "error page",
+    )
+}
+
+/// `--fallback` as a site path (as `--error-page` is taken), which must name a file that is
+/// served: a fallback that is not there would turn every route of the app into a 404.
+fn fallback_path(root: &fs::Root, configured: &Path, hidden: bool) -> io::Result<SitePath> {
+    let path = path_in_root(root, configured, "fallback")?;
+    match root.lookup(&path, hidden) {
+        Lookup::File(_) => Ok(path),
+        _ => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the fallback {} is not a file served from the root",
+                configured.display()
+            ),
+        )),
+    }
+}
+
+/// A path inside the root, relative to it or absolute beneath it, as a site path; `what`
+/// names it in the error.
+fn path_in_root(root: &fs::Root, configured: &Path, what: &str) -> io::Result<SitePath> {
+    let outside_root = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the {what} must be a UTF-8 path inside the root"),
+        )
+    };
+    let relative = match configured.strip_prefix(root.canonical()) {
+        Ok(relative) => relative,
+        Err(_) if configured.is_absolute() => return Err(outside_root()),
+        Err(_) => configured,
     };
     let text = relative.to_str().ok_or_else(outside_root)?;
     // The path is a file name, not a URL: escape what decoding would otherwise interpret.
     const LITERAL: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
     let encoded = percent_encoding::utf8_percent_encode(text, LITERAL);
     fs::decode_path(format!("/{encoded}").as_bytes()).map_err(|_| outside_root())
-}
-
-fn outside_root() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "the error page must be a UTF-8 path inside the root",
-    )
 }
 
 #[cfg(test)]

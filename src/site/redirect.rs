@@ -78,7 +78,7 @@ fn without_port(host: &str) -> &str {
 }
 
 /// Appends `bytes`, percent-encoding any that is not printable ASCII.
-fn encode_into(out: &mut String, bytes: &[u8]) {
+pub(super) fn encode_into(out: &mut String, bytes: &[u8]) {
     for &byte in bytes {
         if byte.is_ascii_graphic() {
             out.push(char::from(byte));

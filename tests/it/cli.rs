@@ -374,3 +374,39 @@ fn tls_files_are_checked_at_start() {
         binary::fails_in_one_line(&args, words);
     }
 }
+
+/// `--health-check URL`: exit 0 for a 200, else 1 with one line saying why.
+#[test]
+fn health_check_exits_0_only_for_a_200() {
+    let site = Site::new();
+    let root = site.root();
+    let running = start(
+        &[
+            "--bind",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            root.to_str().unwrap(),
+        ],
+        None,
+    );
+    let metrics = metrics_addr(&running);
+    let (status, stderr) = run_to_exit(&["--health-check", &format!("http://{metrics}/healthz")]);
+    assert!(status.success(), "healthy: {status} {stderr}");
+    assert!(stderr.is_empty(), "nothing said when healthy: {stderr}");
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for (url, says) in [
+        (format!("http://{metrics}/missing"), "404 Not Found"),
+        (format!("http://{closed}/healthz"), "refused"),
+        (format!("https://{metrics}/healthz"), "not an http:// URL"),
+    ] {
+        let (status, stderr) = run_to_exit(&["--health-check", &url]);
+        assert_eq!(status.code(), Some(1), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{url}: one line: {stderr}");
+        assert!(
+            stderr.starts_with("bingfa: ") && stderr.contains(says),
+            "{url}: {stderr}"
+        );
+    }
+    stop_with(running, Signal::SIGTERM);
+}

@@ -338,6 +338,27 @@ fn curl_get(s: &TestServer, curl: &Program) {
     }
 }
 
+/// With `--clean-urls`, curl following redirects (`-L`) from a page's `.html` URL ends at its
+/// clean URL, the query kept, after one redirect, with the page.
+fn curl_clean_urls(s: &TestServer, curl: &Program) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("page");
+    let ran = curl_run(
+        curl,
+        &[
+            "-L",
+            "-o",
+            arg(&out),
+            "-w",
+            "%{http_code} %{num_redirects} %{url_effective}",
+            &url(s, "/browser/pages/about.html?from=old"),
+        ],
+    );
+    let clean = url(s, "/browser/pages/about?from=old");
+    assert_eq!(ran.stdout, format!("200 1 {clean}"), "{}", ran.output());
+    assert_file(&out, &s.site.read("browser/pages/about.html"));
+}
+
 /// `curl -C -` finishes a download whose first part is already on disk: a 206 for the rest,
 /// and the file is whole.
 fn curl_resume(s: &TestServer, curl: &Program, over: Over) {
@@ -710,6 +731,54 @@ fn chromium_page(page: &str, extra: &[&str], chromium: &Program) {
     for (x, y) in [(101, 201), (132, 232), (162, 262)] {
         assert_colour(image.pixel(x, y), SQUARE, &format!("square.png at {x},{y}"));
     }
+}
+
+/// A single-page app: its page, and its script (by an absolute path, as apps link them, so
+/// that it loads from any route), which writes the route it finds into the page.
+const SPA_PAGE: &[u8] = b"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<title>a single-page app</title>\n<script src=\"/spa/app.js\" defer></script>\n</head>\n\
+<body>\n<p id=\"route\">not routed</p>\n</body>\n</html>\n";
+const SPA_SCRIPT: &[u8] = b"document.getElementById('route').textContent = 'route=' + location.pathname;\n";
+
+/// Headless Chromium reloads a single-page app on a deep link (`/users/42`), served with
+/// `--fallback spa/index.html`: the page comes for the route, its script from its own path
+/// (not the page again), and the script finds the route in `location`.
+fn chromium_spa(model: bingfa::Model, chromium: &Program) {
+    let s = TestServer::start_prepared(
+        model,
+        |site| {
+            site.write("spa/index.html", SPA_PAGE);
+            site.write("spa/app.js", SPA_SCRIPT);
+        },
+        |config| {
+            config.fallback = Some("spa/index.html".into());
+            if model == bingfa::Model::Pool {
+                config.workers = POOL_WORKERS;
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let profile = format!("--user-data-dir={}", arg(&dir.path().join("profile")));
+    let page = url(&s, "/users/42");
+    let ran = chromium
+        .run(&[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &profile,
+            "--dump-dom",
+            &page,
+        ])
+        .success();
+    let routed = r#"<p id="route">route=/users/42</p>"#;
+    assert!(
+        ran.stdout.contains(routed),
+        "no {routed} in the DOM:\n{}",
+        ran.output()
+    );
 }
 
 /// A decoded 8-bit RGB or RGBA image.
@@ -1198,6 +1267,18 @@ model_tests! {
     fn python_urllib_fetches_and_gets_404(model m) {
         if let Some(python) = client("python3") {
             python_urllib(&serve(m), &python, None);
+        }
+    }
+
+    fn curl_follows_clean_urls(model m) {
+        if let Some(curl) = client("curl") {
+            curl_clean_urls(&serve_with(m, |c| c.clean_urls = true), &curl);
+        }
+    }
+
+    fn chromium_reloads_a_single_page_app_on_a_deep_link(model m) {
+        if let Some(chromium) = client("chromium") {
+            chromium_spa(m, &chromium);
         }
     }
 

@@ -372,3 +372,90 @@ fn help_mentions_the_configuration() {
         assert!(help.contains(word), "no {word} in --help:\n{help}");
     }
 }
+
+/// `fallback`, `clean-urls` and `index` in a file serve as on the command line, and
+/// `--print-config` writes them so that the file it makes reads back the same.
+#[test]
+fn path_options_serve_from_a_file_and_print_back() {
+    let site = Site::new();
+    site.write("about.html", b"<title>about</title>\n");
+    site.write("docs/index.htm", b"<title>htm</title>\n");
+    let path = write_config(
+        &site,
+        "root = \"site\"\n\
+         bind = \"127.0.0.1:0\"\n\
+         fallback = \"index.html\"\n\
+         clean-urls = true\n\
+         index = \"index.htm,index.html\"\n",
+    );
+    let config = path.to_str().unwrap();
+    let mut running = serve(&["--config", config], &[], &site.root());
+    assert_body(&fetch(running.addr, "/users/42"), &site.read("index.html"));
+    assert_body(&fetch(running.addr, "/about"), &site.read("about.html"));
+    assert_eq!(
+        fetch(running.addr, "/about.html?x=1").header("location"),
+        Some("/about?x=1")
+    );
+    assert_body(&fetch(running.addr, "/docs/"), &site.read("docs/index.htm"));
+    running
+        .stop_with(Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let printed = stdout_of(&output(
+        &["--config", config, "--print-config"],
+        &[],
+        Path::new("/"),
+    ));
+    let first = values(&printed);
+    for (key, value) in [
+        ("fallback", toml::Value::String("index.html".into())),
+        ("clean-urls", toml::Value::Boolean(true)),
+        ("index", toml::Value::String("index.htm,index.html".into())),
+    ] {
+        assert_eq!(first.get(key), Some(&value), "{key} in\n{printed}");
+    }
+    let saved = site.root().parent().unwrap().join("saved.toml");
+    fs::write(&saved, &printed).unwrap();
+    let reprinted = stdout_of(&output(
+        &["--config", saved.to_str().unwrap(), "--print-config"],
+        &[],
+        Path::new("/"),
+    ));
+    assert_eq!(values(&reprinted), first, "{printed}\n{reprinted}");
+}
+
+/// A bad index name in a file names the file's line; a fallback that is not there stops the
+/// start with one line.
+#[test]
+fn bad_path_options_fail_with_one_line() {
+    let site = Site::new();
+    let bad_index = write_config(&site, "root = \"site\"\n\nindex = \"index.html,../x\"\n");
+    let bad_index = bad_index.to_str().unwrap();
+    let root = site.root();
+    let root = root.to_str().unwrap();
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["--config", bad_index],
+            format!("bingfa: {bad_index} line 3: index: invalid value 'index.html,../x': index file name '../x' is a path"),
+        ),
+        (
+            &[root, "--index", "a/b"],
+            "bingfa: invalid value 'a/b' for '--index <NAMES>'".to_string(),
+        ),
+        (
+            &[root, "-b", "127.0.0.1:0", "--fallback", "missing.html"],
+            format!("bingfa: cannot serve {root}: the fallback missing.html is not a file"),
+        ),
+    ];
+    for (args, start) in cases {
+        let out = output(args, &[], Path::new("/"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            lines[0].starts_with(&start),
+            "{args:?}: {stderr}\nexpected: {start}"
+        );
+    }
+}

@@ -178,6 +178,7 @@ mod listening;
 mod listing;
 mod methods;
 mod observe;
+mod paths;
 mod properties;
 mod ranges;
 mod slow_clients;

@@ -396,6 +396,9 @@ pub fn flags(config: &Config) -> Vec<String> {
         hidden,
         listing,
         error_page,
+        fallback,
+        clean_urls,
+        index,
         cache_control,
         immutable_fingerprints,
         nosniff,
@@ -443,6 +446,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         compress_max.to_string(),
         "--compress-cache".into(),
         compress_cache.to_string(),
+        "--index".into(),
+        index.join(","),
     ];
     if *compress {
         flags.push("--compress".into());
@@ -456,6 +461,13 @@ pub fn flags(config: &Config) -> Vec<String> {
     if let Some(page) = error_page {
         flags.push("--error-page".into());
         flags.push(page.to_str().expect("UTF-8 error page").to_string());
+    }
+    if let Some(page) = fallback {
+        flags.push("--fallback".into());
+        flags.push(page.to_str().expect("UTF-8 fallback").to_string());
+    }
+    if *clean_urls {
+        flags.push("--clean-urls".into());
     }
     if let Some(value) = cache_control {
         flags.push("--cache-control".into());
@@ -1598,6 +1610,9 @@ fn config_defaults() {
     assert!(!c.hidden);
     assert!(!c.listing);
     assert_eq!(c.error_page, None);
+    assert_eq!(c.fallback, None);
+    assert!(!c.clean_urls);
+    assert_eq!(c.index, ["index.html"]);
     assert_eq!(c.cache_control, None);
     assert!(!c.immutable_fingerprints);
     assert!(!c.compress);
