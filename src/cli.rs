@@ -8,7 +8,7 @@ pub mod health;
 use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::{check_index_name, Config};
+use crate::server::{check_index_name, AllowOrigin, Cidr, Config, Cors, HeaderField};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
@@ -128,6 +128,21 @@ pub struct Args {
     #[arg(long)]
     pub no_nosniff: bool,
 
+    /// Add this header field to every response ('Name: value'; 'Name:' removes the server's own), repeatable
+    #[arg(long, value_name = "NAME: VALUE", value_parser = parse_header_field)]
+    pub header: Vec<HeaderField>,
+
+    /// Let scripts of other origins read the site: --cors for any, --cors=ORIGIN (repeatable) for those
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "*",
+        value_parser = parse_allowed_origin
+    )]
+    pub cors: Vec<AllowOrigin>,
+
     /// Serve a small file from memory for this long before looking it up again (0: every request)
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "1", value_parser = parse_seconds_or_zero)]
     pub file_cache_valid: Duration,
@@ -175,6 +190,14 @@ pub struct Args {
     /// Listen for plaintext HTTP here too, answering each request with 308 to https
     #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address, requires = "tls_cert")]
     pub redirect_http: Option<SocketAddr>,
+
+    /// Every connection opens with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) naming the client; only from --trusted-proxies (and any Unix socket client), others are refused
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Sources trusted to name the client: by a PROXY header, and by Forwarded or X-Forwarded-For in the access log (rightmost address that is not one of them)
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', default_value = "127.0.0.0/8,::1/128", value_parser = clap::value_parser!(Cidr))]
+    pub trusted_proxies: Vec<Cidr>,
 
     // The options below steer the program rather than the server; `config::META` keeps them
     // out of files and the environment (but BINGFA_CONFIG names a file).
@@ -232,6 +255,8 @@ impl Args {
         config.compress = self.compress;
         config.compress_max = self.compress_max;
         config.compress_cache = self.compress_cache;
+        config.headers = self.header.clone();
+        config.cors = Cors::new(self.cors.iter().cloned());
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;
         config.metrics = self.metrics;
@@ -239,6 +264,8 @@ impl Args {
         config.tls_key = self.tls_key.clone();
         config.hsts = self.hsts;
         config.redirect_http = self.redirect_http;
+        config.proxy_protocol = self.proxy_protocol;
+        config.trusted_proxies = self.trusted_proxies.clone();
         config
     }
 }
@@ -362,6 +389,16 @@ fn parse_index_names(text: &str) -> Result<IndexNames, String> {
         check_index_name(name).map_err(|why| format!("index file name '{name}' {why}"))?;
     }
     Ok(IndexNames(names))
+}
+
+/// `Name: value`, a valid field the server lets a site add (not framing, not `Location`).
+fn parse_header_field(text: &str) -> Result<HeaderField, String> {
+    text.parse()
+}
+
+/// `*` or an origin: `https://example.com`, `http://localhost:8080`.
+fn parse_allowed_origin(text: &str) -> Result<AllowOrigin, String> {
+    text.parse()
 }
 
 /// An address as `Address` parses it, or a host name and port, resolved.

@@ -210,6 +210,39 @@ impl AsRawFd for Listener {
     }
 }
 
+/// Who is at the other end of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A TCP client, IPv4 clients of an IPv6 socket as IPv4.
+    Ip(std::net::IpAddr),
+    /// A Unix socket's client: a process on this machine, with no IP address.
+    Local,
+    /// The socket could not say (the client has already gone).
+    Unknown,
+}
+
+impl Peer {
+    /// The peer of `socket`: one `getpeername`.
+    pub fn of(socket: BorrowedFd<'_>) -> Peer {
+        match rustix::net::getpeername(socket) {
+            Ok(Some(peer)) => match SocketAddr::try_from(peer) {
+                Ok(peer) => Peer::Ip(peer.ip().to_canonical()),
+                Err(_) => Peer::Local,
+            },
+            // An unnamed Unix socket's client has no address at all.
+            Ok(None) => Peer::Local,
+            Err(_) => Peer::Unknown,
+        }
+    }
+
+    pub fn ip(self) -> Option<std::net::IpAddr> {
+        match self {
+            Peer::Ip(ip) => Some(ip),
+            Peer::Local | Peer::Unknown => None,
+        }
+    }
+}
+
 /// An accepted connection.
 #[derive(Debug)]
 pub(crate) struct Stream {

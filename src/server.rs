@@ -9,12 +9,18 @@ use crate::error::Error;
 /// For the command line to check `--index` names as the root will.
 pub use crate::fs::check_index_name;
 use crate::http;
+pub use crate::http::Cidr;
+use crate::http::TrustedProxies;
 use crate::models::{self, Model};
 use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
 pub use crate::site::{hash_password, AuthRule, AuthRuleError};
+pub use crate::site::{
+    AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
+    DEFAULT_REDIRECT_STATUS,
+};
 use crate::site::{HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
@@ -65,6 +71,14 @@ pub struct Config {
     pub immutable_fingerprints: bool,
     /// `X-Content-Type-Options: nosniff` on every response.
     pub nosniff: bool,
+    /// `--header`: fields on every response of the site.
+    pub headers: Vec<HeaderField>,
+    /// `[[headers]]`: fields on the responses for the paths each rule's glob matches.
+    pub header_rules: Vec<HeaderRule>,
+    /// `--cors`: which origins' scripts may read the site.
+    pub cors: Cors,
+    /// `[[redirects]]`: redirects and rewrites, the first that matches a path applies.
+    pub redirects: Vec<RedirectRule>,
     /// How long a small file is served from memory before it is looked up again (an edit
     /// shows within this time); zero: look up on every request.
     pub file_cache_valid: Duration,
@@ -93,6 +107,12 @@ pub struct Config {
     pub hsts: Option<u64>,
     /// A plaintext listener here answers every request with a redirect to HTTPS.
     pub redirect_http: Option<SocketAddr>,
+    /// Every connection opens with a PROXY protocol header (v1 or v2) from one of the
+    /// `trusted_proxies`, naming the client; connections from anyone else are refused.
+    pub proxy_protocol: bool,
+    /// The sources trusted to name the client: by a PROXY header, and by `Forwarded` or
+    /// `X-Forwarded-For` in the access log. Loopback by default.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Config {
@@ -118,6 +138,10 @@ impl Config {
             cache_control: None,
             immutable_fingerprints: false,
             nosniff: defaults.nosniff,
+            headers: Vec::new(),
+            header_rules: Vec::new(),
+            cors: Cors::Off,
+            redirects: Vec::new(),
             file_cache_valid: crate::site::DEFAULT_FILE_CACHE_VALID,
             compress: false,
             compress_max: crate::site::DEFAULT_COMPRESS_MAX,
@@ -131,7 +155,15 @@ impl Config {
             sni_certificates: Vec::new(),
             hsts: None,
             redirect_http: None,
+            proxy_protocol: false,
+            trusted_proxies: TrustedProxies::default().blocks().to_vec(),
         }
+    }
+
+    /// With `--proxy-protocol`, the sources whose connections open with a PROXY header.
+    fn proxy_header_from(&self) -> Option<TrustedProxies> {
+        self.proxy_protocol
+            .then(|| TrustedProxies::new(self.trusted_proxies.iter().copied()))
     }
 
     fn settings(&self) -> http::Settings {
@@ -208,6 +240,10 @@ impl Server {
             fallback: config.fallback.clone(),
             clean_urls: config.clean_urls,
             index: config.index.clone(),
+            headers: config.headers.clone(),
+            header_rules: config.header_rules.clone(),
+            cors: config.cors.clone(),
+            redirects: config.redirects.clone(),
             auth: config.auth.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();
@@ -220,7 +256,13 @@ impl Server {
             source,
         })?;
         let metrics_for = config.metrics.map(|_| config.model.name());
-        let observer = Observer::open(config.access_log.as_deref(), config.log_format, metrics_for)?;
+        let trusted = TrustedProxies::new(config.trusted_proxies.iter().copied());
+        let observer = Observer::open(
+            config.access_log.as_deref(),
+            config.log_format,
+            metrics_for,
+            trusted,
+        )?;
         let metrics_listener = match config.metrics {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?),
             None => None,
@@ -309,6 +351,7 @@ impl Server {
             self.observer,
         )
         .with_tls(self.tls)
+        .with_proxy_protocol(self.config.proxy_header_from())
         .with_hangup(on_hangup);
         // A forking model's parent starts no thread: its serving processes start their own
         // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
@@ -385,6 +428,7 @@ where
         None,
     )
     .with_tls(tls)
+    .with_proxy_protocol(config.proxy_header_from())
     .with_hangup(on_hangup);
     let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
     let served = models::run(config.model, listener, Arc::new(context));

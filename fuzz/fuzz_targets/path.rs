@@ -158,11 +158,15 @@ fuzz_target!(|raw: &[u8]| {
     let tree = tree();
     for root in &tree.roots {
         for hidden in [false, true] {
-            let is_index = match root.lookup(&path, hidden) {
+            let found_at = match root.lookup(&path, hidden) {
                 Lookup::File(file) => {
                     check_not_outside(tree, raw, &file, "lookup");
                     assert!(hidden || !path.is_hidden(), "a hidden file served");
-                    file.is_index
+                    // An index file's siblings are looked up at its own path.
+                    match &file.index_name {
+                        Some(name) => path.join(name.as_bytes()),
+                        None => path.clone(),
+                    }
                 }
                 Lookup::Directory(directory) => {
                     let entries = directory.entries(hidden).expect("list a directory");
@@ -181,7 +185,7 @@ fuzz_target!(|raw: &[u8]| {
                 Lookup::Failed(error) => panic!("lookup failed: {error}"),
             };
             for suffix in [".gz", ".br", ".zst"] {
-                if let Some(sidecar) = root.sidecar(&path, is_index, suffix) {
+                if let Some(sidecar) = root.sidecar(&found_at, suffix) {
                     check_not_outside(tree, raw, &sidecar, "sidecar");
                 }
             }

@@ -8,7 +8,9 @@
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
 use super::{format_size, one_line, Args};
-use crate::server::{AuthRule, AuthRuleError, Config};
+use crate::server::{
+    AuthRule, AuthRuleError, Config, Cors, HeaderRule, HeaderRuleError, RedirectRule, DEFAULT_REDIRECT_STATUS,
+};
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -81,6 +83,10 @@ pub struct Resolved {
     pub sources: Vec<(String, Source)>,
     /// The file's `[[tls]]` certificates chosen by SNI, beside the default one (`tls-cert`).
     pub sni_certificates: Vec<TlsTable>,
+    /// The file's `[[headers]]` tables, checked, and where each is.
+    pub header_rules: Vec<(HeaderRule, Source)>,
+    /// The file's `[[redirects]]` tables, checked, and where each is.
+    pub redirects: Vec<(RedirectRule, Source)>,
     /// The file's `[[auth]]` tables, checked, and where each is.
     pub auth: Vec<(AuthRule, Source)>,
 }
@@ -94,7 +100,8 @@ pub struct TlsTable {
 }
 
 impl Resolved {
-    /// The server's configuration: the options, and the certificates of `[[tls]]`.
+    /// The server's configuration: the options, and the tables (`[[tls]]`, `[[headers]]`,
+    /// `[[redirects]]`).
     pub fn config(&self) -> Config {
         let mut config = self.args.config();
         config.sni_certificates = self
@@ -102,6 +109,8 @@ impl Resolved {
             .iter()
             .map(|table| (table.cert.clone(), table.key.clone()))
             .collect();
+        config.header_rules = self.header_rules.iter().map(|(rule, _)| rule.clone()).collect();
+        config.redirects = self.redirects.iter().map(|(rule, _)| rule.clone()).collect();
         config.auth = self.auth.iter().map(|(rule, _)| rule.clone()).collect();
         config
     }
@@ -120,6 +129,8 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
             args,
             sources: Vec::new(),
             sni_certificates: Vec::new(),
+            header_rules: Vec::new(),
+            redirects: Vec::new(),
             auth: Vec::new(),
         });
     }
@@ -133,11 +144,16 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     if let Some(root) = layers.root {
         args.root = root;
     }
+    let (header_rules, redirects, auth) = file
+        .map(|file| (file.header_rules, file.redirects, file.auth))
+        .unwrap_or_default();
     Ok(Resolved {
         args,
         sources: layers.sources,
         sni_certificates: layers.sni_certificates,
-        auth: file.map(|file| file.auth).unwrap_or_default(),
+        header_rules,
+        redirects,
+        auth,
     })
 }
 
@@ -247,6 +263,11 @@ impl Setting<'_> {
     fn is_root(&self) -> bool {
         self.arg.is_positional()
     }
+
+    /// An option given any number of times (`--header`, `--cors`): a file may list values.
+    fn is_repeatable(&self) -> bool {
+        matches!(self.arg.get_action(), ArgAction::Append)
+    }
 }
 
 /// Every option of the command line but the `META` ones, in the order of `--help`.
@@ -332,6 +353,10 @@ fn flag(setting: &Setting, on: bool) -> Found {
 
 /// `--key=TEXT`, once the option's own value parser has accepted `TEXT`.
 fn option(command: &Command, setting: &Setting, text: &str) -> Result<Found, String> {
+    Ok(Found::Args(vec![option_arg(command, setting, text)?]))
+}
+
+fn option_arg(command: &Command, setting: &Setting, text: &str) -> Result<OsString, String> {
     // The `=` form takes any text as the value, even one that starts with `-`.
     let arg = format!("--{}={text}", setting.key);
     match command.clone().try_get_matches_from(["bingfa", arg.as_str()]) {
@@ -341,7 +366,7 @@ fn option(command: &Command, setting: &Setting, text: &str) -> Result<Found, Str
         Err(error) => return Err(value_error(&error, text)),
         Ok(_) => {}
     }
-    Ok(Found::Args(vec![OsString::from(arg)]))
+    Ok(OsString::from(arg))
 }
 
 /// A clap value error as the words after `KEY: `: the value parser's own message (with the
@@ -367,11 +392,13 @@ struct File {
     path: PathBuf,
     entries: BTreeMap<String, (Value, usize)>,
     tls: Vec<TlsTable>,
+    header_rules: Vec<(HeaderRule, Source)>,
+    redirects: Vec<(RedirectRule, Source)>,
     auth: Vec<(AuthRule, Source)>,
 }
 
-/// The keys of a file that are no options: the certificates chosen by SNI, basic auth.
-const TABLES: [&str; 2] = ["tls", "auth"];
+/// The keys of a file that are no options: the certificates chosen by SNI, and the rules.
+const TABLES: [&str; 4] = ["tls", "headers", "redirects", "auth"];
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -395,13 +422,17 @@ impl File {
                 (key.into_inner(), (value.into_inner(), line))
             })
             .collect();
-        let tls = tls_tables(path, text)?;
-        let auth = auth_tables(path, text)?;
-        let path = path.to_path_buf();
+        let tables: Tables = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+        let tls = tls_tables(path, text, tables.tls)?;
+        let header_rules = header_tables(path, text, tables.headers)?;
+        let redirects = redirect_tables(path, text, tables.redirects)?;
+        let auth = auth_tables(path, text, tables.auth)?;
         Ok(File {
-            path,
+            path: path.to_path_buf(),
             entries,
             tls,
+            header_rules,
+            redirects,
             auth,
         })
     }
@@ -438,14 +469,16 @@ impl File {
                 _ => Err(format!("expected true or false, got {}", describe(value))),
             };
         }
-        let text = match value {
-            Value::String(text) => text.clone(),
-            Value::Integer(n) => n.to_string(),
-            Value::Float(x) => x.to_string(),
-            Value::Boolean(b) => b.to_string(),
-            _ => return Err(format!("expected a string or a number, got {}", describe(value))),
-        };
-        option(command, setting, &text)
+        match value {
+            Value::Array(values) if setting.is_repeatable() => {
+                let args = values
+                    .iter()
+                    .map(|value| option_arg(command, setting, &scalar(value)?))
+                    .collect::<Result<_, String>>()?;
+                Ok(Found::Args(args))
+            }
+            _ => option(command, setting, &scalar(value)?),
+        }
     }
 
     /// The folder a relative root is taken from, as nginx takes paths from its prefix: the
@@ -455,11 +488,43 @@ impl File {
     }
 }
 
-/// The `[[tls]]` tables of a file.
+/// A file value given as an option's text: a string, a number or a boolean.
+fn scalar(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Integer(n) => Ok(n.to_string()),
+        Value::Float(x) => Ok(x.to_string()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err(format!("expected a string or a number, got {}", describe(value))),
+    }
+}
+
+/// The tables of a file: `[[tls]]`, `[[headers]]`, `[[redirects]]`.
 #[derive(Deserialize)]
-struct TlsTables {
+struct Tables {
     #[serde(default)]
     tls: Vec<Spanned<RawTlsTable>>,
+    #[serde(default)]
+    headers: Vec<Spanned<RawHeaderTable>>,
+    #[serde(default)]
+    redirects: Vec<Spanned<RawRedirectTable>>,
+    #[serde(default)]
+    auth: Vec<Spanned<RawAuthTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderTable {
+    path: Spanned<String>,
+    set: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedirectTable {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    status: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]
@@ -472,15 +537,13 @@ struct RawTlsTable {
 /// The `[[tls]]` tables of the file at `path`: each file is taken from the file's folder when
 /// relative (as ROOT is) and made absolute, so that `--print-config` writes what means the
 /// same anywhere.
-fn tls_tables(path: &Path, text: &str) -> Result<Vec<TlsTable>, String> {
-    let tables: TlsTables = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+fn tls_tables(path: &Path, text: &str, tables: Vec<Spanned<RawTlsTable>>) -> Result<Vec<TlsTable>, String> {
     let folder = path.parent().unwrap_or(Path::new(""));
     let absolute = |name: &Path, line: usize| {
         std::path::absolute(folder.join(name))
             .map_err(|e| format!("{} line {line}: tls: {e}", path.display()))
     };
     tables
-        .tls
         .into_iter()
         .map(|table| {
             let line = line_of(text, table.span().start);
@@ -497,11 +560,74 @@ fn tls_tables(path: &Path, text: &str) -> Result<Vec<TlsTable>, String> {
         .collect()
 }
 
-/// The `[[auth]]` tables of a file.
-#[derive(Deserialize)]
-struct AuthTables {
-    #[serde(default)]
-    auth: Vec<Spanned<RawAuthTable>>,
+/// The `[[headers]]` tables of the file at `path`, each checked: a bad glob or field is an
+/// error naming the line it is on.
+fn header_tables(
+    path: &Path,
+    text: &str,
+    tables: Vec<Spanned<RawHeaderTable>>,
+) -> Result<Vec<(HeaderRule, Source)>, String> {
+    let at = |span: std::ops::Range<usize>| Source::File {
+        path: path.to_path_buf(),
+        line: line_of(text, span.start),
+    };
+    tables
+        .into_iter()
+        .map(|table| {
+            let source = at(table.span());
+            let table = table.into_inner();
+            // In the order written: a later field of the same name wins.
+            let mut set: Vec<_> = table.set.into_iter().collect();
+            set.sort_by_key(|(name, _)| name.span().start);
+            let fields: Vec<(String, String)> = set
+                .iter()
+                .map(|(name, value)| (name.get_ref().clone(), value.get_ref().clone()))
+                .collect();
+            HeaderRule::new(table.path.get_ref(), &fields)
+                .map(|rule| (rule, source))
+                .map_err(|error| {
+                    let span = match &error {
+                        HeaderRuleError::Path(_) => table.path.span(),
+                        HeaderRuleError::Field { index, .. } => set[*index].0.span(),
+                    };
+                    format!("{}: headers: {error}", at(span))
+                })
+        })
+        .collect()
+}
+
+/// The `[[redirects]]` tables of the file at `path`, each checked: a bad one is an error
+/// naming the line of the key at fault.
+fn redirect_tables(
+    path: &Path,
+    text: &str,
+    tables: Vec<Spanned<RawRedirectTable>>,
+) -> Result<Vec<(RedirectRule, Source)>, String> {
+    let at = |span: std::ops::Range<usize>| Source::File {
+        path: path.to_path_buf(),
+        line: line_of(text, span.start),
+    };
+    tables
+        .into_iter()
+        .map(|table| {
+            let source = at(table.span());
+            let table = table.into_inner();
+            let status = table
+                .status
+                .as_ref()
+                .map_or(DEFAULT_REDIRECT_STATUS, |s| *s.get_ref());
+            RedirectRule::new(table.from.get_ref(), table.to.get_ref(), status)
+                .map(|rule| (rule, source))
+                .map_err(|error| {
+                    let span = match (error.key(), &table.status) {
+                        ("from", _) => table.from.span(),
+                        ("status", Some(status)) => status.span(),
+                        _ => table.to.span(),
+                    };
+                    format!("{}: redirects: {error}", at(span))
+                })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -517,14 +643,16 @@ const DEFAULT_REALM: &str = "restricted";
 
 /// The `[[auth]]` tables of the file at `path`, each checked: a bad glob, realm or user (a
 /// password that is not a bcrypt or argon2 hash) is an error naming the line it is on.
-fn auth_tables(path: &Path, text: &str) -> Result<Vec<(AuthRule, Source)>, String> {
-    let tables: AuthTables = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+fn auth_tables(
+    path: &Path,
+    text: &str,
+    tables: Vec<Spanned<RawAuthTable>>,
+) -> Result<Vec<(AuthRule, Source)>, String> {
     let at = |span: std::ops::Range<usize>| Source::File {
         path: path.to_path_buf(),
         line: line_of(text, span.start),
     };
     tables
-        .auth
         .into_iter()
         .map(|table| {
             let source = at(table.span());
@@ -552,24 +680,6 @@ fn auth_tables(path: &Path, text: &str) -> Result<Vec<(AuthRule, Source)>, Strin
                 })
         })
         .collect()
-}
-
-/// One `[[auth]]` table as `--config` reads it, `comment` after its header line.
-fn auth_table(rule: &AuthRule, comment: &str) -> String {
-    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
-    let users: Vec<String> = rule.users().map(quoted).collect();
-    format!(
-        "\n[[auth]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
-        quoted(rule.path()),
-        quoted(rule.realm()),
-        users.join(", ")
-    )
-}
-
-/// `config`'s `[[auth]]` tables as TOML that `--config` reads back, for a program that
-/// starts bingfa with a configuration made in code (the integration tests).
-pub fn auth_tables_of(config: &Config) -> String {
-    config.auth.iter().map(|rule| auth_table(rule, "")).collect()
 }
 
 /// A TOML error as one line: toml's message may run over several lines; the first says what
@@ -627,10 +737,63 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
             table.source
         ));
     }
+    for (rule, source) in &resolved.header_rules {
+        out.push_str(&header_table(rule, &format!("  # {source}")));
+    }
+    for (rule, source) in &resolved.redirects {
+        out.push_str(&redirect_table(rule, &format!("  # {source}")));
+    }
     for (rule, source) in &resolved.auth {
         out.push_str(&auth_table(rule, &format!("  # {source}")));
     }
     Ok(out)
+}
+
+/// `config`'s `[[headers]]`, `[[redirects]]` and `[[auth]]` as TOML that `--config` reads
+/// back, for a program that starts bingfa with a configuration made in code (the integration
+/// tests).
+pub fn rule_tables(config: &Config) -> String {
+    let headers = config.header_rules.iter().map(|rule| header_table(rule, ""));
+    let redirects = config.redirects.iter().map(|rule| redirect_table(rule, ""));
+    let auth = config.auth.iter().map(|rule| auth_table(rule, ""));
+    headers.chain(redirects).chain(auth).collect()
+}
+
+/// One `[[headers]]` table, `comment` after its header line; names and values quoted as TOML
+/// strings.
+fn header_table(rule: &HeaderRule, comment: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    let set: Vec<String> = rule
+        .fields()
+        .map(|(name, value)| format!("{} = {}", quoted(name), quoted(value)))
+        .collect();
+    format!(
+        "\n[[headers]]{comment}\npath = {}\nset = {{ {} }}\n",
+        quoted(rule.path()),
+        set.join(", ")
+    )
+}
+
+/// One `[[auth]]` table as `--config` reads it, `comment` after its header line.
+fn auth_table(rule: &AuthRule, comment: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    let users: Vec<String> = rule.users().map(quoted).collect();
+    format!(
+        "\n[[auth]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
+        quoted(rule.path()),
+        quoted(rule.realm()),
+        users.join(", ")
+    )
+}
+
+fn redirect_table(rule: &RedirectRule, comment: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    format!(
+        "\n[[redirects]]{comment}\nfrom = {}\nto = {}\nstatus = {}\n",
+        quoted(rule.from()),
+        quoted(rule.to()),
+        rule.status()
+    )
 }
 
 /// Every option's effective value by key; `None` for an option that is not set.
@@ -656,6 +819,11 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         cache_control,
         immutable_fingerprints,
         nosniff,
+        headers,
+        // Not options: rendered as `[[headers]]` and `[[redirects]]` tables after them.
+        header_rules: _,
+        cors,
+        redirects: _,
         file_cache_valid,
         compress,
         compress_max,
@@ -671,6 +839,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         sni_certificates: _,
         hsts,
         redirect_http,
+        proxy_protocol,
+        trusted_proxies,
     } = config;
     let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
         Ok(path
@@ -707,6 +877,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             Some(Value::Boolean(*immutable_fingerprints)),
         ),
         ("no-nosniff", Some(Value::Boolean(!*nosniff))),
+        ("header", list(headers.iter().map(ToString::to_string))),
+        ("cors", cors_value(cors)),
         ("file-cache-valid", Some(seconds(*file_cache_valid))),
         ("compress", Some(Value::Boolean(*compress))),
         ("compress-max", Some(size(*compress_max))),
@@ -732,7 +904,33 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             "redirect-http",
             redirect_http.map(|addr| Value::String(addr.to_string())),
         ),
+        ("proxy-protocol", Some(Value::Boolean(*proxy_protocol))),
+        (
+            "trusted-proxies",
+            Some(Value::String(
+                trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+        ),
     ])
+}
+
+/// A list of strings; `None` (not set) when empty.
+fn list(items: impl Iterator<Item = String>) -> Option<Value> {
+    let items: Vec<Value> = items.map(Value::String).collect();
+    (!items.is_empty()).then_some(Value::Array(items))
+}
+
+/// `--cors` as the file writes it: `"*"`, or the list of origins.
+fn cors_value(cors: &Cors) -> Option<Value> {
+    match cors {
+        Cors::Off => None,
+        Cors::AnyOrigin => Some(Value::String("*".to_owned())),
+        Cors::Origins(origins) => list(origins.iter().map(|origin| origin.as_str().to_owned())),
+    }
 }
 
 fn utf8(key: &str, path: &Path) -> Result<String, String> {
@@ -1211,6 +1409,217 @@ idle-timeout = 0.5
         }
     }
 
+    #[test]
+    fn rules_read_from_the_file_and_printed_back_mean_the_same() {
+        let text = "\
+header = [\"X-Site: docs\", \"X-Content-Type-Options:\"]
+cors = [\"https://A.example\", \"http://localhost:8080\"]
+
+[[headers]]
+path = \"/assets/**\"
+set = { \"Cache-Control\" = \"public, max-age=31536000, immutable\", \"X-Frame-Options\" = \"DENY\", \"Access-Control-Allow-Origin\" = \"\" }
+
+[[headers]]
+path = \"/*.html\"
+set = { Z-Last = \"1\", A-First = \"2\" }
+
+[[redirects]]
+from = \"/blog/:year/*\"
+to = \"https://new.example/:year/:splat\"
+status = 308
+
+[[redirects]]
+from = \"/app/*\"
+to = \"/index.html\"
+status = 200
+
+[[redirects]]
+from = \"/old\"
+to = \"/new?from=old\"
+";
+        let (_dir, path) = config_file(text);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        let headers: Vec<String> = config.headers.iter().map(ToString::to_string).collect();
+        assert_eq!(headers, ["X-Site: docs", "X-Content-Type-Options:"]);
+        assert!(matches!(&config.cors, Cors::Origins(o) if o[0].as_str() == "https://a.example"));
+        assert_eq!(config.header_rules.len(), 2);
+        let fields: Vec<_> = config.header_rules[1].fields().collect();
+        assert_eq!(
+            fields,
+            [("Z-Last", "1"), ("A-First", "2")],
+            "in the order written"
+        );
+        let redirects: Vec<_> = config
+            .redirects
+            .iter()
+            .map(|r| (r.from(), r.to(), r.status()))
+            .collect();
+        assert_eq!(
+            redirects,
+            [
+                ("/blog/:year/*", "https://new.example/:year/:splat", 308),
+                ("/app/*", "/index.html", 200),
+                ("/old", "/new?from=old", 301)
+            ]
+        );
+        assert_eq!(
+            resolved.redirects[2].1,
+            Source::File {
+                path: path.clone(),
+                line: 22
+            }
+        );
+
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains(&format!("[[redirects]]  # {} line 17", path.display())),
+            "{printed}"
+        );
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(
+            format!("{:?}", reread.header_rules),
+            format!("{:?}", config.header_rules)
+        );
+        assert_eq!(
+            format!("{:?}", reread.redirects),
+            format!("{:?}", config.redirects)
+        );
+        assert_eq!(reread.headers, config.headers);
+        assert_eq!(reread.cors, config.cors);
+
+        // The same tables for a program that made its configuration in code.
+        let (_tables_dir, tables) = config_file(&rule_tables(&config));
+        let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
+        assert_eq!(
+            format!("{:?}", reread.redirects),
+            format!("{:?}", config.redirects)
+        );
+        assert_eq!(
+            format!("{:?}", reread.header_rules),
+            format!("{:?}", config.header_rules)
+        );
+    }
+
+    #[test]
+    fn cors_for_any_origin_and_one_header_as_a_string() {
+        for (text, printed) in [
+            ("cors = \"*\"\nheader = \"X-A: 1\"\n", "cors = \"*\""),
+            ("cors = [\"https://a.example\", \"*\"]\n", "cors = \"*\""),
+            ("cors = \"https://a.example\"\n", "cors = [\"https://a.example\"]"),
+        ] {
+            let (_dir, path) = config_file(text);
+            let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let config = resolved.config();
+            let out = render(&resolved, &config).unwrap();
+            assert!(out.contains(printed), "{text}: {out}");
+            let (_again_dir, again) = config_file(&out);
+            let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+            assert_eq!(reread.cors, config.cors, "{text}");
+            assert_eq!(reread.headers, config.headers, "{text}");
+        }
+        // --cors alone does not take ROOT as its origin.
+        let resolved = ok(resolve_in(&["--cors", "site"], &[]));
+        assert_eq!(resolved.config().cors, Cors::AnyOrigin);
+        assert_eq!(resolved.args.root, PathBuf::from("site"));
+        let resolved = ok(resolve_in(
+            &["--cors=https://a.example", "--cors=https://b.example"],
+            &[],
+        ));
+        assert!(matches!(resolved.config().cors, Cors::Origins(o) if o.len() == 2));
+    }
+
+    #[test]
+    fn a_bad_rule_names_its_file_and_line() {
+        for (text, line, words) in [
+            (
+                "header = [\"Bad Name: x\"]\n",
+                1,
+                "header: invalid value 'Bad Name: x': \"Bad Name\" is not a valid header field name",
+            ),
+            (
+                "header = \"X-A: a\\u0001b\"\n",
+                1,
+                "the value of X-A is not valid header field content",
+            ),
+            (
+                "header = \"Content-Length: 1\"\n",
+                1,
+                "Content-Length is set by the server itself",
+            ),
+            (
+                "cors = [\"https://a.example/\"]\n",
+                1,
+                "cors: expected * or an origin",
+            ),
+            (
+                "[[headers]]\npath = \"assets/**\"\nset = {}\n",
+                2,
+                "headers: path: a path pattern starts with '/'",
+            ),
+            (
+                "[[headers]]\npath = \"/a**\"\nset = {}\n",
+                2,
+                "headers: path: '**' must be a whole segment",
+            ),
+            (
+                "[[headers]]\npath = \"/a\"\nset = { A = \"1\", \"B C\" = \"2\" }\n",
+                3,
+                "headers: \"B C\" is not a valid header field name",
+            ),
+            (
+                "[[headers]]\npath = \"/a\"\n\n[headers.set]\nX-A = \"1\"\nLocation = \"/x\"\n",
+                6,
+                "headers: Location is set by the server itself",
+            ),
+            (
+                "[[headers]]\npath = \"/a\"\nset = { X = \"a\\nb\" }\n",
+                3,
+                "headers: the value of X is not valid",
+            ),
+            ("[[headers]]\npath = \"/a\"\n", 1, "missing field `set`"),
+            ("[[headers]]\npath = \"/a\"\nset = { X = 1 }\n", 3, "invalid type"),
+            (
+                "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = 404\n",
+                4,
+                "redirects: status must be 301, 302, 303, 307, 308, or 200",
+            ),
+            (
+                "[[redirects]]\nfrom = \"a\"\nto = \"/b\"\n",
+                2,
+                "redirects: 'from' must be a path starting with '/'",
+            ),
+            (
+                "[[redirects]]\nfrom = \"/a/:x\"\nto = \"/b/:y\"\n",
+                3,
+                "redirects: ':y' is not a name 'from' captures",
+            ),
+            (
+                "[[redirects]]\nfrom = \"/a\"\nto = \"//evil.example/\"\n",
+                3,
+                "redirects: 'to' must be a path starting with one '/'",
+            ),
+            (
+                "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = \"301\"\n",
+                4,
+                "invalid type",
+            ),
+            (
+                "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\ncode = 301\n",
+                4,
+                "unknown field `code`",
+            ),
+        ] {
+            let (_dir, path) = config_file(&format!("# rules\n\n{text}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line {}: ", path.display(), line + 2);
+            assert!(error.starts_with(&prefix), "{text}: {error}");
+            assert!(error.contains(words), "{text}: {error}");
+            assert!(!error.contains('\n'), "{text}: {error}");
+        }
+    }
+
     /// `[[auth]]` tables with a bcrypt hash (cost 4) and an argon2 one (64 KiB, one pass).
     fn auth_text() -> (String, String, String) {
         let bcrypt = bcrypt::hash("builder", 4).unwrap();
@@ -1260,7 +1669,7 @@ idle-timeout = 0.5
         let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
         assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
         // The same tables for a program that made its configuration in code.
-        let (_tables_dir, tables) = config_file(&auth_tables_of(&config));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config));
         let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
         assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
     }

@@ -2,9 +2,9 @@
 
 use super::hangups::{OnHangup, Report, Watcher};
 use super::limit::{Admission, ConnectionLimit};
-use crate::net::Stream;
+use crate::net::{Peer, Stream};
 use crate::observe::{Observer, Writer};
-use crate::seam::{Clock, Link, Settings, TlsConfig};
+use crate::seam::{Clock, Link, Settings, TlsConfig, TrustedProxies};
 use crate::shutdown::Shutdown;
 use slab::Slab;
 use std::marker::PhantomData;
@@ -29,6 +29,9 @@ pub(crate) struct Context<H> {
     pub observer: Option<Arc<Observer>>,
     /// With `--tls-cert`: every connection speaks TLS.
     pub tls: Option<TlsConfig>,
+    /// With `--proxy-protocol`: the sources whose connections open with a PROXY header;
+    /// a connection from any other is refused.
+    proxy_protocol: Option<TrustedProxies>,
     /// What SIGHUP makes a process do, if anything.
     on_hangup: Option<OnHangup>,
 }
@@ -55,6 +58,7 @@ impl<H> Context<H> {
             live: LiveSockets::default(),
             observer,
             tls: None,
+            proxy_protocol: None,
             on_hangup: None,
         }
     }
@@ -62,6 +66,15 @@ impl<H> Context<H> {
     /// Every connection accepted speaks TLS with `tls`, if given.
     pub fn with_tls(self, tls: Option<TlsConfig>) -> Context<H> {
         Context { tls, ..self }
+    }
+
+    /// With `trusted` given, every connection must come from one of them (a Unix socket's
+    /// client counts as one) and open with a PROXY protocol header; others are refused.
+    pub fn with_proxy_protocol(self, trusted: Option<TrustedProxies>) -> Context<H> {
+        Context {
+            proxy_protocol: trusted,
+            ..self
+        }
     }
 
     /// On SIGHUP (with the binary's signal handling), each process runs `on_hangup`.
@@ -94,7 +107,11 @@ impl<H> Context<H> {
     pub fn accept(&self, clock: &Clock, socket: impl AsFd) -> (Link, Option<Admission>) {
         match self.limit.admit() {
             Some(admission) => (
-                self.observed(Link::new(self.settings, clock.now(), self.tls.as_ref()), socket),
+                self.placed(
+                    Link::new(self.settings, clock.now(), self.tls.as_ref()),
+                    clock,
+                    socket,
+                ),
                 Some(admission),
             ),
             None => (self.overloaded(clock, socket), None),
@@ -103,14 +120,36 @@ impl<H> Context<H> {
 
     /// A link that only answers 503, for a model that refuses a connection itself.
     pub fn overloaded(&self, clock: &Clock, socket: impl AsFd) -> Link {
-        self.observed(Link::overloaded(self.settings, clock, self.tls.as_ref()), socket)
+        self.placed(
+            Link::overloaded(self.settings, clock, self.tls.as_ref()),
+            clock,
+            socket,
+        )
     }
 
-    fn observed(&self, mut link: Link, socket: impl AsFd) -> Link {
-        if let Some(observer) = &self.observer {
-            link.set_peer(observer.accepted(socket.as_fd()));
+    /// Tells a new link who is at the other end, if anyone asks: the observer (which counts
+    /// it, and logs the peer's address), and `--proxy-protocol` (a trusted source's link
+    /// first reads the PROXY header; any other source's is refused, closed unanswered).
+    fn placed(&self, mut link: Link, clock: &Clock, socket: impl AsFd) -> Link {
+        let logs_peer = self.observer.as_ref().is_some_and(|observer| observer.accepted());
+        if !logs_peer && self.proxy_protocol.is_none() {
+            return link;
         }
-        link
+        let peer = Peer::of(socket.as_fd());
+        if logs_peer {
+            link.set_peer(peer.ip());
+        }
+        match (&self.proxy_protocol, peer) {
+            (None, _) => link,
+            (Some(trusted), Peer::Ip(ip)) if !trusted.contains(ip) => {
+                Link::refused(self.settings, clock.now())
+            }
+            (Some(_), Peer::Unknown) => Link::refused(self.settings, clock.now()),
+            (Some(_), Peer::Ip(_) | Peer::Local) => {
+                link.expect_proxy_header(clock.now());
+                link
+            }
+        }
     }
 
     /// Starts what a serving process that may start threads (not a forking parent) runs

@@ -31,6 +31,10 @@ pub struct Exchange<'a> {
     pub request: Option<RequestLine<'a>>,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// `Forwarded` and `X-Forwarded-For` as sent (several lines joined by commas): the client
+    /// a proxy names, believed only of a trusted one (`TrustedProxies::client`).
+    pub forwarded: Option<&'a [u8]>,
+    pub forwarded_for: Option<&'a [u8]>,
     pub status: u16,
     /// Bytes of the response's content sent: 0 for HEAD and 304 (Apache's `%b`).
     pub body_bytes: u64,
@@ -183,11 +187,14 @@ pub(crate) struct Exchanges {
 /// input buffer, which the next request reuses.
 #[derive(Debug)]
 struct Record {
-    /// Method, target, Referer and User-Agent, one after the other.
+    /// Method, target, Referer, User-Agent, Forwarded and X-Forwarded-For, one after the
+    /// other.
     text: Vec<u8>,
     line: Option<(Range<usize>, Range<usize>, Version)>,
     referer: Option<Range<usize>>,
     user_agent: Option<Range<usize>>,
+    forwarded: Option<Range<usize>>,
+    forwarded_for: Option<Range<usize>>,
     status: u16,
     body_bytes: u64,
     bytes: u64,
@@ -227,6 +234,8 @@ impl Exchanges {
             line: None,
             referer: None,
             user_agent: None,
+            forwarded: None,
+            forwarded_for: None,
             status,
             body_bytes,
             bytes: end.saturating_sub(self.queued),
@@ -277,6 +286,8 @@ impl Record {
         }
         self.referer = self.append(request.fields.value(head, Field::Referer));
         self.user_agent = self.append(request.fields.value(head, Field::UserAgent));
+        self.forwarded = self.append(request.fields.combined(head, Field::Forwarded).as_deref());
+        self.forwarded_for = self.append(request.fields.combined(head, Field::XForwardedFor).as_deref());
     }
 
     /// Copies `part` into the text; where it lies there.
@@ -307,6 +318,8 @@ impl Record {
             }),
             referer: self.referer.as_ref().map(text),
             user_agent: self.user_agent.as_ref().map(text),
+            forwarded: self.forwarded.as_ref().map(text),
+            forwarded_for: self.forwarded_for.as_ref().map(text),
             status: self.status,
             body_bytes: self.body_bytes,
             bytes: self.bytes,

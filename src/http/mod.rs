@@ -11,12 +11,14 @@
 //! - `reply`: what a handler answers and how its head is written.
 //! - `exchange`: what the handler is told of each answered request and of a TLS handshake,
 //!   for logs and metrics.
+//! - `forwarded`: the trusted proxies, and the client `X-Forwarded-For`/`Forwarded` name.
 
 mod body;
 mod clock;
 mod conditional;
 mod conn;
 mod exchange;
+mod forwarded;
 mod message;
 mod mime;
 mod negotiate;
@@ -30,10 +32,13 @@ pub use clock::Clock;
 pub(crate) use conn::Arrival;
 pub use conn::{Action, Connection, Handler, Settings, Transmit, RETRY_LATER};
 pub use exchange::{Exchange, Handshake, HandshakeFailure, RequestLine, TlsSession, TlsVersion};
+pub use forwarded::{Cidr, TrustedProxies};
 pub use message::{answer, Answer, Malformed, Message, Pieces};
 pub use mime::content_type;
 pub use negotiate::{acceptable_codings, PRECOMPRESSED};
-pub use reply::{Body, ConstantField, EntityTag, FieldList, FieldName, FieldSink, Reply, Validators};
+pub use reply::{
+    Body, ConstantField, EntityTag, FieldList, FieldName, FieldSink, InvalidField, Reply, Validators,
+};
 #[cfg(test)]
 pub(crate) use request::with_request;
 pub use request::{Field, Limits, Method, Request};

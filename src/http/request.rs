@@ -92,35 +92,7 @@ impl<'a> Request<'a> {
     /// combined into one comma-separated list, as RFC 9110 §5.3 says (which turns a
     /// repeated singleton such as `Range` into an invalid value, to be ignored).
     pub fn field(&self, field: Field) -> Option<Cow<'a, [u8]>> {
-        let first = self.fields.value(self.head, field)?;
-        if self.fields.repeated & (1 << field as u8) == 0 {
-            return Some(Cow::Borrowed(first));
-        }
-        Some(Cow::Owned(self.combined(field)))
-    }
-
-    /// Every line of `field` in the head, joined with ", ". Rare, so it simply rescans.
-    fn combined(&self, field: Field) -> Vec<u8> {
-        let name = Field::ALL[field as usize].1;
-        let lines = self
-            .head
-            .split(|&b| b == b'\n')
-            .skip(1)
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-        let values = lines.take_while(|line| !line.is_empty()).filter_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            line[..colon]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| trim(&line[colon + 1..]))
-        });
-        let mut joined = Vec::new();
-        for value in values {
-            if !joined.is_empty() {
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(value);
-        }
-        joined
+        self.fields.combined(self.head, field)
     }
 }
 
@@ -138,12 +110,19 @@ pub enum Field {
     /// For the access log.
     Referer,
     UserAgent,
+    /// For CORS (a site's `--cors`).
+    Origin,
+    AccessControlRequestMethod,
+    AccessControlRequestHeaders,
+    /// For the access log: who the client is, said by a trusted proxy.
+    Forwarded,
+    XForwardedFor,
     /// Basic auth (`[[auth]]`).
     Authorization,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 11] = [
+    const ALL: [(Field, &'static str); 16] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -154,6 +133,14 @@ impl Field {
         (Field::Accept, "accept"),
         (Field::Referer, "referer"),
         (Field::UserAgent, "user-agent"),
+        (Field::Origin, "origin"),
+        (Field::AccessControlRequestMethod, "access-control-request-method"),
+        (
+            Field::AccessControlRequestHeaders,
+            "access-control-request-headers",
+        ),
+        (Field::Forwarded, "forwarded"),
+        (Field::XForwardedFor, "x-forwarded-for"),
         (Field::Authorization, "authorization"),
     ];
 
@@ -193,6 +180,40 @@ impl FieldValues {
         let (start, len) = self.first[field as usize]?;
         head.get(usize::from(start)..usize::from(start) + usize::from(len))
     }
+
+    /// The value of `field` in `head`, trimmed; a field sent on several lines is combined
+    /// into one comma-separated list, as RFC 9110 §5.3 says (which turns a repeated singleton
+    /// such as `Range` into an invalid value, to be ignored).
+    pub(crate) fn combined<'h>(&self, head: &'h [u8], field: Field) -> Option<Cow<'h, [u8]>> {
+        let first = self.value(head, field)?;
+        if self.repeated & (1 << field as u8) == 0 {
+            return Some(Cow::Borrowed(first));
+        }
+        Some(Cow::Owned(every_line(head, field)))
+    }
+}
+
+/// Every line of `field` in `head`, joined with ", ". Rare, so it simply rescans.
+fn every_line(head: &[u8], field: Field) -> Vec<u8> {
+    let name = Field::ALL[field as usize].1;
+    let lines = head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
+    let values = lines.take_while(|line| !line.is_empty()).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name.as_bytes())
+            .then(|| trim(&line[colon + 1..]))
+    });
+    let mut joined = Vec::new();
+    for value in values {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(value);
+    }
+    joined
 }
 
 /// The methods that reach the handler; everything else is answered by the core. OPTIONS

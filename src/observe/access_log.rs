@@ -349,6 +349,8 @@ mod tests {
             }),
             referer: None,
             user_agent: None,
+            forwarded: None,
+            forwarded_for: None,
             status: 200,
             body_bytes: 5,
             bytes: 100,

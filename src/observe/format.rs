@@ -247,6 +247,8 @@ mod tests {
             }),
             referer: Some(b"http://example.com/"),
             user_agent: Some(b"curl/8.5.0"),
+            forwarded: None,
+            forwarded_for: None,
             status: 200,
             body_bytes: 2326,
             bytes: 2500,

@@ -289,6 +289,8 @@ mod tests {
             request: None,
             referer: None,
             user_agent: None,
+            forwarded: None,
+            forwarded_for: None,
             status,
             body_bytes: bytes,
             bytes,

@@ -20,7 +20,7 @@ mod scrape;
 pub use format::LogFormat;
 
 use crate::error::Error;
-use crate::http::{Exchange, Handshake};
+use crate::http::{Exchange, Handshake, TrustedProxies};
 use access_log::AccessLog;
 pub(crate) use access_log::Writer;
 use metrics::Metrics;
@@ -28,8 +28,7 @@ pub(crate) use metrics::OpenGauge;
 pub(crate) use scrape::MetricsHandler;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::BorrowedFd;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -40,16 +39,20 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 pub(crate) struct Observer {
     log: Option<AccessLog>,
     metrics: Option<Arc<Metrics>>,
+    /// Whose `Forwarded` / `X-Forwarded-For` names the client in the log.
+    trusted: TrustedProxies,
 }
 
 impl Observer {
     /// Opens what is asked for: the access log at `log` (a file, or `-` for stdout) in
     /// `format`, and the counters of `metrics_for` (a model's name) if metrics are on. `None`
-    /// when neither is.
+    /// when neither is. A request from one of the `trusted` proxies is logged under the client
+    /// its `Forwarded` or `X-Forwarded-For` names.
     pub fn open(
         log: Option<&Path>,
         format: LogFormat,
         metrics_for: Option<&'static str>,
+        trusted: TrustedProxies,
     ) -> Result<Option<Arc<Observer>>, Error> {
         if log.is_none() && metrics_for.is_none() {
             return Ok(None);
@@ -68,17 +71,21 @@ impl Observer {
         if let Some(log) = &log {
             tracing::info!("access log: {} ({} format)", log.describe(), log.format());
         }
-        Ok(Some(Arc::new(Observer { log, metrics })))
+        Ok(Some(Arc::new(Observer {
+            log,
+            metrics,
+            trusted,
+        })))
     }
 
-    /// A connection was accepted: counts it, and says the peer's address if the log shows
-    /// it (a `getpeername` that is not made otherwise). A socket that has no IP address (a
-    /// Unix socket) logs as `-`.
-    pub fn accepted(&self, socket: BorrowedFd<'_>) -> Option<IpAddr> {
+    /// A connection was accepted: counts it, and says whether the log shows the peer's
+    /// address (a `getpeername` that is not made otherwise). A socket that has no IP address
+    /// (a Unix socket) logs as `-`.
+    pub fn accepted(&self) -> bool {
         if let Some(metrics) = &self.metrics {
             metrics.accepted();
         }
-        self.log.as_ref().and_then(|_| peer_ip(socket))
+        self.log.is_some()
     }
 
     /// The handler that answers scrapes of these metrics, if metrics are on.
@@ -95,8 +102,29 @@ impl Observer {
             metrics.exchanged(exchange, duration);
         }
         if let Some(log) = &self.log {
-            log.record(exchange, duration, self.metrics.as_deref());
+            match self.forwarded_client(exchange) {
+                Some(client) => log.record(
+                    &Exchange {
+                        peer: client,
+                        ..*exchange
+                    },
+                    duration,
+                    self.metrics.as_deref(),
+                ),
+                None => log.record(exchange, duration, self.metrics.as_deref()),
+            }
         }
+    }
+
+    /// The client a trusted proxy names, when it names another than the peer.
+    fn forwarded_client(&self, exchange: &Exchange<'_>) -> Option<Option<IpAddr>> {
+        if exchange.forwarded.is_none() && exchange.forwarded_for.is_none() {
+            return None;
+        }
+        let client = self
+            .trusted
+            .client(exchange.peer, exchange.forwarded, exchange.forwarded_for);
+        (client != exchange.peer).then_some(client)
     }
 
     /// The access log's file was rotated (SIGHUP): it is opened again by its path.
@@ -129,13 +157,6 @@ impl Observer {
             })
             .ok()
     }
-}
-
-/// The client's IP address, if the socket has one (IPv4 clients of an IPv6 socket as IPv4).
-fn peer_ip(socket: BorrowedFd<'_>) -> Option<IpAddr> {
-    let peer = rustix::net::getpeername(socket).ok()??;
-    let peer = SocketAddr::try_from(peer).ok()?;
-    Some(peer.ip().to_canonical())
 }
 
 /// An accept failed for want of descriptors or memory (the model pauses, then tries again):

@@ -703,10 +703,12 @@ fn header_name(name: FieldName) -> ::http::HeaderName {
 
 /// What the access log says of one stream, copied from its request.
 struct Record {
-    /// Method, target, Referer and User-Agent, one after the other, and where each ends.
+    /// Method, target, Referer, User-Agent, Forwarded and X-Forwarded-For, one after the
+    /// other, and where each ends.
     text: Vec<u8>,
-    ends: [usize; 4],
-    present: [bool; 2],
+    ends: [usize; 6],
+    /// Which of the four fields came.
+    present: [bool; 4],
     status: u16,
     body_bytes: u64,
     received: Instant,
@@ -720,16 +722,22 @@ impl Record {
         body_bytes: u64,
         clock: &Clock,
     ) -> Record {
-        let referer = headers.get(::http::header::REFERER);
-        let user_agent = headers.get(::http::header::USER_AGENT);
-        let mut text = Vec::new();
-        let mut ends = [0; 4];
-        let parts = [
-            Some(message.method),
-            Some(message.path),
-            referer.map(|v| v.as_bytes()),
-            user_agent.map(|v| v.as_bytes()),
+        let first = |name| {
+            headers
+                .get(name)
+                .map(|v: &::http::HeaderValue| v.as_bytes().to_vec())
+        };
+        let fields = [
+            first(::http::header::REFERER),
+            first(::http::header::USER_AGENT),
+            joined(headers, ::http::header::FORWARDED),
+            joined(headers, X_FORWARDED_FOR),
         ];
+        let mut text = Vec::new();
+        let mut ends = [0; 6];
+        let parts = [Some(message.method), Some(message.path)]
+            .into_iter()
+            .chain(fields.iter().map(Option::as_deref));
         for (end, part) in ends.iter_mut().zip(parts) {
             text.extend_from_slice(part.unwrap_or_default());
             *end = text.len();
@@ -737,7 +745,7 @@ impl Record {
         Record {
             text,
             ends,
-            present: [referer.is_some(), user_agent.is_some()],
+            present: fields.each_ref().map(Option::is_some),
             status,
             body_bytes,
             received: clock.now(),
@@ -750,7 +758,8 @@ impl Record {
         tls: Option<&'a TlsSession>,
         clock: &Clock,
     ) -> Exchange<'a> {
-        let [method, target, referer, user_agent] = self.ends;
+        let [method, target, referer, user_agent, forwarded, forwarded_for] = self.ends;
+        let field = |i: usize, range: std::ops::Range<usize>| self.present[i].then(|| &self.text[range]);
         Exchange {
             peer,
             tls,
@@ -759,8 +768,10 @@ impl Record {
                 target: &self.text[method..target],
                 version: "HTTP/2.0",
             }),
-            referer: self.present[0].then(|| &self.text[target..referer]),
-            user_agent: self.present[1].then(|| &self.text[referer..user_agent]),
+            referer: field(0, target..referer),
+            user_agent: field(1, referer..user_agent),
+            forwarded: field(2, user_agent..forwarded),
+            forwarded_for: field(3, forwarded..forwarded_for),
             status: self.status,
             body_bytes: self.body_bytes,
             // The head went HPACK-compressed among other streams' frames: only the content
@@ -770,6 +781,19 @@ impl Record {
             time: clock.wall(),
         }
     }
+}
+
+const X_FORWARDED_FOR: ::http::HeaderName = ::http::HeaderName::from_static("x-forwarded-for");
+
+/// Every value of `name`, joined by commas as one list; `None` if the field did not come.
+fn joined(headers: &::http::HeaderMap, name: ::http::HeaderName) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(name).iter();
+    let mut list = values.next()?.as_bytes().to_vec();
+    for value in values {
+        list.extend_from_slice(b", ");
+        list.extend_from_slice(value.as_bytes());
+    }
+    Some(list)
 }
 
 /// The bytes between the link and h2: what came from the peer, what h2 wrote for it.

@@ -37,13 +37,15 @@ mod certificates;
 mod guard;
 mod h2;
 mod protocol;
+pub mod proxy;
 mod tls;
 
 use crate::http;
-pub(crate) use crate::http::{Clock, Handler, Settings, Transmit};
+pub(crate) use crate::http::{Clock, Handler, Settings, Transmit, TrustedProxies};
 pub(crate) use certificates::{Certificates, Pem};
 pub use certificates::{TlsConfig, TlsError};
 use protocol::Protocol;
+use proxy::{Carried, ProxyHeader, State};
 use std::net::IpAddr;
 use std::time::Instant;
 use tls::Tls;
@@ -67,6 +69,9 @@ pub struct Link {
     /// `None`: plaintext, the protocol's bytes pass through. Boxed, so a plaintext link stays
     /// small.
     tls: Option<Box<Tls>>,
+    /// With `--proxy-protocol`, until the PROXY header is read: the stage before the
+    /// transport, which sees no byte until then.
+    proxy: Option<Box<ProxyHeader>>,
 }
 
 impl Link {
@@ -98,6 +103,7 @@ impl Link {
             return Link {
                 protocol: protocol(settings),
                 tls: None,
+                proxy: None,
             };
         };
         let settings = config.settings(settings);
@@ -105,17 +111,94 @@ impl Link {
             Some(tls) => Link {
                 protocol: protocol(settings),
                 tls: Some(Box::new(tls)),
+                proxy: None,
             },
-            None => Link {
-                protocol: Protocol::http1(http::Connection::closed(settings, now)),
-                tls: None,
-            },
+            None => Link::refused(settings, now),
         }
+    }
+
+    /// A connection that closes at once, without a word: one from a source not trusted to
+    /// send the PROXY header this listener expects.
+    pub fn refused(settings: Settings, now: Instant) -> Link {
+        Link {
+            protocol: Protocol::http1(http::Connection::closed(settings, now)),
+            tls: None,
+            proxy: None,
+        }
+    }
+
+    /// The connection opens with a PROXY protocol header (`proxy`), read before the transport
+    /// sees a byte, within the header timeout from `now`: the client it names is the one
+    /// logged. Without a valid header the connection closes unanswered.
+    pub fn expect_proxy_header(&mut self, now: Instant) {
+        let deadline = now + self.protocol.settings().header_timeout;
+        self.proxy = Some(Box::new(ProxyHeader::new(deadline)));
     }
 
     /// The next step for the model; requests are answered by `handler` on the way.
     #[inline]
     pub fn poll(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
+        if self.proxy.is_some() && !self.header_read(clock, handler) {
+            return self.header_step();
+        }
+        self.poll_transport(clock, handler)
+    }
+
+    /// Whether the PROXY header has been read (then it is told, and the bytes after it are
+    /// handed to the transport).
+    fn header_read(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+        let Some(stage) = self
+            .proxy
+            .take_if(|stage| matches!(stage.state(), State::Read { .. }))
+        else {
+            return false;
+        };
+        if let State::Read {
+            carried: Carried::Client(client),
+            ..
+        } = stage.state()
+        {
+            self.protocol.set_peer(client);
+        }
+        self.pass_on(stage.rest(), clock, handler);
+        true
+    }
+
+    /// What the model does while the PROXY header is read: read more, or close.
+    fn header_step(&mut self) -> Step<'_> {
+        match self.proxy.as_deref_mut() {
+            Some(stage) if stage.state() == State::Reading => {
+                let deadline = stage.deadline();
+                Step::Receive {
+                    buf: stage.room(),
+                    deadline,
+                }
+            }
+            _ => Step::Close,
+        }
+    }
+
+    /// Hands `bytes`, read with the PROXY header, to the transport as if read now. A transport
+    /// that does not read first (a link beyond the limit says 503 at once) drops them, as it
+    /// would drop what it reads after.
+    fn pass_on(&mut self, mut bytes: &[u8], clock: &Clock, handler: &impl Handler) {
+        while !bytes.is_empty() {
+            let n = match self.poll_transport(clock, handler) {
+                Step::Receive { buf, .. } => {
+                    let n = buf.len().min(bytes.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    n
+                }
+                _ => return,
+            };
+            self.received_by_transport(n, clock.now());
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// [`Link::poll`] once any PROXY header is read.
+    #[inline]
+    fn poll_transport(&mut self, clock: &Clock, handler: &impl Handler) -> Step<'_> {
         if self.tls.as_ref().is_some_and(|tls| tls.heard_plaintext_http()) {
             self.refuse_plaintext_http(clock, handler);
         }
@@ -146,6 +229,14 @@ impl Link {
     /// `n` bytes were read into the buffer of the last [`Step::Receive`]; 0: the peer closed.
     #[inline]
     pub fn received(&mut self, n: usize, now: Instant) {
+        match &mut self.proxy {
+            Some(stage) => stage.received(n),
+            None => self.received_by_transport(n, now),
+        }
+    }
+
+    #[inline]
+    fn received_by_transport(&mut self, n: usize, now: Instant) {
         match &mut self.tls {
             None => self.protocol.received(n, now),
             Some(tls) => tls.received(n, now),
@@ -203,6 +294,9 @@ impl Link {
     /// When to close the connection if nothing happens before.
     #[inline]
     pub fn deadline(&self) -> Instant {
+        if let Some(stage) = &self.proxy {
+            return stage.deadline();
+        }
         match &self.tls {
             None => self.protocol.deadline(),
             Some(tls) => tls.deadline(self.protocol.deadline()),

@@ -18,7 +18,7 @@ mod verifier;
 
 use super::glob::{Glob, GlobError};
 use crate::fs;
-use crate::http::{Field, FieldList, Reply, Request, Status};
+use crate::http::{Field, FieldList, Method, Reply, Request, Status};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
@@ -329,6 +329,11 @@ impl Auth {
 
     /// The request's outcome from its path, its credential and the verdicts so far.
     fn judge(&self, request: &Request<'_>) -> Outcome {
+        // A CORS preflight carries no credentials (Fetch), and is answered by the rules, never
+        // with a file: asking it for a password would only break CORS on protected paths.
+        if request.method == Method::Options {
+            return Outcome::Serve;
+        }
         let Some(rule) = self.rule_for(request) else {
             return Outcome::Serve;
         };

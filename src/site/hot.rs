@@ -14,6 +14,7 @@
 //! decode it. Every spelling of a path was resolved safely once before it got an entry; a
 //! flood of spellings only fills the table, which is then emptied and refilled.
 
+use super::rules::PathFields;
 use crate::http::{Body, Field, Reply, Request, Validators};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub(super) struct HotFile {
     pub checked_at: Instant,
     /// Set by the request that looks the file up again once the entry is stale.
     pub revalidating: AtomicBool,
+    /// The site's rules' fields for this path, worked out once (see rules.rs).
+    pub fields: Arc<PathFields>,
 }
 
 #[derive(Debug)]
@@ -66,7 +69,7 @@ impl HotFiles {
         let age = request.now.saturating_duration_since(hot.checked_at);
         let usable = age < self.valid_for
             || (age < self.valid_for * 2 && hot.revalidating.swap(true, Ordering::Relaxed));
-        usable.then(|| hot.reply())
+        usable.then(|| hot.reply(request))
     }
 
     /// Forgets `path`: it no longer names a small file (gone, grown, now a directory).
@@ -103,8 +106,9 @@ impl HotFiles {
 }
 
 impl HotFile {
-    fn reply(&self) -> Reply {
+    fn reply(&self, request: &Request<'_>) -> Reply {
         Reply {
+            extra_fields: self.fields.for_request(request),
             validators: Some(self.validators),
             // Whether a precompressed variant was chosen depends on Accept-Encoding.
             vary: Some("Accept-Encoding"),
@@ -136,6 +140,7 @@ mod tests {
             negotiates,
             checked_at: at,
             revalidating: AtomicBool::new(false),
+            fields: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::observe::Observer;
 use auth::Auth;
 use compress::{Cached, Coding, Compressor, Source};
 use hot::{HotFile, HotFiles};
+use rules::{PathFields, Rules};
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
@@ -26,9 +27,14 @@ mod hot;
 mod listing;
 mod paths;
 mod redirect;
+mod rewrite;
+mod rules;
 
 pub use auth::{hash_password, AuthRule, AuthRuleError};
+pub use glob::{Glob, GlobError};
 pub use redirect::HttpsRedirect;
+pub use rewrite::{Outcome, RedirectError, RedirectRule, DEFAULT_STATUS as DEFAULT_REDIRECT_STATUS};
+pub use rules::{AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, Origin};
 
 /// Files up to this size are kept in memory, so their responses can be batched in one write.
 const SMALL_FILE: u64 = 32 * 1024;
@@ -62,6 +68,13 @@ pub struct SiteOptions {
     pub clean_urls: bool,
     /// A directory's index file names, tried in order (`--index`); plain file names.
     pub index: Vec<String>,
+    /// `--header`: fields on every response.
+    pub headers: Vec<HeaderField>,
+    /// `[[headers]]`: fields on the responses for the paths each matches, in order.
+    pub header_rules: Vec<HeaderRule>,
+    pub cors: Cors,
+    /// `[[redirects]]`: the first that matches a path redirects or rewrites it.
+    pub redirects: Vec<RedirectRule>,
     /// `[[auth]]`: basic auth for the paths each rule's glob matches, the first that matches.
     pub auth: Vec<AuthRule>,
 }
@@ -91,6 +104,7 @@ pub struct Site {
     fallback: Option<SitePath>,
     cache_control: Option<Arc<str>>,
     immutable: Arc<str>,
+    rules: Rules,
     /// Told of every exchange, for `--access-log` and `--metrics`.
     pub(crate) observer: Option<Arc<Observer>>,
 }
@@ -118,6 +132,12 @@ impl Site {
             fallback,
             cache_control: options.cache_control.as_deref().map(Arc::from),
             immutable: Arc::from(IMMUTABLE),
+            rules: Rules::new(
+                &options.headers,
+                options.header_rules.clone(),
+                options.cors.clone(),
+                options.redirects.clone(),
+            ),
             root,
             options,
             observer: None,
@@ -129,14 +149,15 @@ impl Site {
         self.root.canonical()
     }
 
-    /// The reply with `file`, found at `path`; `remember` says whether it may answer the
-    /// request's raw path from memory from now on (see hot.rs).
+    /// `hot_fields`: the fields of `path`, when the reply may be remembered as the answer for
+    /// the request's raw path (not for a rewrite or the fallback page, whose path is not the
+    /// request's).
     fn file_reply(
         &self,
         path: &SitePath,
         file: OpenFile,
         request: &Request<'_>,
-        remember: Remember,
+        hot_fields: Option<&Arc<PathFields>>,
     ) -> Reply {
         // An index file is served as what it is named: its type, its precompressed siblings.
         let path = match &file.index_name {
@@ -176,15 +197,22 @@ impl Site {
         if let Some((compressor, coding)) = to_compress {
             compressor.request(&identity, coding, || source_of(&reply.body));
         }
-        if remember == Remember::Yes {
-            self.remember_hot(path, request, encoding, &reply);
+        if let Some(fields) = hot_fields {
+            self.remember_hot(path, request, encoding, &reply, fields);
         }
         reply
     }
 
     /// Keeps an identity answer from memory as the answer for the request's raw path, or
     /// forgets the path once its file is too large for that (see hot.rs).
-    fn remember_hot(&self, path: &SitePath, request: &Request<'_>, encoding: Option<&str>, reply: &Reply) {
+    fn remember_hot(
+        &self,
+        path: &SitePath,
+        request: &Request<'_>,
+        encoding: Option<&str>,
+        reply: &Reply,
+        fields: &Arc<PathFields>,
+    ) {
         match (encoding, &reply.body, reply.validators) {
             (None, Body::Shared(bytes), Some(validators)) if self.hot.is_on() => {
                 let content_type = reply.content_type.clone().unwrap_or_default();
@@ -196,6 +224,7 @@ impl Site {
                     cache_control: reply.cache_control.clone(),
                     checked_at: request.now,
                     revalidating: AtomicBool::new(false),
+                    fields: Arc::clone(fields),
                 };
                 self.hot.insert(request.path, hot);
             }
@@ -338,36 +367,40 @@ impl Handler for Site {
         if let Some(refusal) = self.auth.as_ref().and_then(|auth| auth.refusal(request)) {
             return refusal;
         }
-        if let Some(reply) = self.hot.reply(request) {
-            return reply;
+        // A preflight is never a file's answer.
+        if request.method != Method::Options {
+            if let Some(reply) = self.hot.reply(request) {
+                return reply;
+            }
         }
         let Ok(path) = fs::decode_path(request.path) else {
-            return Reply::error(Status::BadRequest);
+            let fields = self.rules.site_wide();
+            return with_fields(Reply::error(Status::BadRequest), &fields, request);
         };
-        if let Some(redirect) = self.clean_redirect(&path, request) {
-            return redirect; // --clean-urls: the page's one URL
+        // The rules, before any lookup: the fields of this path, then OPTIONS and
+        // [[redirects]]. A path a redirect matches never reaches `file_reply`, so never
+        // enters the hot cache; a rewritten one is served but not remembered.
+        let fields = self.rules.fields_for(&path);
+        if request.method == Method::Options {
+            return self.rules.options(request, &fields);
         }
-        let (found_at, lookup) = self.find(&path);
-        if !matches!(lookup, Lookup::File(_)) {
-            self.hot.remove(request.path); // a file served a moment ago may be gone
-        }
-        match lookup {
-            Lookup::File(file) => self.file_reply(&found_at, file, request, Remember::Yes),
-            Lookup::Redirect(location) => Reply::moved_permanently(location),
-            Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
-                Ok(entries) => listing::reply(
-                    &path,
-                    &entries,
-                    listing::wants_json(request.field(Field::Accept).as_deref()),
-                    request.query(),
-                ),
-                Err(_) => Reply::error(Status::InternalServerError),
-            },
-            Lookup::Directory(_) | Lookup::NotFound => self.missing(&path, request),
-            Lookup::Forbidden => Reply::error(Status::Forbidden),
-            Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
-            Lookup::Failed(_) => Reply::error(Status::InternalServerError),
-        }
+        let (path, hot_fields) = match self.rules.redirect(&path, request.query()) {
+            None => (path, Some(&fields)),
+            Some(Outcome::Rewrite(target)) => (target, None),
+            Some(Outcome::Redirect { status, location }) => {
+                let reply = Reply {
+                    location: Some(location),
+                    ..Reply::error(status)
+                };
+                return with_fields(reply, &fields, request);
+            }
+        };
+        let reply = self.lookup_reply(&path, request, hot_fields);
+        with_fields(reply, &fields, request)
+    }
+
+    fn answers_options(&self) -> bool {
+        self.rules.answers_options()
     }
 
     /// Only `[[auth]]` makes a request wait (for its password check); without rules this is
@@ -392,12 +425,49 @@ impl Handler for Site {
     }
 }
 
-/// Whether a file reply may be kept as the answer for the request's raw path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Remember {
-    Yes,
-    /// Not for this path alone (the fallback page, see paths.rs).
-    No,
+impl Site {
+    /// The reply for `path` from the files beneath ROOT (`--clean-urls`, `--index` and
+    /// `--fallback` included, see paths.rs).
+    fn lookup_reply(
+        &self,
+        path: &SitePath,
+        request: &Request<'_>,
+        hot_fields: Option<&Arc<PathFields>>,
+    ) -> Reply {
+        if let Some(redirect) = self.clean_redirect(path, request) {
+            return redirect; // --clean-urls: the page's one URL
+        }
+        let (found_at, lookup) = self.find(path);
+        if !matches!(lookup, Lookup::File(_)) {
+            self.hot.remove(request.path); // a file served a moment ago may be gone
+        }
+        match lookup {
+            Lookup::File(file) => self.file_reply(&found_at, file, request, hot_fields),
+            Lookup::Redirect(location) => Reply::moved_permanently(location),
+            Lookup::Directory(dir) if self.options.listing => match dir.entries(self.options.hidden) {
+                Ok(entries) => listing::reply(
+                    path,
+                    &entries,
+                    listing::wants_json(request.field(Field::Accept).as_deref()),
+                    request.query(),
+                ),
+                Err(_) => Reply::error(Status::InternalServerError),
+            },
+            Lookup::Directory(_) | Lookup::NotFound => self.missing(path, request),
+            Lookup::Forbidden => Reply::error(Status::Forbidden),
+            Lookup::Exhausted => Reply::error(Status::ServiceUnavailable),
+            Lookup::Failed(_) => Reply::error(Status::InternalServerError),
+        }
+    }
+}
+
+/// `reply` with the rules' fields for `request` (every response of the site carries them:
+/// files, redirects, error pages).
+fn with_fields(reply: Reply, fields: &PathFields, request: &Request<'_>) -> Reply {
+    Reply {
+        extra_fields: fields.for_request(request),
+        ..reply
+    }
 }
 
 /// A file that is itself compressed (`x.js.gz`) is never looked up again (`x.js.gz.gz`).

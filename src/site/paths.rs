@@ -7,7 +7,7 @@
 //! like any file's. A fallback answer never is: any path at all gets it, and a flood of made-up
 //! paths would otherwise empty the cache of the files that are really asked for.
 
-use super::{redirect, Remember, Site};
+use super::{redirect, Site};
 use crate::fs::{Lookup, SitePath};
 use crate::http::{Method, Reply, Request};
 use std::borrow::Cow;
@@ -76,7 +76,7 @@ impl Site {
             if wants_fallback(path, request.method) {
                 // Gone since the start (checked then): the 404 it would have been.
                 if let Lookup::File(file) = self.root.lookup(fallback, self.options.hidden) {
-                    return self.file_reply(fallback, file, request, Remember::No);
+                    return self.file_reply(fallback, file, request, None);
                 }
             }
         }
@@ -187,6 +187,10 @@ mod tests {
             fallback: None,
             clean_urls: false,
             index: vec!["index.html".into()],
+            headers: Vec::new(),
+            header_rules: Vec::new(),
+            cors: crate::site::rules::Cors::default(),
+            redirects: Vec::new(),
             auth: Vec::new(),
         }
     }

@@ -266,10 +266,10 @@ impl Ask {
 
 /// A response over HTTP/2: status, fields (names in lower case, as HTTP/2 has them), body.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    fields: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub fields: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// One request on its way, in the order its parts come.
@@ -323,7 +323,7 @@ impl Stream {
 }
 
 /// The h2 crate's client on one connection.
-struct H2Client {
+pub(crate) struct H2Client {
     wire: Wire,
     pipe: Pipe,
     /// `None` once h2 says the connection is over.
@@ -333,7 +333,7 @@ struct H2Client {
 }
 
 impl H2Client {
-    fn connect(s: &TestServer) -> H2Client {
+    pub(crate) fn connect(s: &TestServer) -> H2Client {
         let mut wire = Wire::connect(s);
         let pipe = Pipe::default();
         let mut handshake = Box::pin(h2::client::handshake(pipe.clone()));
@@ -418,7 +418,7 @@ impl H2Client {
 
     /// A GET of `target`, answered.
     #[track_caller]
-    fn get(&mut self, target: &str) -> Answer {
+    pub(crate) fn get(&mut self, target: &str) -> Answer {
         let mut answers = self.exchange(&[ask("GET", target)]);
         answers
             .remove(0)

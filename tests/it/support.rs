@@ -402,6 +402,10 @@ pub fn flags(config: &Config) -> Vec<String> {
         cache_control,
         immutable_fingerprints,
         nosniff,
+        headers,
+        header_rules: _,
+        cors,
+        redirects: _,
         file_cache_valid,
         compress,
         compress_max,
@@ -415,6 +419,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         sni_certificates,
         hsts,
         redirect_http,
+        proxy_protocol,
+        trusted_proxies,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -476,6 +482,16 @@ pub fn flags(config: &Config) -> Vec<String> {
     if !*nosniff {
         flags.push("--no-nosniff".into());
     }
+    for field in headers {
+        flags.push(format!("--header={field}"));
+    }
+    match cors {
+        bingfa::server::Cors::Off => {}
+        bingfa::server::Cors::AnyOrigin => flags.push("--cors".into()),
+        bingfa::server::Cors::Origins(origins) => {
+            flags.extend(origins.iter().map(|origin| format!("--cors={}", origin.as_str())))
+        }
+    }
     if *immutable_fingerprints {
         flags.push("--immutable-fingerprints".into());
     }
@@ -501,14 +517,21 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
     }
-    let auth_tables = bingfa::cli::config::auth_tables_of(config);
     if !sni_certificates.is_empty() {
         flags.push("--config".into());
-        flags.push(tls_tables_file(sni_certificates, &auth_tables));
-    } else if !auth.is_empty() {
+        flags.push(tls_tables_file(
+            sni_certificates,
+            &bingfa::cli::config::rule_tables(config),
+        ));
+    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() || !auth.is_empty() {
         flags.push("--config".into());
-        flags.push(rule_tables_file(root, &auth_tables));
+        flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
     }
+    if *proxy_protocol {
+        flags.push("--proxy-protocol".into());
+    }
+    let trusted: Vec<String> = trusted_proxies.iter().map(ToString::to_string).collect();
+    flags.push(format!("--trusted-proxies={}", trusted.join(",")));
     flags
 }
 
@@ -526,8 +549,9 @@ fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
     path.to_str().expect("UTF-8 TLS path").to_string()
 }
 
-/// A config file holding only the rule tables `rules` (`[[auth]]`: the command line has no
-/// option for them), beside the site's root, which outlives the test.
+/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`,
+/// `[[auth]]`: the command line has no option for them), beside the site's root, which
+/// outlives the test.
 fn rule_tables_file(root: &Path, rules: &str) -> String {
     let path = root.with_extension("rules.toml");
     fs::write(&path, rules).expect("write the rules config file");
@@ -1025,6 +1049,23 @@ impl Client {
 
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
         Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects, and writes each of `parts` on the bare TCP stream first, a pause between
+    /// them (so they reach the server in separate reads): a PROXY protocol header, which
+    /// comes before TLS. Then goes on as `connect`; an error if the server has already cut
+    /// the connection (a reset leaves the socket without a peer).
+    pub fn connect_after(addr: SocketAddr, parts: &[&[u8]]) -> std::io::Result<Client> {
+        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                thread::sleep(Duration::from_millis(20));
+            }
+            // A server that refuses the connection may have closed it already.
+            let _ = stream.write_all(part);
+        }
+        Client::from_stream(stream)
     }
 
     /// Connects with a receive buffer of about `bytes` (set before the
