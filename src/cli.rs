@@ -217,6 +217,10 @@ pub struct Args {
     #[arg(long)]
     pub man: bool,
 
+    /// Read a password (one line) from stdin, print its argon2id hash for [[auth]] and exit
+    #[arg(long, conflicts_with_all = ["man", "completions"])]
+    pub hash_password: bool,
+
     /// GET URL (normally http://METRICS/healthz) and exit 0 if it answers 200, 1 otherwise
     #[arg(long, value_name = "URL")]
     pub health_check: Option<String>,
@@ -280,6 +284,22 @@ pub fn man_page() -> io::Result<Vec<u8>> {
     let command = Args::command().after_help(MAN_AFTER_HELP);
     clap_mangen::Man::new(command).render(&mut page)?;
     Ok(page)
+}
+
+/// `--hash-password`: the first line of `input`, without its line ending, as an argon2id PHC
+/// string with a newline, for a `users` entry of `[[auth]]` (`"alice:$argon2id$..."`).
+pub fn hash_password_from(mut input: impl io::BufRead) -> Result<String, String> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    input
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("no password on stdin (one line: the password)".to_owned());
+    }
+    let hash = crate::server::hash_password(password.as_bytes())?;
+    Ok(format!("{hash}\n"))
 }
 
 /// Writes `bytes` to stdout. A reader that went away early (`bingfa --man | head`) is no
@@ -607,6 +627,22 @@ mod tests {
         ] {
             assert!(page.contains(word), "no {word} in the man page");
         }
+    }
+
+    #[test]
+    fn hash_password_hashes_one_line_without_its_ending() {
+        let printed = hash_password_from(&b"s3cret pass\r\nignored\n"[..]).unwrap();
+        let hash = printed.strip_suffix('\n').unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        let rule = crate::server::AuthRule::new("/a", "r", &[format!("alice:{hash}")]);
+        assert!(rule.is_ok(), "a users entry takes it as it is");
+        // The same password again: another salt, another hash.
+        let again = hash_password_from(&b"s3cret pass"[..]).unwrap();
+        assert_ne!(again, printed);
+        assert!(hash_password_from(&b"\n"[..]).is_err());
+        assert!(hash_password_from(&b""[..]).is_err());
+        assert!(parse(&["--hash-password"]).unwrap().hash_password);
+        assert!(parse(&["--hash-password", "--man"]).is_err());
     }
 
     #[test]

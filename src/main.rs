@@ -1,6 +1,6 @@
 //! The `bingfa` binary: parse the command line (with the environment and a config file
 //! beneath it), bind, serve until SIGINT or SIGTERM. Or print the configuration, a completion
-//! script or the man page, or check a server's health, and exit.
+//! script or the man page, print a password's hash, or check a server's health, and exit.
 
 use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         cli::man_page()
             .and_then(|page| cli::print(&page))
             .map_err(|e| format!("writing the man page: {e}"))
+    } else if args.hash_password {
+        cli::hash_password_from(std::io::stdin().lock())
+            .and_then(|line| cli::print(line.as_bytes()).map_err(|e| format!("writing the hash: {e}")))
     } else if let Some(url) = &args.health_check {
         cli::health::check(url).map_err(|unhealthy| unhealthy.to_string())
     } else if args.print_config {

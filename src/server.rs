@@ -16,6 +16,7 @@ use crate::net::Listener;
 use crate::observe::{LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::Shutdown;
+pub use crate::site::{hash_password, AuthRule, AuthRuleError};
 pub use crate::site::{
     AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
     DEFAULT_REDIRECT_STATUS,
@@ -86,6 +87,9 @@ pub struct Config {
     pub compress: bool,
     pub compress_max: u64,
     pub compress_cache: u64,
+    /// `[[auth]]`: basic auth for the paths each rule's glob matches (the first that matches
+    /// decides), passwords as bcrypt or argon2 hashes.
+    pub auth: Vec<AuthRule>,
     /// Where each request is logged: a file (appended to; reopened on SIGHUP by the binary),
     /// or `-` for stdout. `None`: no access log.
     pub access_log: Option<PathBuf>,
@@ -142,6 +146,7 @@ impl Config {
             compress: false,
             compress_max: crate::site::DEFAULT_COMPRESS_MAX,
             compress_cache: crate::site::DEFAULT_COMPRESS_CACHE,
+            auth: Vec::new(),
             access_log: None,
             log_format: LogFormat::Combined,
             metrics: None,
@@ -239,6 +244,7 @@ impl Server {
             header_rules: config.header_rules.clone(),
             cors: config.cors.clone(),
             redirects: config.redirects.clone(),
+            auth: config.auth.clone(),
         };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {

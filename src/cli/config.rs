@@ -8,7 +8,9 @@
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
 use super::{format_size, one_line, Args};
-use crate::server::{Config, Cors, HeaderRule, HeaderRuleError, RedirectRule, DEFAULT_REDIRECT_STATUS};
+use crate::server::{
+    AuthRule, AuthRuleError, Config, Cors, HeaderRule, HeaderRuleError, RedirectRule, DEFAULT_REDIRECT_STATUS,
+};
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -27,6 +29,7 @@ const META: &[&str] = &[
     "print_config",
     "completions",
     "man",
+    "hash_password",
     "health_check",
     "help",
     "version",
@@ -84,6 +87,8 @@ pub struct Resolved {
     pub header_rules: Vec<(HeaderRule, Source)>,
     /// The file's `[[redirects]]` tables, checked, and where each is.
     pub redirects: Vec<(RedirectRule, Source)>,
+    /// The file's `[[auth]]` tables, checked, and where each is.
+    pub auth: Vec<(AuthRule, Source)>,
 }
 
 /// One `[[tls]]` table of a config file: a certificate chain and its key, absolute paths.
@@ -106,17 +111,19 @@ impl Resolved {
             .collect();
         config.header_rules = self.header_rules.iter().map(|(rule, _)| rule.clone()).collect();
         config.redirects = self.redirects.iter().map(|(rule, _)| rule.clone()).collect();
+        config.auth = self.auth.iter().map(|(rule, _)| rule.clone()).collect();
         config
     }
 }
 
 /// Parses `argv` (program name first) and fills every option it leaves unset from the
 /// environment (`env`), then from the config file (`--config`, else `BINGFA_CONFIG`).
-/// `--completions` and `--man` read neither: a broken config must not stop them.
+/// `--completions`, `--man` and `--hash-password` read neither: a broken config must not
+/// stop them.
 pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     let mut command = Args::command();
     let cli = command.try_get_matches_from_mut(&argv).map_err(Error::Clap)?;
-    if cli.get_flag("man") || cli.contains_id("completions") {
+    if cli.get_flag("man") || cli.contains_id("completions") || cli.get_flag("hash_password") {
         let args = Args::from_arg_matches(&cli).map_err(Error::Clap)?;
         return Ok(Resolved {
             args,
@@ -124,6 +131,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
             sni_certificates: Vec::new(),
             header_rules: Vec::new(),
             redirects: Vec::new(),
+            auth: Vec::new(),
         });
     }
     let file = match config_path(&cli, env) {
@@ -136,8 +144,8 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     if let Some(root) = layers.root {
         args.root = root;
     }
-    let (header_rules, redirects) = file
-        .map(|file| (file.header_rules, file.redirects))
+    let (header_rules, redirects, auth) = file
+        .map(|file| (file.header_rules, file.redirects, file.auth))
         .unwrap_or_default();
     Ok(Resolved {
         args,
@@ -145,6 +153,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
         sni_certificates: layers.sni_certificates,
         header_rules,
         redirects,
+        auth,
     })
 }
 
@@ -385,10 +394,11 @@ struct File {
     tls: Vec<TlsTable>,
     header_rules: Vec<(HeaderRule, Source)>,
     redirects: Vec<(RedirectRule, Source)>,
+    auth: Vec<(AuthRule, Source)>,
 }
 
 /// The keys of a file that are no options: the certificates chosen by SNI, and the rules.
-const TABLES: [&str; 3] = ["tls", "headers", "redirects"];
+const TABLES: [&str; 4] = ["tls", "headers", "redirects", "auth"];
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -416,12 +426,14 @@ impl File {
         let tls = tls_tables(path, text, tables.tls)?;
         let header_rules = header_tables(path, text, tables.headers)?;
         let redirects = redirect_tables(path, text, tables.redirects)?;
+        let auth = auth_tables(path, text, tables.auth)?;
         Ok(File {
             path: path.to_path_buf(),
             entries,
             tls,
             header_rules,
             redirects,
+            auth,
         })
     }
 
@@ -496,6 +508,8 @@ struct Tables {
     headers: Vec<Spanned<RawHeaderTable>>,
     #[serde(default)]
     redirects: Vec<Spanned<RawRedirectTable>>,
+    #[serde(default)]
+    auth: Vec<Spanned<RawAuthTable>>,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +630,58 @@ fn redirect_tables(
         .collect()
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthTable {
+    path: Spanned<String>,
+    realm: Option<Spanned<String>>,
+    users: Spanned<Vec<Spanned<String>>>,
+}
+
+/// The realm of an `[[auth]]` table that names none, as Caddy's.
+const DEFAULT_REALM: &str = "restricted";
+
+/// The `[[auth]]` tables of the file at `path`, each checked: a bad glob, realm or user (a
+/// password that is not a bcrypt or argon2 hash) is an error naming the line it is on.
+fn auth_tables(
+    path: &Path,
+    text: &str,
+    tables: Vec<Spanned<RawAuthTable>>,
+) -> Result<Vec<(AuthRule, Source)>, String> {
+    let at = |span: std::ops::Range<usize>| Source::File {
+        path: path.to_path_buf(),
+        line: line_of(text, span.start),
+    };
+    tables
+        .into_iter()
+        .map(|table| {
+            let source = at(table.span());
+            let table = table.into_inner();
+            let realm = table
+                .realm
+                .as_ref()
+                .map_or(DEFAULT_REALM, |realm| realm.get_ref());
+            let users: Vec<String> = table
+                .users
+                .get_ref()
+                .iter()
+                .map(|u| u.get_ref().clone())
+                .collect();
+            AuthRule::new(table.path.get_ref(), realm, &users)
+                .map(|rule| (rule, source))
+                .map_err(|error| {
+                    let span = match (&error, &table.realm) {
+                        (AuthRuleError::Path(_), _) => table.path.span(),
+                        (AuthRuleError::Realm, Some(realm)) => realm.span(),
+                        (AuthRuleError::User { index, .. }, _) => table.users.get_ref()[*index].span(),
+                        _ => table.users.span(),
+                    };
+                    format!("{}: auth: {error}", at(span))
+                })
+        })
+        .collect()
+}
+
 /// A TOML error as one line: toml's message may run over several lines; the first says what
 /// is wrong.
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
@@ -677,15 +743,20 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
     for (rule, source) in &resolved.redirects {
         out.push_str(&redirect_table(rule, &format!("  # {source}")));
     }
+    for (rule, source) in &resolved.auth {
+        out.push_str(&auth_table(rule, &format!("  # {source}")));
+    }
     Ok(out)
 }
 
-/// `config`'s `[[headers]]` and `[[redirects]]` as TOML that `--config` reads back, for a
-/// program that starts bingfa with a configuration made in code (the integration tests).
+/// `config`'s `[[headers]]`, `[[redirects]]` and `[[auth]]` as TOML that `--config` reads
+/// back, for a program that starts bingfa with a configuration made in code (the integration
+/// tests).
 pub fn rule_tables(config: &Config) -> String {
     let headers = config.header_rules.iter().map(|rule| header_table(rule, ""));
     let redirects = config.redirects.iter().map(|rule| redirect_table(rule, ""));
-    headers.chain(redirects).collect()
+    let auth = config.auth.iter().map(|rule| auth_table(rule, ""));
+    headers.chain(redirects).chain(auth).collect()
 }
 
 /// One `[[headers]]` table, `comment` after its header line; names and values quoted as TOML
@@ -700,6 +771,18 @@ fn header_table(rule: &HeaderRule, comment: &str) -> String {
         "\n[[headers]]{comment}\npath = {}\nset = {{ {} }}\n",
         quoted(rule.path()),
         set.join(", ")
+    )
+}
+
+/// One `[[auth]]` table as `--config` reads it, `comment` after its header line.
+fn auth_table(rule: &AuthRule, comment: &str) -> String {
+    let quoted = |text: &str| Value::String(text.to_owned()).to_string();
+    let users: Vec<String> = rule.users().map(quoted).collect();
+    format!(
+        "\n[[auth]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
+        quoted(rule.path()),
+        quoted(rule.realm()),
+        users.join(", ")
     )
 }
 
@@ -745,6 +828,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         compress,
         compress_max,
         compress_cache,
+        // Not options: rendered as `[[auth]]` tables after them.
+        auth: _,
         access_log,
         log_format,
         metrics,
@@ -1532,6 +1617,116 @@ to = \"/new?from=old\"
             assert!(error.starts_with(&prefix), "{text}: {error}");
             assert!(error.contains(words), "{text}: {error}");
             assert!(!error.contains('\n'), "{text}: {error}");
+        }
+    }
+
+    /// `[[auth]]` tables with a bcrypt hash (cost 4) and an argon2 one (64 KiB, one pass).
+    fn auth_text() -> (String, String, String) {
+        let bcrypt = bcrypt::hash("builder", 4).unwrap();
+        let argon2 = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$ZmFrZWhhc2hmYWtlaGFzaGZha2VoYXNoZmFrZQ";
+        let text = format!(
+            "listing = true\n\n[[auth]]\npath = \"/private/**\"\nrealm = \"staff\"\nusers = [\"alice:{argon2}\", \"bob:{bcrypt}\"]\n\n[[auth]]\npath = \"/team/*.html\"\nusers = [\n  \"carol:{bcrypt}\",\n]\n"
+        );
+        (text, argon2.to_owned(), bcrypt)
+    }
+
+    #[test]
+    fn auth_tables_read_from_the_file_and_printed_back_mean_the_same() {
+        let (text, argon2, bcrypt) = auth_text();
+        let (_dir, path) = config_file(&text);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        let tables: Vec<(&str, &str, Vec<&str>)> = config
+            .auth
+            .iter()
+            .map(|rule| (rule.path(), rule.realm(), rule.users().collect()))
+            .collect();
+        let (alice, bob, carol) = (
+            format!("alice:{argon2}"),
+            format!("bob:{bcrypt}"),
+            format!("carol:{bcrypt}"),
+        );
+        assert_eq!(
+            tables,
+            [
+                ("/private/**", "staff", vec![&*alice, &*bob]),
+                ("/team/*.html", DEFAULT_REALM, vec![&*carol]),
+            ]
+        );
+        assert_eq!(
+            resolved.auth[1].1,
+            Source::File {
+                path: path.clone(),
+                line: 8
+            }
+        );
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains(&format!("[[auth]]  # {} line 3", path.display())),
+            "{printed}"
+        );
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
+        // The same tables for a program that made its configuration in code.
+        let (_tables_dir, tables) = config_file(&rule_tables(&config));
+        let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
+    }
+
+    #[test]
+    fn a_bad_auth_table_names_its_file_and_line() {
+        let bcrypt = bcrypt::hash("x", 4).unwrap();
+        for (table, line, why) in [
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\n  \"alice:{bcrypt}\",\n  \"bob:secret\",\n]\n"),
+                5,
+                "auth: users: the password of 'bob' must be a bcrypt or argon2 hash",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = [\"bob:$md5$abc\"]\n".to_owned(),
+                3,
+                "auth: users: the hash of 'bob': unknown scheme",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = [\"bob:$2b$12$short\"]\n".to_owned(),
+                3,
+                "auth: users: the hash of 'bob': not a valid bcrypt hash",
+            ),
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\"b:ob:{bcrypt}\"]\n"),
+                3,
+                "auth: users: 'b:ob' is no user name",
+            ),
+            (
+                format!("[[auth]]\npath = \"a/**\"\nusers = [\"bob:{bcrypt}\"]\n"),
+                2,
+                "auth: path: a path pattern starts with '/'",
+            ),
+            (
+                format!("[[auth]]\npath = \"/a\"\nrealm = \"say \\\"hi\\\"\"\nusers = [\"bob:{bcrypt}\"]\n"),
+                3,
+                "auth: realm: expected printable ASCII",
+            ),
+            (
+                "[[auth]]\npath = \"/a\"\nusers = []\n".to_owned(),
+                3,
+                "auth: users: expected at least one",
+            ),
+            ("[[auth]]\npath = \"/a\"\n".to_owned(), 1, "missing field `users`"),
+            (
+                format!("[[auth]]\npath = \"/a\"\nusers = [\"bob:{bcrypt}\"]\npassword = 1\n"),
+                4,
+                "unknown field `password`",
+            ),
+        ] {
+            let (_dir, path) = config_file(&format!("# auth\n\n{table}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line {}: ", path.display(), line + 2);
+            assert!(error.starts_with(&prefix), "{table}: {error}");
+            assert!(error.contains(why), "{table}: {error}");
+            assert!(!error.contains("secret"), "a password is never shown: {error}");
+            assert!(!error.contains('\n'), "{error}");
         }
     }
 }

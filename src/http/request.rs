@@ -117,10 +117,12 @@ pub enum Field {
     /// For the access log: who the client is, said by a trusted proxy.
     Forwarded,
     XForwardedFor,
+    /// Basic auth (`[[auth]]`).
+    Authorization,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 15] = [
+    const ALL: [(Field, &'static str); 16] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -139,6 +141,7 @@ impl Field {
         ),
         (Field::Forwarded, "forwarded"),
         (Field::XForwardedFor, "x-forwarded-for"),
+        (Field::Authorization, "authorization"),
     ];
 
     fn named(name: &str) -> Option<Field> {

@@ -8,6 +8,7 @@ use crate::http::{
     self, Body, EntityTag, Exchange, Field, Handler, Handshake, Method, Reply, Request, Status, Validators,
 };
 use crate::observe::Observer;
+use auth::Auth;
 use compress::{Cached, Coding, Compressor, Source};
 use hot::{HotFile, HotFiles};
 use rules::{PathFields, Rules};
@@ -19,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod auth;
 mod compress;
 mod glob;
 mod hot;
@@ -28,6 +30,7 @@ mod redirect;
 mod rewrite;
 mod rules;
 
+pub use auth::{hash_password, AuthRule, AuthRuleError};
 pub use glob::{Glob, GlobError};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{Outcome, RedirectError, RedirectRule, DEFAULT_STATUS as DEFAULT_REDIRECT_STATUS};
@@ -72,6 +75,8 @@ pub struct SiteOptions {
     pub cors: Cors,
     /// `[[redirects]]`: the first that matches a path redirects or rewrites it.
     pub redirects: Vec<RedirectRule>,
+    /// `[[auth]]`: basic auth for the paths each rule's glob matches, the first that matches.
+    pub auth: Vec<AuthRule>,
 }
 
 /// `--compress-max`: 8 MiB takes a fast level well under a second, and covers all but the
@@ -91,6 +96,8 @@ pub struct Site {
     hot: HotFiles,
     /// With `--compress`.
     compressor: Option<Compressor>,
+    /// With `[[auth]]` rules.
+    auth: Option<Auth>,
     options: SiteOptions,
     error_page: SitePath,
     /// `--fallback`, as a path in the root that was a file at start.
@@ -117,6 +124,10 @@ impl Site {
             compressor: options
                 .compress
                 .then(|| Compressor::new(options.compress_max, options.compress_cache)),
+            auth: match options.auth.is_empty() {
+                true => None,
+                false => Some(Auth::new(options.auth.clone())?),
+            },
             error_page,
             fallback,
             cache_control: options.cache_control.as_deref().map(Arc::from),
@@ -353,6 +364,9 @@ impl Handler for Site {
         if request.path == b"/__bingfa_panic__" {
             panic!("fault injected by a test: /__bingfa_panic__");
         }
+        if let Some(refusal) = self.auth.as_ref().and_then(|auth| auth.refusal(request)) {
+            return refusal;
+        }
         // A preflight is never a file's answer.
         if request.method != Method::Options {
             if let Some(reply) = self.hot.reply(request) {
@@ -387,6 +401,15 @@ impl Handler for Site {
 
     fn answers_options(&self) -> bool {
         self.rules.answers_options()
+    }
+
+    /// Only `[[auth]]` makes a request wait (for its password check); without rules this is
+    /// one branch.
+    fn ready(&self, request: &Request<'_>) -> bool {
+        match &self.auth {
+            None => true,
+            Some(auth) => auth.ready(request),
+        }
     }
 
     fn exchanged(&self, exchange: &Exchange<'_>) {

@@ -191,6 +191,7 @@ mod tests {
             header_rules: Vec::new(),
             cors: crate::site::rules::Cors::default(),
             redirects: Vec::new(),
+            auth: Vec::new(),
         }
     }
 

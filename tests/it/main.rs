@@ -155,6 +155,7 @@ mod support;
 mod binary;
 mod pki;
 
+mod auth;
 mod cli;
 mod clients;
 mod conditional;

@@ -410,6 +410,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         compress,
         compress_max,
         compress_cache,
+        auth,
         access_log,
         log_format,
         metrics,
@@ -522,7 +523,7 @@ pub fn flags(config: &Config) -> Vec<String> {
             sni_certificates,
             &bingfa::cli::config::rule_tables(config),
         ));
-    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() {
+    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() || !auth.is_empty() {
         flags.push("--config".into());
         flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
     }
@@ -548,8 +549,9 @@ fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
     path.to_str().expect("UTF-8 TLS path").to_string()
 }
 
-/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`: the
-/// command line has no option for them), beside the site's root, which outlives the test.
+/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`,
+/// `[[auth]]`: the command line has no option for them), beside the site's root, which
+/// outlives the test.
 fn rule_tables_file(root: &Path, rules: &str) -> String {
     let path = root.with_extension("rules.toml");
     fs::write(&path, rules).expect("write the rules config file");
