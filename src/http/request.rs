@@ -158,7 +158,7 @@ impl Field {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FieldValues {
     first: [Option<(u16, u16)>; Field::ALL.len()],
-    repeated: u16,
+    repeated: u32,
 }
 
 impl FieldValues {

@@ -17,7 +17,7 @@
 mod verifier;
 
 use super::glob::{Glob, GlobError};
-use crate::fs;
+use crate::fs::SitePath;
 use crate::http::{Field, FieldList, Method, Reply, Request, Status};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -293,8 +293,11 @@ impl Auth {
     /// Whether `request` can be answered now: it is under no rule, it has no credential to
     /// check, or its credential's verdict is known. If not, its check is queued (once) for
     /// the verifier thread. With the queue full it is ready too: `refusal` says 503.
-    pub fn ready(&self, request: &Request<'_>) -> bool {
-        let outcome = self.judge(request);
+    ///
+    /// `names` gives the paths whose files may answer the request (see `Site::served_names`):
+    /// a rule protects a file under each name that can reach it, not only the one it names.
+    pub fn ready(&self, request: &Request<'_>, names: impl FnOnce() -> Vec<SitePath>) -> bool {
+        let outcome = self.judge(request, names);
         if let Outcome::Unknown(key) = outcome {
             let queued = with_credential(request, |user, password| {
                 self.verifier
@@ -311,10 +314,10 @@ impl Auth {
     /// The answer to a request its rule does not let through: 401 with the rule's challenge
     /// (no credential, or a wrong one), or 503 if its credential could not be checked yet.
     /// `None`: serve it as usual.
-    pub fn refusal(&self, request: &Request<'_>) -> Option<Reply> {
+    pub fn refusal(&self, request: &Request<'_>, names: impl FnOnce() -> Vec<SitePath>) -> Option<Reply> {
         let outcome = match JUDGED.take() {
             Some((judged, outcome)) if judged == Judged::of(request) => outcome,
-            _ => self.judge(request),
+            _ => self.judge(request, names),
         };
         let (status, fields) = match outcome {
             Outcome::Serve => return None,
@@ -328,13 +331,13 @@ impl Auth {
     }
 
     /// The request's outcome from its path, its credential and the verdicts so far.
-    fn judge(&self, request: &Request<'_>) -> Outcome {
+    fn judge(&self, request: &Request<'_>, names: impl FnOnce() -> Vec<SitePath>) -> Outcome {
         // A CORS preflight carries no credentials (Fetch), and is answered by the rules, never
         // with a file: asking it for a password would only break CORS on protected paths.
         if request.method == Method::Options {
             return Outcome::Serve;
         }
-        let Some(rule) = self.rule_for(request) else {
+        let Some(rule) = self.rule_for(&names()) else {
             return Outcome::Serve;
         };
         let key = with_credential(request, |user, password| self.key(rule, user, password));
@@ -348,11 +351,11 @@ impl Auth {
         }
     }
 
-    /// The index of the first rule whose glob matches the request's path, decoded as the
-    /// site decodes it. A path that does not decode is answered 400 by the site.
-    fn rule_for(&self, request: &Request<'_>) -> Option<usize> {
-        let path = fs::decode_path(request.path).ok()?;
-        self.rules.iter().position(|rule| rule.path.matches(&path))
+    /// The index of the first rule whose glob matches any of `names`.
+    fn rule_for(&self, names: &[SitePath]) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|rule| names.iter().any(|name| rule.path.matches(name)))
     }
 
     /// The verdict's key: the rule, and BLAKE3 keyed with this server's key over the user
@@ -438,6 +441,11 @@ mod tests {
         )
     }
 
+    /// The request's own path, the one name a site without aliases serves it under.
+    fn requested(request: &Request<'_>) -> Vec<SitePath> {
+        crate::fs::decode_path(request.path).into_iter().collect()
+    }
+
     fn get(path: &str, authorization: Option<&str>) -> Vec<u8> {
         let field = authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
         format!("GET {path} HTTP/1.1\r\nHost: a\r\n{field}\r\n").into_bytes()
@@ -448,11 +456,11 @@ mod tests {
         let head = get(path, authorization);
         let deadline = Instant::now() + Duration::from_secs(10);
         with_request(&head, Instant::now(), |request| {
-            while !auth.ready(request) {
+            while !auth.ready(request, || requested(request)) {
                 assert!(Instant::now() < deadline, "never ready");
                 std::thread::sleep(Duration::from_millis(2));
             }
-            auth.refusal(request)
+            auth.refusal(request, || requested(request))
         })
     }
 
@@ -616,8 +624,8 @@ mod tests {
         // Cached now: the next request is ready at once, with nothing queued.
         let head = get("/", Some(&basic("alice:wonderland")));
         with_request(&head, Instant::now(), |request| {
-            assert!(auth.ready(request));
-            assert!(auth.refusal(request).is_none());
+            assert!(auth.ready(request, || requested(request)));
+            assert!(auth.refusal(request, || requested(request)).is_none());
         });
     }
 
@@ -630,17 +638,28 @@ mod tests {
         .unwrap();
         let head = get("/private/a", None);
         with_request(&head, Instant::now(), |request| {
-            assert!(auth.ready(request));
+            assert!(auth.ready(request, || requested(request)));
             assert!(JUDGED.get().is_some());
-            assert_eq!(auth.refusal(request).unwrap().status, Status::Unauthorized);
+            assert_eq!(
+                auth.refusal(request, || requested(request)).unwrap().status,
+                Status::Unauthorized
+            );
             assert!(JUDGED.get().is_none(), "taken");
             // Asked without `ready` (or after another request's): judged again, the same.
-            assert_eq!(auth.refusal(request).unwrap().status, Status::Unauthorized);
+            assert_eq!(
+                auth.refusal(request, || requested(request)).unwrap().status,
+                Status::Unauthorized
+            );
         });
         let other = get("/public/a", None);
-        with_request(&head, Instant::now(), |request| assert!(auth.ready(request)));
+        with_request(&head, Instant::now(), |request| {
+            assert!(auth.ready(request, || requested(request)))
+        });
         with_request(&other, Instant::now(), |request| {
-            assert!(auth.refusal(request).is_none(), "not the outcome of /private/a");
+            assert!(
+                auth.refusal(request, || requested(request)).is_none(),
+                "not the outcome of /private/a"
+            );
         });
     }
 
@@ -655,7 +674,10 @@ mod tests {
         let ask = |password: &str| {
             let head = get("/", Some(&basic(&format!("bob:{password}"))));
             with_request(&head, Instant::now(), |request| {
-                (auth.ready(request), auth.refusal(request))
+                (
+                    auth.ready(request, || requested(request)),
+                    auth.refusal(request, || requested(request)),
+                )
             })
         };
         for n in 0..verifier::QUEUE_CAPACITY {

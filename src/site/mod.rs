@@ -5,7 +5,8 @@
 
 use crate::fs::{self, FileIdentity, Lookup, OpenFile, SitePath, SmallFileCache};
 use crate::http::{
-    self, Body, EntityTag, Exchange, Field, Handler, Handshake, Method, Reply, Request, Status, Validators,
+    self, Body, EntityTag, Exchange, Field, FieldList, Handler, Handshake, Method, Reply, Request, Status,
+    Validators,
 };
 use crate::observe::Observer;
 use auth::Auth;
@@ -364,8 +365,17 @@ impl Handler for Site {
         if request.path == b"/__bingfa_panic__" {
             panic!("fault injected by a test: /__bingfa_panic__");
         }
-        if let Some(refusal) = self.auth.as_ref().and_then(|auth| auth.refusal(request)) {
-            return refusal;
+        let served_names = || self.served_names(request);
+        if let Some(refusal) = self
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.refusal(request, served_names))
+        {
+            let fields = match fs::decode_path(request.path) {
+                Ok(path) => self.rules.fields_for(&path),
+                Err(_) => self.rules.site_wide(),
+            };
+            return with_fields(refusal, &fields, request);
         }
         // A preflight is never a file's answer.
         if request.method != Method::Options {
@@ -408,7 +418,7 @@ impl Handler for Site {
     fn ready(&self, request: &Request<'_>) -> bool {
         match &self.auth {
             None => true,
-            Some(auth) => auth.ready(request),
+            Some(auth) => auth.ready(request, || self.served_names(request)),
         }
     }
 
@@ -427,15 +437,19 @@ impl Handler for Site {
 
 impl Site {
     /// The reply for `path` from the files beneath ROOT (`--clean-urls`, `--index` and
-    /// `--fallback` included, see paths.rs).
+    /// `--fallback` included, see paths.rs). `hot_fields` is `None` for a rewrite's target,
+    /// which is served as it is: redirecting to its clean form would show the client the
+    /// path the rewrite hides.
     fn lookup_reply(
         &self,
         path: &SitePath,
         request: &Request<'_>,
         hot_fields: Option<&Arc<PathFields>>,
     ) -> Reply {
-        if let Some(redirect) = self.clean_redirect(path, request) {
-            return redirect; // --clean-urls: the page's one URL
+        if hot_fields.is_some() {
+            if let Some(redirect) = self.clean_redirect(path, request) {
+                return redirect; // --clean-urls: the page's one URL
+            }
         }
         let (found_at, lookup) = self.find(path);
         if !matches!(lookup, Lookup::File(_)) {
@@ -462,10 +476,19 @@ impl Site {
 }
 
 /// `reply` with the rules' fields for `request` (every response of the site carries them:
-/// files, redirects, error pages).
+/// files, redirects, error pages, auth's 401). Fields the reply has of its own (a 401's
+/// challenge) win over the rules'.
 fn with_fields(reply: Reply, fields: &PathFields, request: &Request<'_>) -> Reply {
+    let extra_fields = match (reply.extra_fields, fields.for_request(request)) {
+        (Some(own), Some(rules)) => {
+            let mut merged = FieldList::clone(&rules);
+            merged.extend(&own);
+            Some(Arc::new(merged))
+        }
+        (own, rules) => own.or(rules),
+    };
     Reply {
-        extra_fields: fields.for_request(request),
+        extra_fields,
         ..reply
     }
 }

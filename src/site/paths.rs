@@ -69,6 +69,36 @@ impl Site {
         path.without_suffix(HTML)
     }
 
+    /// The paths whose files a request may be answered with, for `[[auth]]`: its own, a
+    /// rewrite's target, its `.html` page (`--clean-urls`), its folder's index files
+    /// (`--index`), the fallback page (`--fallback`). Which one serves is known only once the
+    /// file system has been asked; a rule protecting any of them asks for the password, so no
+    /// second name reaches a protected file. Empty for a path that does not decode (a 400).
+    pub(super) fn served_names(&self, request: &Request<'_>) -> Vec<SitePath> {
+        let Ok(path) = crate::fs::decode_path(request.path) else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        if let Some(super::rewrite::Outcome::Rewrite(target)) = self.rules.redirect(&path, request.query()) {
+            names.push(target);
+        }
+        if self.options.clean_urls {
+            names.extend(html_page(&path));
+        }
+        if path.has_trailing_slash() {
+            names.extend(self.options.index.iter().map(|index| path.join(index.as_bytes())));
+        }
+        if let Some(fallback) = self
+            .fallback
+            .as_ref()
+            .filter(|_| wants_fallback(&path, request.method))
+        {
+            names.push(fallback.clone());
+        }
+        names.push(path);
+        names
+    }
+
     /// What a GET or HEAD that found nothing gets: the fallback page with 200 where
     /// `--fallback` applies, else the 404.
     pub(super) fn missing(&self, path: &SitePath, request: &Request<'_>) -> Reply {

@@ -8,7 +8,7 @@ use crate::clients::client;
 use crate::support::*;
 use argon2::password_hash::PasswordHasher;
 use base64::Engine as _;
-use bingfa::server::AuthRule;
+use bingfa::server::{AuthRule, RedirectRule};
 use bingfa::{Config, Model};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -55,6 +55,38 @@ fn assert_challenged(resp: &Response, what: &str) {
 }
 
 model_tests! {
+    // A rule protects a file under every name that reaches it, not only the one it spells:
+    // the clean URL of a page, a folder's index file, a rewrite's target.
+    fn other_names_of_a_protected_file_are_protected_too(model m) {
+        let s = TestServer::start_prepared(
+            m,
+            |site| {
+                site.write("admin.html", PAGE);
+                site.write("docs/index.html", PAGE);
+                site.write("private/page.html", PAGE);
+            },
+            |config| {
+                guard(config);
+                config.headers = vec!["X-Frame-Options: DENY".parse().unwrap()];
+                let users = [format!("alice:{}", cheap_argon2("wonderland"))];
+                config.auth.push(AuthRule::new("/admin.html", "staff", &users).unwrap());
+                config.auth.push(AuthRule::new("/docs/index.html", "staff", &users).unwrap());
+                config.clean_urls = true;
+                config.redirects = vec![RedirectRule::new("/open/*", "/private/:splat", 200).unwrap()];
+            },
+        );
+        let refused = exchange(&s, "GET", "/admin.html", "");
+        assert_challenged(&refused, "/admin.html");
+        assert_eq!(refused.header("x-frame-options"), Some("DENY"), "a 401 carries the site's fields");
+        for path in ["/admin", "/docs/", "/open/page.html"] {
+            assert_challenged(&exchange(&s, "GET", path, ""), path);
+            let resp = exchange(&s, "GET", path, &authorization("alice:wonderland"));
+            assert_eq!(resp.status, 200, "{path} with the credential: {}", resp.summary());
+            assert_eq!(resp.body, PAGE, "{path}");
+            assert_challenged(&exchange(&s, "GET", path, ""), &format!("{path} again, after a 200"));
+        }
+    }
+
     // RFC 7617 §2: no credential, or a wrong one, gets 401 with the challenge (GET and HEAD,
     // the files, a missing file and the folder under the rule alike).
     #[tls]
