@@ -84,6 +84,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "30", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 
+    /// On SIGTERM/SIGINT, serve on this long first, /healthz saying 503 draining and every response closing its connection, so a load balancer moves clients elsewhere [at most --shutdown-timeout]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, default_value = "0", value_parser = parse_seconds_or_zero)]
+    pub drain_delay: Duration,
+
     /// Answer connections beyond this many with 503 [default: from the open-file limit]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
@@ -238,6 +242,7 @@ impl Args {
         config.send_timeout = self.send_timeout;
         config.min_rate = self.min_rate;
         config.shutdown_timeout = self.shutdown_timeout;
+        config.drain_delay = self.drain_delay;
         if let Some(max) = self.max_connections {
             config.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
         }

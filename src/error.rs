@@ -23,6 +23,14 @@ pub enum Error {
     Redirect { addr: SocketAddr, source: io::Error },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: SocketAddr, source: io::Error },
+    #[error(
+        "--drain-delay ({}) is longer than --shutdown-timeout ({}): the server would be killed while draining",
+        humantime(*drain_delay), humantime(*shutdown_timeout)
+    )]
+    DrainDelay {
+        drain_delay: std::time::Duration,
+        shutdown_timeout: std::time::Duration,
+    },
     #[error("the {model} model is not available here: {reason}")]
     Unavailable { model: &'static str, reason: String },
     #[error("{context}: {source}")]
@@ -37,4 +45,9 @@ impl Error {
     pub fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Io { context, source }
     }
+}
+
+/// A duration as seconds, as the command line takes it: `2s`, `0.5s`.
+fn humantime(duration: std::time::Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
 }

@@ -13,9 +13,9 @@ pub use crate::http::Cidr;
 use crate::http::TrustedProxies;
 use crate::models::{self, Model};
 use crate::net::Listener;
-use crate::observe::{LogFormat, Observer};
+use crate::observe::{Health, Healthy, LogFormat, Observer};
 use crate::seam::TlsConfig;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Phase, Shutdown};
 pub use crate::site::{hash_password, AuthRule, AuthRuleError};
 pub use crate::site::{
     AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
@@ -46,6 +46,11 @@ pub struct Config {
     pub min_rate: u64,
     /// On SIGTERM/SIGINT, how long responses in flight may take before they are cut.
     pub shutdown_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long to go on serving first, with `/healthz` saying 503
+    /// `draining` and every response closing its connection, so that a load balancer takes
+    /// the server out of rotation and keep-alive clients move elsewhere. At most
+    /// `shutdown_timeout`.
+    pub drain_delay: Duration,
     /// Connections beyond this get a 503 and are closed.
     pub max_connections: usize,
     /// HTTP/2: streams one connection may have open at once.
@@ -127,6 +132,7 @@ impl Config {
             send_timeout: defaults.send_timeout,
             min_rate: defaults.min_rate,
             shutdown_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             max_connections: connection_budget(),
             h2_max_streams: defaults.h2_max_streams,
             hidden: false,
@@ -157,6 +163,27 @@ impl Config {
             redirect_http: None,
             proxy_protocol: false,
             trusted_proxies: TrustedProxies::default().blocks().to_vec(),
+        }
+    }
+
+    /// A drain longer than the shutdown timeout is a mistake: whoever stops the server
+    /// (systemd, Kubernetes) gives it about the shutdown timeout before it kills it.
+    fn check_drain_delay(&self) -> Result<(), Error> {
+        if self.drain_delay > self.shutdown_timeout {
+            return Err(Error::DrainDelay {
+                drain_delay: self.drain_delay,
+                shutdown_timeout: self.shutdown_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// The core's settings, with `shutdown`'s drain raising their closing flag.
+    fn settings_with(&self, shutdown: &Shutdown) -> http::Settings {
+        shutdown.set_drain_delay(self.drain_delay);
+        http::Settings {
+            closing: Some(shutdown.closing()),
+            ..self.settings()
         }
     }
 
@@ -227,6 +254,7 @@ const METRICS_CONNECTIONS: usize = 64;
 impl Server {
     pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
         config.model.check_available()?;
+        config.check_drain_delay()?;
         let options = SiteOptions {
             hidden: config.hidden,
             listing: config.listing,
@@ -315,7 +343,9 @@ impl Server {
         let model = self.config.model;
         let server_listener = self.listener.as_raw_fd();
         let mut endpoints = Vec::new();
+        let settings = self.config.settings_with(&shutdown);
         let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
+        let metrics = metrics.map(|handler| handler.with_health(health_of(&shutdown)));
         if let (Some(listener), Some(handler)) = (self.metrics_listener, metrics) {
             let addr = local_addr(&listener)?;
             let endpoint = Endpoint::start(
@@ -343,7 +373,7 @@ impl Server {
         let on_hangup = reload_on_hangup(&self.config, self.tls.clone(), self.observer.clone());
         let context = Context::new(
             self.site,
-            self.config.settings(),
+            settings,
             self.config.workers.max(1),
             self.config.max_connections,
             shutdown,
@@ -357,6 +387,7 @@ impl Server {
         // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
         // their own.
         let services = (!model.forks()).then(|| context.serving_process(Report::Tell));
+        context.shutdown.serving();
         let served = models::run(model, self.listener, Arc::new(context));
         drop(endpoints);
         drop(services);
@@ -365,6 +396,17 @@ impl Server {
         }
         served
     }
+}
+
+/// What `/healthz` says: the phase `shutdown` is in (the same in every process of a forking
+/// model: it lives in shared memory).
+fn health_of(shutdown: &Arc<Shutdown>) -> Health {
+    let shutdown = Arc::clone(shutdown);
+    Health::new(move || match shutdown.phase() {
+        Phase::Starting => Healthy::Starting,
+        Phase::Serving => Healthy::Ready,
+        Phase::Draining => Healthy::Draining,
+    })
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
@@ -418,9 +460,10 @@ where
     config.model.check_available()?;
     let tls = load_tls(config)?.map(|(tls, _)| tls);
     let on_hangup = reload_on_hangup(config, tls.clone(), None);
+    config.check_drain_delay()?;
     let context = Context::new(
         handler,
-        config.settings(),
+        config.settings_with(&shutdown),
         config.workers.max(1),
         config.max_connections,
         shutdown,
@@ -431,6 +474,7 @@ where
     .with_proxy_protocol(config.proxy_header_from())
     .with_hangup(on_hangup);
     let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
+    context.shutdown.serving();
     let served = models::run(config.model, listener, Arc::new(context));
     drop(services);
     served

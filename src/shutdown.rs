@@ -1,87 +1,316 @@
-//! The shutdown signal every model watches.
+//! The shutdown signal every model watches, and the drain before it (`--drain-delay`).
+//!
+//! A stop is asked ([`Shutdown::trigger`], or SIGINT/SIGTERM to the binary); the first time,
+//! the server drains softly for the drain delay — it keeps serving, every response closes its
+//! connection ([`Shutdown::closing`], which the core reads) and `/healthz` says `draining` —
+//! then the stop descriptor ([`Shutdown::fd`]) turns readable and the models stop as they
+//! always have: no more accepting, responses in flight finished, idle connections closed. A
+//! second ask stops at once.
+//!
+//! The stop descriptor is a timerfd armed for the end of the delay, and what the processes of
+//! one server must agree on (serving yet? draining? stop when?) lives in a shared mapping:
+//! both are made before any fork, so the forking models' children, workers and endpoint
+//! process see the one timer and the one state, whichever process read the signal. Signals
+//! are read per process: on a thread in a serving process ([`Shutdown::read_signals_on_thread`]),
+//! in their own loop by the forking parents (through `engine::Children`).
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::time::{
+    clock_gettime, timerfd_create, timerfd_settime, ClockId, Itimerspec, TimerfdClockId, TimerfdFlags,
+    TimerfdTimerFlags,
+};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A descriptor that becomes readable when the server should stop, and stays readable (nobody
 /// reads it), so any number of event loops, threads or forked workers can wait on it with
-/// `poll` or `epoll` alongside their sockets.
+/// `poll` or `epoll` alongside their sockets; and the drain that comes before.
 #[derive(Debug)]
 pub struct Shutdown {
-    wake: Wake,
+    /// A timerfd on CLOCK_MONOTONIC, armed (for the end of the drain delay) when a stop is
+    /// asked; expired, it stays readable.
+    stop: OwnedFd,
+    /// The binary's SIGINT and SIGTERM, blocked, read by whoever reads them in each process.
+    signals: Option<SignalFd>,
+    /// What every process of the server sees alike.
+    shared: &'static Shared,
+    /// `--drain-delay` in nanoseconds, set by the server before it serves (so before any fork).
+    drain_delay: AtomicU64,
+    /// A stop was asked of this process already: asked again, it stops at once.
+    asked: AtomicBool,
 }
 
+/// The state the processes of one server share, in an anonymous shared mapping.
 #[derive(Debug)]
-enum Wake {
-    /// An eventfd, written by [`Shutdown::trigger`]: for servers run inside a program.
-    Event(OwnedFd),
-    /// A signalfd for SIGINT and SIGTERM, which are blocked: for the `bingfa` binary.
-    Signals(OwnedFd),
+#[repr(C)]
+struct Shared {
+    /// The server has started serving (its model has the listener).
+    serving: AtomicBool,
+    /// Draining: every response closes its connection.
+    closing: AtomicBool,
+    /// When the stop is due, in CLOCK_MONOTONIC nanoseconds (the same clock in every
+    /// process); 0 while no stop was asked.
+    due: AtomicU64,
+}
+
+/// Where the server is in its life, as `/healthz` tells a load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not serving yet.
+    Starting,
+    Serving,
+    /// A stop was asked: still serving, but every response closes its connection, until the
+    /// drain delay has passed and the server stops.
+    Draining,
 }
 
 impl Shutdown {
     /// A shutdown triggered by calling [`Shutdown::trigger`].
     pub fn new() -> io::Result<Arc<Shutdown>> {
-        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        Ok(Arc::new(Shutdown {
-            wake: Wake::Event(fd),
-        }))
+        Shutdown::with_signals(None)
     }
 
     /// A shutdown triggered by SIGINT or SIGTERM. Call it before starting any thread: it
     /// blocks both signals in the calling thread, and threads and processes started later
-    /// inherit that. No handler runs and no thread waits for signals, so the program stays
-    /// single-threaded, which the forking models need.
+    /// inherit that. No handler runs, so the program stays single-threaded, which the forking
+    /// models need; the signals are read through a signalfd (see the module's header).
     ///
     /// SIGHUP is blocked too, so that it never stops the server: each process reads it
     /// (see [`hangups`]) to reload its certificates and reopen its access log.
     pub fn on_signals() -> io::Result<Arc<Shutdown>> {
-        let mut signals = SigSet::empty();
-        signals.add(Signal::SIGINT);
-        signals.add(Signal::SIGTERM);
+        let signals = stop_signals();
         let mut blocked = signals;
         blocked.add(Signal::SIGHUP);
         blocked.thread_block()?;
         let fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        Shutdown::with_signals(Some(fd))
+    }
+
+    fn with_signals(signals: Option<SignalFd>) -> io::Result<Arc<Shutdown>> {
+        let stop = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+        )?;
         Ok(Arc::new(Shutdown {
-            wake: Wake::Signals(fd.into()),
+            stop,
+            signals,
+            shared: Shared::map()?,
+            drain_delay: AtomicU64::new(0),
+            asked: AtomicBool::new(false),
         }))
     }
 
+    /// Asks the server to stop. The first ask starts the drain (with no drain delay, the stop
+    /// is due at once); a later one makes the stop due now.
     pub fn trigger(&self) {
-        match &self.wake {
-            // Fails only if the counter would overflow, i.e. it is already readable.
-            Wake::Event(fd) => drop(rustix::io::write(fd, &1u64.to_ne_bytes())),
-            // The signal stays pending (it is blocked), which makes the signalfd readable.
-            Wake::Signals(_) => drop(nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM)),
+        if self.asked.swap(true, Ordering::SeqCst) {
+            return self.stop_now();
         }
+        let delay = self.drain_delay.load(Ordering::Relaxed);
+        if delay > 0 {
+            self.shared.closing.store(true, Ordering::SeqCst);
+        }
+        self.stop_at(monotonic_now().saturating_add(delay));
+    }
+
+    /// The stop is due now, drain delay or not (a forking parent ending its children).
+    pub(crate) fn stop_now(&self) {
+        self.stop_at(monotonic_now());
+    }
+
+    /// Makes the stop due at `due` (CLOCK_MONOTONIC nanoseconds), unless it is due sooner
+    /// already; the timer follows the shared deadline, whichever process moved it last.
+    fn stop_at(&self, due: u64) {
+        let mut current = self.shared.due.load(Ordering::SeqCst);
+        loop {
+            if current != 0 && current <= due {
+                return;
+            }
+            match self
+                .shared
+                .due
+                .compare_exchange(current, due, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(now_there) => current = now_there,
+            }
+        }
+        // Another process may move the deadline between the swap above and the arming
+        // below: arm again until the timer was set to what the shared deadline says.
+        let mut armed = due;
+        loop {
+            let at = Itimerspec {
+                it_interval: Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                // Never zero, which would disarm the timer; a time past expires at once.
+                it_value: nanos_to_timespec(armed.max(1)),
+            };
+            // Fails only for an invalid time, which this is not.
+            let _ = timerfd_settime(&self.stop, TimerfdTimerFlags::ABSTIME, &at);
+            let latest = self.shared.due.load(Ordering::SeqCst);
+            if latest == armed {
+                return;
+            }
+            armed = latest;
+        }
+    }
+
+    /// How long the server drains before it stops, once a stop is asked (`--drain-delay`).
+    /// Set before serving starts.
+    pub(crate) fn set_drain_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.drain_delay.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The server's model has its listener: `/healthz` says so from now on.
+    pub(crate) fn serving(&self) {
+        self.shared.serving.store(true, Ordering::SeqCst);
+    }
+
+    pub fn phase(&self) -> Phase {
+        if self.shared.closing.load(Ordering::Relaxed) || self.is_triggered() {
+            Phase::Draining
+        } else if self.shared.serving.load(Ordering::Relaxed) {
+            Phase::Serving
+        } else {
+            Phase::Starting
+        }
+    }
+
+    /// Raised while the server drains: every response then closes its connection. For the
+    /// core's `Settings`, which every connection reads; it lives as long as the process.
+    pub(crate) fn closing(&self) -> &'static AtomicBool {
+        &self.shared.closing
     }
 
     /// Whether this is the binary's shutdown, on signals (which also blocks SIGHUP).
     pub(crate) fn watches_signals(&self) -> bool {
-        matches!(self.wake, Wake::Signals(_))
+        self.signals.is_some()
+    }
+
+    /// Reads the pending SIGINT and SIGTERM of the calling process, each an ask to stop.
+    pub(crate) fn read_signals(&self) {
+        let Some(signals) = &self.signals else {
+            return;
+        };
+        while let Ok(Some(_)) = signals.read_signal() {
+            self.trigger();
+        }
+    }
+
+    /// A signal the calling process read itself (a forking parent reads SIGINT and SIGTERM
+    /// with its SIGCHLD): an ask to stop, if it is one of ours.
+    pub(crate) fn signalled(&self, signal: u32) {
+        let ours = [Signal::SIGINT, Signal::SIGTERM].map(|s| s as u32);
+        if self.watches_signals() && ours.contains(&signal) {
+            self.trigger();
+        }
+    }
+
+    /// In a process that may run threads (not a forking parent): a thread that reads this
+    /// process's SIGINT and SIGTERM; dropped, it stops. `None` without the binary's signals.
+    pub(crate) fn read_signals_on_thread(self: &Arc<Self>) -> io::Result<Option<SignalReader>> {
+        if !self.watches_signals() {
+            return Ok(None);
+        }
+        let done = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+        let (shutdown, finished) = (Arc::clone(self), Arc::clone(&done));
+        let thread = std::thread::Builder::new()
+            .name("bingfa-signals".into())
+            .spawn(move || {
+                let Some(signals) = &shutdown.signals else {
+                    return;
+                };
+                while let Ok([signalled, false]) = wait_readable([signals.as_fd(), finished.as_fd()], None) {
+                    if signalled {
+                        shutdown.read_signals();
+                    }
+                }
+            })?;
+        Ok(Some(SignalReader {
+            done,
+            thread: Some(thread),
+        }))
     }
 
     pub fn is_triggered(&self) -> bool {
-        let fd = self.fd();
-        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(poll(&mut fds, Some(&now)), Ok(1))
+        let due = self.shared.due.load(Ordering::SeqCst);
+        due != 0 && monotonic_now() >= due
     }
 
-    /// Readable once the shutdown has been triggered.
+    /// Readable once the stop is due.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        match &self.wake {
-            Wake::Event(fd) | Wake::Signals(fd) => fd.as_fd(),
+        self.stop.as_fd()
+    }
+}
+
+/// The thread of [`Shutdown::read_signals_on_thread`].
+#[derive(Debug)]
+pub(crate) struct SignalReader {
+    done: Arc<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for SignalReader {
+    fn drop(&mut self) {
+        // Fails only if the counter would overflow, i.e. it is already readable.
+        let _ = rustix::io::write(&*self.done, &1u64.to_ne_bytes());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
+    }
+}
+
+impl Shared {
+    /// A fresh shared mapping, never unmapped: the `'static` borrow holds for the life of the
+    /// process (one page per shutdown, which a program makes once per server).
+    fn map() -> io::Result<&'static Shared> {
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh anonymous mapping aliases nothing. It is shared, so forked processes
+        // see the same page; zero-filled, which is a valid `Shared` (atomics, all false or 0);
+        // page-aligned, which is aligned enough.
+        unsafe {
+            let memory = mmap_anonymous(
+                std::ptr::null_mut(),
+                size_of::<Shared>(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?;
+            memory
+                .cast::<Shared>()
+                .as_ref()
+                .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+        }
+    }
+}
+
+/// SIGINT and SIGTERM: what stops the binary.
+pub(crate) fn stop_signals() -> SigSet {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every process, and `Instant`'s.
+fn monotonic_now() -> u64 {
+    let now = clock_gettime(ClockId::Monotonic);
+    let nanos = i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec);
+    u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
+fn nanos_to_timespec(nanos: u64) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(nanos / 1_000_000_000).unwrap_or(i64::MAX),
+        tv_nsec: (nanos % 1_000_000_000) as i64,
     }
 }
 
@@ -136,7 +365,8 @@ pub(crate) fn timespec(duration: Duration) -> Timespec {
 
 #[cfg(test)]
 mod tests {
-    use super::Shutdown;
+    use super::{Phase, Shutdown};
+    use std::time::Duration;
 
     #[test]
     fn trigger_makes_it_readable() {
@@ -146,5 +376,26 @@ mod tests {
         assert!(shutdown.is_triggered());
         shutdown.trigger();
         assert!(shutdown.is_triggered(), "stays triggered");
+        assert!(
+            super::wait_readable([shutdown.fd()], Some(Duration::from_secs(10))).unwrap()[0],
+            "and the descriptor turns readable"
+        );
+    }
+
+    #[test]
+    fn with_a_drain_delay_the_first_trigger_drains_and_the_second_stops() {
+        let shutdown = Shutdown::new().unwrap();
+        assert_eq!(shutdown.phase(), Phase::Starting);
+        shutdown.serving();
+        assert_eq!(shutdown.phase(), Phase::Serving);
+        shutdown.set_drain_delay(Duration::from_secs(3600));
+        shutdown.trigger();
+        assert_eq!(shutdown.phase(), Phase::Draining);
+        assert!(shutdown.closing().load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!shutdown.is_triggered(), "an hour to go");
+        assert!(!super::wait_readable([shutdown.fd()], Some(Duration::ZERO)).unwrap()[0]);
+        shutdown.trigger();
+        assert!(shutdown.is_triggered(), "asked twice: now");
+        assert!(super::wait_readable([shutdown.fd()], Some(Duration::from_secs(10))).unwrap()[0]);
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! SIGCHLD is blocked and read through a signalfd, so the parent's loop waits for "a child
 //! exited" with `poll` like for any other event, and reaps at once: no zombies, no signal
-//! handler, and no thread (forking from a multi-threaded process is unsafe).
+//! handler, and no thread (forking from a multi-threaded process is unsafe). The binary's
+//! SIGINT and SIGTERM come through the same signalfd, for the same reason: the parent reads
+//! them there and asks its shutdown to stop (which starts the drain, see `shutdown`).
 
+use crate::shutdown::Shutdown;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -11,23 +14,33 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The live children of this process.
 pub(crate) struct Children {
     exited: SignalFd,
     pids: HashSet<Pid>,
+    shutdown: Arc<Shutdown>,
 }
 
 impl Children {
-    pub fn new() -> io::Result<Children> {
+    /// Children of a parent that stops with `shutdown`, and reads its stop signals here.
+    pub fn new(shutdown: &Arc<Shutdown>) -> io::Result<Children> {
         let mut signals = SigSet::empty();
         signals.add(Signal::SIGCHLD);
         signals.thread_block()?;
+        if shutdown.watches_signals() {
+            // Blocked already, by `Shutdown::on_signals`.
+            crate::shutdown::stop_signals()
+                .iter()
+                .for_each(|signal| signals.add(signal));
+        }
         let exited = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Ok(Children {
             exited,
             pids: HashSet::new(),
+            shutdown: Arc::clone(shutdown),
         })
     }
 
@@ -52,16 +65,19 @@ impl Children {
         self.pids.len()
     }
 
-    /// Readable when a child has exited.
+    /// Readable when a child has exited (or a stop signal came: see the header).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.exited.as_fd()
     }
 
-    /// Collects every child that has exited, without blocking; returns their pids.
+    /// Collects every child that has exited, without blocking; returns their pids. A stop
+    /// signal read meanwhile goes to the shutdown.
     pub fn reap(&mut self) -> Vec<Pid> {
         // Empty the signalfd: several exits may have merged into one pending SIGCHLD, which
         // is why waitpid loops below rather than once per signal.
-        while let Ok(Some(_)) = self.exited.read_signal() {}
+        while let Ok(Some(signal)) = self.exited.read_signal() {
+            self.shutdown.signalled(signal.ssi_signo);
+        }
         let mut reaped = Vec::new();
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -83,8 +99,10 @@ impl Children {
         }
     }
 
-    /// Asks every child to stop (SIGTERM), waits up to `grace` for them, then kills the rest.
+    /// Asks every child to stop (the shutdown's stop made due, which children watch, and
+    /// SIGTERM), waits up to `grace` for them, then kills the rest.
     pub fn stop(&mut self, grace: Duration) {
+        self.shutdown.stop_now();
         self.signal(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while !self.pids.is_empty() && Instant::now() < deadline {

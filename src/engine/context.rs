@@ -5,7 +5,7 @@ use super::limit::{Admission, ConnectionLimit};
 use crate::net::{Peer, Stream};
 use crate::observe::{Observer, Writer};
 use crate::seam::{Clock, Link, Settings, TlsConfig, TrustedProxies};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, SignalReader};
 use slab::Slab;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -153,9 +153,16 @@ impl<H> Context<H> {
     }
 
     /// Starts what a serving process that may start threads (not a forking parent) runs
-    /// beside its connections: the access log's writer, and the SIGHUP watcher when the
-    /// binary's signals are in use. Dropped, they stop (the writer writes what is left).
+    /// beside its connections: the access log's writer, and when the binary's signals are
+    /// in use, the SIGHUP watcher and the reader of SIGINT and SIGTERM (which start the drain,
+    /// see `shutdown`). Dropped, they stop (the writer writes what is left).
     pub fn serving_process(&self, report: Report) -> ProcessServices {
+        let signals = self
+            .shutdown
+            .read_signals_on_thread()
+            .map_err(|e| tracing::error!("cannot read SIGTERM, only SIGKILL will stop: {e}"))
+            .ok()
+            .flatten();
         let writer = self
             .observer
             .as_ref()
@@ -169,6 +176,7 @@ impl<H> Context<H> {
         ProcessServices {
             _writer: writer,
             _watcher: watcher,
+            _signals: signals,
         }
     }
 }
@@ -179,6 +187,7 @@ impl<H> Context<H> {
 pub(crate) struct ProcessServices {
     _writer: Option<Writer>,
     _watcher: Option<Watcher>,
+    _signals: Option<SignalReader>,
 }
 
 /// The sockets of the connections the blocking models' threads are serving. A thread

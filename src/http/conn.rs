@@ -25,6 +25,7 @@ use core::net::IpAddr;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,18 @@ pub struct Settings {
     /// `X-Content-Type-Options: nosniff` on every response (unless the handler's fields
     /// replace it): the server's Content-Types are right, so browsers should never guess.
     pub nosniff: bool,
+    /// Raised while the server drains before it stops (`--drain-delay`): every response then
+    /// closes its connection (HTTP/1.1 `Connection: close`; HTTP/2 a graceful GOAWAY), so
+    /// that clients take their next request elsewhere rather than meet a closing socket.
+    pub closing: Option<&'static AtomicBool>,
+}
+
+impl Settings {
+    /// Whether the server is draining (see [`Settings::closing`]).
+    pub fn closing(&self) -> bool {
+        self.closing
+            .is_some_and(|closing| closing.load(Ordering::Relaxed))
+    }
 }
 
 impl Default for Settings {
@@ -112,6 +125,7 @@ impl Default for Settings {
             hsts: None,
             h2_max_streams: 128,
             nosniff: true,
+            closing: None,
         }
     }
 }
@@ -607,7 +621,8 @@ impl Connection {
     fn respond(&mut self, head: Head, head_start: usize, clock: &Clock, handler: &impl Handler) -> bool {
         // A client waiting for 100 Continue may never send its body; rather than guess
         // whether the next bytes are body or request, answer and close.
-        let keep_alive = head.keep_alive && !(head.expects_continue && head.framing.is_some());
+        let keep_alive =
+            head.keep_alive && !(head.expects_continue && head.framing.is_some()) && !self.settings.closing();
         let persistence = match (keep_alive, head.version) {
             (false, _) => Persistence::Close,
             (true, Version::Http10) => Persistence::KeepAlive,

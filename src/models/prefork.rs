@@ -38,7 +38,7 @@ const EXIT_MARGIN: Duration = Duration::from_secs(1);
 const RESTART_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
-    let mut workers = Children::new().map_err(Error::io("watching worker processes"))?;
+    let mut workers = Children::new(&context.shutdown).map_err(Error::io("watching worker processes"))?;
     let tally = SharedTally::new(context.workers).map_err(Error::io("sharing the connection count"))?;
     let result = supervise(&listener, context, &tally, &mut workers);
     // The workers close their copies as they start draining; with this last one closed,

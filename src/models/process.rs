@@ -36,7 +36,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
-    let mut children = Children::new().map_err(Error::io("watching child processes"))?;
+    let mut children = Children::new(&context.shutdown).map_err(Error::io("watching child processes"))?;
     let result = accept_and_fork(&listener, context, &mut children);
     // New clients are refused from here. Children finish the response in flight (SIGTERM
     // makes them stop at the next request), within the shutdown timeout.

@@ -26,6 +26,7 @@ pub(crate) use access_log::Writer;
 use metrics::Metrics;
 pub(crate) use metrics::OpenGauge;
 pub(crate) use scrape::MetricsHandler;
+pub use scrape::{Health, Healthy};
 use std::fmt;
 use std::io;
 use std::net::IpAddr;

@@ -2,6 +2,10 @@
 //! handler of the HTTP core. The server runs it with one of its own models on the metrics
 //! listener, so the endpoint speaks the same HTTP as the site: same parser, same limits, same
 //! answers to bad requests and other methods.
+//!
+//! `/healthz` is what a load balancer's health check asks: 200 `ok` while the server serves,
+//! 503 `starting` before it does and 503 `draining` once it was asked to stop, so that the
+//! balancer sends it no new clients while it finishes (see `--drain-delay`).
 
 use super::metrics::Metrics;
 use crate::http::{Body, Handler, Reply, Request, Status};
@@ -16,11 +20,59 @@ const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 #[derive(Debug)]
 pub(crate) struct MetricsHandler {
     metrics: Arc<Metrics>,
+    /// Without one, `/healthz` says `ok` whenever it is asked.
+    health: Option<Health>,
+}
+
+/// Where the server is, as `/healthz` says it: asked of the server at each request.
+#[derive(Clone)]
+pub struct Health(Arc<dyn Fn() -> Healthy + Send + Sync>);
+
+impl Health {
+    pub fn new(probe: impl Fn() -> Healthy + Send + Sync + 'static) -> Health {
+        Health(Arc::new(probe))
+    }
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Health")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Healthy {
+    Starting,
+    Ready,
+    Draining,
 }
 
 impl MetricsHandler {
     pub fn new(metrics: Arc<Metrics>) -> MetricsHandler {
-        MetricsHandler { metrics }
+        MetricsHandler {
+            metrics,
+            health: None,
+        }
+    }
+
+    /// `/healthz` answers what `health` says.
+    pub fn with_health(self, health: Health) -> MetricsHandler {
+        MetricsHandler {
+            health: Some(health),
+            ..self
+        }
+    }
+
+    fn healthz(&self) -> Reply {
+        let (status, body): (_, &'static [u8]) = match self.health.as_ref().map(|probe| (probe.0)()) {
+            None | Some(Healthy::Ready) => (Status::Ok, b"ok\n"),
+            Some(Healthy::Starting) => (Status::ServiceUnavailable, b"starting\n"),
+            Some(Healthy::Draining) => (Status::ServiceUnavailable, b"draining\n"),
+        };
+        Reply {
+            status,
+            ..Reply::ok(Cow::Borrowed(PLAIN_TEXT), Body::Static(body))
+        }
     }
 }
 
@@ -31,7 +83,7 @@ impl Handler for MetricsHandler {
                 let text = self.metrics.render().into_bytes();
                 Reply::ok(Cow::Borrowed(PROMETHEUS_TEXT), Body::Shared(text.into()))
             }
-            b"/healthz" => Reply::ok(Cow::Borrowed(PLAIN_TEXT), Body::Static(b"ok\n")),
+            b"/healthz" => self.healthz(),
             _ => Reply::error(Status::NotFound),
         }
     }
@@ -72,5 +124,20 @@ mod tests {
         assert_eq!((health.status, body(&health)), (Status::Ok, &b"ok\n"[..]));
         let other = answer(&handler, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(other.status, Status::NotFound);
+    }
+
+    #[test]
+    fn healthz_says_503_while_starting_and_draining() {
+        let cases = [
+            (Healthy::Starting, Status::ServiceUnavailable, &b"starting\n"[..]),
+            (Healthy::Ready, Status::Ok, &b"ok\n"[..]),
+            (Healthy::Draining, Status::ServiceUnavailable, &b"draining\n"[..]),
+        ];
+        for (healthy, status, text) in cases {
+            let handler = MetricsHandler::new(Metrics::new("thread").unwrap())
+                .with_health(Health::new(move || healthy));
+            let health = answer(&handler, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!((health.status, body(&health)), (status, text), "{healthy:?}");
+        }
     }
 }

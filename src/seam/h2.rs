@@ -320,6 +320,15 @@ impl Http2 {
         }
     }
 
+    /// While the server drains before it stops (`Settings::closing`), a connection that
+    /// brings a request is answered and told GOAWAY, gracefully, as HTTP/1.1 says
+    /// `Connection: close`: the client takes its next request to a new connection.
+    fn close_if_draining(&mut self) {
+        if !self.draining && self.settings.closing() {
+            self.drain();
+        }
+    }
+
     /// The deadline passed: an idle connection (or one whose request never ends) says
     /// GOAWAY before it closes, within the linger time. Whether it has that to send; not
     /// while a response is stuck (the client takes nothing), nor a second time.
@@ -412,6 +421,7 @@ impl Http2 {
                     Poll::Ready(Some(Ok((request, respond)))) => {
                         progressed = true;
                         self.accepted(request, respond, clock, handler);
+                        self.close_if_draining();
                     }
                     // A stream's error is h2's to answer (RST_STREAM); here it only ends
                     // the stream.

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use bingfa::Model;
 use nix::sys::signal::Signal;
@@ -391,8 +392,13 @@ fn health_check_exits_0_only_for_a_200() {
         None,
     );
     let metrics = metrics_addr(&running);
-    let (status, stderr) = run_to_exit(&["--health-check", &format!("http://{metrics}/healthz")]);
-    assert!(status.success(), "healthy: {status} {stderr}");
+    // /healthz says 503 `starting` until the model serves: healthy within a bound.
+    let healthz = format!("http://{metrics}/healthz");
+    let healthy = poll_until(Duration::from_secs(10), || {
+        let (status, stderr) = run_to_exit(&["--health-check", &healthz]);
+        status.success().then_some(stderr)
+    });
+    let stderr = healthy.expect("healthy once started");
     assert!(stderr.is_empty(), "nothing said when healthy: {stderr}");
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     for (url, says) in [

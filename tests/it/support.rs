@@ -391,6 +391,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         send_timeout,
         min_rate,
         shutdown_timeout,
+        drain_delay,
         max_connections,
         h2_max_streams,
         hidden,
@@ -440,6 +441,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         min_rate.to_string(),
         "--shutdown-timeout".into(),
         seconds(*shutdown_timeout),
+        "--drain-delay".into(),
+        seconds(*drain_delay),
         "--max-connections".into(),
         max_connections.to_string(),
         "--h2-max-streams".into(),
@@ -1646,6 +1649,7 @@ fn config_defaults() {
     assert_eq!(c.send_timeout, Duration::from_secs(60));
     assert_eq!(c.min_rate, 500);
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.drain_delay, Duration::ZERO);
     // From RLIMIT_NOFILE (raised to its maximum), never zero.
     assert!(c.max_connections > 0);
     assert!(!c.hidden);
