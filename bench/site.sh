@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The price of the site's rules (issue 18), as ratios measured in one run: the `reactor` model
 # serving the ~600-byte page with no rules, then with 50 rules ([[headers]] and [[redirects]]
-# tables, one of them matching every path), then behind basic auth with a cached credential; and `--compress` answering a 20 KB script from its cache
-# beside nginx serving the same script's `.gz` sibling with `gzip_static`.
+# tables, one of them matching every path), then behind basic auth with a cached credential;
+# and `--compress` answering a 20 KB script from its cache beside nginx serving the same
+# script's `.gz` sibling with `gzip_static`.
 #
 #   bench/site.sh [SECONDS] [ROUNDS]          defaults: 5 3
 #
