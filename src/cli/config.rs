@@ -8,7 +8,9 @@
 //! code here, only its line in `effective` for `--print-config` (a test checks that it has one).
 
 use super::{format_size, one_line, Args};
-use crate::server::{Config, Cors, HeaderRule, HeaderRuleError, RedirectRule, DEFAULT_REDIRECT_STATUS};
+use crate::server::{
+    Config, Cors, HeaderRule, HeaderRuleError, HostName, RedirectRule, VirtualHost, DEFAULT_REDIRECT_STATUS,
+};
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -84,6 +86,18 @@ pub struct Resolved {
     pub header_rules: Vec<(HeaderRule, Source)>,
     /// The file's `[[redirects]]` tables, checked, and where each is.
     pub redirects: Vec<(RedirectRule, Source)>,
+    /// The file's `[[hosts]]` tables, checked.
+    pub hosts: Vec<HostTable>,
+}
+
+/// One `[[hosts]]` table of a config file: a virtual host, and where it and its rules are.
+#[derive(Debug, Clone)]
+pub struct HostTable {
+    pub host: VirtualHost,
+    pub source: Source,
+    /// Where each of `host.header_rules` and `host.redirects` is.
+    pub header_sources: Vec<Source>,
+    pub redirect_sources: Vec<Source>,
 }
 
 /// One `[[tls]]` table of a config file: a certificate chain and its key, absolute paths.
@@ -106,6 +120,7 @@ impl Resolved {
             .collect();
         config.header_rules = self.header_rules.iter().map(|(rule, _)| rule.clone()).collect();
         config.redirects = self.redirects.iter().map(|(rule, _)| rule.clone()).collect();
+        config.hosts = self.hosts.iter().map(|table| table.host.clone()).collect();
         config
     }
 }
@@ -124,6 +139,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
             sni_certificates: Vec::new(),
             header_rules: Vec::new(),
             redirects: Vec::new(),
+            hosts: Vec::new(),
         });
     }
     let file = match config_path(&cli, env) {
@@ -136,6 +152,10 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     if let Some(root) = layers.root {
         args.root = root;
     }
+    let hosts = match &file {
+        Some(file) => file.host_tables(&command)?,
+        None => Vec::new(),
+    };
     let (header_rules, redirects) = file
         .map(|file| (file.header_rules, file.redirects))
         .unwrap_or_default();
@@ -145,6 +165,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
         sni_certificates: layers.sni_certificates,
         header_rules,
         redirects,
+        hosts,
     })
 }
 
@@ -385,10 +406,12 @@ struct File {
     tls: Vec<TlsTable>,
     header_rules: Vec<(HeaderRule, Source)>,
     redirects: Vec<(RedirectRule, Source)>,
+    hosts: Vec<RawHost>,
 }
 
-/// The keys of a file that are no options: the certificates chosen by SNI, and the rules.
-const TABLES: [&str; 3] = ["tls", "headers", "redirects"];
+/// The keys of a file that are no options: the certificates chosen by SNI, the rules, and
+/// the virtual hosts.
+const TABLES: [&str; 4] = ["tls", "headers", "redirects", "hosts"];
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -416,12 +439,79 @@ impl File {
         let tls = tls_tables(path, text, tables.tls)?;
         let header_rules = header_tables(path, text, tables.headers)?;
         let redirects = redirect_tables(path, text, tables.redirects)?;
+        let hosts = tables
+            .hosts
+            .into_iter()
+            .map(|table| RawHost::read(path, text, table))
+            .collect::<Result<_, _>>()?;
         Ok(File {
             path: path.to_path_buf(),
             entries,
             tls,
             header_rules,
             redirects,
+            hosts,
+        })
+    }
+
+    /// The `[[hosts]]` tables as virtual hosts: their options read by the command line's own
+    /// parsers (`command`), as the top level's are; a name given twice is an error naming
+    /// both lines.
+    fn host_tables(&self, command: &Command) -> Result<Vec<HostTable>, Error> {
+        let mut tables: Vec<HostTable> = Vec::with_capacity(self.hosts.len());
+        for raw in &self.hosts {
+            let table = self.host_table(command, raw)?;
+            for name in &table.host.names {
+                let other = tables.iter().find(|t| t.host.names.contains(name));
+                if let Some(other) = other {
+                    return Err(Error::Message(format!(
+                        "{}: hosts: the name {name} is also the table's at {}",
+                        table.source, other.source
+                    )));
+                }
+            }
+            tables.push(table);
+        }
+        Ok(tables)
+    }
+
+    fn host_table(&self, command: &Command, raw: &RawHost) -> Result<HostTable, Error> {
+        let settings = settings(command);
+        let mut args = vec![OsString::from("bingfa")];
+        for (key, value, line) in &raw.options {
+            let at_line = |m: String| {
+                let path = self.path.display();
+                Error::Message(format!("{path} line {line}: hosts: {key}: {m}"))
+            };
+            let setting = settings
+                .iter()
+                .find(|setting| setting.key == *key)
+                .ok_or_else(|| at_line("not an option".into()))?;
+            match self.found(command, setting, value).map_err(at_line)? {
+                Found::Args(found) => args.extend(found),
+                Found::Root(_) => return Err(at_line("not an option".into())),
+            }
+        }
+        let own = Args::try_parse_from(args).map_err(Error::Clap)?.config();
+        let host = VirtualHost {
+            hidden: own.hidden,
+            listing: own.listing,
+            error_page: own.error_page,
+            fallback: own.fallback,
+            clean_urls: own.clean_urls,
+            index: own.index,
+            cache_control: own.cache_control,
+            headers: own.headers,
+            cors: own.cors,
+            header_rules: raw.header_rules.iter().map(|(rule, _)| rule.clone()).collect(),
+            redirects: raw.redirects.iter().map(|(rule, _)| rule.clone()).collect(),
+            ..VirtualHost::new(raw.names.clone(), raw.root.clone())
+        };
+        Ok(HostTable {
+            host,
+            source: raw.source.clone(),
+            header_sources: raw.header_rules.iter().map(|(_, s)| s.clone()).collect(),
+            redirect_sources: raw.redirects.iter().map(|(_, s)| s.clone()).collect(),
         })
     }
 
@@ -487,7 +577,7 @@ fn scalar(value: &Value) -> Result<String, String> {
     }
 }
 
-/// The tables of a file: `[[tls]]`, `[[headers]]`, `[[redirects]]`.
+/// The tables of a file: `[[tls]]`, `[[headers]]`, `[[redirects]]`, `[[hosts]]`.
 #[derive(Deserialize)]
 struct Tables {
     #[serde(default)]
@@ -496,6 +586,121 @@ struct Tables {
     headers: Vec<Spanned<RawHeaderTable>>,
     #[serde(default)]
     redirects: Vec<Spanned<RawRedirectTable>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<RawHostTable>>,
+}
+
+/// A `[[hosts]]` table as written: its names and root, the options a site of its own may
+/// set (the command line's keys, read as the top level's are), and its own rule tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawHostTable {
+    names: Spanned<Vec<Spanned<String>>>,
+    root: Spanned<String>,
+    fallback: Option<Spanned<Value>>,
+    clean_urls: Option<Spanned<Value>>,
+    index: Option<Spanned<Value>>,
+    listing: Option<Spanned<Value>>,
+    hidden: Option<Spanned<Value>>,
+    error_page: Option<Spanned<Value>>,
+    cache_control: Option<Spanned<Value>>,
+    header: Option<Spanned<Value>>,
+    cors: Option<Spanned<Value>>,
+    #[serde(default)]
+    headers: Vec<Spanned<RawHeaderTable>>,
+    #[serde(default)]
+    redirects: Vec<Spanned<RawRedirectTable>>,
+    // `[[hosts.auth]]` joins these once `[[auth]]` is in, read as the top level's.
+}
+
+/// The option keys a `[[hosts]]` table may set, in the order `--print-config` writes them.
+const HOST_OPTIONS: [&str; 9] = [
+    "hidden",
+    "listing",
+    "error-page",
+    "fallback",
+    "clean-urls",
+    "index",
+    "cache-control",
+    "header",
+    "cors",
+];
+
+impl RawHostTable {
+    /// The options it sets, by key, in the order of [`HOST_OPTIONS`].
+    fn options(&self) -> [(&'static str, &Option<Spanned<Value>>); HOST_OPTIONS.len()] {
+        [
+            ("hidden", &self.hidden),
+            ("listing", &self.listing),
+            ("error-page", &self.error_page),
+            ("fallback", &self.fallback),
+            ("clean-urls", &self.clean_urls),
+            ("index", &self.index),
+            ("cache-control", &self.cache_control),
+            ("header", &self.header),
+            ("cors", &self.cors),
+        ]
+    }
+}
+
+/// A `[[hosts]]` table with its names, root and rules checked; its options still as written
+/// (the command line's parsers read them once the file is read).
+struct RawHost {
+    names: Vec<HostName>,
+    /// Absolute: relative to the file's folder when written relative (as ROOT is).
+    root: PathBuf,
+    /// Each option it sets: key, value, line.
+    options: Vec<(&'static str, Value, usize)>,
+    header_rules: Vec<(HeaderRule, Source)>,
+    redirects: Vec<(RedirectRule, Source)>,
+    source: Source,
+}
+
+impl RawHost {
+    fn read(path: &Path, text: &str, table: Spanned<RawHostTable>) -> Result<RawHost, String> {
+        let line = |span: std::ops::Range<usize>| line_of(text, span.start);
+        let error =
+            |span, message: String| format!("{} line {}: hosts: {message}", path.display(), line(span));
+        let source = Source::File {
+            path: path.to_path_buf(),
+            line: line(table.span()),
+        };
+        let table = table.into_inner();
+        if table.names.get_ref().is_empty() {
+            return Err(error(
+                table.names.span(),
+                "names: list at least one host name".into(),
+            ));
+        }
+        let names = table
+            .names
+            .get_ref()
+            .iter()
+            .map(|name| HostName::new(name.get_ref()).map_err(|e| error(name.span(), format!("names: {e}"))))
+            .collect::<Result<_, _>>()?;
+        if table.root.get_ref().is_empty() {
+            return Err(error(table.root.span(), "root: expected a folder name".into()));
+        }
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let root = std::path::absolute(folder.join(table.root.get_ref()))
+            .map_err(|e| error(table.root.span(), format!("root: {e}")))?;
+        let options = table
+            .options()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = value.as_ref()?;
+                Some((key, value.get_ref().clone(), line(value.span())))
+            })
+            .collect();
+        Ok(RawHost {
+            names,
+            root,
+            options,
+            header_rules: header_tables(path, text, table.headers)?,
+            redirects: redirect_tables(path, text, table.redirects)?,
+            source,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -672,41 +877,125 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
         ));
     }
     for (rule, source) in &resolved.header_rules {
-        out.push_str(&header_table(rule, &format!("  # {source}")));
+        out.push_str(&header_table("headers", rule, &format!("  # {source}")));
     }
     for (rule, source) in &resolved.redirects {
-        out.push_str(&redirect_table(rule, &format!("  # {source}")));
+        out.push_str(&redirect_table("redirects", rule, &format!("  # {source}")));
+    }
+    for table in &resolved.hosts {
+        let comment = |source: &Source| format!("  # {source}");
+        let header_comments: Vec<String> = table.header_sources.iter().map(comment).collect();
+        let redirect_comments: Vec<String> = table.redirect_sources.iter().map(comment).collect();
+        out.push_str(&host_table(
+            &table.host,
+            &comment(&table.source),
+            &header_comments,
+            &redirect_comments,
+        )?);
     }
     Ok(out)
 }
 
-/// `config`'s `[[headers]]` and `[[redirects]]` as TOML that `--config` reads back, for a
-/// program that starts bingfa with a configuration made in code (the integration tests).
-pub fn rule_tables(config: &Config) -> String {
-    let headers = config.header_rules.iter().map(|rule| header_table(rule, ""));
-    let redirects = config.redirects.iter().map(|rule| redirect_table(rule, ""));
-    headers.chain(redirects).collect()
+/// `config`'s `[[headers]]`, `[[redirects]]` and `[[hosts]]` as TOML that `--config` reads
+/// back, for a program that starts bingfa with a configuration made in code (the
+/// integration tests).
+pub fn rule_tables(config: &Config) -> Result<String, String> {
+    let headers = config
+        .header_rules
+        .iter()
+        .map(|rule| header_table("headers", rule, ""));
+    let redirects = config
+        .redirects
+        .iter()
+        .map(|rule| redirect_table("redirects", rule, ""));
+    let mut out: String = headers.chain(redirects).collect();
+    for host in &config.hosts {
+        out.push_str(&host_table(host, "", &[], &[])?);
+    }
+    Ok(out)
 }
 
-/// One `[[headers]]` table, `comment` after its header line; names and values quoted as TOML
-/// strings.
-fn header_table(rule: &HeaderRule, comment: &str) -> String {
+/// One `[[hosts]]` table: its names, root and every option it may set, then its own rule
+/// tables; `comment` after its header line, and each of `header_comments` and
+/// `redirect_comments` after its rule's (none: no comment).
+fn host_table(
+    host: &VirtualHost,
+    comment: &str,
+    header_comments: &[String],
+    redirect_comments: &[String],
+) -> Result<String, String> {
+    let names: Vec<Value> = host
+        .names
+        .iter()
+        .map(|name| Value::String(name.to_string()))
+        .collect();
+    let root = Value::String(utf8("hosts root", &host.root)?);
+    let mut out = format!(
+        "\n[[hosts]]{comment}\nnames = {}\nroot = {root}\n",
+        Value::Array(names)
+    );
+    for (key, value) in host_values(host)? {
+        match value {
+            Some(value) => out.push_str(&format!("{key} = {value}\n")),
+            None => out.push_str(&format!("# {key} is not set\n")),
+        }
+    }
+    let no_comment = String::new();
+    for (i, rule) in host.header_rules.iter().enumerate() {
+        let comment = header_comments.get(i).unwrap_or(&no_comment);
+        out.push_str(&header_table("hosts.headers", rule, comment));
+    }
+    for (i, rule) in host.redirects.iter().enumerate() {
+        let comment = redirect_comments.get(i).unwrap_or(&no_comment);
+        out.push_str(&redirect_table("hosts.redirects", rule, comment));
+    }
+    Ok(out)
+}
+
+/// The value of each of [`HOST_OPTIONS`] for `host`, as `effective` writes the top level's.
+fn host_values(host: &VirtualHost) -> Result<Vec<(&'static str, Option<Value>)>, String> {
+    let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
+        Ok(path
+            .as_deref()
+            .map(|p| utf8(key, p))
+            .transpose()?
+            .map(Value::String))
+    };
+    let values = vec![
+        ("hidden", Some(Value::Boolean(host.hidden))),
+        ("listing", Some(Value::Boolean(host.listing))),
+        ("error-page", path("error-page", &host.error_page)?),
+        ("fallback", path("fallback", &host.fallback)?),
+        ("clean-urls", Some(Value::Boolean(host.clean_urls))),
+        ("index", Some(Value::String(host.index.join(",")))),
+        ("cache-control", host.cache_control.clone().map(Value::String)),
+        ("header", list(host.headers.iter().map(ToString::to_string))),
+        ("cors", cors_value(&host.cors)),
+    ];
+    debug_assert!(values.iter().map(|(key, _)| *key).eq(HOST_OPTIONS));
+    Ok(values)
+}
+
+/// One `[[headers]]` table (`table`: `headers`, or `hosts.headers` inside a host), `comment`
+/// after its header line; names and values quoted as TOML strings.
+fn header_table(table: &str, rule: &HeaderRule, comment: &str) -> String {
     let quoted = |text: &str| Value::String(text.to_owned()).to_string();
     let set: Vec<String> = rule
         .fields()
         .map(|(name, value)| format!("{} = {}", quoted(name), quoted(value)))
         .collect();
     format!(
-        "\n[[headers]]{comment}\npath = {}\nset = {{ {} }}\n",
+        "\n[[{table}]]{comment}\npath = {}\nset = {{ {} }}\n",
         quoted(rule.path()),
         set.join(", ")
     )
 }
 
-fn redirect_table(rule: &RedirectRule, comment: &str) -> String {
+/// One `[[redirects]]` table (`table`: `redirects`, or `hosts.redirects`).
+fn redirect_table(table: &str, rule: &RedirectRule, comment: &str) -> String {
     let quoted = |text: &str| Value::String(text.to_owned()).to_string();
     format!(
-        "\n[[redirects]]{comment}\nfrom = {}\nto = {}\nstatus = {}\n",
+        "\n[[{table}]]{comment}\nfrom = {}\nto = {}\nstatus = {}\n",
         quoted(rule.from()),
         quoted(rule.to()),
         rule.status()
@@ -756,6 +1045,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         redirect_http,
         proxy_protocol,
         trusted_proxies,
+        // Not options: rendered as `[[hosts]]` tables after them.
+        hosts: _,
     } = config;
     let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
         Ok(path
@@ -1405,7 +1696,7 @@ to = \"/new?from=old\"
         assert_eq!(reread.cors, config.cors);
 
         // The same tables for a program that made its configuration in code.
-        let (_tables_dir, tables) = config_file(&rule_tables(&config));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config).unwrap());
         let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
         assert_eq!(
             format!("{:?}", reread.redirects),

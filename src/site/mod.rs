@@ -21,6 +21,7 @@ use std::time::Duration;
 
 mod compress;
 mod glob;
+mod hosts;
 mod hot;
 mod listing;
 mod paths;
@@ -29,6 +30,7 @@ mod rewrite;
 mod rules;
 
 pub use glob::{Glob, GlobError};
+pub use hosts::{DuplicateHostName, HostName, HostNameError, Hosts};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{Outcome, RedirectError, RedirectRule, DEFAULT_STATUS as DEFAULT_REDIRECT_STATUS};
 pub use rules::{AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, Origin};

@@ -420,6 +420,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         redirect_http,
         proxy_protocol,
         trusted_proxies,
+        // Written as `[[hosts]]` tables with the rules.
+        hosts: _,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -516,15 +518,13 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
     }
+    let rules = bingfa::cli::config::rule_tables(config).expect("rule tables as TOML");
     if !sni_certificates.is_empty() {
         flags.push("--config".into());
-        flags.push(tls_tables_file(
-            sni_certificates,
-            &bingfa::cli::config::rule_tables(config),
-        ));
-    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() {
+        flags.push(tls_tables_file(sni_certificates, &rules));
+    } else if !rules.is_empty() {
         flags.push("--config".into());
-        flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
+        flags.push(rule_tables_file(root, &rules));
     }
     if *proxy_protocol {
         flags.push("--proxy-protocol".into());
@@ -548,8 +548,9 @@ fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
     path.to_str().expect("UTF-8 TLS path").to_string()
 }
 
-/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`: the
-/// command line has no option for them), beside the site's root, which outlives the test.
+/// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`,
+/// `[[hosts]]`: the command line has no option for them), beside the site's root, which
+/// outlives the test.
 fn rule_tables_file(root: &Path, rules: &str) -> String {
     let path = root.with_extension("rules.toml");
     fs::write(&path, rules).expect("write the rules config file");
