@@ -170,6 +170,7 @@ mod goaway;
 mod h2;
 mod handler;
 mod headers;
+mod hosts;
 mod isolation;
 mod lifecycle;
 mod limits;
