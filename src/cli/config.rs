@@ -1708,6 +1708,154 @@ to = \"/new?from=old\"
         );
     }
 
+    const HOSTS: &str = "\
+hidden = true
+header = \"X-Top: 1\"
+
+[[hosts]]
+names = [\"Example.com\", \"www.example.com.\", \"*.example.org\"]
+root = \"sites/example\"
+fallback = \"index.html\"
+clean-urls = true
+index = \"index.htm,index.html\"
+cache-control = \"public, max-age=60\"
+header = [\"X-Site: example\"]
+cors = \"https://a.example\"
+
+[[hosts.headers]]
+path = \"/assets/**\"
+set = { \"Cache-Control\" = \"immutable\" }
+
+[[hosts.redirects]]
+from = \"/old\"
+to = \"/new\"
+
+[[hosts]]
+names = [\"[::1]\", \"127.0.0.1\"]
+root = \"/srv/other\"
+";
+
+    #[test]
+    fn hosts_are_read_with_their_own_options_and_printed_back() {
+        let (dir, path) = config_file(HOSTS);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        assert!(config.hidden);
+        let [example, other] = &config.hosts[..] else {
+            panic!("{:?}", config.hosts);
+        };
+        let names: Vec<&str> = example.names.iter().map(HostName::as_str).collect();
+        assert_eq!(names, ["example.com", "www.example.com", "*.example.org"]);
+        assert_eq!(example.root, dir.path().join("sites/example"));
+        assert_eq!(example.fallback, Some(PathBuf::from("index.html")));
+        assert!(example.clean_urls);
+        assert_eq!(example.index, ["index.htm", "index.html"]);
+        assert_eq!(example.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(example.headers[0].to_string(), "X-Site: example");
+        assert!(matches!(&example.cors, Cors::Origins(o) if o[0].as_str() == "https://a.example"));
+        assert_eq!(example.header_rules[0].path(), "/assets/**");
+        assert_eq!(example.redirects[0].to(), "/new");
+        // Not inherited: what a table does not set has its default, not the top level's.
+        assert!(!example.hidden && !other.hidden);
+        assert!(other.headers.is_empty() && other.header_rules.is_empty());
+        assert_eq!(other.root, PathBuf::from("/srv/other"));
+        assert_eq!(
+            resolved.hosts[0].redirect_sources[0],
+            Source::File {
+                path: path.clone(),
+                line: 18
+            }
+        );
+
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains(&format!("[[hosts]]  # {} line 4", path.display())),
+            "{printed}"
+        );
+        assert!(printed.contains("[[hosts.redirects]]"), "{printed}");
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.hosts), format!("{:?}", config.hosts));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config).unwrap());
+        let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.hosts), format!("{:?}", config.hosts));
+    }
+
+    #[test]
+    fn a_bad_host_table_names_its_file_and_line() {
+        let table = |rest: &str| format!("[[hosts]]\nnames = [\"a.example\"]\nroot = \"a\"\n{rest}");
+        for (text, line, words) in [
+            (
+                "[[hosts]]\nroot = \"a\"\n".to_string(),
+                1,
+                "missing field `names`",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.example\"]\n".to_string(),
+                1,
+                "missing field `root`",
+            ),
+            (
+                "[[hosts]]\nnames = []\nroot = \"a\"\n".to_string(),
+                2,
+                "hosts: names: list at least one",
+            ),
+            (
+                "[[hosts]]\nnames = \"a.example\"\nroot = \"a\"\n".to_string(),
+                2,
+                "invalid type",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.example:80\"]\nroot = \"a\"\n".to_string(),
+                2,
+                "hosts: names: 'a.example:80' is not a host name: a host name has no port",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.*.example\"]\nroot = \"a\"\n".to_string(),
+                2,
+                "is not a host name: a wildcard",
+            ),
+            (
+                table("listing = \"yes\"\n"),
+                4,
+                "hosts: listing: expected true or false",
+            ),
+            (
+                table("index = \"../x\"\n"),
+                4,
+                "hosts: index: index file name '../x' is a path",
+            ),
+            (
+                table("header = [\"Bad Name: x\"]\n"),
+                4,
+                "hosts: header: invalid value",
+            ),
+            (table("model = \"epoll\"\n"), 4, "unknown field `model`"),
+            (
+                table("\n[[hosts.headers]]\npath = \"a\"\nset = {}\n"),
+                6,
+                "headers: path: a path pattern starts with '/'",
+            ),
+            (
+                table("\n[[hosts.redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = 404\n"),
+                8,
+                "redirects: status must be",
+            ),
+            (
+                format!("{}\n{}", table(""), table("").replace("a.example", "A.example")),
+                5,
+                "hosts: the name a.example is also the table's at",
+            ),
+        ] {
+            let (_dir, path) = config_file(&format!("# hosts\n\n{text}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line {}: ", path.display(), line + 2);
+            assert!(error.starts_with(&prefix), "{text}: {error}");
+            assert!(error.contains(words), "{text}: {error}");
+            assert!(!error.contains('\n'), "{text}: {error}");
+        }
+    }
+
     #[test]
     fn cors_for_any_origin_and_one_header_as_a_string() {
         for (text, printed) in [
