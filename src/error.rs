@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub enum Error {
     #[error("cannot serve {}: {source}", path.display())]
     Root { path: PathBuf, source: io::Error },
+    /// Virtual hosts that cannot be told apart (`[[hosts]]`).
+    #[error("virtual hosts: {0}")]
+    Hosts(String),
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error("cannot use the socket systemd passed (LISTEN_FDS): {0}")]

@@ -4,7 +4,7 @@
 mod certificates;
 mod endpoint;
 
-use crate::engine::{Context, Report};
+use crate::engine::{Context, OnHangup, Report};
 use crate::error::Error;
 /// For the command line to check `--index` names as the root will.
 pub use crate::fs::check_index_name;
@@ -18,10 +18,10 @@ use crate::seam::TlsConfig;
 use crate::shutdown::{Phase, Shutdown};
 pub use crate::site::{hash_password, AuthRule, AuthRuleError};
 pub use crate::site::{
-    AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, RedirectError, RedirectRule,
-    DEFAULT_REDIRECT_STATUS,
+    AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, HostName, HostNameError, RedirectError,
+    RedirectRule, DEFAULT_REDIRECT_STATUS,
 };
-use crate::site::{HttpsRedirect, Site, SiteOptions};
+use crate::site::{Hosts, HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
 use std::net::{SocketAddr, TcpListener};
@@ -118,6 +118,76 @@ pub struct Config {
     /// The sources trusted to name the client: by a PROXY header, and by `Forwarded` or
     /// `X-Forwarded-For` in the access log. Loopback by default.
     pub trusted_proxies: Vec<Cidr>,
+    /// Virtual hosts (a config file's `[[hosts]]` tables): sites of their own for the
+    /// requests naming their hosts; the options above serve every other host.
+    pub hosts: Vec<VirtualHost>,
+}
+
+/// One virtual host: the site served to requests whose host is one of `names`.
+///
+/// Its options are its own: one it does not set has its built-in default, not the value the
+/// top level gives the default site (as a site block in Caddy). What it cannot set is the
+/// server's, shared by every site: compression, the small-file cache's validity,
+/// `--immutable-fingerprints`, `--no-nosniff`, the timeouts and TLS.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    pub names: Vec<HostName>,
+    pub root: PathBuf,
+    pub hidden: bool,
+    pub listing: bool,
+    pub error_page: Option<PathBuf>,
+    pub fallback: Option<PathBuf>,
+    pub clean_urls: bool,
+    pub index: Vec<String>,
+    pub cache_control: Option<String>,
+    pub headers: Vec<HeaderField>,
+    pub header_rules: Vec<HeaderRule>,
+    pub cors: Cors,
+    pub redirects: Vec<RedirectRule>,
+    /// `[[hosts.auth]]`: basic auth of its own, as its headers are.
+    pub auth: Vec<AuthRule>,
+}
+
+impl VirtualHost {
+    /// `root` served for `names`, every option at its default.
+    pub fn new(names: Vec<HostName>, root: impl Into<PathBuf>) -> VirtualHost {
+        let defaults = Config::new("");
+        VirtualHost {
+            names,
+            root: root.into(),
+            hidden: defaults.hidden,
+            listing: defaults.listing,
+            error_page: defaults.error_page,
+            fallback: defaults.fallback,
+            clean_urls: defaults.clean_urls,
+            index: defaults.index,
+            cache_control: defaults.cache_control,
+            headers: defaults.headers,
+            header_rules: defaults.header_rules,
+            cors: defaults.cors,
+            redirects: defaults.redirects,
+            auth: defaults.auth,
+        }
+    }
+
+    /// Its site's options: its own, and the server's shared ones from `config`.
+    fn site_options(&self, config: &Config) -> SiteOptions {
+        SiteOptions {
+            hidden: self.hidden,
+            listing: self.listing,
+            error_page: self.error_page.clone(),
+            cache_control: self.cache_control.clone(),
+            fallback: self.fallback.clone(),
+            clean_urls: self.clean_urls,
+            index: self.index.clone(),
+            headers: self.headers.clone(),
+            header_rules: self.header_rules.clone(),
+            cors: self.cors.clone(),
+            redirects: self.redirects.clone(),
+            auth: self.auth.clone(),
+            ..config.site_options()
+        }
+    }
 }
 
 impl Config {
@@ -163,6 +233,30 @@ impl Config {
             redirect_http: None,
             proxy_protocol: false,
             trusted_proxies: TrustedProxies::default().blocks().to_vec(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// The default site's options (ROOT's, for every host no `[[hosts]]` table names).
+    fn site_options(&self) -> SiteOptions {
+        SiteOptions {
+            hidden: self.hidden,
+            listing: self.listing,
+            error_page: self.error_page.clone(),
+            cache_control: self.cache_control.clone(),
+            immutable_fingerprints: self.immutable_fingerprints,
+            file_cache_valid: self.file_cache_valid,
+            compress: self.compress,
+            compress_max: self.compress_max,
+            compress_cache: self.compress_cache,
+            fallback: self.fallback.clone(),
+            clean_urls: self.clean_urls,
+            index: self.index.clone(),
+            headers: self.headers.clone(),
+            header_rules: self.header_rules.clone(),
+            cors: self.cors.clone(),
+            redirects: self.redirects.clone(),
+            auth: self.auth.clone(),
         }
     }
 
@@ -205,6 +299,8 @@ impl Config {
             observe: self.access_log.is_some() || self.metrics.is_some(),
             h2_max_streams: self.h2_max_streams,
             nosniff: self.nosniff,
+            // With virtual hosts, a connection made for one site is not answered by another.
+            match_sni: !self.hosts.is_empty(),
             ..http::Settings::default()
         }
     }
@@ -240,12 +336,30 @@ fn connection_budget() -> usize {
 #[derive(Debug)]
 pub struct Server {
     listener: Listener,
-    site: Site,
+    served: Served,
     config: Config,
     observer: Option<Arc<Observer>>,
     metrics_listener: Option<TcpListener>,
     tls: Option<TlsConfig>,
     redirect: Option<(TcpListener, HttpsRedirect)>,
+}
+
+/// What answers the requests: the site, or the sites of virtual hosts. A server without
+/// hosts serves its `Site` itself, so its models run with that handler unchanged.
+#[derive(Debug)]
+enum Served {
+    Site(Site),
+    Hosts(Hosts),
+}
+
+impl Served {
+    /// The default site, or the only one.
+    fn default_site(&self) -> &Site {
+        match self {
+            Served::Site(site) => site,
+            Served::Hosts(hosts) => hosts.default_site(),
+        }
+    }
 }
 
 /// Scrapers connected at once to `--metrics`, beyond which it says 503.
@@ -255,34 +369,12 @@ impl Server {
     pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
         config.model.check_available()?;
         config.check_drain_delay()?;
-        let options = SiteOptions {
-            hidden: config.hidden,
-            listing: config.listing,
-            error_page: config.error_page.clone(),
-            cache_control: config.cache_control.clone(),
-            immutable_fingerprints: config.immutable_fingerprints,
-            file_cache_valid: config.file_cache_valid,
-            compress: config.compress,
-            compress_max: config.compress_max,
-            compress_cache: config.compress_cache,
-            fallback: config.fallback.clone(),
-            clean_urls: config.clean_urls,
-            index: config.index.clone(),
-            headers: config.headers.clone(),
-            header_rules: config.header_rules.clone(),
-            cors: config.cors.clone(),
-            redirects: config.redirects.clone(),
-            auth: config.auth.clone(),
-        };
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {
             Some(addr) => Some(redirect_to_https(addr, &listener, chains.as_deref())?),
             None => None,
         };
-        let mut site = Site::open(&config.root, options).map_err(|source| Error::Root {
-            path: config.root.clone(),
-            source,
-        })?;
+        let site = open_site(&config.root, config.site_options())?;
         let metrics_for = config.metrics.map(|_| config.model.name());
         let trusted = TrustedProxies::new(config.trusted_proxies.iter().copied());
         let observer = Observer::open(
@@ -295,10 +387,10 @@ impl Server {
             Some(addr) => Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?),
             None => None,
         };
-        site.observer = observer.clone();
+        let served = serve_sites(site, config, observer.clone())?;
         Ok(Server {
             listener,
-            site,
+            served,
             config: config.clone(),
             observer,
             metrics_listener,
@@ -309,7 +401,7 @@ impl Server {
 
     /// The absolute path being served.
     pub fn root(&self) -> &Path {
-        self.site.root()
+        self.served.default_site().root()
     }
 
     /// Where clients reach the server (see [`Listener::urls`]).
@@ -343,7 +435,6 @@ impl Server {
         let model = self.config.model;
         let server_listener = self.listener.as_raw_fd();
         let mut endpoints = Vec::new();
-        let settings = self.config.settings_with(&shutdown);
         let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
         let metrics = metrics.map(|handler| handler.with_health(health_of(&shutdown)));
         if let (Some(listener), Some(handler)) = (self.metrics_listener, metrics) {
@@ -371,26 +462,19 @@ impl Server {
             tracing::info!("http://{addr}/ redirects to https");
         }
         let on_hangup = reload_on_hangup(&self.config, self.tls.clone(), self.observer.clone());
-        let context = Context::new(
-            self.site,
-            settings,
-            self.config.workers.max(1),
-            self.config.max_connections,
+        let serving = Serving {
+            config: &self.config,
+            listener: self.listener,
             shutdown,
-            self.config.shutdown_timeout,
-            self.observer,
-        )
-        .with_tls(self.tls)
-        .with_proxy_protocol(self.config.proxy_header_from())
-        .with_hangup(on_hangup);
-        // A forking model's parent starts no thread: its serving processes start their own
-        // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
-        // their own.
-        let services = (!model.forks()).then(|| context.serving_process(Report::Tell));
-        context.shutdown.serving();
-        let served = models::run(model, self.listener, Arc::new(context));
-        drop(endpoints);
-        drop(services);
+            tls: self.tls,
+            observer: self.observer,
+            on_hangup,
+            endpoints,
+        };
+        let served = match self.served {
+            Served::Site(site) => serving.run(site),
+            Served::Hosts(hosts) => serving.run(hosts),
+        };
         if served.is_ok() {
             tracing::info!("stopped");
         }
@@ -407,6 +491,72 @@ fn health_of(shutdown: &Arc<Shutdown>) -> Health {
         Phase::Serving => Healthy::Ready,
         Phase::Draining => Healthy::Draining,
     })
+}
+
+/// What runs a model with a handler, besides the handler.
+struct Serving<'c> {
+    config: &'c Config,
+    listener: Listener,
+    shutdown: Arc<Shutdown>,
+    tls: Option<TlsConfig>,
+    observer: Option<Arc<Observer>>,
+    on_hangup: OnHangup,
+    /// Served beside the server until it stops (`--metrics`, `--redirect-http`).
+    endpoints: Vec<Endpoint>,
+}
+
+impl Serving<'_> {
+    /// Serves with `handler` until the shutdown is triggered.
+    fn run<H>(self, handler: H) -> Result<(), Error>
+    where
+        H: http::Handler + Send + Sync + 'static,
+    {
+        let config = self.config;
+        let context = Context::new(
+            handler,
+            config.settings_with(&self.shutdown),
+            config.workers.max(1),
+            config.max_connections,
+            self.shutdown,
+            config.shutdown_timeout,
+            self.observer,
+        )
+        .with_tls(self.tls)
+        .with_proxy_protocol(config.proxy_header_from())
+        .with_hangup(self.on_hangup);
+        // A forking model's parent starts no thread: its serving processes start their own
+        // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
+        // their own.
+        let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
+        context.shutdown.serving();
+        let served = models::run(config.model, self.listener, Arc::new(context));
+        drop(self.endpoints);
+        drop(services);
+        served
+    }
+}
+
+fn open_site(root: &Path, options: SiteOptions) -> Result<Site, Error> {
+    Site::open(root, options).map_err(|source| Error::Root {
+        path: root.to_path_buf(),
+        source,
+    })
+}
+
+/// The site alone (told of exchanges itself), or, with `[[hosts]]`, every host's site with
+/// `default` for every other host (the dispatcher told of exchanges once, for all).
+fn serve_sites(mut default: Site, config: &Config, observer: Option<Arc<Observer>>) -> Result<Served, Error> {
+    if config.hosts.is_empty() {
+        default.observer = observer;
+        return Ok(Served::Site(default));
+    }
+    let mut sites = Vec::with_capacity(config.hosts.len());
+    for host in &config.hosts {
+        let site = open_site(&host.root, host.site_options(config))?;
+        sites.push((host.names.clone(), site));
+    }
+    let hosts = Hosts::new(default, sites, observer).map_err(|e| Error::Hosts(e.to_string()))?;
+    Ok(Served::Hosts(hosts))
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
@@ -461,21 +611,14 @@ where
     let tls = load_tls(config)?.map(|(tls, _)| tls);
     let on_hangup = reload_on_hangup(config, tls.clone(), None);
     config.check_drain_delay()?;
-    let context = Context::new(
-        handler,
-        config.settings_with(&shutdown),
-        config.workers.max(1),
-        config.max_connections,
+    let serving = Serving {
+        config,
+        listener,
         shutdown,
-        config.shutdown_timeout,
-        None,
-    )
-    .with_tls(tls)
-    .with_proxy_protocol(config.proxy_header_from())
-    .with_hangup(on_hangup);
-    let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
-    context.shutdown.serving();
-    let served = models::run(config.model, listener, Arc::new(context));
-    drop(services);
-    served
+        tls,
+        observer: None,
+        on_hangup,
+        endpoints: Vec::new(),
+    };
+    serving.run(handler)
 }

@@ -9,7 +9,8 @@
 
 use super::{format_size, one_line, Args};
 use crate::server::{
-    AuthRule, AuthRuleError, Config, Cors, HeaderRule, HeaderRuleError, RedirectRule, DEFAULT_REDIRECT_STATUS,
+    AuthRule, AuthRuleError, Config, Cors, HeaderRule, HeaderRuleError, HostName, RedirectRule, VirtualHost,
+    DEFAULT_REDIRECT_STATUS,
 };
 use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
@@ -89,6 +90,18 @@ pub struct Resolved {
     pub redirects: Vec<(RedirectRule, Source)>,
     /// The file's `[[auth]]` tables, checked, and where each is.
     pub auth: Vec<(AuthRule, Source)>,
+    /// The file's `[[hosts]]` tables, checked.
+    pub hosts: Vec<HostTable>,
+}
+
+/// One `[[hosts]]` table of a config file: a virtual host, and where it and its rules are.
+#[derive(Debug, Clone)]
+pub struct HostTable {
+    pub host: VirtualHost,
+    pub source: Source,
+    /// Where each of `host.header_rules` and `host.redirects` is.
+    pub header_sources: Vec<Source>,
+    pub redirect_sources: Vec<Source>,
 }
 
 /// One `[[tls]]` table of a config file: a certificate chain and its key, absolute paths.
@@ -112,6 +125,7 @@ impl Resolved {
         config.header_rules = self.header_rules.iter().map(|(rule, _)| rule.clone()).collect();
         config.redirects = self.redirects.iter().map(|(rule, _)| rule.clone()).collect();
         config.auth = self.auth.iter().map(|(rule, _)| rule.clone()).collect();
+        config.hosts = self.hosts.iter().map(|table| table.host.clone()).collect();
         config
     }
 }
@@ -132,6 +146,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
             header_rules: Vec::new(),
             redirects: Vec::new(),
             auth: Vec::new(),
+            hosts: Vec::new(),
         });
     }
     let file = match config_path(&cli, env) {
@@ -144,6 +159,10 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
     if let Some(root) = layers.root {
         args.root = root;
     }
+    let hosts = match &file {
+        Some(file) => file.host_tables(&command)?,
+        None => Vec::new(),
+    };
     let (header_rules, redirects, auth) = file
         .map(|file| (file.header_rules, file.redirects, file.auth))
         .unwrap_or_default();
@@ -154,6 +173,7 @@ pub fn resolve(argv: Vec<OsString>, env: Env) -> Result<Resolved, Error> {
         header_rules,
         redirects,
         auth,
+        hosts,
     })
 }
 
@@ -395,10 +415,12 @@ struct File {
     header_rules: Vec<(HeaderRule, Source)>,
     redirects: Vec<(RedirectRule, Source)>,
     auth: Vec<(AuthRule, Source)>,
+    hosts: Vec<RawHost>,
 }
 
-/// The keys of a file that are no options: the certificates chosen by SNI, and the rules.
-const TABLES: [&str; 4] = ["tls", "headers", "redirects", "auth"];
+/// The keys of a file that are no options: the certificates chosen by SNI, the rules, and
+/// the virtual hosts.
+const TABLES: [&str; 5] = ["tls", "headers", "redirects", "auth", "hosts"];
 
 /// The top level of a config file, with where each key and value is (byte offsets).
 #[derive(Deserialize)]
@@ -427,6 +449,11 @@ impl File {
         let header_rules = header_tables(path, text, tables.headers)?;
         let redirects = redirect_tables(path, text, tables.redirects)?;
         let auth = auth_tables(path, text, tables.auth)?;
+        let hosts = tables
+            .hosts
+            .into_iter()
+            .map(|table| RawHost::read(path, text, table))
+            .collect::<Result<_, _>>()?;
         Ok(File {
             path: path.to_path_buf(),
             entries,
@@ -434,6 +461,69 @@ impl File {
             header_rules,
             redirects,
             auth,
+            hosts,
+        })
+    }
+
+    /// The `[[hosts]]` tables as virtual hosts: their options read by the command line's own
+    /// parsers (`command`), as the top level's are; a name given twice is an error naming
+    /// both lines.
+    fn host_tables(&self, command: &Command) -> Result<Vec<HostTable>, Error> {
+        let mut tables: Vec<HostTable> = Vec::with_capacity(self.hosts.len());
+        for raw in &self.hosts {
+            let table = self.host_table(command, raw)?;
+            for name in &table.host.names {
+                let other = tables.iter().find(|t| t.host.names.contains(name));
+                if let Some(other) = other {
+                    return Err(Error::Message(format!(
+                        "{}: hosts: the name {name} is also the table's at {}",
+                        table.source, other.source
+                    )));
+                }
+            }
+            tables.push(table);
+        }
+        Ok(tables)
+    }
+
+    fn host_table(&self, command: &Command, raw: &RawHost) -> Result<HostTable, Error> {
+        let settings = settings(command);
+        let mut args = vec![OsString::from("bingfa")];
+        for (key, value, line) in &raw.options {
+            let at_line = |m: String| {
+                let path = self.path.display();
+                Error::Message(format!("{path} line {line}: hosts: {key}: {m}"))
+            };
+            let setting = settings
+                .iter()
+                .find(|setting| setting.key == *key)
+                .ok_or_else(|| at_line("not an option".into()))?;
+            match self.found(command, setting, value).map_err(at_line)? {
+                Found::Args(found) => args.extend(found),
+                Found::Root(_) => return Err(at_line("not an option".into())),
+            }
+        }
+        let own = Args::try_parse_from(args).map_err(Error::Clap)?.config();
+        let host = VirtualHost {
+            hidden: own.hidden,
+            listing: own.listing,
+            error_page: own.error_page,
+            fallback: own.fallback,
+            clean_urls: own.clean_urls,
+            index: own.index,
+            cache_control: own.cache_control,
+            headers: own.headers,
+            cors: own.cors,
+            header_rules: raw.header_rules.iter().map(|(rule, _)| rule.clone()).collect(),
+            redirects: raw.redirects.iter().map(|(rule, _)| rule.clone()).collect(),
+            auth: raw.auth.iter().map(|(rule, _)| rule.clone()).collect(),
+            ..VirtualHost::new(raw.names.clone(), raw.root.clone())
+        };
+        Ok(HostTable {
+            host,
+            source: raw.source.clone(),
+            header_sources: raw.header_rules.iter().map(|(_, s)| s.clone()).collect(),
+            redirect_sources: raw.redirects.iter().map(|(_, s)| s.clone()).collect(),
         })
     }
 
@@ -499,7 +589,7 @@ fn scalar(value: &Value) -> Result<String, String> {
     }
 }
 
-/// The tables of a file: `[[tls]]`, `[[headers]]`, `[[redirects]]`.
+/// The tables of a file: `[[tls]]`, `[[headers]]`, `[[redirects]]`, `[[hosts]]`.
 #[derive(Deserialize)]
 struct Tables {
     #[serde(default)]
@@ -510,6 +600,124 @@ struct Tables {
     redirects: Vec<Spanned<RawRedirectTable>>,
     #[serde(default)]
     auth: Vec<Spanned<RawAuthTable>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<RawHostTable>>,
+}
+
+/// A `[[hosts]]` table as written: its names and root, the options a site of its own may
+/// set (the command line's keys, read as the top level's are), and its own rule tables.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawHostTable {
+    names: Spanned<Vec<Spanned<String>>>,
+    root: Spanned<String>,
+    fallback: Option<Spanned<Value>>,
+    clean_urls: Option<Spanned<Value>>,
+    index: Option<Spanned<Value>>,
+    listing: Option<Spanned<Value>>,
+    hidden: Option<Spanned<Value>>,
+    error_page: Option<Spanned<Value>>,
+    cache_control: Option<Spanned<Value>>,
+    header: Option<Spanned<Value>>,
+    cors: Option<Spanned<Value>>,
+    #[serde(default)]
+    headers: Vec<Spanned<RawHeaderTable>>,
+    #[serde(default)]
+    redirects: Vec<Spanned<RawRedirectTable>>,
+    #[serde(default)]
+    auth: Vec<Spanned<RawAuthTable>>,
+}
+
+/// The option keys a `[[hosts]]` table may set, in the order `--print-config` writes them.
+const HOST_OPTIONS: [&str; 9] = [
+    "hidden",
+    "listing",
+    "error-page",
+    "fallback",
+    "clean-urls",
+    "index",
+    "cache-control",
+    "header",
+    "cors",
+];
+
+impl RawHostTable {
+    /// The options it sets, by key, in the order of [`HOST_OPTIONS`].
+    fn options(&self) -> [(&'static str, &Option<Spanned<Value>>); HOST_OPTIONS.len()] {
+        [
+            ("hidden", &self.hidden),
+            ("listing", &self.listing),
+            ("error-page", &self.error_page),
+            ("fallback", &self.fallback),
+            ("clean-urls", &self.clean_urls),
+            ("index", &self.index),
+            ("cache-control", &self.cache_control),
+            ("header", &self.header),
+            ("cors", &self.cors),
+        ]
+    }
+}
+
+/// A `[[hosts]]` table with its names, root and rules checked; its options still as written
+/// (the command line's parsers read them once the file is read).
+struct RawHost {
+    names: Vec<HostName>,
+    /// Absolute: relative to the file's folder when written relative (as ROOT is).
+    root: PathBuf,
+    /// Each option it sets: key, value, line.
+    options: Vec<(&'static str, Value, usize)>,
+    header_rules: Vec<(HeaderRule, Source)>,
+    redirects: Vec<(RedirectRule, Source)>,
+    auth: Vec<(AuthRule, Source)>,
+    source: Source,
+}
+
+impl RawHost {
+    fn read(path: &Path, text: &str, table: Spanned<RawHostTable>) -> Result<RawHost, String> {
+        let line = |span: std::ops::Range<usize>| line_of(text, span.start);
+        let error =
+            |span, message: String| format!("{} line {}: hosts: {message}", path.display(), line(span));
+        let source = Source::File {
+            path: path.to_path_buf(),
+            line: line(table.span()),
+        };
+        let table = table.into_inner();
+        if table.names.get_ref().is_empty() {
+            return Err(error(
+                table.names.span(),
+                "names: list at least one host name".into(),
+            ));
+        }
+        let names = table
+            .names
+            .get_ref()
+            .iter()
+            .map(|name| HostName::new(name.get_ref()).map_err(|e| error(name.span(), format!("names: {e}"))))
+            .collect::<Result<_, _>>()?;
+        if table.root.get_ref().is_empty() {
+            return Err(error(table.root.span(), "root: expected a folder name".into()));
+        }
+        let folder = path.parent().unwrap_or(Path::new(""));
+        let root = std::path::absolute(folder.join(table.root.get_ref()))
+            .map_err(|e| error(table.root.span(), format!("root: {e}")))?;
+        let options = table
+            .options()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = value.as_ref()?;
+                Some((key, value.get_ref().clone(), line(value.span())))
+            })
+            .collect();
+        Ok(RawHost {
+            names,
+            root,
+            options,
+            header_rules: header_tables(path, text, table.headers)?,
+            redirects: redirect_tables(path, text, table.redirects)?,
+            auth: auth_tables(path, text, table.auth)?,
+            source,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -738,58 +946,145 @@ pub fn render(resolved: &Resolved, config: &Config) -> Result<String, String> {
         ));
     }
     for (rule, source) in &resolved.header_rules {
-        out.push_str(&header_table(rule, &format!("  # {source}")));
+        out.push_str(&header_table("headers", rule, &format!("  # {source}")));
     }
     for (rule, source) in &resolved.redirects {
-        out.push_str(&redirect_table(rule, &format!("  # {source}")));
+        out.push_str(&redirect_table("redirects", rule, &format!("  # {source}")));
+    }
+    for table in &resolved.hosts {
+        let comment = |source: &Source| format!("  # {source}");
+        let header_comments: Vec<String> = table.header_sources.iter().map(comment).collect();
+        let redirect_comments: Vec<String> = table.redirect_sources.iter().map(comment).collect();
+        out.push_str(&host_table(
+            &table.host,
+            &comment(&table.source),
+            &header_comments,
+            &redirect_comments,
+        )?);
     }
     for (rule, source) in &resolved.auth {
-        out.push_str(&auth_table(rule, &format!("  # {source}")));
+        out.push_str(&auth_table("auth", rule, &format!("  # {source}")));
     }
     Ok(out)
 }
 
-/// `config`'s `[[headers]]`, `[[redirects]]` and `[[auth]]` as TOML that `--config` reads
-/// back, for a program that starts bingfa with a configuration made in code (the integration
-/// tests).
-pub fn rule_tables(config: &Config) -> String {
-    let headers = config.header_rules.iter().map(|rule| header_table(rule, ""));
-    let redirects = config.redirects.iter().map(|rule| redirect_table(rule, ""));
-    let auth = config.auth.iter().map(|rule| auth_table(rule, ""));
-    headers.chain(redirects).chain(auth).collect()
+/// `config`'s `[[headers]]`, `[[redirects]]`, `[[auth]]` and `[[hosts]]` as TOML that `--config`
+/// reads back, for a program that starts bingfa with a configuration made in code (the
+/// integration tests).
+pub fn rule_tables(config: &Config) -> Result<String, String> {
+    let headers = config
+        .header_rules
+        .iter()
+        .map(|rule| header_table("headers", rule, ""));
+    let redirects = config
+        .redirects
+        .iter()
+        .map(|rule| redirect_table("redirects", rule, ""));
+    let auth = config.auth.iter().map(|rule| auth_table("auth", rule, ""));
+    let mut out: String = headers.chain(redirects).chain(auth).collect();
+    for host in &config.hosts {
+        out.push_str(&host_table(host, "", &[], &[])?);
+    }
+    Ok(out)
 }
 
-/// One `[[headers]]` table, `comment` after its header line; names and values quoted as TOML
-/// strings.
-fn header_table(rule: &HeaderRule, comment: &str) -> String {
+/// One `[[hosts]]` table: its names, root and every option it may set, then its own rule
+/// tables; `comment` after its header line, and each of `header_comments` and
+/// `redirect_comments` after its rule's (none: no comment).
+fn host_table(
+    host: &VirtualHost,
+    comment: &str,
+    header_comments: &[String],
+    redirect_comments: &[String],
+) -> Result<String, String> {
+    let names: Vec<Value> = host
+        .names
+        .iter()
+        .map(|name| Value::String(name.to_string()))
+        .collect();
+    let root = Value::String(utf8("hosts root", &host.root)?);
+    let mut out = format!(
+        "\n[[hosts]]{comment}\nnames = {}\nroot = {root}\n",
+        Value::Array(names)
+    );
+    for (key, value) in host_values(host)? {
+        match value {
+            Some(value) => out.push_str(&format!("{key} = {value}\n")),
+            None => out.push_str(&format!("# {key} is not set\n")),
+        }
+    }
+    let no_comment = String::new();
+    for (i, rule) in host.header_rules.iter().enumerate() {
+        let comment = header_comments.get(i).unwrap_or(&no_comment);
+        out.push_str(&header_table("hosts.headers", rule, comment));
+    }
+    for (i, rule) in host.redirects.iter().enumerate() {
+        let comment = redirect_comments.get(i).unwrap_or(&no_comment);
+        out.push_str(&redirect_table("hosts.redirects", rule, comment));
+    }
+    for rule in &host.auth {
+        out.push_str(&auth_table("hosts.auth", rule, ""));
+    }
+    Ok(out)
+}
+
+/// The value of each of [`HOST_OPTIONS`] for `host`, as `effective` writes the top level's.
+fn host_values(host: &VirtualHost) -> Result<Vec<(&'static str, Option<Value>)>, String> {
+    let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
+        Ok(path
+            .as_deref()
+            .map(|p| utf8(key, p))
+            .transpose()?
+            .map(Value::String))
+    };
+    let values = vec![
+        ("hidden", Some(Value::Boolean(host.hidden))),
+        ("listing", Some(Value::Boolean(host.listing))),
+        ("error-page", path("error-page", &host.error_page)?),
+        ("fallback", path("fallback", &host.fallback)?),
+        ("clean-urls", Some(Value::Boolean(host.clean_urls))),
+        ("index", Some(Value::String(host.index.join(",")))),
+        ("cache-control", host.cache_control.clone().map(Value::String)),
+        ("header", list(host.headers.iter().map(ToString::to_string))),
+        ("cors", cors_value(&host.cors)),
+    ];
+    debug_assert!(values.iter().map(|(key, _)| *key).eq(HOST_OPTIONS));
+    Ok(values)
+}
+
+/// One `[[headers]]` table (`table`: `headers`, or `hosts.headers` inside a host), `comment`
+/// after its header line; names and values quoted as TOML strings.
+fn header_table(table: &str, rule: &HeaderRule, comment: &str) -> String {
     let quoted = |text: &str| Value::String(text.to_owned()).to_string();
     let set: Vec<String> = rule
         .fields()
         .map(|(name, value)| format!("{} = {}", quoted(name), quoted(value)))
         .collect();
     format!(
-        "\n[[headers]]{comment}\npath = {}\nset = {{ {} }}\n",
+        "\n[[{table}]]{comment}\npath = {}\nset = {{ {} }}\n",
         quoted(rule.path()),
         set.join(", ")
     )
 }
 
-/// One `[[auth]]` table as `--config` reads it, `comment` after its header line.
-fn auth_table(rule: &AuthRule, comment: &str) -> String {
+/// One `[[auth]]` table (`table`: `auth`, or `hosts.auth`) as `--config` reads it, `comment`
+/// after its header line.
+fn auth_table(table: &str, rule: &AuthRule, comment: &str) -> String {
     let quoted = |text: &str| Value::String(text.to_owned()).to_string();
     let users: Vec<String> = rule.users().map(quoted).collect();
     format!(
-        "\n[[auth]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
+        "\n[[{table}]]{comment}\npath = {}\nrealm = {}\nusers = [{}]\n",
         quoted(rule.path()),
         quoted(rule.realm()),
         users.join(", ")
     )
 }
 
-fn redirect_table(rule: &RedirectRule, comment: &str) -> String {
+/// One `[[redirects]]` table (`table`: `redirects`, or `hosts.redirects`).
+fn redirect_table(table: &str, rule: &RedirectRule, comment: &str) -> String {
     let quoted = |text: &str| Value::String(text.to_owned()).to_string();
     format!(
-        "\n[[redirects]]{comment}\nfrom = {}\nto = {}\nstatus = {}\n",
+        "\n[[{table}]]{comment}\nfrom = {}\nto = {}\nstatus = {}\n",
         quoted(rule.from()),
         quoted(rule.to()),
         rule.status()
@@ -842,6 +1137,8 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         redirect_http,
         proxy_protocol,
         trusted_proxies,
+        // Not options: rendered as `[[hosts]]` tables after them.
+        hosts: _,
     } = config;
     let path = |key, path: &Option<PathBuf>| -> Result<Option<Value>, String> {
         Ok(path
@@ -1492,7 +1789,7 @@ to = \"/new?from=old\"
         assert_eq!(reread.cors, config.cors);
 
         // The same tables for a program that made its configuration in code.
-        let (_tables_dir, tables) = config_file(&rule_tables(&config));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config).unwrap());
         let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
         assert_eq!(
             format!("{:?}", reread.redirects),
@@ -1502,6 +1799,164 @@ to = \"/new?from=old\"
             format!("{:?}", reread.header_rules),
             format!("{:?}", config.header_rules)
         );
+    }
+
+    const HOSTS: &str = "\
+hidden = true
+header = \"X-Top: 1\"
+
+[[hosts]]
+names = [\"Example.com\", \"www.example.com.\", \"*.example.org\"]
+root = \"sites/example\"
+fallback = \"index.html\"
+clean-urls = true
+index = \"index.htm,index.html\"
+cache-control = \"public, max-age=60\"
+header = [\"X-Site: example\"]
+cors = \"https://a.example\"
+
+[[hosts.headers]]
+path = \"/assets/**\"
+set = { \"Cache-Control\" = \"immutable\" }
+
+[[hosts.redirects]]
+from = \"/old\"
+to = \"/new\"
+
+[[hosts.auth]]
+path = \"/private/**\"
+users = [\"alice:$argon2id$v=19$m=19456,t=2,p=1$yhtte9h1TSUigqQCb2HJHg$TCM9Wv0yQjsOUTijQ6R7HFvOlqCGq6hllY5MdB7vado\"]
+
+[[hosts]]
+names = [\"[::1]\", \"127.0.0.1\"]
+root = \"/srv/other\"
+";
+
+    #[test]
+    fn hosts_are_read_with_their_own_options_and_printed_back() {
+        let (dir, path) = config_file(HOSTS);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        assert!(config.hidden);
+        let [example, other] = &config.hosts[..] else {
+            panic!("{:?}", config.hosts);
+        };
+        let names: Vec<&str> = example.names.iter().map(HostName::as_str).collect();
+        assert_eq!(names, ["example.com", "www.example.com", "*.example.org"]);
+        assert_eq!(example.root, dir.path().join("sites/example"));
+        assert_eq!(example.fallback, Some(PathBuf::from("index.html")));
+        assert!(example.clean_urls);
+        assert_eq!(example.index, ["index.htm", "index.html"]);
+        assert_eq!(example.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(example.headers[0].to_string(), "X-Site: example");
+        assert!(matches!(&example.cors, Cors::Origins(o) if o[0].as_str() == "https://a.example"));
+        assert_eq!(example.header_rules[0].path(), "/assets/**");
+        assert_eq!(example.redirects[0].to(), "/new");
+        assert_eq!(example.auth[0].path(), "/private/**");
+        assert!(
+            other.auth.is_empty() && config.auth.is_empty(),
+            "a host's auth is its own"
+        );
+        // Not inherited: what a table does not set has its default, not the top level's.
+        assert!(!example.hidden && !other.hidden);
+        assert!(other.headers.is_empty() && other.header_rules.is_empty());
+        assert_eq!(other.root, PathBuf::from("/srv/other"));
+        assert_eq!(
+            resolved.hosts[0].redirect_sources[0],
+            Source::File {
+                path: path.clone(),
+                line: 18
+            }
+        );
+
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains(&format!("[[hosts]]  # {} line 4", path.display())),
+            "{printed}"
+        );
+        assert!(printed.contains("[[hosts.redirects]]"), "{printed}");
+        assert!(printed.contains("[[hosts.auth]]"), "{printed}");
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.hosts), format!("{:?}", config.hosts));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config).unwrap());
+        let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
+        assert_eq!(format!("{:?}", reread.hosts), format!("{:?}", config.hosts));
+    }
+
+    #[test]
+    fn a_bad_host_table_names_its_file_and_line() {
+        let table = |rest: &str| format!("[[hosts]]\nnames = [\"a.example\"]\nroot = \"a\"\n{rest}");
+        for (text, line, words) in [
+            (
+                "[[hosts]]\nroot = \"a\"\n".to_string(),
+                1,
+                "missing field `names`",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.example\"]\n".to_string(),
+                1,
+                "missing field `root`",
+            ),
+            (
+                "[[hosts]]\nnames = []\nroot = \"a\"\n".to_string(),
+                2,
+                "hosts: names: list at least one",
+            ),
+            (
+                "[[hosts]]\nnames = \"a.example\"\nroot = \"a\"\n".to_string(),
+                2,
+                "invalid type",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.example:80\"]\nroot = \"a\"\n".to_string(),
+                2,
+                "hosts: names: 'a.example:80' is not a host name: a host name has no port",
+            ),
+            (
+                "[[hosts]]\nnames = [\"a.*.example\"]\nroot = \"a\"\n".to_string(),
+                2,
+                "is not a host name: a wildcard",
+            ),
+            (
+                table("listing = \"yes\"\n"),
+                4,
+                "hosts: listing: expected true or false",
+            ),
+            (
+                table("index = \"../x\"\n"),
+                4,
+                "hosts: index: index file name '../x' is a path",
+            ),
+            (
+                table("header = [\"Bad Name: x\"]\n"),
+                4,
+                "hosts: header: invalid value",
+            ),
+            (table("model = \"epoll\"\n"), 4, "unknown field `model`"),
+            (
+                table("\n[[hosts.headers]]\npath = \"a\"\nset = {}\n"),
+                6,
+                "headers: path: a path pattern starts with '/'",
+            ),
+            (
+                table("\n[[hosts.redirects]]\nfrom = \"/a\"\nto = \"/b\"\nstatus = 404\n"),
+                8,
+                "redirects: status must be",
+            ),
+            (
+                format!("{}\n{}", table(""), table("").replace("a.example", "A.example")),
+                5,
+                "hosts: the name a.example is also the table's at",
+            ),
+        ] {
+            let (_dir, path) = config_file(&format!("# hosts\n\n{text}"));
+            let error = message(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+            let prefix = format!("{} line {}: ", path.display(), line + 2);
+            assert!(error.starts_with(&prefix), "{text}: {error}");
+            assert!(error.contains(words), "{text}: {error}");
+            assert!(!error.contains('\n'), "{text}: {error}");
+        }
     }
 
     #[test]
@@ -1671,7 +2126,7 @@ to = \"/new?from=old\"
         let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
         assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
         // The same tables for a program that made its configuration in code.
-        let (_tables_dir, tables) = config_file(&rule_tables(&config));
+        let (_tables_dir, tables) = config_file(&rule_tables(&config).unwrap());
         let reread = ok(resolve_in(&["--config", tables.to_str().unwrap()], &[])).config();
         assert_eq!(format!("{:?}", reread.auth), format!("{:?}", config.auth));
     }

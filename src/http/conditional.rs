@@ -132,6 +132,7 @@ mod tests {
             target: b"/",
             head: &head,
             fields: &parsed.fields,
+            sni: None,
         })
     }
 

@@ -58,6 +58,9 @@ pub trait Handler {
 /// The handler's reply to `request`, or the core's 405 to an OPTIONS it does not answer;
 /// `None` while the handler is not [ready](Handler::ready) for it.
 pub(crate) fn ask(handler: &impl Handler, request: &Request<'_>) -> Option<Reply> {
+    if request.misdirected() {
+        return Some(Reply::error(Status::MisdirectedRequest));
+    }
     if request.method == request::Method::Options && !handler.answers_options() {
         return Some(Reply::error(Status::MethodNotAllowed));
     }
@@ -102,6 +105,10 @@ pub struct Settings {
     /// closes its connection (HTTP/1.1 `Connection: close`; HTTP/2 a graceful GOAWAY), so
     /// that clients take their next request elsewhere rather than meet a closing socket.
     pub closing: Option<&'static AtomicBool>,
+    /// Over TLS, a request naming another host than the client's SNI gets 421 Misdirected
+    /// Request (for virtual hosts: a connection made for one site is not answered by
+    /// another). The I/O layer tells the session ([`Connection::set_tls`]) when this is on.
+    pub match_sni: bool,
 }
 
 impl Settings {
@@ -126,6 +133,7 @@ impl Default for Settings {
             h2_max_streams: 128,
             nosniff: true,
             closing: None,
+            match_sni: false,
         }
     }
 }
@@ -218,6 +226,8 @@ pub struct Connection {
     arriving: Option<Arrival>,
     /// With `Settings::observe`: the exchanges whose responses are not yet all sent.
     observed: Option<Box<Exchanges>>,
+    /// With `Settings::match_sni`: the server name the TLS client asked for.
+    sni: Option<Box<str>>,
     /// The handler was not ready for the buffered request: when to ask again.
     retry_at: Option<Instant>,
 }
@@ -272,6 +282,7 @@ impl Connection {
             waiting_since: now,
             arriving: None,
             observed: settings.observe.then(Box::default),
+            sni: None,
             retry_at: None,
         }
     }
@@ -379,8 +390,12 @@ impl Connection {
     }
 
     /// The TLS session the connection runs over, for the handler's [`Exchange`]s (kept with
-    /// `Settings::observe`). Plaintext connections are never told.
+    /// `Settings::observe`) and its SNI (kept with `Settings::match_sni`). Plaintext
+    /// connections are never told.
     pub fn set_tls(&mut self, session: TlsSession) {
+        if self.settings.match_sni {
+            self.sni.clone_from(&session.sni);
+        }
         if let Some(observed) = &mut self.observed {
             observed.set_tls(session);
         }
@@ -641,6 +656,7 @@ impl Connection {
                     target: &head_bytes[target_at..target_at + target_len],
                     head: head_bytes,
                     fields: &head.fields,
+                    sni: self.sni.as_deref(),
                 };
                 let Some(reply) = ask(handler, &request) else {
                     return false;

@@ -38,7 +38,8 @@ pub struct Answer {
 
 /// Answers `message`, whose other fields are `fields`, with `handler`: the same checks, the
 /// same handler and the same shaping as an HTTP/1.1 request. `head` is scratch space for the
-/// request written as an HTTP/1.1 head, the form the core's rules read. `None` while the
+/// request written as an HTTP/1.1 head, the form the core's rules read; `sni`, the TLS
+/// client's server name with `Settings::match_sni` (see `Request::sni`). `None` while the
 /// handler is not [ready](Handler::ready) for it: ask again after
 /// [`RETRY_LATER`](super::RETRY_LATER).
 pub fn answer<'f>(
@@ -46,6 +47,7 @@ pub fn answer<'f>(
     fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
     head: &mut Vec<u8>,
     limits: &Limits,
+    sni: Option<&str>,
     clock: &Clock,
     handler: &impl Handler,
 ) -> Result<Option<Answer>, Malformed> {
@@ -53,11 +55,17 @@ pub fn answer<'f>(
         return Err(Malformed); // §8.5: CONNECT names its authority
     }
     write_head(message, fields, head)?;
-    Ok(answer_head(head, limits, clock, handler))
+    Ok(answer_head(head, limits, sni, clock, handler))
 }
 
 /// Answers the request written in `head`, unless the handler is not ready for it.
-fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl Handler) -> Option<Answer> {
+fn answer_head(
+    head: &mut [u8],
+    limits: &Limits,
+    sni: Option<&str>,
+    clock: &Clock,
+    handler: &impl Handler,
+) -> Option<Answer> {
     let parsed = request::parse(head, limits);
     let Parsed::Complete { head: parsed, .. } = parsed else {
         let status = match parsed {
@@ -77,6 +85,7 @@ fn answer_head(head: &mut [u8], limits: &Limits, clock: &Clock, handler: &impl H
                 target: &head[target_at..target_at + target_len],
                 head,
                 fields: &parsed.fields,
+                sni,
             };
             let reply = ask(handler, &request)?;
             Some(Answer {
@@ -230,9 +239,17 @@ mod tests {
         };
         let fields = fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
         let mut head = Vec::new();
-        let answer = answer(message, fields, &mut head, &Limits::default(), &clock, &Echo)
-            .unwrap()
-            .expect("the test handler is always ready");
+        let answer = answer(
+            message,
+            fields,
+            &mut head,
+            &Limits::default(),
+            None,
+            &clock,
+            &Echo,
+        )
+        .unwrap()
+        .expect("the test handler is always ready");
         let status = answer.status();
         let mut pieces = answer.into_body();
         let mut body = Vec::new();
@@ -268,7 +285,7 @@ mod tests {
         let mut head = Vec::new();
         let mut ask = |message: Message<'_>, fields: &[(&[u8], &[u8])]| {
             let fields = fields.iter().copied();
-            answer(message, fields, &mut head, &limits, &clock, &Echo).err()
+            answer(message, fields, &mut head, &limits, None, &clock, &Echo).err()
         };
         let get = Message {
             method: b"GET",
@@ -301,6 +318,7 @@ mod tests {
             std::iter::empty(),
             &mut head,
             &Limits::default(),
+            None,
             &clock,
             &Echo,
         )

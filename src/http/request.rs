@@ -50,20 +50,15 @@ pub struct Request<'a> {
     /// The head's bytes, into which `fields` points.
     pub(crate) head: &'a [u8],
     pub(crate) fields: &'a FieldValues,
+    /// The server name the connection's client gave in TLS (SNI), kept only with
+    /// `Settings::match_sni`: a request for another host is then misdirected.
+    pub(crate) sni: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
-    /// The Host field's value, trimmed. Parsing does not keep its place (only a redirect asks
-    /// for it, so every other request would pay for it): the head is read again here.
+    /// The Host field's value, trimmed (parsing keeps its place: it checks the field anyway).
     fn host_field(&self) -> Option<&'a [u8]> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        request.parse(self.head).ok()?;
-        let host = request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("host"))?;
-        Some(trim(host.value))
+        self.fields.value(self.head, Field::Host)
     }
 
     /// The target's query, still percent-encoded, without the `?`: `q=1` of `/a?q=1#top`.
@@ -86,6 +81,33 @@ impl<'a> Request<'a> {
             None => self.host_field()?,
         };
         (!host.is_empty()).then_some(host)
+    }
+
+    /// The host of [`host`](Request::host) without its port or a trailing dot, case as sent:
+    /// `Example.COM` of `Example.COM.:8080`, `[::1]` of `[::1]:80`; what picks a virtual host.
+    pub fn host_name(&self) -> Option<&'a [u8]> {
+        let (host, _) = split_port(self.host()?)?;
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        (!host.is_empty()).then_some(host)
+    }
+
+    /// The server name the client gave in its TLS handshake (SNI), with
+    /// `Settings::match_sni` only.
+    pub fn sni(&self) -> Option<&'a str> {
+        self.sni
+    }
+
+    /// The connection was made for another host than the request names (its SNI is not the
+    /// request's host): RFC 9110 §15.5.20's 421, so that a client that reused a connection
+    /// for another name (HTTP/2 coalescing) asks again on a connection of its own. A request
+    /// naming no host (HTTP/1.0) is not misdirected.
+    pub(crate) fn misdirected(&self) -> bool {
+        let Some(sni) = self.sni else {
+            return false;
+        };
+        let sni = sni.strip_suffix('.').unwrap_or(sni);
+        self.host_name()
+            .is_some_and(|host| !host.eq_ignore_ascii_case(sni.as_bytes()))
     }
 
     /// The value of a field the server acts on, trimmed. A field sent on several lines is
@@ -119,10 +141,12 @@ pub enum Field {
     XForwardedFor,
     /// Basic auth (`[[auth]]`).
     Authorization,
+    /// The host a request names (checked while parsing, so its place is kept there).
+    Host,
 }
 
 impl Field {
-    const ALL: [(Field, &'static str); 16] = [
+    const ALL: [(Field, &'static str); 17] = [
         (Field::IfMatch, "if-match"),
         (Field::IfNoneMatch, "if-none-match"),
         (Field::IfModifiedSince, "if-modified-since"),
@@ -142,6 +166,7 @@ impl Field {
         (Field::Forwarded, "forwarded"),
         (Field::XForwardedFor, "x-forwarded-for"),
         (Field::Authorization, "authorization"),
+        (Field::Host, "host"),
     ];
 
     fn named(name: &str) -> Option<Field> {
@@ -484,6 +509,7 @@ impl Fields {
             if name.eq_ignore_ascii_case("host") {
                 hosts += 1;
                 check_host(value)?;
+                fields.values.note(Field::Host, buf, value);
             } else if name.eq_ignore_ascii_case("content-length") {
                 length = Some(merge_content_length(length, value)?);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -742,6 +768,7 @@ pub(crate) fn with_request<T>(raw: &[u8], now: Instant, f: impl FnOnce(&Request<
         target: &head[target_at..target_at + target_len],
         head: &head,
         fields: &parsed.fields,
+        sni: None,
     })
 }
 

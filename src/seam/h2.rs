@@ -539,7 +539,11 @@ impl Http2 {
             .iter()
             .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
         let limits = self.settings.limits;
-        let answer = match http::answer(message, fields, &mut self.head, &limits, clock, handler) {
+        let sni = match &self.tls {
+            Some(session) if self.settings.match_sni => session.sni.as_deref(),
+            _ => None,
+        };
+        let answer = match http::answer(message, fields, &mut self.head, &limits, sni, clock, handler) {
             Ok(Some(answer)) => answer,
             Ok(None) => {
                 self.deferred.push(Deferred { parts, respond });

@@ -58,8 +58,10 @@ pub(super) struct Tls {
     arrival: Option<Arrival>,
     /// The first bytes were not TLS but an HTTP request line.
     plaintext_http: bool,
-    /// With `Settings::observe`: how the handshake ended is yet to be told.
+    /// With `Settings::observe` or `match_sni`: how the handshake ended is yet to be told.
     untold: bool,
+    /// With `Settings::observe`: the handler hears how the handshake ended.
+    observe: bool,
     /// The protocol ALPN agreed on is yet to be told to the protocol.
     alpn_untold: bool,
     /// Why the handshake failed, if rustls refused it.
@@ -101,7 +103,8 @@ impl Tls {
             failed: false,
             arrival: None,
             plaintext_http: false,
-            untold: settings.observe,
+            untold: settings.observe || settings.match_sni,
+            observe: settings.observe,
             alpn_untold: true,
             failure: None,
             ending: None,
@@ -252,9 +255,10 @@ impl Tls {
         self.plaintext_http
     }
 
-    /// Once the handshake has ended (with `Settings::observe`): tells `handler` how, and
-    /// `protocol` the session it gave. A connection closed before its first byte made no
-    /// handshake, and tells nothing (a browser's spare connection, a port check).
+    /// Once the handshake has ended: tells `handler` how (with `Settings::observe`), and
+    /// `protocol` the session it gave (with `observe` or `match_sni`, which needs its SNI).
+    /// A connection closed before its first byte made no handshake, and tells nothing (a
+    /// browser's spare connection, a port check).
     pub fn tell_handshake(&mut self, protocol: &mut Protocol, handler: &impl Handler) {
         if !self.untold {
             return;
@@ -266,7 +270,9 @@ impl Tls {
                 self.untold = false;
                 // Always a session: rustls completes no handshake in another version.
                 if let Some(session) = self.session() {
-                    handler.handshake(Handshake::Completed(&session));
+                    if self.observe {
+                        handler.handshake(Handshake::Completed(&session));
+                    }
                     protocol.set_tls(session);
                 }
                 return;
@@ -275,7 +281,9 @@ impl Tls {
             None => return,
         };
         self.untold = false;
-        handler.handshake(Handshake::Failed(failure));
+        if self.observe {
+            handler.handshake(Handshake::Failed(failure));
+        }
     }
 
     /// The session of a completed handshake, in the core's words.

@@ -24,6 +24,7 @@ use std::time::Duration;
 mod auth;
 mod compress;
 mod glob;
+mod hosts;
 mod hot;
 mod listing;
 mod paths;
@@ -33,6 +34,7 @@ mod rules;
 
 pub use auth::{hash_password, AuthRule, AuthRuleError};
 pub use glob::{Glob, GlobError};
+pub use hosts::{DuplicateHostName, HostName, HostNameError, Hosts};
 pub use redirect::HttpsRedirect;
 pub use rewrite::{Outcome, RedirectError, RedirectRule, DEFAULT_STATUS as DEFAULT_REDIRECT_STATUS};
 pub use rules::{AllowOrigin, Cors, HeaderField, HeaderRule, HeaderRuleError, Origin};

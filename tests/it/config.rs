@@ -459,3 +459,68 @@ fn bad_path_options_fail_with_one_line() {
         );
     }
 }
+
+/// `[[hosts]]` in a file: each host's root relative to the file, its own options and rules;
+/// `--print-config` writes the tables so that the file it makes reads back the same.
+#[test]
+fn hosts_serve_from_a_file_and_print_back() {
+    let site = Site::new();
+    let folder = site.root().parent().unwrap().to_path_buf();
+    fs::create_dir_all(folder.join("a-site")).unwrap();
+    fs::write(folder.join("a-site/index.html"), b"<title>A</title>\n").unwrap();
+    let path = write_config(
+        &site,
+        "root = \"site\"\n\
+         bind = \"127.0.0.1:0\"\n\
+         \n\
+         [[hosts]]\n\
+         names = [\"a.example\"]\n\
+         root = \"a-site\"\n\
+         listing = true\n\
+         \n\
+         [[hosts.headers]]\n\
+         path = \"/**\"\n\
+         set = { X-Site = \"a\" }\n",
+    );
+    let config = path.to_str().unwrap();
+    let mut running = serve(&["--config", config], &[], Path::new("/"));
+    let fetch_host = |host: &str| {
+        let mut c = Client::connect(running.addr);
+        c.send(format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        c.read_response()
+    };
+    let a = fetch_host("a.example:8000");
+    assert_body(&a, b"<title>A</title>\n");
+    assert_eq!(a.header("x-site"), Some("a"));
+    let other = fetch_host("b.example");
+    assert_body(&other, &site.read("index.html"));
+    assert_eq!(other.header("x-site"), None);
+    running
+        .stop_with(Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let printed = stdout_of(&output(
+        &["--config", config, "--print-config"],
+        &[],
+        Path::new("/"),
+    ));
+    let first = values(&printed);
+    let hosts = first.get("hosts").and_then(|h| h.as_array()).expect("[[hosts]]");
+    let host = hosts[0].as_table().unwrap();
+    assert_eq!(
+        host.get("root").and_then(|r| r.as_str()),
+        folder.join("a-site").to_str()
+    );
+    assert_eq!(host.get("listing"), Some(&toml::Value::Boolean(true)));
+    assert!(host.get("headers").is_some(), "{printed}");
+    let saved = folder.join("saved.toml");
+    fs::write(&saved, &printed).unwrap();
+    let reprinted = stdout_of(&output(
+        &["--config", saved.to_str().unwrap(), "--print-config"],
+        &[],
+        Path::new("/"),
+    ));
+    assert_eq!(values(&reprinted), first, "{printed}\n{reprinted}");
+}

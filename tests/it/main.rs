@@ -171,6 +171,7 @@ mod goaway;
 mod h2;
 mod handler;
 mod headers;
+mod hosts;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -411,7 +411,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         compress,
         compress_max,
         compress_cache,
-        auth,
+        auth: _,
         access_log,
         log_format,
         metrics,
@@ -422,6 +422,8 @@ pub fn flags(config: &Config) -> Vec<String> {
         redirect_http,
         proxy_protocol,
         trusted_proxies,
+        // Written as `[[hosts]]` tables with the rules.
+        hosts: _,
     } = config;
     let mut flags = vec![
         root.to_str().expect("UTF-8 root").to_string(),
@@ -520,15 +522,13 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
     }
+    let rules = bingfa::cli::config::rule_tables(config).expect("rule tables as TOML");
     if !sni_certificates.is_empty() {
         flags.push("--config".into());
-        flags.push(tls_tables_file(
-            sni_certificates,
-            &bingfa::cli::config::rule_tables(config),
-        ));
-    } else if !config.header_rules.is_empty() || !config.redirects.is_empty() || !auth.is_empty() {
+        flags.push(tls_tables_file(sni_certificates, &rules));
+    } else if !rules.is_empty() {
         flags.push("--config".into());
-        flags.push(rule_tables_file(root, &bingfa::cli::config::rule_tables(config)));
+        flags.push(rule_tables_file(root, &rules));
     }
     if *proxy_protocol {
         flags.push("--proxy-protocol".into());
@@ -553,8 +553,8 @@ fn tls_tables_file(certificates: &[(PathBuf, PathBuf)], rules: &str) -> String {
 }
 
 /// A config file holding only the rule tables `rules` (`[[headers]]`, `[[redirects]]`,
-/// `[[auth]]`: the command line has no option for them), beside the site's root, which
-/// outlives the test.
+/// `[[auth]]`, `[[hosts]]`: the command line has no option for them), beside the site's
+/// root, which outlives the test.
 fn rule_tables_file(root: &Path, rules: &str) -> String {
     let path = root.with_extension("rules.toml");
     fs::write(&path, rules).expect("write the rules config file");
@@ -820,6 +820,12 @@ fn serve_over_tls(config: &mut Config) -> bool {
     true
 }
 
+/// Whether this thread's test runs over TLS (its `TestServer`s will serve HTTPS): for a
+/// test that must give the server certificates of its own then.
+pub fn over_tls() -> bool {
+    OVER_TLS.get().is_some()
+}
+
 /// The addresses of the servers started over TLS: a `Client` connecting to one speaks TLS.
 /// Shared by every thread, since a test's clients may connect from threads of their own.
 fn tls_servers() -> MutexGuard<'static, BTreeSet<SocketAddr>> {
@@ -982,19 +988,24 @@ pub enum Wire {
 }
 
 impl Wire {
-    /// TLS over `stream` if its server was started over TLS, else `stream` itself. The
-    /// handshake happens at the first read or write, so a client that connects and sends
-    /// nothing is as silent as in plaintext.
-    fn over(stream: TcpStream) -> std::io::Result<Wire> {
-        Wire::over_with(stream, tls_client_config())
+    /// TLS over `stream` with the TLS client `config` if its server was started over TLS,
+    /// else `stream` itself. The handshake happens at the first read or write, so a client
+    /// that connects and sends nothing is as silent as in plaintext.
+    pub fn over_with(stream: TcpStream, config: Arc<rustls::ClientConfig>) -> std::io::Result<Wire> {
+        Wire::over_named(stream, config, "localhost")
     }
 
-    /// As [`Wire::over`], with the TLS client `config`.
-    pub fn over_with(stream: TcpStream, config: Arc<rustls::ClientConfig>) -> std::io::Result<Wire> {
+    /// As [`Wire::over_with`], for the server `name` (the SNI, and the name the certificate
+    /// must have; an IP address sends no SNI).
+    pub fn over_named(
+        stream: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> std::io::Result<Wire> {
         if !tls_servers().contains(&stream.peer_addr()?) {
             return Ok(Wire::Tcp(stream));
         }
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
         let tls = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
         Ok(Wire::Tls(Box::new(rustls::StreamOwned::new(tls, stream))))
     }
@@ -1084,12 +1095,24 @@ impl Client {
         Client::from_stream(socket.into()).expect("set up the client socket")
     }
 
+    /// A client on `stream`: over TLS (for `localhost`) if its server was started over TLS.
     fn from_stream(stream: TcpStream) -> std::io::Result<Client> {
+        Client::from_stream_named(stream, "localhost")
+    }
+
+    /// Connects as `connect`; over TLS, for the server `name` (its SNI) rather than
+    /// `localhost`.
+    pub fn connect_named(addr: SocketAddr, name: &str) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Client::from_stream_named(stream, name).unwrap_or_else(|e| panic!("connect to {addr} as {name}: {e}"))
+    }
+
+    fn from_stream_named(stream: TcpStream, name: &str) -> std::io::Result<Client> {
         stream.set_read_timeout(Some(SAFETY))?;
         stream.set_write_timeout(Some(SAFETY))?;
         stream.set_nodelay(true)?;
         Ok(Client {
-            wire: Wire::over(stream)?,
+            wire: Wire::over_named(stream, tls_client_config(), name)?,
             buf: Vec::new(),
         })
     }
