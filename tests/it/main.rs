@@ -170,6 +170,7 @@ mod forks;
 mod goaway;
 mod h2;
 mod handler;
+mod haproxy;
 mod headers;
 mod hosts;
 mod isolation;
