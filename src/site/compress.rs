@@ -13,13 +13,14 @@
 //! edited file has a new identity, so a stale result is never served; it ages out of the cache,
 //! which drops the least recently used entries once its byte budget is reached.
 
+use super::worker::Worker;
 use crate::fs::FileIdentity;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Smaller files gain too little: a few hundred bytes saved cost a compressed copy in memory,
 /// and the headers of the response are not much smaller than that.
@@ -127,47 +128,25 @@ pub enum Source {
     File(File),
 }
 
-/// The compressor of one site: its cache and its job queue.
+/// The compressor of one site: its cache, and the worker that fills it.
 #[derive(Debug)]
 pub struct Compressor {
-    shared: Arc<Shared>,
+    cache: Arc<Cache>,
+    worker: Worker<Key, Source>,
     /// Larger files are not compressed; never more than the cache holds.
     max_size: u64,
-}
-
-#[derive(Debug)]
-struct Shared {
-    cache: Cache,
-    queue: Mutex<Queue>,
-    /// Signalled when a job is queued or the compressor closes.
-    queued: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    jobs: VecDeque<Job>,
-    /// The keys of queued jobs and of the one being compressed: each is compressed once.
-    pending: HashSet<Key>,
-    /// The process whose compressor thread is running: after a fork the thread is gone.
-    worker_pid: Option<u32>,
-    closed: bool,
-}
-
-#[derive(Debug)]
-struct Job {
-    key: Key,
-    source: Source,
 }
 
 impl Compressor {
     /// Compresses files of up to `max_size` bytes, keeping up to `cache_size` bytes of results.
     pub fn new(max_size: u64, cache_size: u64) -> Compressor {
+        let cache = Arc::new(Cache::new(cache_size));
+        let filled = Arc::clone(&cache);
         Compressor {
-            shared: Arc::new(Shared {
-                cache: Cache::new(cache_size),
-                queue: Mutex::default(),
-                queued: Condvar::new(),
+            worker: Worker::new("compress", QUEUE_CAPACITY, move |key, source| {
+                compress_into(&filled, key, source);
             }),
+            cache,
             max_size: max_size.min(cache_size),
         }
     }
@@ -178,97 +157,26 @@ impl Compressor {
     }
 
     pub fn cached(&self, identity: &FileIdentity, coding: Coding) -> Cached {
-        self.shared.cache.get(&(*identity, coding))
+        self.cache.get(&(*identity, coding))
     }
 
     /// Asks for the file `identity` in `coding`, unless that is asked for already or the
-    /// queue is full. `source` is called only for a job that is queued.
+    /// queue is full (a later request asks again). `source` is called only for a job that
+    /// is queued.
     pub fn request(&self, identity: &FileIdentity, coding: Coding, source: impl FnOnce() -> Option<Source>) {
-        let key = (*identity, coding);
-        let mut queue = self.shared.lock_queue();
-        if queue.closed || queue.pending.contains(&key) || queue.jobs.len() >= QUEUE_CAPACITY {
-            return;
-        }
-        if !self.ensure_worker(&mut queue) {
-            return;
-        }
-        let Some(source) = source() else {
-            return;
-        };
-        queue.pending.insert(key);
-        queue.jobs.push_back(Job { key, source });
-        self.shared.queued.notify_one();
-    }
-
-    /// Starts this process's compressor thread unless it runs; false if it cannot start.
-    fn ensure_worker(&self, queue: &mut Queue) -> bool {
-        let pid = std::process::id();
-        if queue.worker_pid == Some(pid) {
-            return true;
-        }
-        // Forked from a process whose thread ran: its jobs went with it.
-        queue.jobs.clear();
-        queue.pending.clear();
-        let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("bingfa-compress".into())
-            .spawn(move || shared.work());
-        match spawned {
-            Ok(_) => {
-                queue.worker_pid = Some(pid);
-                true
-            }
-            Err(error) => {
-                tracing::warn!("--compress: cannot start the compressor thread: {error}");
-                false
-            }
-        }
+        let _ = self.worker.request((*identity, coding), source);
     }
 }
 
-impl Drop for Compressor {
-    /// The thread finishes the job at hand, if any, and ends.
-    fn drop(&mut self) {
-        let mut queue = self.shared.lock_queue();
-        queue.closed = true;
-        queue.jobs.clear();
-        self.shared.queued.notify_all();
+/// The worker's job: `source` compressed into `cache` under `key`. A file that changed or
+/// cannot be read is left alone; a request for its new version asks again.
+fn compress_into(cache: &Cache, key: Key, source: Source) {
+    if cache.get(&key) != Cached::Missing {
+        return;
     }
-}
-
-impl Shared {
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        // The queue is whole after any panic (changed only in whole steps): poison is harmless.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The compressor thread: one job after another until the compressor is dropped.
-    fn work(&self) {
-        while let Some(job) = self.next_job() {
-            if self.cache.get(&job.key) == Cached::Missing {
-                // A file that changed or cannot be read is left alone; a request for its new
-                // version asks again.
-                if let Ok(Some(content)) = read(job.source, &job.key.0) {
-                    if let Ok(compressed) = job.key.1.compress(&content) {
-                        self.cache.insert(job.key, compressed, content.len());
-                    }
-                }
-            }
-            // Only now, so that no request asks again while the result is on its way.
-            self.lock_queue().pending.remove(&job.key);
-        }
-    }
-
-    fn next_job(&self) -> Option<Job> {
-        let mut queue = self.lock_queue();
-        loop {
-            if queue.closed {
-                return None;
-            }
-            if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
-            }
-            queue = self.queued.wait(queue).unwrap_or_else(PoisonError::into_inner);
+    if let Ok(Some(content)) = read(source, &key.0) {
+        if let Ok(compressed) = key.1.compress(&content) {
+            cache.insert(key, compressed, content.len());
         }
     }
 }
@@ -594,7 +502,7 @@ mod tests {
     fn duplicate_jobs_are_queued_once_and_a_full_queue_drops_jobs() {
         let compressor = Compressor::new(8 << 20, 64 << 20);
         // As if the thread ran, but none does: the jobs stay queued to be counted.
-        compressor.shared.lock_queue().worker_pid = Some(std::process::id());
+        compressor.worker.stall();
         let mut sources = 0;
         for _ in 0..3 {
             compressor.request(&identity(1, 5000, 0), Coding::Gzip, || {
@@ -606,19 +514,13 @@ mod tests {
         compressor.request(&identity(1, 5000, 0), Coding::Br, || {
             Some(Source::Bytes(text(5000).into()))
         });
-        assert_eq!(
-            compressor.shared.lock_queue().jobs.len(),
-            2,
-            "another coding is another job"
-        );
+        assert_eq!(compressor.worker.queued(), 2, "another coding is another job");
         for ino in 2..200 {
             compressor.request(&identity(ino, 5000, 0), Coding::Gzip, || {
                 Some(Source::Bytes(text(5000).into()))
             });
         }
-        let queue = compressor.shared.lock_queue();
-        assert_eq!(queue.jobs.len(), QUEUE_CAPACITY);
-        assert_eq!(queue.pending.len(), QUEUE_CAPACITY);
+        assert_eq!(compressor.worker.queued(), QUEUE_CAPACITY);
     }
 
     #[test]
@@ -626,17 +528,13 @@ mod tests {
         let compressor = Compressor::new(8 << 20, 64 << 20);
         // As a child sees it: the thread of another process, and that process's jobs.
         let stale = (identity(1, 5000, 0), Coding::Gzip);
-        {
-            let mut queue = compressor.shared.lock_queue();
-            queue.worker_pid = Some(std::process::id().wrapping_add(1));
-            queue.pending.insert(stale);
-        }
+        compressor.worker.pretend_forked(stale);
         let fresh = identity(2, 5000, 0);
         compressor.request(&fresh, Coding::Gzip, || Some(Source::Bytes(text(5000).into())));
         assert!(matches!(
             wait_for(&compressor, &fresh, Coding::Gzip),
             Cached::Compressed(_)
         ));
-        assert!(!compressor.shared.lock_queue().pending.contains(&stale));
+        assert!(!compressor.worker.is_pending(&stale));
     }
 }

@@ -31,6 +31,7 @@ mod paths;
 mod redirect;
 mod rewrite;
 mod rules;
+mod worker;
 
 pub use auth::{hash_password, AuthRule, AuthRuleError};
 pub use glob::{Glob, GlobError};

@@ -13,10 +13,12 @@
 //! wrong password costs one hash, not one per request.
 
 use super::PasswordHash;
-use std::collections::{HashMap, HashSet, VecDeque};
+pub use crate::site::worker::Queued;
+use crate::site::worker::Worker;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -78,56 +80,46 @@ impl Check {
     }
 }
 
-/// Whether a credential's check was queued (or was already), so that the request waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queued {
-    Waiting,
-    /// The queue is full, or no verifier thread could start: answer 503 now.
-    Refused,
-}
-
-/// The verifier of one site: its verdicts and its job queue.
+/// The verifier of one site: its verdicts, and the worker that checks passwords.
 #[derive(Debug)]
 pub struct Verifier {
-    shared: Arc<Shared>,
+    known: Arc<Known>,
+    worker: Worker<Key, Check>,
 }
 
+/// The verdicts so far, kept apart by kind.
 #[derive(Debug)]
-struct Shared {
+struct Known {
     passes: Verdicts,
     failures: Verdicts,
-    queue: Mutex<Queue>,
-    /// Signalled when a job is queued or the verifier closes.
-    queued: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct Queue {
-    jobs: VecDeque<(Key, Check)>,
-    /// The keys of queued jobs and of the one being checked: each is checked once.
-    pending: HashSet<Key>,
-    /// The process whose verifier thread is running: after a fork the thread is gone.
-    worker_pid: Option<u32>,
-    closed: bool,
 }
 
 impl Verifier {
     pub fn new() -> Verifier {
+        let known = Arc::new(Known {
+            passes: Verdicts::new(PASSES_KEPT),
+            failures: Verdicts::new(FAILURES_KEPT),
+        });
+        let learned = Arc::clone(&known);
         Verifier {
-            shared: Arc::new(Shared {
-                passes: Verdicts::new(PASSES_KEPT),
-                failures: Verdicts::new(FAILURES_KEPT),
-                queue: Mutex::default(),
-                queued: Condvar::new(),
+            worker: Worker::new("auth", QUEUE_CAPACITY, move |key, check: Check| {
+                let verdicts = if check.passes() {
+                    &learned.passes
+                } else {
+                    &learned.failures
+                };
+                verdicts.insert(key);
+                // `check` drops here, which wipes the password.
             }),
+            known,
         }
     }
 
     /// Whether `key`'s credential passed (`Some(true)`), failed, or is not known (yet).
     pub fn verdict(&self, key: &Key) -> Option<bool> {
-        if self.shared.passes.contains(key) {
+        if self.known.passes.contains(key) {
             Some(true)
-        } else if self.shared.failures.contains(key) {
+        } else if self.known.failures.contains(key) {
             Some(false)
         } else {
             None
@@ -135,89 +127,10 @@ impl Verifier {
     }
 
     /// Queues `key`'s check unless it is queued already; `check` is called only for a job
-    /// that is queued (it copies the password).
+    /// that is queued (it copies the password). `Refused`: the queue is full, or no verifier
+    /// thread could start (answer 503 now).
     pub fn request(&self, key: Key, check: impl FnOnce() -> Check) -> Queued {
-        let mut queue = self.shared.lock_queue();
-        if queue.pending.contains(&key) {
-            return Queued::Waiting;
-        }
-        if queue.closed || queue.jobs.len() >= QUEUE_CAPACITY || !self.ensure_worker(&mut queue) {
-            return Queued::Refused;
-        }
-        queue.pending.insert(key);
-        queue.jobs.push_back((key, check()));
-        self.shared.queued.notify_one();
-        Queued::Waiting
-    }
-
-    /// Starts this process's verifier thread unless it runs; false if it cannot start.
-    fn ensure_worker(&self, queue: &mut Queue) -> bool {
-        let pid = std::process::id();
-        if queue.worker_pid == Some(pid) {
-            return true;
-        }
-        // Forked from a process whose thread ran: its jobs went with it.
-        queue.jobs.clear();
-        queue.pending.clear();
-        let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("bingfa-auth".into())
-            .spawn(move || shared.work());
-        match spawned {
-            Ok(_) => {
-                queue.worker_pid = Some(pid);
-                true
-            }
-            Err(error) => {
-                tracing::warn!("[[auth]]: cannot start the password verifier thread: {error}");
-                false
-            }
-        }
-    }
-}
-
-impl Drop for Verifier {
-    /// The thread finishes the check at hand, if any, and ends; queued passwords are wiped.
-    fn drop(&mut self) {
-        let mut queue = self.shared.lock_queue();
-        queue.closed = true;
-        queue.jobs.clear();
-        self.shared.queued.notify_all();
-    }
-}
-
-impl Shared {
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        // The queue is whole after any panic (changed only in whole steps): poison is harmless.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The verifier thread: one check after another until the verifier is dropped.
-    fn work(&self) {
-        while let Some((key, check)) = self.next_job() {
-            let verdicts = if check.passes() {
-                &self.passes
-            } else {
-                &self.failures
-            };
-            verdicts.insert(key);
-            drop(check); // wipes the password
-                         // Only now, so that no request queues it again while the verdict is on its way.
-            self.lock_queue().pending.remove(&key);
-        }
-    }
-
-    fn next_job(&self) -> Option<(Key, Check)> {
-        let mut queue = self.lock_queue();
-        loop {
-            if queue.closed {
-                return None;
-            }
-            if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
-            }
-            queue = self.queued.wait(queue).unwrap_or_else(PoisonError::into_inner);
-        }
+        self.worker.request(key, || Some(check()))
     }
 }
 
@@ -276,7 +189,7 @@ impl Verifier {
     /// As if this process's thread ran, but none does: jobs stay queued (for tests of a full
     /// queue).
     pub fn stall(&self) {
-        self.shared.lock_queue().worker_pid = Some(std::process::id());
+        self.worker.stall();
     }
 }
 
@@ -340,7 +253,7 @@ mod tests {
         assert_eq!(wait_for(&verifier, &wrong), Some(false));
         assert_eq!(wait_for(&verifier, &stranger), Some(false));
         // Known now: asking again queues nothing.
-        assert!(verifier.shared.lock_queue().pending.is_empty());
+        assert!(!verifier.worker.is_pending(&right));
     }
 
     #[test]
@@ -371,7 +284,7 @@ mod tests {
             Queued::Waiting,
             "one queued already still waits"
         );
-        assert_eq!(verifier.shared.lock_queue().jobs.len(), QUEUE_CAPACITY);
+        assert_eq!(verifier.worker.queued(), QUEUE_CAPACITY);
     }
 
     #[test]
@@ -379,15 +292,11 @@ mod tests {
         let verifier = Verifier::new();
         // As a child sees it: the thread of another process, and that process's jobs.
         let stale = key(0, 9);
-        {
-            let mut queue = verifier.shared.lock_queue();
-            queue.worker_pid = Some(std::process::id().wrapping_add(1));
-            queue.pending.insert(stale);
-        }
+        verifier.worker.pretend_forked(stale);
         let fresh = key(0, 1);
         verifier.request(fresh, || bcrypt_check("right", true));
         assert_eq!(wait_for(&verifier, &fresh), Some(true));
-        assert!(!verifier.shared.lock_queue().pending.contains(&stale));
+        assert!(!verifier.worker.is_pending(&stale));
     }
 
     #[test]
