@@ -5,6 +5,7 @@
 //! nanoseconds), so an edited or replaced file is read afresh.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -90,23 +91,37 @@ fn key_of(identity: &FileIdentity) -> (u64, u64) {
 /// shorter or longer than that.
 fn read_whole(file: &OpenFile) -> io::Result<Option<Vec<u8>>> {
     // `len` is at most `max_file_size`, which the caller chose to hold in memory.
-    let len = usize::try_from(file.identity.len).map_err(io::Error::other)?;
-    let mut bytes = vec![0; len];
-    match file.file.read_exact_at(&mut bytes, 0) {
+    read_exact_len(&file.file, file.identity.len)
+}
+
+/// The whole content of `file` if it is still the version `identity` describes (for work
+/// done off the loops, such as `--compress`): bytes read while the file was written belong
+/// to no version, so its identity is looked at again after the read.
+pub fn content_if_unchanged(file: &File, identity: &FileIdentity) -> io::Result<Option<Vec<u8>>> {
+    let Some(bytes) = read_exact_len(file, identity.len)? else {
+        return Ok(None);
+    };
+    Ok((FileIdentity::of(file)? == *identity).then_some(bytes))
+}
+
+/// Exactly `len` bytes from offset 0; `None` when the file is shorter or longer.
+fn read_exact_len(file: &File, len: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+    match file.read_exact_at(&mut bytes, 0) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(error),
     }
-    if has_byte_at(file, file.identity.len)? {
+    if has_byte_at(file, len)? {
         return Ok(None);
     }
     Ok(Some(bytes))
 }
 
-fn has_byte_at(file: &OpenFile, offset: u64) -> io::Result<bool> {
+fn has_byte_at(file: &File, offset: u64) -> io::Result<bool> {
     let mut probe = [0; 1];
     loop {
-        match file.file.read_at(&mut probe, offset) {
+        match file.read_at(&mut probe, offset) {
             Ok(read) => return Ok(read > 0),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),

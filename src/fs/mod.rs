@@ -17,7 +17,7 @@ mod named;
 mod path;
 mod root;
 
-pub use cache::{CachedFile, SmallFileCache};
+pub use cache::{content_if_unchanged, CachedFile, SmallFileCache};
 pub use listing::{Directory, Entry};
 pub use log_file::{append_once, open_log};
 pub use named::load_named;

@@ -127,6 +127,13 @@ impl OpenFile {
     }
 }
 
+impl FileIdentity {
+    /// The identity of the open `file` now.
+    pub fn of(file: &File) -> io::Result<FileIdentity> {
+        Ok(identity_of(&file.metadata()?))
+    }
+}
+
 fn identity_of(metadata: &Metadata) -> FileIdentity {
     FileIdentity {
         dev: metadata.dev(),

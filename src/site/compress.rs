@@ -14,11 +14,10 @@
 //! which drops the least recently used entries once its byte budget is reached.
 
 use super::worker::Worker;
-use crate::fs::FileIdentity;
+use crate::fs::{self, FileIdentity};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -185,28 +184,8 @@ fn compress_into(cache: &Cache, key: Key, source: Source) {
 fn read(source: Source, identity: &FileIdentity) -> io::Result<Option<Arc<[u8]>>> {
     match source {
         Source::Bytes(bytes) => Ok(Some(bytes)),
-        Source::File(file) => {
-            let len = usize::try_from(identity.len).map_err(io::Error::other)?;
-            let mut bytes = vec![0; len];
-            file.read_exact_at(&mut bytes, 0)?;
-            // Written to while read: these bytes may be of no version at all.
-            let unchanged = identity_of(&file)? == *identity;
-            Ok(unchanged.then(|| bytes.into()))
-        }
+        Source::File(file) => Ok(fs::content_if_unchanged(&file, identity)?.map(Arc::from)),
     }
-}
-
-fn identity_of(file: &File) -> io::Result<FileIdentity> {
-    let metadata = file.metadata()?;
-    Ok(FileIdentity {
-        dev: metadata.dev(),
-        ino: metadata.ino(),
-        len: metadata.size(),
-        mtime_sec: metadata.mtime(),
-        mtime_nsec: metadata.mtime_nsec(),
-        ctime_sec: metadata.ctime(),
-        ctime_nsec: metadata.ctime_nsec(),
-    })
 }
 
 /// Compressed results within a byte budget, least recently used out.
@@ -488,7 +467,7 @@ mod tests {
         let content = text(10_000);
         std::fs::write(&path, &content).unwrap();
         let file = File::open(&path).unwrap();
-        let current = identity_of(&file).unwrap();
+        let current = FileIdentity::of(&file).unwrap();
         let read_now = read(Source::File(file.try_clone().unwrap()), &current).unwrap();
         assert_eq!(read_now.as_deref(), Some(&content[..]));
         let older = FileIdentity {
