@@ -4,6 +4,10 @@
 #
 #   bench/callgrind.sh [MODEL] [DEPTH]      defaults: reactor 1 (DEPTH: requests pipelined per write)
 #
+# ARGS adds options to the server's command line, HEADER a request field, so that the price of
+# a feature is the difference of two runs, e.g. of basic auth with a cached credential:
+#   ARGS="--config auth.toml" HEADER="Authorization: Basic YmVuY2g6YmVuY2g=" bench/callgrind.sh
+#
 # (Ports 20000-31999: below the ephemeral range, where a client socket may hold the port.)
 # Runs the server under `valgrind --tool=callgrind` with one worker twice, for N1 and N2
 # keep-alive requests over 4 connections, and prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up
@@ -23,9 +27,9 @@ python3 bench/page.py > "$site/index.html"
 instructions() { # requests
     local port=$((20000 + RANDOM % 12000)) file="$out/callgrind.$model.$depth.$1"
     valgrind --tool=callgrind --callgrind-out-file="$file" \
-        ./target/release/bingfa "$site" -b "127.0.0.1:$port" -m "$model" -w 1 >/dev/null 2>"$file.log" &
+        ./target/release/bingfa "$site" -b "127.0.0.1:$port" -m "$model" -w 1 ${ARGS:-} >/dev/null 2>"$file.log" &
     local pid=$!
-    python3 bench/keepalive_client.py "$port" "$1" 4 "$depth" >/dev/null
+    python3 bench/keepalive_client.py "$port" "$1" 4 "$depth" "${HEADER:-}" >/dev/null
     kill -TERM "$pid"
     wait "$pid" || true
     awk '/^summary:/ {print $2}' "$file"

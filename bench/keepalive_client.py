@@ -2,7 +2,9 @@
 keep-alive connections, DEPTH pipelined per write; each response is read whole (by
 Content-Length) before the next batch. Waits for the server to accept connections first.
 
-    python3 bench/keepalive_client.py PORT N C DEPTH
+    python3 bench/keepalive_client.py PORT N C DEPTH [HEADER]
+
+HEADER, e.g. "Authorization: Basic YmVuY2g6YmVuY2g=", is sent with every request.
 """
 import socket
 import sys
@@ -37,7 +39,9 @@ def read_responses(sock, count, buf=b""):
 
 def main():
     port, total, conns, depth = (int(a) for a in sys.argv[1:5])
-    request = b"GET /index.html HTTP/1.1\r\nHost: bench\r\n\r\n" * depth
+    header = sys.argv[5].encode() + b"\r\n" if len(sys.argv) > 5 and sys.argv[5] else b""
+    request = b"GET /index.html HTTP/1.1\r\nHost: bench\r\n" + header + b"\r\n"
+    request *= depth
     socks = [connect(port) for _ in range(conns)]
     rounds = total // (conns * depth)
     for _ in range(rounds):

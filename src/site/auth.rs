@@ -337,38 +337,45 @@ impl Auth {
         if request.method == Method::Options {
             return Outcome::Serve;
         }
-        let Some(rule) = self.rule_for(&names()) else {
+        let Some(rule) = self.rule_for(names) else {
             return Outcome::Serve;
         };
-        let key = with_credential(request, |user, password| self.key(rule, user, password));
-        let Some(key) = key else {
+        let Some(key) = request
+            .field(Field::Authorization)
+            .and_then(|value| basic_credentials(&value).map(|token| self.key(rule, token)))
+        else {
             return Outcome::Challenge(rule);
         };
         match self.verifier.verdict(&key) {
             Some(true) => Outcome::Serve,
             Some(false) => Outcome::Challenge(rule),
+            // Decoded only now, before its check is queued: a token that holds no
+            // `user:password` is a wrong credential, and never gets a verdict.
+            None if with_credential(request, |_, _| ()).is_none() => Outcome::Challenge(rule),
             None => Outcome::Unknown(key),
         }
     }
 
-    /// The index of the first rule whose glob matches any of `names`.
-    fn rule_for(&self, names: &[SitePath]) -> Option<usize> {
+    /// The index of the first rule whose glob matches any of `names`. A first rule for every
+    /// path (`/**`, the whole site behind a password) decides alone, so the names a request
+    /// may be served under are not worked out for it.
+    fn rule_for(&self, names: impl FnOnce() -> Vec<SitePath>) -> Option<usize> {
+        if self.rules.first()?.path.matches_every_path() {
+            return Some(0);
+        }
+        let names = names();
         self.rules
             .iter()
             .position(|rule| names.iter().any(|name| rule.path.matches(name)))
     }
 
-    /// The verdict's key: the rule, and BLAKE3 keyed with this server's key over the user
-    /// (its length first, so that no two user/password pairs give the same input) and the
-    /// password.
-    fn key(&self, rule: usize, user: &[u8], password: &[u8]) -> Key {
-        let mut hasher = blake3::Hasher::new_keyed(&self.key);
-        hasher.update(&(user.len() as u64).to_le_bytes());
-        hasher.update(user);
-        hasher.update(password);
+    /// The verdict's key: the rule, and BLAKE3 keyed with this server's key over the
+    /// credential as the client sent it (the token of `Basic`, still in base64: a cached verdict then
+    /// costs no decoding; the encoding is canonical, so one `user:password` has one token).
+    fn key(&self, rule: usize, token: &[u8]) -> Key {
         Key {
             rule,
-            digest: Digest(*hasher.finalize().as_bytes()),
+            digest: Digest(*blake3::keyed_hash(&self.key, token).as_bytes()),
         }
     }
 
@@ -610,7 +617,8 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(status(&answer(&auth, "/", Some(&basic("alice:wonderland")))), 200);
-        let key = auth.key(0, b"alice", b"wonderland");
+        let token = |credential: &str| basic(credential)["Basic ".len()..].to_owned();
+        let key = auth.key(0, token("alice:wonderland").as_bytes());
         assert_eq!(auth.verifier.verdict(&key), Some(true));
         assert!(
             !key.digest.0.windows(4).any(|w| w == b"wond"),
@@ -618,9 +626,12 @@ mod tests {
         );
         // Another server, another key: digests are not comparable across processes' keys.
         let other = Auth::new(Vec::new()).unwrap();
-        assert_ne!(other.key(0, b"alice", b"wonderland"), key);
+        assert_ne!(other.key(0, token("alice:wonderland").as_bytes()), key);
         // The user's name is part of the digest: alice:x is not al:icex.
-        assert_ne!(auth.key(0, b"alice", b"x"), auth.key(0, b"al", b"icex"));
+        assert_ne!(
+            auth.key(0, token("alice:x").as_bytes()),
+            auth.key(0, token("al:icex").as_bytes())
+        );
         // Cached now: the next request is ready at once, with nothing queued.
         let head = get("/", Some(&basic("alice:wonderland")));
         with_request(&head, Instant::now(), |request| {

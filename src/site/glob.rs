@@ -71,6 +71,11 @@ impl Glob {
         &self.text
     }
 
+    /// `/**`: every path, the root included.
+    pub fn matches_every_path(&self) -> bool {
+        matches!(*self.segments, [Segment::Deep])
+    }
+
     pub fn matches(&self, path: &SitePath) -> bool {
         let relative = path.relative();
         // The root is one empty segment (`/`); a trailing slash adds an empty last one.
@@ -194,6 +199,10 @@ mod tests {
         assert!(matches("/**", "/any/thing/"));
         assert!(matches("/**/x/**/y", "/x/x/x/y"));
         assert!(!matches("/**/x/**/y", "/y/x"));
+        assert!(Glob::new("/**").unwrap().matches_every_path());
+        for narrower in ["/**/x", "/a/**", "/*", "/**/"] {
+            assert!(!Glob::new(narrower).unwrap().matches_every_path(), "{narrower}");
+        }
     }
 
     #[test]
