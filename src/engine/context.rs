@@ -171,15 +171,33 @@ impl<H> Context<H> {
         }
         match (&self.proxy_protocol, peer) {
             (None, _) => link,
-            (Some(trusted), Peer::Ip(ip)) if !trusted.contains(ip) => {
-                Link::refused(self.settings, clock.now())
-            }
-            (Some(_), Peer::Unknown) => Link::refused(self.settings, clock.now()),
+            (Some(trusted), Peer::Ip(ip)) if !trusted.contains(ip) => self.refused(Some(ip), clock),
+            (Some(_), Peer::Unknown) => self.refused(None, clock),
             (Some(_), Peer::Ip(_) | Peer::Local) => {
                 link.expect_proxy_header(clock.now());
                 link
             }
         }
+    }
+
+    /// A link that closes unanswered, for a connection from `peer` (`None`: it could not be
+    /// told) that `--proxy-protocol` refuses. Counted in the metrics; said on stderr, the
+    /// first of each process at `info`, every one at `debug`, so a flood cannot fill the log.
+    fn refused(&self, peer: Option<std::net::IpAddr>, clock: &Clock) -> Link {
+        static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if let Some(observer) = &self.observer {
+            observer.proxy_refused();
+        }
+        let peer = peer.map_or_else(|| "an unknown source".to_string(), |ip| ip.to_string());
+        if TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!("refused a connection from {peer}: not in --trusted-proxies");
+        } else {
+            tracing::info!(
+                "refused a connection from {peer}: not in --trusted-proxies (--proxy-protocol); \
+                 every one is counted in bingfa_proxy_refused_total"
+            );
+        }
+        Link::refused(self.settings, clock.now())
     }
 
     /// Starts what a serving process that may start threads (not a forking parent) runs
