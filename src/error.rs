@@ -16,6 +16,9 @@ pub enum Error {
     Listen(#[from] ListenError),
     #[error("cannot use the socket systemd passed (LISTEN_FDS): {0}")]
     Activation(#[from] ActivationError),
+    /// The sockets handed over by the server this one upgrades (SIGUSR2).
+    #[error("cannot take over the sockets of the server upgraded (BINGFA_UPGRADE): {0}")]
+    Handover(ActivationError),
     #[error("cannot open the access log {}: {source}", path.display())]
     AccessLog { path: PathBuf, source: io::Error },
     #[error("cannot read {}: {source}", path.display())]

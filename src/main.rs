@@ -1,9 +1,12 @@
 //! The `bingfa` binary: parse the command line (with the environment and a config file
-//! beneath it), bind, serve until SIGINT or SIGTERM. Or print the configuration, a completion
-//! script or the man page, print a password's hash, or check a server's health, and exit.
+//! beneath it), bind (or take the sockets over from the server it upgrades, or from systemd),
+//! serve until SIGINT or SIGTERM, or until SIGUSR2 has started a new copy that serves. Or
+//! print the configuration, a completion script or the man page, print a password's hash, or
+//! check a server's health, and exit.
 
 use bingfa::cli::config::{self, Resolved};
 use bingfa::cli::{self, Args};
+use bingfa::server::Relaunch;
 use bingfa::{Error, Listener, Server, Shutdown};
 use std::process::ExitCode;
 
@@ -62,8 +65,19 @@ fn run(resolved: &Resolved) -> Result<(), Error> {
     // Before the config, whose default connection limit follows the descriptor limit.
     bingfa::server::raise_open_file_limit();
     let config = resolved.config();
-    let (listener, origin) = listen(args)?;
-    let server = Server::new(listener, &config)?;
+    // Now, before anything can replace the binary on disk: what SIGUSR2 starts.
+    let relaunch = Relaunch::of_this_process().map_err(Error::io("finding the program's path"))?;
+    let (server, origin) = match bingfa::net::taken_over().map_err(Error::Handover)? {
+        Some(taken) => (
+            Server::taking_over(taken, &config)?,
+            "sockets from the upgraded server, ",
+        ),
+        None => {
+            let (listener, origin) = listen(args)?;
+            (Server::new(listener, &config)?, origin)
+        }
+    };
+    let server = server.upgrading_with(relaunch);
     // Before any thread starts, so that every thread and process inherits the blocked signals.
     let shutdown = Shutdown::on_signals().map_err(Error::io("watching SIGINT and SIGTERM"))?;
     println!(

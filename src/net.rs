@@ -4,12 +4,15 @@
 //! says so: TCP options, and whether more listeners can be opened on the same address.
 
 mod activation;
+mod handover;
 mod interfaces;
 mod tcp;
 mod unix;
 
 pub use activation::{inherited, ActivationError, Inherited};
+pub use handover::{taken_over, Handover, Ready, TakenOver, HANDOVER_VARIABLE};
 pub(crate) use tcp::listen_reuseport;
+pub use unix::SocketFile;
 
 use socket2::{SockAddr, Socket};
 use std::fmt;
@@ -18,6 +21,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Where to listen: `--bind`.
@@ -106,24 +110,69 @@ pub(crate) enum Kind {
 /// A listening socket, ready to accept.
 #[derive(Debug)]
 pub struct Listener {
-    socket: Socket,
+    /// Shared only with a [`Handover`], which holds it weakly: a stopped server's socket
+    /// closes as before, and one being handed over cannot close under the hand-over.
+    socket: Arc<Socket>,
     kind: Kind,
     /// Bound here with `SO_REUSEPORT`: more listeners can be opened on its address, and the
     /// kernel spreads new connections across them.
     reuse_port: bool,
+    /// More `SO_REUSEPORT` listeners on its address, one per further worker of the models
+    /// that run one per worker, opened before serving ([`Listener::open_siblings`]) or
+    /// handed over by the server before this one, so that an upgrade can hand them on: a
+    /// listener of the group closed with connections in its queue would reset them.
+    siblings: Vec<Listener>,
     /// The socket file this listener created, removed when it is dropped (not by copies).
-    _file: Option<unix::SocketFile>,
+    file: Option<unix::SocketFile>,
 }
 
 impl Listener {
+    fn new(socket: Socket, kind: Kind, reuse_port: bool, file: Option<unix::SocketFile>) -> Listener {
+        Listener {
+            socket: Arc::new(socket),
+            kind,
+            reuse_port,
+            siblings: Vec::new(),
+            file,
+        }
+    }
+
     /// A TCP listener bound here with `SO_REUSEPORT`.
     pub(crate) fn reusing_port(socket: Socket) -> Listener {
-        Listener {
-            socket,
-            kind: Kind::Tcp,
-            reuse_port: true,
-            _file: None,
+        Listener::new(socket, Kind::Tcp, true, None)
+    }
+
+    /// Makes sure `count` more `SO_REUSEPORT` listeners are open on its address beside it (for
+    /// the workers of `reactor` and `uring`); a listener that no other can join gets none.
+    pub fn open_siblings(&mut self, count: usize) -> io::Result<()> {
+        if !self.reuse_port {
+            return Ok(());
         }
+        let addr = self.local_addr()?;
+        while self.siblings.len() < count {
+            self.siblings
+                .push(listen_reuseport(addr).map_err(io::Error::other)?);
+        }
+        Ok(())
+    }
+
+    /// The siblings opened beside it (see [`Listener::open_siblings`]), taken out of it.
+    pub(crate) fn take_siblings(&mut self) -> Vec<Listener> {
+        std::mem::take(&mut self.siblings)
+    }
+
+    /// The socket file it created, to be removed when dropped; taken out of it, so that the
+    /// server decides when (and, once it has handed the socket over, whether).
+    pub fn take_socket_file(&mut self) -> Option<SocketFile> {
+        self.file.take()
+    }
+
+    /// Weak handles on the socket and its siblings, for a [`Handover`].
+    fn weak_sockets(&self) -> Vec<Weak<Socket>> {
+        std::iter::once(self)
+            .chain(&self.siblings)
+            .map(|listener| Arc::downgrade(&listener.socket))
+            .collect()
     }
 
     /// The address of a TCP listener.
@@ -156,12 +205,12 @@ impl Listener {
     /// Another handle on the same listening socket (a workers' shared one). It never removes
     /// the socket file: the original does.
     pub(crate) fn try_clone(&self) -> io::Result<Listener> {
-        Ok(Listener {
-            socket: self.socket.try_clone()?,
-            kind: self.kind,
-            reuse_port: self.reuse_port,
-            _file: None,
-        })
+        Ok(Listener::new(
+            self.socket.try_clone()?,
+            self.kind,
+            self.reuse_port,
+            None,
+        ))
     }
 
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
@@ -178,12 +227,7 @@ impl Listener {
 /// A TCP listener bound elsewhere (the metrics endpoint's): served as it is.
 impl From<std::net::TcpListener> for Listener {
     fn from(listener: std::net::TcpListener) -> Listener {
-        Listener {
-            socket: Socket::from(listener),
-            kind: Kind::Tcp,
-            reuse_port: false,
-            _file: None,
-        }
+        Listener::new(Socket::from(listener), Kind::Tcp, false, None)
     }
 }
 

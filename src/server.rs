@@ -3,8 +3,9 @@
 
 mod certificates;
 mod endpoint;
+mod upgrade;
 
-use crate::engine::{Context, OnHangup, Report};
+use crate::engine::{Context, OnHangup, OnUpgrade, Report};
 use crate::error::Error;
 /// For the command line to check `--index` names as the root will.
 pub use crate::fs::check_index_name;
@@ -12,7 +13,7 @@ use crate::http;
 pub use crate::http::Cidr;
 use crate::http::TrustedProxies;
 use crate::models::{self, Model};
-use crate::net::Listener;
+use crate::net::{Handover, Listener, Ready, SocketFile, TakenOver};
 use crate::observe::{Health, Healthy, LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::{Phase, Shutdown};
@@ -25,10 +26,12 @@ use crate::site::{Hosts, HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
 use endpoint::Endpoint;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use upgrade::Upgrade;
+pub use upgrade::{Relaunch, READY_WITHIN};
 
 /// Everything a server needs to know besides its listener.
 #[derive(Debug, Clone)]
@@ -342,6 +345,18 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     tls: Option<TlsConfig>,
     redirect: Option<(TcpListener, HttpsRedirect)>,
+    /// Taking over from a server it upgrades: told once this one serves.
+    ready: Option<Ready>,
+    /// On SIGUSR2, start this again and hand it the sockets (the binary only).
+    relaunch: Option<Relaunch>,
+}
+
+/// Listeners handed over by the server this one upgrades, used instead of binding.
+#[derive(Debug, Default)]
+struct Handed {
+    metrics: Option<TcpListener>,
+    redirect: Option<TcpListener>,
+    ready: Option<Ready>,
 }
 
 /// What answers the requests: the site, or the sites of virtual hosts. A server without
@@ -367,11 +382,40 @@ const METRICS_CONNECTIONS: usize = 64;
 
 impl Server {
     pub fn new(listener: Listener, config: &Config) -> Result<Server, Error> {
+        Server::open(listener, Handed::default(), config)
+    }
+
+    /// A server on the sockets the server it upgrades handed over (see `net::Handover`): its
+    /// listener, and its `--metrics` and `--redirect-http` listeners where both have them.
+    pub fn taking_over(taken: TakenOver, config: &Config) -> Result<Server, Error> {
+        let handed = Handed {
+            metrics: taken.metrics,
+            redirect: taken.redirect,
+            ready: Some(taken.ready),
+        };
+        Server::open(taken.listener, handed, config)
+    }
+
+    /// On SIGUSR2, starts `relaunch` (this program again) with the listening sockets, and
+    /// once it serves, drains and stops (see `server/upgrade.rs`).
+    pub fn upgrading_with(self, relaunch: Relaunch) -> Server {
+        Server {
+            relaunch: Some(relaunch),
+            ..self
+        }
+    }
+
+    fn open(listener: Listener, handed: Handed, config: &Config) -> Result<Server, Error> {
         config.model.check_available()?;
         config.check_drain_delay()?;
         let (tls, chains) = load_tls(config)?.unzip();
         let redirect = match config.redirect_http {
-            Some(addr) => Some(redirect_to_https(addr, &listener, chains.as_deref())?),
+            Some(addr) => Some(redirect_to_https(
+                addr,
+                handed.redirect,
+                &listener,
+                chains.as_deref(),
+            )?),
             None => None,
         };
         let site = open_site(&config.root, config.site_options())?;
@@ -383,9 +427,12 @@ impl Server {
             metrics_for,
             trusted,
         )?;
-        let metrics_listener = match config.metrics {
-            Some(addr) => Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?),
-            None => None,
+        let metrics_listener = match (config.metrics, handed.metrics) {
+            (Some(_), Some(listener)) => Some(listener),
+            (Some(addr), None) => {
+                Some(TcpListener::bind(addr).map_err(|source| Error::Metrics { addr, source })?)
+            }
+            (None, _) => None,
         };
         let served = serve_sites(site, config, observer.clone())?;
         Ok(Server {
@@ -396,6 +443,8 @@ impl Server {
             metrics_listener,
             tls,
             redirect,
+            ready: handed.ready,
+            relaunch: None,
         })
     }
 
@@ -435,6 +484,15 @@ impl Server {
         let model = self.config.model;
         let server_listener = self.listener.as_raw_fd();
         let mut endpoints = Vec::new();
+        // For an upgrade, copies of the endpoints' listeners, which they move into a thread
+        // or process of their own.
+        let handed_endpoints = match &self.relaunch {
+            Some(_) => (
+                copy(self.metrics_listener.as_ref())?,
+                copy(self.redirect.as_ref().map(|(listener, _)| listener))?,
+            ),
+            None => (None, None),
+        };
         let metrics = self.observer.as_ref().and_then(|o| o.metrics_handler());
         let metrics = metrics.map(|handler| handler.with_health(health_of(&shutdown)));
         if let (Some(listener), Some(handler)) = (self.metrics_listener, metrics) {
@@ -462,6 +520,11 @@ impl Server {
             tracing::info!("http://{addr}/ redirects to https");
         }
         let on_hangup = reload_on_hangup(&self.config, self.tls.clone(), self.observer.clone());
+        let upgrade = self.relaunch.map(|relaunch| Upgradable {
+            relaunch,
+            metrics: handed_endpoints.0,
+            redirect: handed_endpoints.1,
+        });
         let serving = Serving {
             config: &self.config,
             listener: self.listener,
@@ -470,6 +533,8 @@ impl Server {
             observer: self.observer,
             on_hangup,
             endpoints,
+            ready: self.ready,
+            upgrade,
         };
         let served = match self.served {
             Served::Site(site) => serving.run(site),
@@ -493,6 +558,15 @@ fn health_of(shutdown: &Arc<Shutdown>) -> Health {
     })
 }
 
+/// A copy of `listener`'s socket, if there is one.
+fn copy(listener: Option<&TcpListener>) -> Result<Option<OwnedFd>, Error> {
+    let copy = |listener: &TcpListener| listener.try_clone().map(OwnedFd::from);
+    listener
+        .map(copy)
+        .transpose()
+        .map_err(Error::io("keeping a listener for an upgrade"))
+}
+
 /// What runs a model with a handler, besides the handler.
 struct Serving<'c> {
     config: &'c Config,
@@ -503,15 +577,48 @@ struct Serving<'c> {
     on_hangup: OnHangup,
     /// Served beside the server until it stops (`--metrics`, `--redirect-http`).
     endpoints: Vec<Endpoint>,
+    /// Told once this server serves, if it takes over from one it upgrades.
+    ready: Option<Ready>,
+    /// With the binary: how SIGUSR2 starts the next copy, and the endpoints' listeners to
+    /// hand it.
+    upgrade: Option<Upgradable>,
+}
+
+struct Upgradable {
+    relaunch: Relaunch,
+    metrics: Option<OwnedFd>,
+    redirect: Option<OwnedFd>,
 }
 
 impl Serving<'_> {
     /// Serves with `handler` until the shutdown is triggered.
-    fn run<H>(self, handler: H) -> Result<(), Error>
+    fn run<H>(mut self, handler: H) -> Result<(), Error>
     where
         H: http::Handler + Send + Sync + 'static,
     {
         let config = self.config;
+        if config.model.listens_per_worker() {
+            // Before serving, so that an upgrade can hand every one of them over.
+            let more = config.workers.max(1) - 1;
+            self.listener
+                .open_siblings(more)
+                .map_err(Error::io("opening a listener per worker"))?;
+        }
+        // Removed once the server has stopped, unless a new copy serves it then.
+        let socket_file = self.listener.take_socket_file();
+        let on_upgrade = self.upgrade.map(|upgradable| {
+            let handover =
+                Handover::new(&self.listener).with_endpoints(upgradable.metrics, upgradable.redirect);
+            let upgrade = Upgrade::new(
+                upgradable.relaunch,
+                handover,
+                Arc::clone(&self.shutdown),
+                &self.endpoints,
+                config.idle_timeout.min(config.shutdown_timeout),
+            );
+            OnUpgrade::new(move || upgrade.run())
+        });
+        let shutdown = Arc::clone(&self.shutdown);
         let context = Context::new(
             handler,
             config.settings_with(&self.shutdown),
@@ -523,16 +630,30 @@ impl Serving<'_> {
         )
         .with_tls(self.tls)
         .with_proxy_protocol(config.proxy_header_from())
-        .with_hangup(self.on_hangup);
+        .with_hangup(self.on_hangup)
+        .with_upgrade(on_upgrade);
         // A forking model's parent starts no thread: its serving processes start their own
         // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
         // their own.
         let services = (!config.model.forks()).then(|| context.serving_process(Report::Tell));
         context.shutdown.serving();
+        if let Some(ready) = self.ready {
+            ready.tell();
+        }
         let served = models::run(config.model, self.listener, Arc::new(context));
         drop(self.endpoints);
         drop(services);
+        leave_or_remove(socket_file, &shutdown);
         served
+    }
+}
+
+/// A Unix socket's file is removed at the stop, unless another copy of the server was handed
+/// the socket: it serves it now.
+fn leave_or_remove(file: Option<SocketFile>, shutdown: &Shutdown) {
+    match file {
+        Some(file) if shutdown.handed_over() => file.keep(),
+        other => drop(other),
     }
 }
 
@@ -565,11 +686,12 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
         .map_err(Error::io("reading a listening address"))
 }
 
-/// `--redirect-http ADDR`: its listener, and the handler that sends every request to the
+/// `--redirect-http ADDR`: its listener (`handed` over, or bound here), and the handler that sends every request to the
 /// same place on `https_listener`, for names one of the certificates (PEM `chains`) is valid
 /// for.
 fn redirect_to_https(
     addr: SocketAddr,
+    handed: Option<TcpListener>,
     https_listener: &Listener,
     chains: Option<&[Vec<u8>]>,
 ) -> Result<(TcpListener, HttpsRedirect), Error> {
@@ -584,7 +706,10 @@ fn redirect_to_https(
     let handler = chains
         .and_then(|chains| HttpsRedirect::new(chains, port))
         .ok_or_else(|| refused("it needs --tls-cert"))?;
-    let listener = TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?;
+    let listener = match handed {
+        Some(listener) => listener,
+        None => TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?,
+    };
     Ok((listener, handler))
 }
 
@@ -619,6 +744,8 @@ where
         observer: None,
         on_hangup,
         endpoints: Vec::new(),
+        ready: None,
+        upgrade: None,
     };
     serving.run(handler)
 }

@@ -57,6 +57,10 @@ struct Shared {
     /// When the stop is due, in CLOCK_MONOTONIC nanoseconds (the same clock in every
     /// process); 0 while no stop was asked.
     due: AtomicU64,
+    /// An upgrade (SIGUSR2) is under way: a new copy of the server is starting.
+    upgrading: AtomicBool,
+    /// The listening sockets were handed to a new copy of the server, which serves them now.
+    handed_over: AtomicBool,
 }
 
 /// Where the server is in its life, as `/healthz` tells a load balancer.
@@ -81,12 +85,14 @@ impl Shutdown {
     /// inherit that. No handler runs, so the program stays single-threaded, which the forking
     /// models need; the signals are read through a signalfd (see the module's header).
     ///
-    /// SIGHUP is blocked too, so that it never stops the server: each process reads it
-    /// (see [`hangups`]) to reload its certificates and reopen its access log.
+    /// SIGHUP and SIGUSR2 are blocked too, so that they never stop the server: each process
+    /// reads SIGHUP (see [`hangups`]) to reload its certificates and reopen its access log,
+    /// and the server's main process SIGUSR2, to upgrade.
     pub fn on_signals() -> io::Result<Arc<Shutdown>> {
         let signals = stop_signals();
         let mut blocked = signals;
         blocked.add(Signal::SIGHUP);
+        blocked.add(Signal::SIGUSR2);
         blocked.thread_block()?;
         let fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
         Shutdown::with_signals(Some(fd))
@@ -117,6 +123,39 @@ impl Shutdown {
             self.shared.closing.store(true, Ordering::SeqCst);
         }
         self.stop_at(monotonic_now().saturating_add(delay));
+    }
+
+    /// Another copy of the server serves the listeners now (an upgrade): this one drains as
+    /// on a first stop, for the drain delay, or for `fallback` without one, so that its
+    /// keep-alive clients get `Connection: close` on their next request rather than a socket
+    /// closed under it. Asked to stop already, it goes on as it was.
+    pub(crate) fn hand_over(&self, fallback: Duration) {
+        self.shared.handed_over.store(true, Ordering::SeqCst);
+        if self.asked.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let delay = match self.drain_delay.load(Ordering::Relaxed) {
+            0 => u64::try_from(fallback.as_nanos()).unwrap_or(u64::MAX),
+            delay => delay,
+        };
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.stop_at(monotonic_now().saturating_add(delay));
+    }
+
+    /// Whether the listening sockets were handed over to another copy of the server.
+    pub fn handed_over(&self) -> bool {
+        self.shared.handed_over.load(Ordering::SeqCst)
+    }
+
+    /// An upgrade begins, unless one is under way already (false), in any process of the
+    /// server; [`Shutdown::upgrade_failed`] ends it.
+    pub(crate) fn upgrade_begins(&self) -> bool {
+        !self.shared.upgrading.swap(true, Ordering::SeqCst)
+    }
+
+    /// The upgrade under way failed: another may be tried.
+    pub(crate) fn upgrade_failed(&self) {
+        self.shared.upgrading.store(false, Ordering::SeqCst);
     }
 
     /// The stop is due now, drain delay or not (a forking parent ending its children).
@@ -314,13 +353,18 @@ fn nanos_to_timespec(nanos: u64) -> Timespec {
     }
 }
 
-/// SIGHUP as a descriptor, readable while one is pending for the calling process (each
-/// process makes its own): a serving process's watcher thread reads it, and so do the
-/// forking parents, in their loops (the parent of `prefork` also passes it on to its workers). Meant for the binary, where [`Shutdown::on_signals`] has
-/// blocked SIGHUP; unblocked, it would stop the process before anyone read it.
-pub(crate) fn hangups() -> io::Result<SignalFd> {
+/// SIGHUP (and SIGUSR2 if `upgrades`) as a descriptor, readable while one is pending for the
+/// calling process (each process makes its own): a serving process's watcher thread reads
+/// it, and so do the forking parents, in their loops (the parent of `prefork` also passes
+/// SIGHUP on to its workers). Meant for the binary, where [`Shutdown::on_signals`] has
+/// blocked both; unblocked, they would stop the process before anyone read them. Only the
+/// server's main process reads SIGUSR2: in the others it stays blocked, and does nothing.
+pub(crate) fn hangups(upgrades: bool) -> io::Result<SignalFd> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGHUP);
+    if upgrades {
+        signals.add(Signal::SIGUSR2);
+    }
     Ok(SignalFd::with_flags(
         &signals,
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,

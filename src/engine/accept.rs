@@ -22,17 +22,30 @@ pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
 }
 
 /// The blocking models' accept loop: waits for a connection or the shutdown, hands each
-/// accepted socket to `serve`, and returns once shutdown is triggered.
+/// accepted socket to `serve` (blocking, as accepted sockets always are), and returns once
+/// shutdown is triggered.
+///
+/// The listener is non-blocking: another process may accept on the same socket (the new
+/// server, during an upgrade; others of systemd's), and take the connection between the
+/// wake-up and the `accept`, which must then not block until the next client comes.
 pub(crate) fn accept_until_shutdown(
     listener: &Listener,
     shutdown: &Shutdown,
     mut serve: impl FnMut(Stream),
 ) -> Result<(), Error> {
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("setting up the listener"))?;
     while readable_unless_shutdown(listener, shutdown, None).map_err(Error::io("waiting for connections"))? {
         match listener.accept() {
             Ok((stream, _peer)) => serve(stream),
-            // The peer gave up before we accepted, or a signal interrupted us: try again.
-            Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
+            // The peer gave up before we accepted, a signal interrupted us, or another
+            // process took the connection: wait again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted | ErrorKind::Interrupted | ErrorKind::WouldBlock
+                ) => {}
             // Out of descriptors or memory: pause rather than fail in a tight loop; the
             // clients wait in the backlog meanwhile.
             Err(e) => {
@@ -45,15 +58,29 @@ pub(crate) fn accept_until_shutdown(
 }
 
 /// One listener per worker: the one given, and `workers - 1` more `SO_REUSEPORT` ones on its
-/// address, so the kernel spreads new connections across the workers. A listener that no
+/// address (its siblings, opened before or handed over by the server this one upgraded, then
+/// new ones), so the kernel spreads new connections across the workers. A listener that no
 /// other can join (a Unix socket, or one passed in by systemd) is shared instead: every worker
 /// gets a copy of it, and they take turns accepting.
-pub(crate) fn listener_per_worker(listener: Listener, workers: usize) -> Result<Vec<Listener>, Error> {
+pub(crate) fn listener_per_worker(mut listener: Listener, workers: usize) -> Result<Vec<Listener>, Error> {
+    let mut siblings = listener.take_siblings().into_iter();
     let mut listeners = Vec::with_capacity(workers);
+    listeners.push(listener);
     for _ in 1..workers {
-        listeners.push(another_listener(&listener)?);
+        let next = match siblings.next() {
+            Some(sibling) => sibling,
+            None => another_listener(&listeners[0])?,
+        };
+        listeners.push(next);
     }
-    listeners.insert(0, listener);
+    if siblings.len() > 0 {
+        // Handed over by a server that ran more workers: served by none, their queues would
+        // hang; closed, they reset what is queued. Closed at once, before more can queue.
+        tracing::warn!(
+            "{} listeners handed over beyond the workers are closed",
+            siblings.len()
+        );
+    }
     Ok(listeners)
 }
 

@@ -1,6 +1,7 @@
 //! What every model is given, and the clocks and intervals the loops share.
 
-use super::hangups::{OnHangup, Report, Watcher};
+use super::children::Children;
+use super::hangups::{OnHangup, OnUpgrade, Report, Watcher};
 use super::limit::{Admission, ConnectionLimit};
 use crate::net::{Peer, Stream};
 use crate::observe::{Observer, Writer};
@@ -34,6 +35,8 @@ pub(crate) struct Context<H> {
     proxy_protocol: Option<TrustedProxies>,
     /// What SIGHUP makes a process do, if anything.
     on_hangup: Option<OnHangup>,
+    /// What SIGUSR2 makes the server's main process do, if anything.
+    on_upgrade: Option<OnUpgrade>,
 }
 
 impl<H> Context<H> {
@@ -60,6 +63,7 @@ impl<H> Context<H> {
             tls: None,
             proxy_protocol: None,
             on_hangup: None,
+            on_upgrade: None,
         }
     }
 
@@ -82,6 +86,32 @@ impl<H> Context<H> {
         Context {
             on_hangup: Some(on_hangup),
             ..self
+        }
+    }
+
+    /// On SIGUSR2 (with the binary's signal handling), the server's main process runs
+    /// `on_upgrade`.
+    pub fn with_upgrade(self, on_upgrade: Option<OnUpgrade>) -> Context<H> {
+        Context { on_upgrade, ..self }
+    }
+
+    /// Whether SIGUSR2 does something: the server's main process reads it then.
+    pub fn upgrades(&self) -> bool {
+        self.on_upgrade.is_some() && self.shutdown.watches_signals()
+    }
+
+    /// SIGUSR2 came, to a forking parent: the upgrade runs in a child of its own, so that
+    /// the parent stays single-threaded and its loop goes on while the new copy starts.
+    pub fn upgrade_in_child(&self, children: &mut Children) {
+        let Some(on_upgrade) = &self.on_upgrade else {
+            return;
+        };
+        let upgrade = || {
+            on_upgrade.run();
+            0
+        };
+        if let Err(e) = children.spawn(upgrade) {
+            tracing::error!("upgrade failed: cannot fork: {e}; still serving");
         }
     }
 
@@ -141,15 +171,33 @@ impl<H> Context<H> {
         }
         match (&self.proxy_protocol, peer) {
             (None, _) => link,
-            (Some(trusted), Peer::Ip(ip)) if !trusted.contains(ip) => {
-                Link::refused(self.settings, clock.now())
-            }
-            (Some(_), Peer::Unknown) => Link::refused(self.settings, clock.now()),
+            (Some(trusted), Peer::Ip(ip)) if !trusted.contains(ip) => self.refused(Some(ip), clock),
+            (Some(_), Peer::Unknown) => self.refused(None, clock),
             (Some(_), Peer::Ip(_) | Peer::Local) => {
                 link.expect_proxy_header(clock.now());
                 link
             }
         }
+    }
+
+    /// A link that closes unanswered, for a connection from `peer` (`None`: it could not be
+    /// told) that `--proxy-protocol` refuses. Counted in the metrics; said on stderr, the
+    /// first of each process at `info`, every one at `debug`, so a flood cannot fill the log.
+    fn refused(&self, peer: Option<std::net::IpAddr>, clock: &Clock) -> Link {
+        static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if let Some(observer) = &self.observer {
+            observer.proxy_refused();
+        }
+        let peer = peer.map_or_else(|| "an unknown source".to_string(), |ip| ip.to_string());
+        if TOLD.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!("refused a connection from {peer}: not in --trusted-proxies");
+        } else {
+            tracing::info!(
+                "refused a connection from {peer}: not in --trusted-proxies (--proxy-protocol); \
+                 every one is counted in bingfa_proxy_refused_total"
+            );
+        }
+        Link::refused(self.settings, clock.now())
     }
 
     /// Starts what a serving process that may start threads (not a forking parent) runs
@@ -167,10 +215,15 @@ impl<H> Context<H> {
             .observer
             .as_ref()
             .and_then(|observer| observer.start_writer());
+        // The process that tells is the server's main one (the others reload quietly): only
+        // it upgrades.
+        let on_upgrade = self.on_upgrade.clone().filter(|_| report == Report::Tell);
         let watcher = match &self.on_hangup {
-            Some(on_hangup) if self.shutdown.watches_signals() => Watcher::start(on_hangup.clone(), report)
-                .map_err(|e| tracing::error!("cannot watch SIGHUP, it will do nothing: {e}"))
-                .ok(),
+            Some(on_hangup) if self.shutdown.watches_signals() => {
+                Watcher::start(on_hangup.clone(), report, on_upgrade)
+                    .map_err(|e| tracing::error!("cannot watch SIGHUP, it will do nothing: {e}"))
+                    .ok()
+            }
             _ => None,
         };
         ProcessServices {

@@ -12,7 +12,7 @@
 //!   `steer`: the reactor's add-on that gives each connection to the worker of its CPU.
 //! - `ring`: setting up an io_uring and handing it operations (`uring`).
 //! - `children`: forked children (`process`, `prefork`); `limit`: `--max-connections`.
-//! - `hangups`: SIGHUP, on a watcher thread or in a forking parent's loop.
+//! - `hangups`: SIGHUP and SIGUSR2, on a watcher thread or in a forking parent's loop.
 //!
 //! [`seam::Link`]: crate::seam::Link
 
@@ -31,7 +31,7 @@ pub(crate) use accept::{accept_nonblocking, accept_until_shutdown, listener_per_
 pub(crate) use children::Children;
 pub(crate) use context::{clock_now, sweep_interval, tick, Context};
 pub(crate) use event_loop::EventLoop;
-pub(crate) use hangups::{OnHangup, Report};
+pub(crate) use hangups::{pending, OnHangup, OnUpgrade, Pending, Report};
 pub(crate) use limit::{Admission, SharedTally};
 pub(crate) use readiness::{isolated, refuse, transmit, Client, Interest, Pumped, Reads, SendWatch};
 pub(crate) use ring::{check_uring, Ring};

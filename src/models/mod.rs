@@ -82,6 +82,12 @@ impl Model {
         matches!(self, Model::Process | Model::Prefork)
     }
 
+    /// Models that run a loop per worker, each on a listener of its own where it can have one
+    /// (`SO_REUSEPORT`).
+    pub fn listens_per_worker(self) -> bool {
+        matches!(self, Model::Reactor | Model::Uring)
+    }
+
     /// Checks, before serving starts, what the model needs from the kernel that may be missing.
     pub fn check_available(self) -> Result<(), Error> {
         match self {

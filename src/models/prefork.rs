@@ -7,7 +7,7 @@
 //! serves nothing: it waits (one `poll`) for the shutdown signal or a worker's exit, reaps
 //! every exited worker and forks a replacement; on SIGTERM or SIGINT it forwards SIGTERM to
 //! the workers, waits for them, and exits; SIGHUP (reload the certificates, reopen the access
-//! log) it acts on for itself, then passes on.
+//! log) it acts on for itself, then passes on; SIGUSR2 (upgrade) it runs in a child of its own.
 //! nginx's master/worker design.
 //!
 //! What it costs: the fork happens `--workers` times, not per connection; then each worker
@@ -20,7 +20,7 @@
 //! When it wins: like `reactor`, every core serves; unlike threads, a worker that crashes or
 //! leaks takes down only its own connections, and the parent replaces it.
 
-use crate::engine::{Children, Context, EventLoop, Report, SharedTally};
+use crate::engine::{pending, Children, Context, EventLoop, Pending, Report, SharedTally};
 use crate::error::Error;
 use crate::net::Listener;
 use crate::seam::Handler;
@@ -60,7 +60,7 @@ fn supervise<H: Handler>(
         slots.push(start_worker(index, listener, context, tally, workers)?);
     }
     let mut started = Instant::now();
-    let hangups = crate::shutdown::hangups().map_err(Error::io("watching SIGHUP"))?;
+    let hangups = crate::shutdown::hangups(context.upgrades()).map_err(Error::io("watching SIGHUP"))?;
     loop {
         let [stopping, exited, hung_up] =
             wait_readable([context.shutdown.fd(), workers.fd(), hangups.as_fd()], None)
@@ -68,11 +68,19 @@ fn supervise<H: Handler>(
         if stopping {
             return Ok(());
         }
-        if hung_up {
-            while let Ok(Some(_)) = hangups.read_signal() {}
+        let pending = if hung_up {
+            pending(&hangups)
+        } else {
+            Pending::default()
+        };
+        if pending.hangup {
             // The parent's own copy too, for the workers it starts from now on.
             context.hung_up(Report::Tell);
             workers.signal(Signal::SIGHUP);
+        }
+        if pending.upgrade {
+            // Not passed on: the workers hand nothing over, the parent does.
+            context.upgrade_in_child(workers);
         }
         if !exited {
             continue;

@@ -5,7 +5,8 @@
 //! connection's keep-alive requests with blocking I/O, exactly as a `thread` model thread
 //! does, then exits. The parent closes its copy of the socket at once and reaps children as
 //! they exit. At `--max-connections` live children it answers 503 itself, without forking.
-//! SIGHUP it acts on in the same loop, so that children forked after it get what it reloaded.
+//! SIGHUP it acts on in the same loop, so that children forked after it get what it reloaded;
+//! SIGUSR2 too, starting the upgrade in a child of its own.
 //!
 //! What it costs: a `fork` per connection — copying page tables and descriptor tables, then
 //! page faults as the child touches memory (copy-on-write) — and a whole process (its own
@@ -26,7 +27,7 @@
 //! parent's copy of the socket is dropped right after the fork.
 
 use super::thread;
-use crate::engine::{clock_now, refuse, Children, Context, Report};
+use crate::engine::{clock_now, pending, refuse, Children, Context, Report};
 use crate::error::Error;
 use crate::net::Listener;
 use crate::seam::Handler;
@@ -36,6 +37,11 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
+    // Non-blocking, as in the other blocking models (see `engine::accept_until_shutdown`);
+    // the accepted sockets are blocking all the same.
+    listener
+        .set_nonblocking(true)
+        .map_err(Error::io("setting up the listener"))?;
     let mut children = Children::new(&context.shutdown).map_err(Error::io("watching child processes"))?;
     let result = accept_and_fork(&listener, context, &mut children);
     // New clients are refused from here. Children finish the response in flight (SIGTERM
@@ -50,7 +56,7 @@ fn accept_and_fork<H: Handler>(
     context: &Context<H>,
     children: &mut Children,
 ) -> Result<(), Error> {
-    let hangups = hangups().map_err(Error::io("watching SIGHUP"))?;
+    let hangups = hangups(context.upgrades()).map_err(Error::io("watching SIGHUP"))?;
     loop {
         let [stopping, exited, hung_up, incoming] = wait_readable(
             [
@@ -70,8 +76,13 @@ fn accept_and_fork<H: Handler>(
         }
         if hung_up {
             // Here, not on a thread: a process that forks must stay single-threaded.
-            while let Ok(Some(_)) = hangups.read_signal() {}
-            context.hung_up(Report::Tell);
+            let pending = pending(&hangups);
+            if pending.hangup {
+                context.hung_up(Report::Tell);
+            }
+            if pending.upgrade {
+                context.upgrade_in_child(children);
+            }
         }
         if incoming {
             accept_one(listener, context, children);
@@ -82,7 +93,15 @@ fn accept_and_fork<H: Handler>(
 fn accept_one<H: Handler>(listener: &Listener, context: &Context<H>, children: &mut Children) {
     let stream = match listener.accept() {
         Ok((stream, _peer)) => stream,
-        Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => return,
+        // Or another process took it (see `engine::accept_until_shutdown`).
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionAborted | ErrorKind::Interrupted | ErrorKind::WouldBlock
+            ) =>
+        {
+            return
+        }
         // Out of descriptors or memory: pause rather than spin; clients wait in the backlog.
         Err(e) => {
             crate::observe::accept_failed(&e);

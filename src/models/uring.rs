@@ -154,6 +154,13 @@ struct RingClient {
     expired: bool,
     /// Its receive is cancelled for the link to say a last word (`Link::expire`, `drain`).
     last_words: bool,
+    /// It has sent something. At the stop, a connection that has not is left to bring its
+    /// first request, answered and then drained: its client has sent it or is sending it,
+    /// and a receive cancelled now would fail it (a new connection accepted just before the
+    /// stop, from a shared listener that another server, an upgrade, goes on serving).
+    answered: bool,
+    /// To be drained once it has answered.
+    drain_when_answered: bool,
     /// Looked at on every sweep while a send is in flight, which may wait long for room.
     watch: SendWatch,
     _admission: Option<Admission>,
@@ -290,6 +297,10 @@ impl<'a, H: Handler> Worker<'a, H> {
             .iter_mut()
             .filter_map(|(key, client)| {
                 let receiving = client.in_flight == Some(Op::Receive);
+                if receiving && !client.answered {
+                    client.drain_when_answered = true;
+                    return None;
+                }
                 client.last_words = client.link.drain() && receiving;
                 receiving.then_some(key)
             })
@@ -311,6 +322,8 @@ impl<'a, H: Handler> Worker<'a, H> {
             in_flight: None,
             expired: false,
             last_words: false,
+            answered: false,
+            drain_when_answered: self.draining_until.is_some(),
             watch: SendWatch::default(),
             _admission: admission,
         });
@@ -335,6 +348,10 @@ impl<'a, H: Handler> Worker<'a, H> {
                 Op::ReadFile => client.read_file(result),
             });
         if progressed {
+            if client.drain_when_answered && client.answered {
+                client.drain_when_answered = false;
+                client.link.drain();
+            }
             self.advance(key)
         } else {
             self.connections.remove(key);
@@ -528,6 +545,7 @@ impl RingClient {
     fn wrote(&mut self, result: i32, now: Instant) -> bool {
         match usize::try_from(result) {
             Ok(n) if n > 0 => {
+                self.answered = true;
                 self.sent += n;
                 if self.sent >= self.staged {
                     self.link.sent(self.staged, now);

@@ -23,14 +23,17 @@ const VARIABLES: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 pub enum ActivationError {
     #[error("{name} is not a number: '{value}'")]
     NotANumber { name: &'static str, value: String },
-    #[error("descriptor 3 is not open: {0}")]
-    NotOpen(io::Error),
-    #[error("descriptor 3 is not a listening stream socket")]
-    NotListening,
-    #[error("descriptor 3 is neither an IP nor a Unix socket")]
-    Family,
-    #[error("descriptor 3: {0}")]
-    Io(#[from] io::Error),
+    #[error("descriptor {0} is not open: {1}")]
+    NotOpen(RawFd, io::Error),
+    #[error("descriptor {0} is not a listening stream socket")]
+    NotListening(RawFd),
+    #[error("descriptor {0} is neither an IP nor a Unix socket")]
+    Family(RawFd),
+    #[error("descriptor {0}: {1}")]
+    Io(RawFd, io::Error),
+    /// `BINGFA_UPGRADE` does not say what the handover protocol says (net/handover.rs).
+    #[error("{variable} is not understood: '{value}'")]
+    Handover { variable: &'static str, value: String },
 }
 
 /// The socket systemd passed to this process.
@@ -70,52 +73,61 @@ fn passed(pid: Option<&OsStr>, fds: Option<&OsStr>, me: u32) -> Result<usize, Ac
     fds.map_or(Ok(0), |fds| number("LISTEN_FDS", fds))
 }
 
-fn number(name: &'static str, value: &OsStr) -> Result<usize, ActivationError> {
+/// Takes descriptor 3 as the listener, once it is known to be one. systemd's
+/// `NonBlocking=` may have set it non-blocking; each model sets the mode it needs.
+fn adopt() -> Result<Listener, ActivationError> {
+    // SAFETY: LISTEN_PID names this process, so by the protocol descriptor 3 was passed to it
+    // open, and nothing in it has claimed the descriptor: this runs once, at start.
+    let (socket, kind) = unsafe { listening_socket(FIRST) }?;
+    socket
+        .set_nonblocking(false)
+        .map_err(|e| ActivationError::Io(FIRST, e))?;
+    Ok(Listener::new(socket, kind, false, None))
+}
+
+/// Descriptor `fd` as a listening socket of a kind served, made close-on-exec (so that no
+/// program started from here inherits it), and tuned if TCP.
+///
+/// # Safety
+/// `fd` must have been passed to this process open, and not be claimed by anything in it.
+pub(super) unsafe fn listening_socket(fd: RawFd) -> Result<(Socket, Kind), ActivationError> {
+    // SAFETY: as the caller promises.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Also the check that it is open.
+    if let Err(e) = rustix::io::fcntl_setfd(&owned, FdFlags::CLOEXEC) {
+        // Not open after all, so not ours to close.
+        std::mem::forget(owned);
+        return Err(ActivationError::NotOpen(fd, e.into()));
+    }
+    let kind = kind(&owned, fd)?;
+    let socket = Socket::from(owned);
+    if kind == Kind::Tcp {
+        super::tcp::tune(&socket);
+    }
+    Ok((socket, kind))
+}
+
+/// Which kind of listener `fd` is, if it is a listening stream socket of a kind served.
+fn kind(owned: &OwnedFd, fd: RawFd) -> Result<Kind, ActivationError> {
+    // Any error here (ENOTSOCK, say) also means: not a listening stream socket.
+    let stream = matches!(sockopt::socket_type(owned), Ok(SocketType::STREAM));
+    if !stream || !matches!(sockopt::socket_acceptconn(owned), Ok(true)) {
+        return Err(ActivationError::NotListening(fd));
+    }
+    match sockopt::socket_domain(owned).map_err(|e| ActivationError::Io(fd, e.into()))? {
+        AddressFamily::INET | AddressFamily::INET6 => Ok(Kind::Tcp),
+        AddressFamily::UNIX => Ok(Kind::Unix),
+        _ => Err(ActivationError::Family(fd)),
+    }
+}
+
+/// `text`, a number of `name`.
+pub(super) fn number(name: &'static str, value: &OsStr) -> Result<usize, ActivationError> {
     let text = value.to_string_lossy();
     text.parse().map_err(|_| ActivationError::NotANumber {
         name,
         value: text.into_owned(),
     })
-}
-
-/// Takes descriptor 3 as the listener, once it is known to be one.
-fn adopt() -> Result<Listener, ActivationError> {
-    // SAFETY: LISTEN_PID names this process, so by the protocol descriptor 3 was passed to it
-    // open, and nothing in it has claimed the descriptor: this runs once, at start.
-    let fd = unsafe { OwnedFd::from_raw_fd(FIRST) };
-    // Not passed on to any program started from here; also the check that it is open.
-    if let Err(e) = rustix::io::fcntl_setfd(&fd, FdFlags::CLOEXEC) {
-        // Not open after all, so not ours to close.
-        std::mem::forget(fd);
-        return Err(ActivationError::NotOpen(e.into()));
-    }
-    let kind = kind(&fd)?;
-    let socket = Socket::from(fd);
-    // systemd's `NonBlocking=` may have set it; each model sets the mode it needs.
-    socket.set_nonblocking(false)?;
-    if kind == Kind::Tcp {
-        super::tcp::tune(&socket);
-    }
-    Ok(Listener {
-        socket,
-        kind,
-        reuse_port: false,
-        _file: None,
-    })
-}
-
-/// Which kind of listener `fd` is, if it is a listening stream socket of a kind served.
-fn kind(fd: &OwnedFd) -> Result<Kind, ActivationError> {
-    // Any error here (ENOTSOCK, say) also means: not a listening stream socket.
-    let stream = matches!(sockopt::socket_type(fd), Ok(SocketType::STREAM));
-    if !stream || !matches!(sockopt::socket_acceptconn(fd), Ok(true)) {
-        return Err(ActivationError::NotListening);
-    }
-    match sockopt::socket_domain(fd).map_err(io::Error::from)? {
-        AddressFamily::INET | AddressFamily::INET6 => Ok(Kind::Tcp),
-        AddressFamily::UNIX => Ok(Kind::Unix),
-        _ => Err(ActivationError::Family),
-    }
 }
 
 #[cfg(test)]

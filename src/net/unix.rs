@@ -26,12 +26,7 @@ pub(super) fn bind(path: &Path) -> Result<Listener, ListenError> {
     // From here on the file is ours: removed again if listening fails.
     let file = SocketFile::new(path).map_err(fail)?;
     socket.listen(4096).map_err(fail)?;
-    Ok(Listener {
-        socket,
-        kind: Kind::Unix,
-        reuse_port: false,
-        _file: Some(file),
-    })
+    Ok(Listener::new(socket, Kind::Unix, false, Some(file)))
 }
 
 /// Removes the socket file at `path` if nobody listens on it; fails if someone does, or if the
@@ -68,9 +63,10 @@ fn listening(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// A socket file this process created, removed when dropped.
+/// A socket file this process created (or was handed by the server it upgraded), removed
+/// when dropped.
 #[derive(Debug)]
-pub(super) struct SocketFile {
+pub struct SocketFile {
     path: PathBuf,
     /// Which file it is: another server may have put its own at the path since.
     dev: u64,
@@ -88,6 +84,18 @@ impl SocketFile {
             ino: found.ino(),
             owner: std::process::id(),
         })
+    }
+
+    /// The file of a listening Unix socket handed over by the server this one upgraded: ours
+    /// to remove from now on. `None` for an abstract or unnamed socket, or a file gone.
+    pub(super) fn of_handed_over(socket: &Socket) -> Option<SocketFile> {
+        let addr = socket.local_addr().ok()?;
+        SocketFile::new(addr.as_pathname()?).ok()
+    }
+
+    /// Leaves the file where it is: another process serves the socket now.
+    pub fn keep(mut self) {
+        self.owner = 0;
     }
 }
 

@@ -46,6 +46,9 @@ struct Counters {
     handshakes: [AtomicU64; TlsVersion::ALL.len()],
     /// Failed TLS handshakes, by `HandshakeFailure` (its discriminant).
     handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
+    /// Connections closed unanswered at once: with `--proxy-protocol`, from a source not in
+    /// `--trusted-proxies`.
+    proxy_refused: AtomicU64,
 }
 
 /// The counters of one server, labelled with its model.
@@ -63,6 +66,10 @@ impl Metrics {
 
     pub fn accepted(&self) {
         self.counters.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub fn proxy_refused(&self) {
+        self.counters.proxy_refused.fetch_add(1, Relaxed);
     }
 
     /// Counts an exchange that took `duration`.
@@ -135,7 +142,8 @@ impl Metrics {
             model,
             c.response_bytes.load(Relaxed),
         );
-        let help = "Connections accepted, those refused at --max-connections included.";
+        let help = "Connections accepted, those refused at --max-connections or as untrusted \
+                    sources of --proxy-protocol included.";
         simple(
             out,
             "bingfa_connections_accepted_total",
@@ -143,6 +151,16 @@ impl Metrics {
             help,
             model,
             c.accepted.load(Relaxed),
+        );
+        let help = "Connections from sources not in --trusted-proxies, closed unanswered \
+                    (--proxy-protocol).";
+        simple(
+            out,
+            "bingfa_proxy_refused_total",
+            "counter",
+            help,
+            model,
+            c.proxy_refused.load(Relaxed),
         );
         let help = "Connections being served (those counted against --max-connections).";
         let open = c.open.load(Relaxed).max(0) as u64;

@@ -89,6 +89,15 @@ impl Observer {
         self.log.is_some()
     }
 
+    /// A connection was refused: with `--proxy-protocol`, its source is not in
+    /// `--trusted-proxies`. Counted (no access-log line: that log has a line per response,
+    /// and it got none).
+    pub fn proxy_refused(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.proxy_refused();
+        }
+    }
+
     /// The handler that answers scrapes of these metrics, if metrics are on.
     pub fn metrics_handler(&self) -> Option<MetricsHandler> {
         self.metrics.clone().map(MetricsHandler::new)

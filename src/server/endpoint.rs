@@ -79,6 +79,13 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// What stops it, for an upgrade to stop it early (from whichever process).
+    pub fn stopper(&self) -> Arc<Shutdown> {
+        Arc::clone(&self.stop)
+    }
+}
+
 /// Serves until the endpoint is stopped; a failure is logged, not fatal to the server.
 fn serve<H: Handler + Send + Sync + 'static>(listener: Listener, context: Context<H>) {
     if let Err(e) = models::run(Model::Epoll, listener, Arc::new(context)) {

@@ -33,7 +33,7 @@ use crate::support::{Site, SAFETY};
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 /// The file every load request asks for.
-const FILE: &str = "readme.txt";
+pub(crate) const FILE: &str = "readme.txt";
 /// The load generator's source address: not HAProxy's (127.0.0.1).
 const LOAD_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const LOAD_THREADS: usize = 3;
@@ -416,8 +416,9 @@ backend bingfa
 // The load
 // ---------------------------------------------------------------------------
 
-/// Threads doing keep-alive GETs through HAProxy from `LOAD_SOURCE` until stopped.
-struct Load {
+/// Threads doing keep-alive GETs through HAProxy from `LOAD_SOURCE` until stopped (also
+/// straight to a server: `upgrade.rs`).
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -441,7 +442,7 @@ impl Tally {
 }
 
 impl Load {
-    fn start(front: SocketAddr, body: Vec<u8>) -> Load {
+    pub(crate) fn start(front: SocketAddr, body: Vec<u8>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::default());
         let body = Arc::new(body);
@@ -455,7 +456,7 @@ impl Load {
     }
 
     /// Waits (bounded) until more requests have been answered than now.
-    fn wait_for_more_requests(&self) {
+    pub(crate) fn wait_for_more_requests(&self) {
         let now = self.tally.requests.load(Ordering::Relaxed);
         let more = poll_until(SAFETY, || {
             (self.tally.requests.load(Ordering::Relaxed) > now).then_some(())
@@ -464,7 +465,7 @@ impl Load {
     }
 
     /// Stops the threads: requests made, the first failures, failures counted.
-    fn stop(self) -> (u64, Vec<String>, u64) {
+    pub(crate) fn stop(self) -> (u64, Vec<String>, u64) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().expect("load thread");

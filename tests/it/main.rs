@@ -191,3 +191,4 @@ mod tidy;
 mod timeouts;
 mod tls;
 mod traversal;
+mod upgrade;

@@ -185,14 +185,24 @@ model_tests! {
         s.stop();
     }
 
-    /// A source that is not a trusted proxy is refused, valid header or not.
+    /// A source that is not a trusted proxy is refused, valid header or not, and counted in
+    /// `bingfa_proxy_refused_total`.
     fn an_untrusted_source_is_refused(model m) {
         let s = TestServer::start_with(m, |c| {
             c.proxy_protocol = true;
             c.trusted_proxies = vec!["192.0.2.0/24".parse().unwrap()];
+            c.metrics = Some("127.0.0.1:0".parse().unwrap());
         });
         assert!(closed_unanswered(&s, &v2_ipv4([198, 51, 100, 9])), "[{m}] an untrusted source was served");
         assert!(closed_unanswered(&s, b""), "[{m}] an untrusted source was served");
+        let metrics = s.metrics.expect("--metrics is on");
+        let wanted = format!("bingfa_proxy_refused_total{{model=\"{m}\"}} 2\n");
+        let counted = crate::binary::poll_until(SAFETY, || {
+            let mut c = Client::connect(metrics);
+            c.send(req("GET", "/metrics", "Connection: close\r\n"));
+            c.read_response().body_str().contains(&wanted).then_some(())
+        });
+        assert!(counted.is_some(), "[{m}] no {wanted:?} in /metrics");
         s.stop();
     }
 
