@@ -3,6 +3,7 @@
 use super::hangups::{OnHangup, Report, Watcher};
 use super::limit::{Admission, ConnectionLimit};
 use crate::net::{Peer, Stream};
+use crate::observe::trace::Trace;
 use crate::observe::{Observer, Writer};
 use crate::seam::{Clock, Link, Settings, TlsConfig, TrustedProxies};
 use crate::shutdown::{Shutdown, SignalReader};
@@ -34,6 +35,8 @@ pub(crate) struct Context<H> {
     proxy_protocol: Option<TrustedProxies>,
     /// What SIGHUP makes a process do, if anything.
     on_hangup: Option<OnHangup>,
+    /// With `--trace-model`: where the model says what it does.
+    pub trace: Trace,
 }
 
 impl<H> Context<H> {
@@ -60,7 +63,13 @@ impl<H> Context<H> {
             tls: None,
             proxy_protocol: None,
             on_hangup: None,
+            trace: Trace::OFF,
         }
+    }
+
+    /// The model says what it does on `trace` (`--trace-model`).
+    pub fn with_trace(self, trace: Trace) -> Context<H> {
+        Context { trace, ..self }
     }
 
     /// Every connection accepted speaks TLS with `tls`, if given.

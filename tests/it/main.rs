@@ -190,4 +190,5 @@ mod slowloris;
 mod tidy;
 mod timeouts;
 mod tls;
+mod trace;
 mod traversal;

@@ -488,9 +488,10 @@ fn only_the_file_module_touches_the_file_system() {
 
 /// The most code lines (neither blank nor comment, tests left out) a model file may have, so
 /// that each stays a short answer to "how does this model move bytes"; what models share
-/// belongs in `src/engine`. io_uring's buffer rules need more.
+/// belongs in `src/engine`. io_uring's buffer rules need more, and so does saying
+/// (`--trace-model`) which operation completed on which socket.
 const MODEL_CODE_LINES: usize = 300;
-const URING_CODE_LINES: usize = 400;
+const URING_CODE_LINES: usize = 415;
 
 #[test]
 fn model_files_stay_short() {
