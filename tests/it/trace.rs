@@ -189,8 +189,8 @@ const MORE: usize = 250;
 ///   shows the sum does find the module's code.
 /// - What remains per request with tracing off is that branch at each call site: a load and
 ///   a compare, with no formatting, allocation, clock read or lock, which `trace_event!`
-///   keeps inside the branch. In a release build, `bench/callgrind.sh reactor` measured the
-///   instructions per request before and after tracing was added (see the header of
+///   keeps inside the branch. In a release build, `bench/callgrind.sh reactor` counted 4,983
+///   instructions per request before tracing was added and 4,985 after (see the header of
 ///   `src/observe/trace.rs`).
 ///
 /// Runs only where valgrind is installed (`.ci/run` installs it, and under `CI=true` a
