@@ -7,6 +7,8 @@
 #
 #   bench/site.sh [SECONDS] [ROUNDS]          defaults: 5 3
 #
+# The table goes to stdout and to bench/results/site.md.
+#
 # Each round runs every configuration once, back to back (interleaved, so that a moment of load
 # on the shared machine does not fall on one configuration alone); the table gives the median
 # of the rounds for req/s and for the server's CPU time per request (utime+stime of its process
@@ -124,16 +126,23 @@ for round in $(seq 1 "$rounds"); do
 done
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-echo "reactor, -w $workers, wrk -t2 -c100 -d${secs}s, median of $rounds rounds; $(date -u '+%F %H:%M UTC')"
-echo
-echo "| configuration | req/s | CPU µs/request |"
-echo "|---|---:|---:|"
-for name in none rules50 auth compress nginx-gzip-static; do
-    grep -q "^$name " "$work/results" || continue
-    rps=$(awk -v n="$name" '$1 == n {print $2}' "$work/results" | median)
-    cpu=$(awk -v n="$name" '$1 == n {print $3}' "$work/results" | median)
-    echo "| $name | $rps | $cpu |"
-done
-echo
-echo "every round:"
-cat "$work/results"
+report() {
+    echo "# The price of the site's rules"
+    echo
+    echo "\`bench/site.sh $secs $rounds\`: reactor, -w $workers, wrk -t2 -c100 -d${secs}s, median of $rounds rounds; $(date -u '+%F %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+    echo
+    echo "| configuration | req/s | CPU µs/request |"
+    echo "|---|---:|---:|"
+    for name in none rules50 auth compress nginx-gzip-static; do
+        grep -q "^$name " "$work/results" || continue
+        rps=$(awk -v n="$name" '$1 == n {print $2}' "$work/results" | median)
+        cpu=$(awk -v n="$name" '$1 == n {print $3}' "$work/results" | median)
+        echo "| $name | $rps | $cpu |"
+    done
+    echo
+    echo "Every round (configuration, req/s, CPU µs/request):"
+    echo
+    sed 's/^/    /' "$work/results"
+}
+# The table is kept in bench/results/site.md, which the README's "Site rules" cites.
+report | tee bench/results/site.md

@@ -175,6 +175,10 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 
+    /// Say on stderr what the concurrency model does (accept, fork, epoll_wait, would-block...), at most 20 lines a second: to watch a model work
+    #[arg(long)]
+    pub trace_model: bool,
+
     /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz
     #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address)]
     pub metrics: Option<SocketAddr>,
@@ -264,6 +268,7 @@ impl Args {
         config.cors = Cors::new(self.cors.iter().cloned());
         config.access_log = self.access_log.clone();
         config.log_format = self.log_format;
+        config.trace_model = self.trace_model;
         config.metrics = self.metrics;
         config.tls_cert = self.tls_cert.clone();
         config.tls_key = self.tls_key.clone();

@@ -14,6 +14,7 @@ pub use crate::http::Cidr;
 use crate::http::TrustedProxies;
 use crate::models::{self, Model};
 use crate::net::{Handover, Listener, Ready, SocketFile, TakenOver};
+use crate::observe::trace::Trace;
 use crate::observe::{Health, Healthy, LogFormat, Observer};
 use crate::seam::TlsConfig;
 use crate::shutdown::{Phase, Shutdown};
@@ -102,6 +103,9 @@ pub struct Config {
     /// or `-` for stdout. `None`: no access log.
     pub access_log: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// `--trace-model`: the model says on stderr what it does, at most 20 lines a second
+    /// (see `observe::trace`). Off, it costs a branch where an event could be said.
+    pub trace_model: bool,
     /// Serve Prometheus metrics and a health check on this address.
     pub metrics: Option<SocketAddr>,
     /// Serve HTTPS with this certificate chain and key (PEM files), both or neither.
@@ -228,6 +232,7 @@ impl Config {
             auth: Vec::new(),
             access_log: None,
             log_format: LogFormat::Combined,
+            trace_model: false,
             metrics: None,
             tls_cert: None,
             tls_key: None,
@@ -631,7 +636,8 @@ impl Serving<'_> {
         .with_tls(self.tls)
         .with_proxy_protocol(config.proxy_header_from())
         .with_hangup(self.on_hangup)
-        .with_upgrade(on_upgrade);
+        .with_upgrade(on_upgrade)
+        .with_trace(Trace::new(config.trace_model));
         // A forking model's parent starts no thread: its serving processes start their own
         // log writers and SIGHUP watchers, and the endpoints beside it run in processes of
         // their own.

@@ -4,6 +4,7 @@ use super::children::Children;
 use super::hangups::{OnHangup, OnUpgrade, Report, Watcher};
 use super::limit::{Admission, ConnectionLimit};
 use crate::net::{Peer, Stream};
+use crate::observe::trace::Trace;
 use crate::observe::{Observer, Writer};
 use crate::seam::{Clock, Link, Settings, TlsConfig, TrustedProxies};
 use crate::shutdown::{Shutdown, SignalReader};
@@ -37,6 +38,8 @@ pub(crate) struct Context<H> {
     on_hangup: Option<OnHangup>,
     /// What SIGUSR2 makes the server's main process do, if anything.
     on_upgrade: Option<OnUpgrade>,
+    /// With `--trace-model`: where the model says what it does.
+    pub trace: Trace,
 }
 
 impl<H> Context<H> {
@@ -64,7 +67,13 @@ impl<H> Context<H> {
             proxy_protocol: None,
             on_hangup: None,
             on_upgrade: None,
+            trace: Trace::OFF,
         }
+    }
+
+    /// The model says what it does on `trace` (`--trace-model`).
+    pub fn with_trace(self, trace: Trace) -> Context<H> {
+        Context { trace, ..self }
     }
 
     /// Every connection accepted speaks TLS with `tls`, if given.

@@ -15,13 +15,14 @@ use super::readiness::{Client, Pumped, Reads};
 use super::steer::{Handover, WorkerSteering};
 use crate::error::Error;
 use crate::net::{Listener, Stream};
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler};
 use crate::shutdown::timespec;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::io::Errno;
 use slab::Slab;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const LISTENER: u64 = u64::MAX;
@@ -132,6 +133,9 @@ impl<'a, H: Handler> EventLoop<'a, H> {
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(Error::io("waiting for events")(e.into())),
             }
+            if !events.is_empty() {
+                trace_event!(self.context.trace, Kind::EpollWait, "{} ready", events.len());
+            }
             tick(&mut self.clock);
             for event in &events {
                 match event.data.u64() {
@@ -145,7 +149,8 @@ impl<'a, H: Handler> EventLoop<'a, H> {
                 self.close_expired();
                 self.set_listening(true);
                 if let (Some(steer), Some(listener)) = (&mut self.steer, &self.listener) {
-                    for handover in steer.check(self.connections.len(), listener) {
+                    let held = self.connections.len();
+                    for handover in steer.check(held, listener, &self.context.trace) {
                         self.hand_over(handover);
                     }
                 }
@@ -180,7 +185,10 @@ impl<'a, H: Handler> EventLoop<'a, H> {
                 return;
             };
             match accept_nonblocking(listener) {
-                Ok(socket) => self.register(socket),
+                Ok(socket) => {
+                    trace_event!(self.context.trace, Kind::Accept, "fd {}", socket.as_raw_fd());
+                    self.register(socket)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Out of descriptors or memory: the backlog stays non-empty, so the listener
                 // would wake us at once, forever. Stop listening until the next sweep; the
@@ -250,6 +258,13 @@ impl<'a, H: Handler> EventLoop<'a, H> {
             .partition(|&key| steer.arrives_for(handover.to, &self.connections[key].socket));
         keys.extend(others);
         keys.truncate(handover.count);
+        trace_event!(
+            self.context.trace,
+            Kind::Handover,
+            "{} connections to worker {}",
+            keys.len(),
+            handover.to
+        );
         let clients = keys
             .into_iter()
             .map(|key| self.connections.remove(key))
@@ -264,7 +279,14 @@ impl<'a, H: Handler> EventLoop<'a, H> {
         let Some(steer) = &self.steer else {
             return;
         };
-        for mut client in steer.take_handed() {
+        let handed = steer.take_handed();
+        trace_event!(
+            self.context.trace,
+            Kind::Handover,
+            "{} connections taken from another worker",
+            handed.len()
+        );
+        for mut client in handed {
             if self.draining_until.is_some() {
                 client.link.drain();
             }
@@ -283,10 +305,7 @@ impl<'a, H: Handler> EventLoop<'a, H> {
         // Edge-triggered epoll reports a socket again once it has more to read or room to
         // write, and `pump` stops only where it would block or has read all there was;
         // so the interest never has to change.
-        if matches!(
-            client.pump(&self.clock, &self.context.handler, reads),
-            Pumped::Over
-        ) {
+        if matches!(client.pump(&self.clock, self.context, reads), Pumped::Over) {
             self.close(key);
         }
     }
@@ -301,11 +320,11 @@ impl<'a, H: Handler> EventLoop<'a, H> {
     }
 
     fn close_expired(&mut self) {
-        let (clock, handler) = (&self.clock, &self.context.handler);
+        let (clock, context) = (&self.clock, self.context);
         let expired: Vec<usize> = self
             .connections
             .iter_mut()
-            .filter_map(|(key, client)| client.expired(clock, handler).then_some(key))
+            .filter_map(|(key, client)| client.expired(clock, context).then_some(key))
             .collect();
         for key in expired {
             self.close(key);

@@ -5,13 +5,14 @@
 use super::context::{clock_now, Context};
 use super::limit::Admission;
 use crate::net::Stream;
+use crate::observe::trace::{trace_event, Kind, Trace};
 use crate::seam::{Clock, Handler, Link, Step, Transmit};
 use rustix::ioctl::{ioctl, Getter, Opcode};
 use rustix::net::SendFlags;
 use std::ffi::c_int;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// A connection as the readiness-based models hold it: the socket, its link to the protocol,
 /// and its place under the connection limit.
@@ -35,9 +36,9 @@ impl Client {
 
     /// Pumps the connection (see [`pump`]); a panic while serving it ends only it.
     #[inline]
-    pub fn pump(&mut self, clock: &Clock, handler: &impl Handler, reads: Reads) -> Pumped {
+    pub fn pump<H: Handler>(&mut self, clock: &Clock, context: &Context<H>, reads: Reads) -> Pumped {
         let pumped = isolated(Pumped::Over, || {
-            pump(&self.socket, &mut self.link, clock, handler, reads)
+            pump(&self.socket, &mut self.link, clock, context, reads)
         });
         if let Pumped::Blocked {
             wants: Interest::Write,
@@ -52,7 +53,7 @@ impl Client {
     /// True once the link's deadline has passed, unless the client turns out to be still
     /// taking a response (see [`SendWatch`]), or the link has a last word to say first
     /// (`Link::expire`), which is sent here.
-    pub fn expired(&mut self, clock: &Clock, handler: &impl Handler) -> bool {
+    pub fn expired<H: Handler>(&mut self, clock: &Clock, context: &Context<H>) -> bool {
         let now = clock.now();
         if self.link.deadline() > now {
             return false;
@@ -65,7 +66,7 @@ impl Client {
         }
         !(self.link.expire(now)
             && matches!(
-                self.pump(clock, handler, Reads::UntilBlocked),
+                self.pump(clock, context, Reads::UntilBlocked),
                 Pumped::Blocked { .. }
             ))
     }
@@ -121,9 +122,9 @@ pub(crate) fn isolated<T>(fallback: T, step: impl FnOnce() -> T) -> T {
 /// Answers a connection accepted over the limit (its link only says 503) without tying up a
 /// worker: one non-blocking pump — the 503, the half-close, a drain of what the client
 /// already sent so the close is not a reset — then close.
-pub(crate) fn refuse(socket: Stream, mut link: Link, handler: &impl Handler) {
+pub(crate) fn refuse<H: Handler>(socket: Stream, mut link: Link, context: &Context<H>) {
     if socket.set_nonblocking(true).is_ok() {
-        let _ = pump(&socket, &mut link, &clock_now(), handler, Reads::UntilBlocked);
+        let _ = pump(&socket, &mut link, &clock_now(), context, Reads::UntilBlocked);
     }
 }
 
@@ -142,6 +143,16 @@ pub(crate) enum Interest {
     Write,
 }
 
+impl Interest {
+    /// What the socket must become: "readable" or "writable".
+    pub fn readiness(self) -> &'static str {
+        match self {
+            Interest::Read => "readable",
+            Interest::Write => "writable",
+        }
+    }
+}
+
 /// How far [`pump`] reads: what the caller knows of the socket's input saves the read that
 /// would only say EAGAIN — one system call per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,19 +169,19 @@ pub(crate) enum Reads {
 
 /// Moves bytes between a non-blocking socket and the link until the socket would block or
 /// the connection is over: the body of every readiness-based model.
-pub(crate) fn pump(
+pub(crate) fn pump<H: Handler>(
     socket: &Stream,
     link: &mut Link,
     clock: &Clock,
-    handler: &impl Handler,
+    context: &Context<H>,
     reads: Reads,
 ) -> Pumped {
     let mut progressed = false;
     let mut may_read = !matches!(reads, Reads::Reported { readable: false });
     loop {
-        let (result, wants) = match link.poll(clock, handler) {
+        let (result, wants) = match link.poll(clock, &context.handler) {
             Step::Send(what) => (
-                transmit(socket, what).map(|n| link.sent(n, clock.now())),
+                transmit(socket, what, &context.trace).map(|n| link.sent(n, clock.now())),
                 Interest::Write,
             ),
             Step::Receive { .. } if !may_read => (Err(ErrorKind::WouldBlock.into()), Interest::Read),
@@ -192,6 +203,16 @@ pub(crate) fn pump(
                 if matches!(wants, Interest::Read) {
                     link.rest(); // waiting between requests costs no buffer
                 }
+                // Only after progress: a polling loop finds most sockets idle on every pass.
+                if progressed {
+                    trace_event!(
+                        context.trace,
+                        Kind::WouldBlock,
+                        "fd {} waits until {}",
+                        socket.as_raw_fd(),
+                        wants.readiness()
+                    );
+                }
                 return Pumped::Blocked { wants, progressed };
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -202,7 +223,7 @@ pub(crate) fn pump(
 
 /// Writes what the link handed out: bytes with `send`, a file range with `sendfile`, so file
 /// bodies go from the page cache to the socket without passing through user space.
-pub(crate) fn transmit(socket: impl AsFd, what: Transmit<'_>) -> io::Result<usize> {
+pub(crate) fn transmit(socket: impl AsFd, what: Transmit<'_>, trace: &Trace) -> io::Result<usize> {
     match what {
         // MSG_NOSIGNAL: a peer that went away is an error to handle, not a SIGPIPE.
         Transmit::Bytes { bytes, more } => {
@@ -211,11 +232,17 @@ pub(crate) fn transmit(socket: impl AsFd, what: Transmit<'_>) -> io::Result<usiz
         }
         Transmit::File { file, offset, len } => {
             let mut offset = offset;
-            match rustix::fs::sendfile(socket, file, Some(&mut offset), len)? {
+            match rustix::fs::sendfile(&socket, file, Some(&mut offset), len)? {
                 // The file shrank after its length was announced: the response cannot be
                 // completed, and closing is the only honest end.
                 0 => Err(io::ErrorKind::UnexpectedEof.into()),
-                n => Ok(n),
+                n => {
+                    if n < len {
+                        let fd = socket.as_fd().as_raw_fd();
+                        trace_event!(trace, Kind::Sendfile, "fd {fd} took {n} of {len} bytes");
+                    }
+                    Ok(n)
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! entries pushed (submitting when the queue is full), completions taken in batches.
 
 use crate::error::Error;
+use crate::observe::trace::{Kind, Trace};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 use rustix::io::Errno;
 
@@ -62,7 +63,14 @@ impl Ring {
     }
 
     /// Submits what is queued and waits for at least one completion; takes all there are.
-    pub fn submit_and_wait(&mut self) -> Result<(), Error> {
+    pub fn submit_and_wait(&mut self, trace: &Trace) -> Result<(), Error> {
+        if let Some(tracer) = trace.tracer() {
+            let queued = self.ring.submission().len();
+            if queued > 0 {
+                let what = format_args!("{queued} queued; one io_uring_enter submits them and waits");
+                tracer.say(Kind::Submit, what);
+            }
+        }
         match self.ring.submit_and_wait(1) {
             Ok(_) => {}
             // EBUSY: the completion queue is full; taking its entries makes room.
@@ -101,5 +109,13 @@ impl Ring {
                 Err(e) => return Err(Error::io("submitting to io_uring")(e)),
             }
         }
+    }
+}
+
+/// An operation's result as a trace line says it: bytes moved, or the error.
+pub(crate) fn outcome(result: i32) -> String {
+    match usize::try_from(result) {
+        Ok(bytes) => format!("{bytes} bytes"),
+        Err(_) => std::io::Error::from_raw_os_error(-result).to_string(),
     }
 }

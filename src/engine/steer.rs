@@ -23,6 +23,7 @@
 
 use super::readiness::Client;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind, Trace};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::net::sockopt::{set_socket_incoming_cpu, socket_incoming_cpu};
 use rustix::thread::{sched_getaffinity, CpuSet};
@@ -104,6 +105,11 @@ impl Steering {
         })
     }
 
+    /// The CPU whose connections worker `worker`'s listener takes.
+    pub fn cpu(&self, worker: usize) -> u32 {
+        self.cpus[worker]
+    }
+
     pub fn for_worker(&self, worker: usize) -> WorkerSteering<'_> {
         WorkerSteering {
             steering: self,
@@ -123,7 +129,7 @@ impl WorkerSteering<'_> {
     /// At each sweep: reports the connections this worker holds. Once it has held far more
     /// than its share of all of them for a few sweeps, clears its listener's tag (the first
     /// time) and says which connections to hand to whom; the loop then calls `hand_over`.
-    pub fn check(&mut self, held: usize, listener: &Listener) -> Vec<Handover> {
+    pub fn check(&mut self, held: usize, listener: &Listener, trace: &Trace) -> Vec<Handover> {
         let counts = &self.steering.held;
         counts[self.worker].store(held, Ordering::Relaxed);
         let now: Vec<usize> = counts.iter().map(|count| count.load(Ordering::Relaxed)).collect();
@@ -139,6 +145,12 @@ impl WorkerSteering<'_> {
         self.strikes = 0;
         if self.tagged && set_socket_incoming_cpu(listener, NO_CPU).is_ok() {
             self.tagged = false;
+            trace_event!(
+                trace,
+                Kind::Steer,
+                "worker {} holds {held} of {total} connections: its CPU's are hashed again",
+                self.worker
+            );
             tracing::info!(
                 "worker {} holds {held} of {total} connections: new connections on its CPU are \
                  now spread across all workers",
@@ -293,21 +305,21 @@ mod tests {
         let listeners = [first, listen_reuseport(addr).unwrap()];
         let steering = Steering::tag(&listeners).unwrap();
         let (mut busy, mut idle) = (steering.for_worker(0), steering.for_worker(1));
-        idle.check(40, &listeners[1]);
+        idle.check(40, &listeners[1], &Trace::OFF);
         assert_eq!(idle.strikes, 1, "40 of 40 (the other has not reported yet)");
-        busy.check(60, &listeners[0]);
-        idle.check(40, &listeners[1]);
+        busy.check(60, &listeners[0], &Trace::OFF);
+        idle.check(40, &listeners[1], &Trace::OFF);
         assert_eq!(
             (busy.strikes, idle.strikes),
             (0, 0),
             "60 and 40 of 100 is no skew"
         );
         for _ in 0..SWEEPS_TO_CONVICT - 1 {
-            idle.check(2, &listeners[1]);
-            let handovers = busy.check(98, &listeners[0]);
+            idle.check(2, &listeners[1], &Trace::OFF);
+            let handovers = busy.check(98, &listeners[0], &Trace::OFF);
             assert!(busy.tagged && handovers.is_empty(), "not yet: a skew must last");
         }
-        let handovers = busy.check(98, &listeners[0]);
+        let handovers = busy.check(98, &listeners[0], &Trace::OFF);
         assert_eq!(
             handovers,
             [Handover { to: 1, count: 48 }],

@@ -28,11 +28,12 @@
 use crate::engine::{accept_nonblocking, clock_now, tick, transmit, Context, SendWatch};
 use crate::error::Error;
 use crate::net::{Listener, Stream};
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler, Link, Step};
 use std::future::{poll_fn, Future};
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -80,7 +81,10 @@ where
     let shared = Arc::new(Shared { context, stop });
     while let Some(accepted) = unless_stopped(&shared.stop, accept(&listener)).await {
         match accepted {
-            Ok(stream) => drop(tokio::spawn(serve(stream, Arc::clone(&shared)))),
+            Ok(stream) => {
+                trace_event!(shared.context.trace, Kind::Accept, "fd {}", stream.as_raw_fd());
+                drop(tokio::spawn(serve(stream, Arc::clone(&shared))))
+            }
             // The peer gave up before we accepted, or a signal interrupted us: try again.
             Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::Interrupted) => {}
             // Out of descriptors or memory: pause instead of failing in a tight loop.
@@ -139,6 +143,9 @@ async fn unless_stopped<T>(stop: &AsyncFd<OwnedFd>, work: impl Future<Output = T
 }
 
 async fn serve<H: Handler>(stream: Stream, shared: Arc<Shared<H>>) {
+    let fd = stream.as_raw_fd();
+    // Said by the task itself, on whichever worker thread runs it.
+    trace_event!(shared.context.trace, Kind::Task, "spawned for fd {fd}");
     let mut clock = clock_now();
     let (mut link, _admission) = shared.context.accept(&clock, &stream);
     // Registered from inside the runtime, on whichever worker runs this task. If tokio cannot
@@ -151,6 +158,7 @@ async fn serve<H: Handler>(stream: Stream, shared: Arc<Shared<H>>) {
     };
     // Any I/O error ends the connection; there is no one to report it to.
     let _ = drive(&stream, &mut link, &mut clock, &shared).await;
+    trace_event!(shared.context.trace, Kind::Task, "done: fd {fd} closed");
 }
 
 /// Waits until `stream` can take more of a response, within the core's send timeout: a
@@ -190,9 +198,15 @@ async fn drive<H: Handler>(
                 // `try_io` clears tokio's readiness flag if the send would block, so the
                 // next `writable` really waits.
                 ready
-                    .try_io(|stream| transmit(stream.get_ref(), what))
+                    .try_io(|stream| transmit(stream.get_ref(), what, &shared.context.trace))
                     .unwrap_or_else(|_would_block| {
                         watch.blocked(stream.get_ref());
+                        trace_event!(
+                            shared.context.trace,
+                            Kind::WouldBlock,
+                            "fd {} is full: the task waits until writable",
+                            stream.get_ref().as_raw_fd()
+                        );
                         Err(ErrorKind::WouldBlock.into())
                     })
                     .map(|n| link.sent(n, Instant::now()))
@@ -218,7 +232,15 @@ async fn drive<H: Handler>(
                 };
                 ready
                     .try_io(|stream| stream.get_ref().read(buf))
-                    .unwrap_or_else(|_would_block| Err(ErrorKind::WouldBlock.into()))
+                    .unwrap_or_else(|_would_block| {
+                        trace_event!(
+                            shared.context.trace,
+                            Kind::WouldBlock,
+                            "fd {} is empty: the task waits until readable",
+                            stream.get_ref().as_raw_fd()
+                        );
+                        Err(ErrorKind::WouldBlock.into())
+                    })
                     .map(|n| link.received(n, Instant::now()))
             }
             Step::Finish => stream.get_ref().shutdown(Direction::Write),

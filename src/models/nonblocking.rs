@@ -28,7 +28,9 @@
 use crate::engine::{accept_nonblocking, clock_now, tick, Client, Context, Pumped, Reads};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const FIRST_NAP: Duration = Duration::from_micros(50);
@@ -53,22 +55,28 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
                 client.link.drain();
             });
         }
-        let mut progressed = match &listener {
+        let accepted = match &listener {
             Some(listener) => accept_all(listener, context, &clock, &mut clients),
             None => false,
         };
-        clients.retain_mut(
-            |client| match client.pump(&clock, &context.handler, Reads::UntilBlocked) {
-                Pumped::Blocked {
-                    progressed: moved, ..
-                } => {
-                    progressed |= moved;
-                    !client.expired(&clock, &context.handler)
-                }
-                Pumped::Over => false,
-            },
-        );
-        if progressed {
+        let tried = clients.len();
+        let (mut moved, mut closed) = (0, 0);
+        clients.retain_mut(|client| match client.pump(&clock, context, Reads::UntilBlocked) {
+            Pumped::Blocked { progressed, .. } => {
+                moved += usize::from(progressed);
+                !client.expired(&clock, context)
+            }
+            Pumped::Over => {
+                closed += 1;
+                false
+            }
+        });
+        if accepted || moved > 0 {
+            trace_event!(
+                context.trace,
+                Kind::Pass,
+                "tried {tried} sockets: {moved} made progress, {closed} closed"
+            );
             nap = FIRST_NAP;
         } else {
             std::thread::sleep(nap);
@@ -89,6 +97,7 @@ fn accept_all<H>(
     loop {
         match accept_nonblocking(listener) {
             Ok(socket) => {
+                trace_event!(context.trace, Kind::Accept, "fd {}", socket.as_raw_fd());
                 clients.push(Client::new(socket, context, clock));
                 accepted = true;
             }

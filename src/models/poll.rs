@@ -21,12 +21,13 @@ use crate::engine::{
 };
 use crate::error::Error;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler};
 use crate::shutdown::timespec;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Instant;
 
 /// A connection and what its socket must become before pumping it again.
@@ -72,15 +73,12 @@ pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Resul
         }
         // Backwards, so that `swap_remove` only moves entries already handled this turn.
         for &index in ready.iter().rev() {
-            match waiting[index]
-                .client
-                .pump(&clock, &context.handler, Reads::UntilBlocked)
-            {
+            match waiting[index].client.pump(&clock, context, Reads::UntilBlocked) {
                 Pumped::Blocked { wants, .. } => waiting[index].wants = wants,
                 Pumped::Over => drop(waiting.swap_remove(index)),
             }
         }
-        waiting.retain_mut(|entry| !entry.client.expired(&clock, &context.handler));
+        waiting.retain_mut(|entry| !entry.client.expired(&clock, context));
     }
 }
 
@@ -119,7 +117,15 @@ impl Turn<'_> {
         // Wake up at least once per sweep interval so that timeouts are noticed.
         let timeout = timespec(sweep_interval(&context.settings));
         match poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(Errno::INTR) => {}
+            Ok(0) | Err(Errno::INTR) => {}
+            Ok(ready) => {
+                let watched = fds.len();
+                trace_event!(
+                    context.trace,
+                    Kind::Poll,
+                    "{ready} of {watched} descriptors ready"
+                );
+            }
             Err(e) => return Err(Error::io("polling sockets")(e.into())),
         }
         let is_ready = |fd: &PollFd| !fd.revents().is_empty();
@@ -147,10 +153,9 @@ fn accept_all<H: Handler>(
     loop {
         match accept_nonblocking(listener) {
             Ok(socket) => {
+                trace_event!(context.trace, Kind::Accept, "fd {}", socket.as_raw_fd());
                 let mut client = Client::new(socket, context, clock);
-                if let Pumped::Blocked { wants, .. } =
-                    client.pump(clock, &context.handler, Reads::UntilBlocked)
-                {
+                if let Pumped::Blocked { wants, .. } = client.pump(clock, context, Reads::UntilBlocked) {
                     waiting.push(Waiting { client, wants });
                 }
             }

@@ -23,7 +23,9 @@ use super::thread::serve;
 use crate::engine::{accept_until_shutdown, clock_now, isolated, refuse, Admission, Context};
 use crate::error::Error;
 use crate::net::{Listener, Stream};
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Handler, Link};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -40,19 +42,27 @@ where
     let waiting = Arc::new(Mutex::new(waiting));
     // Workers are detached, not scoped to this call: one stuck sending to a client that
     // stopped reading must not keep a stopping server from returning after its timeout.
-    for _ in 0..context.workers {
+    for worker in 0..context.workers {
         let (waiting, context) = (Arc::clone(&waiting), Arc::clone(&context));
         thread::Builder::new()
-            .name("bingfa-pool".into())
-            .spawn(move || work(&waiting, &context))
+            .name(format!("bingfa-pool-{worker}"))
+            .spawn(move || {
+                trace_event!(context.trace, Kind::Spawn, "worker {worker} waits on the queue");
+                work(&waiting, &context)
+            })
             .map_err(Error::io("starting the worker threads"))?;
     }
     accept_until_shutdown(&listener, &context.shutdown, |stream| {
+        let fd = stream.as_raw_fd();
+        trace_event!(context.trace, Kind::Accept, "fd {fd}");
         match context.accept(&clock_now(), &stream) {
             // Fails only if every worker is gone, which they are not while the server runs.
-            (link, Some(admission)) => drop(queue.send((stream, link, admission))),
+            (link, Some(admission)) => {
+                trace_event!(context.trace, Kind::Queue, "fd {fd} waits for a worker");
+                drop(queue.send((stream, link, admission)))
+            }
             // Over the limit: every worker may be busy, so say 503 from here.
-            (link, None) => refuse(stream, link, &context.handler),
+            (link, None) => refuse(stream, link, &context),
         }
     })?;
     // Closing the queue tells the workers to finish their connection and leave; queued
@@ -71,6 +81,7 @@ fn work<H: Handler>(waiting: &Mutex<Receiver<Queued>>, context: &Context<H>) {
         let next = waiting.lock().unwrap_or_else(PoisonError::into_inner).recv();
         match next {
             Ok((stream, link, _admission)) if !context.shutdown.is_triggered() => {
+                trace_event!(context.trace, Kind::Take, "fd {}", stream.as_raw_fd());
                 // A bug while serving one connection must not cost the pool a worker.
                 isolated((), || serve(stream, link, context));
             }

@@ -23,6 +23,7 @@
 use crate::engine::{pending, Children, Context, EventLoop, Pending, Report, SharedTally};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::Handler;
 use crate::shutdown::wait_readable;
 use nix::sys::signal::Signal;
@@ -86,6 +87,9 @@ fn supervise<H: Handler>(
             continue;
         }
         let dead = workers.reap();
+        for worker in &dead {
+            trace_event!(context.trace, Kind::Reap, "worker {worker}");
+        }
         if started.elapsed() < RESTART_PAUSE {
             std::thread::sleep(RESTART_PAUSE);
         }
@@ -117,7 +121,9 @@ fn start_worker<H: Handler>(
             _ => 1,
         }
     };
-    workers
+    let pid = workers
         .spawn(serve)
-        .map_err(Error::io("starting a worker process"))
+        .map_err(Error::io("starting a worker process"))?;
+    trace_event!(context.trace, Kind::Fork, "worker {index} is process {pid}");
+    Ok(pid)
 }

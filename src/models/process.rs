@@ -30,10 +30,11 @@ use super::thread;
 use crate::engine::{clock_now, pending, refuse, Children, Context, Report};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::Handler;
 use crate::shutdown::{hangups, wait_readable};
 use std::io::ErrorKind;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 pub(super) fn run<H: Handler>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
@@ -72,7 +73,9 @@ fn accept_and_fork<H: Handler>(
             return Ok(());
         }
         if exited {
-            children.reap();
+            for child in children.reap() {
+                trace_event!(context.trace, Kind::Reap, "child {child}");
+            }
         }
         if hung_up {
             // Here, not on a thread: a process that forks must stay single-threaded.
@@ -108,10 +111,12 @@ fn accept_one<H: Handler>(listener: &Listener, context: &Context<H>, children: &
             return std::thread::sleep(Duration::from_millis(10));
         }
     };
+    let fd = stream.as_raw_fd();
+    trace_event!(context.trace, Kind::Accept, "fd {fd}");
     if children.len() >= context.limit.max() {
         // One child per connection: the children are the connections to count.
         let refusal = context.overloaded(&clock_now(), &stream);
-        return refuse(stream, refusal, &context.handler);
+        return refuse(stream, refusal, context);
     }
     // The stream moves into the child's closure: the child serves it, and in the parent
     // the closure, never called, is dropped when `spawn` returns, closing the parent's copy.
@@ -120,7 +125,9 @@ fn accept_one<H: Handler>(listener: &Listener, context: &Context<H>, children: &
         thread::serve(stream, link, context);
         0
     });
-    if served.is_err() {
+    if let Ok(child) = served {
+        trace_event!(context.trace, Kind::Fork, "child {child} serves fd {fd}");
+    } else {
         // fork failed (out of memory or processes): this client sees its connection close;
         // pause so that the next ones wait in the backlog rather than fail in a burst.
         std::thread::sleep(Duration::from_millis(10));

@@ -26,12 +26,23 @@
 use crate::engine::{listener_per_worker, run_workers, Context, EventLoop, Steering};
 use crate::error::Error;
 use crate::net::Listener;
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::Handler;
 
 pub(super) fn run<H: Handler + Sync>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     let shared = !listener.reuse_port();
     let listeners = listener_per_worker(listener, context.workers)?;
     let steering = if shared { None } else { Steering::tag(&listeners) };
+    if let Some(steering) = &steering {
+        for worker in 0..listeners.len() {
+            let cpu = steering.cpu(worker);
+            trace_event!(
+                context.trace,
+                Kind::Steer,
+                "worker {worker}'s listener takes the connections arriving on CPU {cpu}"
+            );
+        }
+    }
     let loops = listeners
         .into_iter()
         .enumerate()

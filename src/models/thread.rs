@@ -24,11 +24,12 @@
 use crate::engine::{accept_until_shutdown, clock_now, tick, transmit, Context};
 use crate::error::Error;
 use crate::net::{Listener, Stream};
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Handler, Link, Step};
 use crate::shutdown::wait_readable;
 use std::io::{self, ErrorKind, Read};
 use std::net::Shutdown as Direction;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
@@ -50,12 +51,27 @@ fn spawn_connection<H>(stream: Stream, context: &Arc<Context<H>>)
 where
     H: Handler + Send + Sync + 'static,
 {
-    let context = Arc::clone(context);
+    let fd = stream.as_raw_fd();
+    trace_event!(context.trace, Kind::Accept, "fd {fd}");
+    let shared = Arc::clone(context);
     // If no thread can be started, the stream is dropped with the closure: the client sees
     // the connection close, and the server carries on.
     let _ = thread::Builder::new().name("bingfa-conn".into()).spawn(move || {
-        let (link, _admission) = context.accept(&clock_now(), &stream);
-        serve(stream, link, &context);
+        // Said by the new thread itself, so that its lines come in the order they happen.
+        trace_event!(
+            shared.trace,
+            Kind::Spawn,
+            "{:?} for fd {fd}",
+            thread::current().id()
+        );
+        let (link, _admission) = shared.accept(&clock_now(), &stream);
+        serve(stream, link, &shared);
+        trace_event!(
+            shared.trace,
+            Kind::Exit,
+            "{:?}: fd {fd} closed",
+            thread::current().id()
+        );
     });
 }
 
@@ -77,7 +93,7 @@ fn drive<H: Handler>(stream: &Stream, link: &mut Link, context: &Context<H>) -> 
     loop {
         tick(&mut clock);
         match link.poll(&clock, &context.handler) {
-            Step::Send(what) => match transmit(stream, what) {
+            Step::Send(what) => match transmit(stream, what, &context.trace) {
                 Ok(n) => link.sent(n, Instant::now()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -53,11 +53,12 @@
 //! `io_uring_enter` per round saves most of the kernel entries.
 
 use crate::engine::{
-    clock_now, isolated, listener_per_worker, run_workers, sweep_interval, tick, Admission, Context, Ring,
-    SendWatch,
+    clock_now, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick, Admission, Context,
+    Ring, SendWatch,
 };
 use crate::error::Error;
 use crate::net::{Listener, Stream};
+use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler, Link, Step, Transmit};
 use io_uring::{cqueue, opcode, squeue, types};
 use rustix::event::PollFlags;
@@ -210,7 +211,7 @@ impl<'a, H: Handler> Worker<'a, H> {
 
     /// Submits what is queued, waits for at least one completion, handles all there are.
     fn turn(&mut self) -> Result<(), Error> {
-        self.ring.submit_and_wait()?;
+        self.ring.submit_and_wait(&self.context.trace)?;
         tick(&mut self.clock);
         while let Some(completion) = self.ring.next_completion() {
             self.complete(completion)?;
@@ -257,6 +258,11 @@ impl<'a, H: Handler> Worker<'a, H> {
         // A multishot accept ends (and must be submitted again) when a completion says so.
         self.accepting &= cqueue::more(flags);
         if let Ok(fd) = u32::try_from(result) {
+            trace_event!(
+                self.context.trace,
+                Kind::Accept,
+                "fd {fd}, a completion of the accept"
+            );
             // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
             let socket = Stream::new(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             if !self.stopping {
@@ -336,6 +342,13 @@ impl<'a, H: Handler> Worker<'a, H> {
             return Ok(()); // Cannot happen: a connection with an operation in flight is kept.
         };
         client.in_flight = None;
+        trace_event!(
+            self.context.trace,
+            Kind::Complete,
+            "{op:?} on fd {}: {}",
+            client.socket.as_raw_fd(),
+            outcome(result)
+        );
         if self.stopping {
             return Ok(()); // Shutting down: no new operations; the connection goes with the worker.
         }

@@ -11,11 +11,13 @@
 //! - `metrics`: counters in memory shared across processes, rendered as Prometheus text.
 //! - `scrape`: the core's handler for `/metrics` and `/healthz`, which the server runs on
 //!   the metrics listener with one of its models.
+//! - `trace`: `--trace-model`, the models' own events on stderr, for watching one work.
 
 mod access_log;
 mod format;
 mod metrics;
 mod scrape;
+pub(crate) mod trace;
 
 pub use format::LogFormat;
 

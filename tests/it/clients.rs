@@ -80,6 +80,12 @@ pub(crate) struct Ran {
 }
 
 impl Program {
+    /// Where it is installed: for a program run other than through `run` (a server under
+    /// valgrind, in trace.rs).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Runs the program with `args` (stdin empty, proxies unset) and waits for it, at most
     /// `CLIENT_TIMEOUT`: past that it is killed with its whole process group and the test
     /// fails. Whatever it leaves running when it exits is killed too.

@@ -190,5 +190,6 @@ mod slowloris;
 mod tidy;
 mod timeouts;
 mod tls;
+mod trace;
 mod traversal;
 mod upgrade;

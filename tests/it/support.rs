@@ -414,6 +414,7 @@ pub fn flags(config: &Config) -> Vec<String> {
         auth: _,
         access_log,
         log_format,
+        trace_model,
         metrics,
         tls_cert,
         tls_key,
@@ -499,6 +500,9 @@ pub fn flags(config: &Config) -> Vec<String> {
     }
     if *immutable_fingerprints {
         flags.push("--immutable-fingerprints".into());
+    }
+    if *trace_model {
+        flags.push("--trace-model".into());
     }
     if let Some(path) = access_log {
         flags.push("--access-log".into());
