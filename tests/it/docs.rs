@@ -14,6 +14,9 @@
 //!   running is killed with its process group.
 //!
 //! The same block in both languages runs once (blocks are compared without their comments).
+//!
+//! Quoted Rust stays true too: a block fenced ```` ```rust quote PATH ```` must be lines of
+//! the file at PATH, in order (`...` stands for lines left out).
 //! Blocks need python3 and curl; without them the test passes after a note, except under
 //! `CI=true`, where `.ci/run` has installed both.
 
@@ -183,6 +186,75 @@ fn every_runnable_command_in_docs_runs() {
         "runnable blocks failed:\n\n{}",
         failures.join("\n\n")
     );
+}
+
+/// The quoted Rust blocks of a Markdown text: (the file they quote, their lines).
+fn rust_quotes(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut quotes = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(path) = line.trim_end().strip_prefix("```rust quote ") {
+            let body = lines.by_ref().take_while(|line| line.trim_end() != "```");
+            quotes.push((path.to_string(), body.map(str::to_string).collect()));
+        }
+    }
+    quotes
+}
+
+/// Whether `quote`'s lines appear in `source` in order, each whole (trimmed), a run of them
+/// consecutive until a `...` line lets lines be skipped.
+fn quoted_in(quote: &[String], source: &str) -> bool {
+    let source: Vec<&str> = source.lines().map(str::trim).collect();
+    let runs: Vec<Vec<&str>> = quote
+        .split(|line| line.trim() == "...")
+        .map(|run| run.iter().map(|line| line.trim()).collect())
+        .collect();
+    let mut from = 0;
+    for run in runs.iter().filter(|run| !run.is_empty()) {
+        let found = (from..source.len()).find(|&at| source[at..].starts_with(run));
+        match found {
+            Some(at) => from = at + run.len(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Every ```` ```rust quote PATH ```` block of `docs/` is lines of PATH, in order.
+#[test]
+fn quoted_rust_matches_the_source() {
+    let mut stale = Vec::new();
+    let mut checked = 0;
+    for file in doc_files() {
+        let text = fs::read_to_string(&file).expect("read a doc");
+        for (path, quote) in rust_quotes(&text) {
+            checked += 1;
+            let source = fs::read_to_string(repo().join(&path)).unwrap_or_default();
+            if !quoted_in(&quote, &source) {
+                stale.push(format!(
+                    "{}: the quote of {path}:\n{}",
+                    file.display(),
+                    quote.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(checked > 0, "no ```rust quote block found under docs/");
+    assert!(
+        stale.is_empty(),
+        "quotes that are no longer in their files:\n\n{}",
+        stale.join("\n\n")
+    );
+}
+
+#[test]
+fn a_quote_is_found_in_order_with_gaps_only_at_ellipses() {
+    let source = "fn a() {\n    one();\n    two();\n    three();\n}\n";
+    let quote = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    assert!(quoted_in(&quote(&["one();", "two();"]), source));
+    assert!(quoted_in(&quote(&["one();", "...", "three();"]), source));
+    assert!(!quoted_in(&quote(&["one();", "three();"]), source));
+    assert!(!quoted_in(&quote(&["two();", "...", "one();"]), source));
 }
 
 /// The paths a text names: tokens that start with one of the repository's folders or are
