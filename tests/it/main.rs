@@ -162,6 +162,7 @@ mod conditional;
 mod config;
 mod conformance;
 mod connections;
+mod docs;
 mod drain;
 mod encoding;
 mod errors;
