@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 pub const LINES_PER_SECOND: u32 = 20;
 
 /// What a model's context holds: a tracer with `--trace-model`, nothing without it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct Trace(Option<Arc<Tracer>>);
 
 impl Trace {
