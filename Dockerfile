@@ -7,6 +7,11 @@
 # It runs as an unprivileged user, and checks its own health with `bingfa --health-check`
 # (the image has no shell and no curl). SIGTERM drains for --drain-delay (here 5 s: load
 # balancers see /healthz turn 503 and move away), then stops within --shutdown-timeout.
+#
+# CI reaches neither Docker Hub nor the musl target, so it does not run the Alpine stage:
+# .ci/container builds a static glibc binary (crt-static) instead, runs it in an empty root,
+# then builds this file's last stage around it with podman and runs that image (its
+# HEALTHCHECK passes, it serves a file as uid 65532, it exits 0 on SIGTERM).
 
 FROM rust:1-alpine AS build
 # musl-dev for the static link, gcc for libzstd (built by the zstd crate's build script).
@@ -18,6 +23,7 @@ RUN cargo build --release --locked \
     && ! ldd target/release/bingfa 2>/dev/null
 
 FROM scratch
+# .ci/container swaps this line, as written, for a COPY of its own static binary.
 COPY --from=build /src/target/release/bingfa /bingfa
 USER 65532:65532
 EXPOSE 8080 9100
