@@ -19,7 +19,7 @@
 //! (`Handler::handshake`), and to the protocol, the session it gave (`set_tls`), in the core's
 //! plain values.
 
-use super::{Protocol, Step};
+use super::{Protocol, Step, ACME_TLS_ALPN};
 use crate::http::{Action, Arrival, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
 use crate::http::{TlsSession, TlsVersion};
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
@@ -131,6 +131,11 @@ impl Tls {
             if self.alpn_untold && !self.conn.is_handshaking() {
                 self.alpn_untold = false;
                 protocol.negotiated(self.conn.alpn_protocol(), clock.now());
+                // A TLS-ALPN-01 validator has seen the challenge certificate, which is all
+                // such a connection is for (RFC 8737): no HTTP over it.
+                if self.conn.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                    self.end(Ending::Close);
+                }
             }
             // Checked here as well as inside: a call is spared on every turn after the handshake.
             if self.untold {
