@@ -163,17 +163,17 @@ impl Manager {
         };
         for at in 0..self.names.len() {
             let now = SystemTime::now();
-            let (name, state) = &self.names[at];
-            if self.due_at(name, state, now) > now {
-                continue;
-            }
-            let name = name.clone();
-            match self.store.certificate(&name) {
-                // Renewed by another process since this one last looked: serve that one.
-                Ok(Some(stored)) if !self.stored_due(&self.names[at].1, &stored, now) => {
-                    self.adopt(at, &stored)
+            let name = self.names[at].0.clone();
+            // Stored by another process since this one last looked: served from now on (and
+            // not due, unless it is as old as the one it replaced).
+            let stored = self.store.certificate(&name).ok().flatten();
+            if let Some(stored) = stored.filter(|stored| stored.validity.valid_at(now)) {
+                if self.names[at].1.served != Some(stored.validity.not_after) {
+                    self.adopt(at, &stored);
                 }
-                _ => self.order(at, &name).await,
+            }
+            if self.due_at(&name, &self.names[at].1, now) <= now {
+                self.order(at, &name).await;
             }
         }
     }
@@ -195,10 +195,6 @@ impl Manager {
             due = due.max(now + gap);
         }
         due
-    }
-
-    fn stored_due(&self, state: &Name, stored: &Stored, now: SystemTime) -> bool {
-        !stored.validity.valid_at(now) || stored.validity.renew_at(self.renew_before, state.jitter) <= now
     }
 
     /// The ordering lock, waited for while another process holds it (it may be renewing the
@@ -228,7 +224,7 @@ impl Manager {
         if state.served != Some(stored.validity.not_after) {
             state.served = Some(stored.validity.not_after);
             state.jitter = random_fraction();
-            tracing::info!("certificate for {name}: another process renewed it, serving that one");
+            tracing::info!("certificate for {name}: another process stored a new one, serving it");
             self.published(at, stored.validity.not_after);
         }
     }
