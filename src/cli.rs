@@ -537,6 +537,7 @@ pub fn one_line(error: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::LETS_ENCRYPT_STAGING;
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("bingfa").chain(args.iter().copied()))
@@ -549,6 +550,68 @@ mod tests {
             one_line(&error),
             "the following required arguments were not provided: --tls-key <FILE>"
         );
+    }
+
+    #[test]
+    fn acme_domains_are_dns_names_and_stand_for_tls_cert() {
+        let args = parse(&[
+            "--acme-domain",
+            "Example.COM",
+            "--acme-domain=b.example,c.example",
+        ])
+        .unwrap();
+        let config = args.config();
+        assert_eq!(config.acme_domains, ["example.com", "b.example", "c.example"]);
+        assert_eq!(config.acme_directory, LETS_ENCRYPT);
+        for (name, why) in [
+            ("*.example.com", "wildcard"),
+            ("192.0.2.1", "IP address"),
+            ("[::1]", "IP address"),
+            ("a..b", "not a host name"),
+        ] {
+            let error = one_line(&parse(&["--acme-domain", name]).unwrap_err());
+            assert!(error.contains(why), "{name}: {error}");
+        }
+        // HTTPS by either means, never both.
+        assert!(parse(&[
+            "--acme-domain",
+            "a.example",
+            "--redirect-http",
+            "127.0.0.1:80",
+            "--hsts",
+            "60"
+        ])
+        .is_ok());
+        assert!(parse(&["--redirect-http", "127.0.0.1:80"]).is_err());
+        let both = parse(&["--acme-domain", "a.example", "--tls-cert", "c", "--tls-key", "k"]);
+        assert!(one_line(&both.unwrap_err()).contains("cannot be used with"));
+        assert!(
+            parse(&["--acme-email", "a@example.com"]).is_err(),
+            "no domain, no email"
+        );
+    }
+
+    #[test]
+    fn acme_email_and_directory_are_checked() {
+        let ok = |args: &[&str]| parse(&[&["--acme-domain", "a.example"], args].concat()).map(|a| a.config());
+        let config = ok(&[
+            "--acme-email",
+            "ops@example.com",
+            "--acme-directory",
+            LETS_ENCRYPT_STAGING,
+        ])
+        .unwrap();
+        assert_eq!(config.acme_email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.acme_directory, LETS_ENCRYPT_STAGING);
+        for bad in [
+            ["--acme-email", "ops"],
+            ["--acme-email", "a b@example.com"],
+            ["--acme-directory", "http://ca.example/dir"],
+        ] {
+            assert!(ok(&bad).is_err(), "{bad:?}");
+        }
+        let renew = ok(&["--acme-renew-before", "30"]).unwrap();
+        assert_eq!(renew.acme_renew_before, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -1718,6 +1718,40 @@ idle-timeout = 0.5
     }
 
     #[test]
+    fn acme_domains_are_a_list_in_a_file_and_printed_back() {
+        let text = "\
+acme-domains = [\"example.com\", \"WWW.example.com\"]
+acme-email = \"ops@example.com\"
+state-dir = \"/var/lib/bingfa\"
+redirect-http = \"127.0.0.1:8080\"
+";
+        let (_dir, path) = config_file(text);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        assert_eq!(config.acme_domains, ["example.com", "www.example.com"]);
+        assert_eq!(config.acme_email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/bingfa")));
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains("acme-domains = [\"example.com\", \"www.example.com\"]"),
+            "{printed}"
+        );
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(reread.acme_domains, config.acme_domains);
+        assert_eq!(reread.acme_email, config.acme_email);
+        assert_eq!(reread.acme_directory, config.acme_directory);
+        assert_eq!(reread.state_dir, config.state_dir);
+
+        // The environment names the list too; the singular key is pointed to the list.
+        let env = ok(resolve_in(&[], &[("BINGFA_ACME_DOMAINS", "a.example,b.example")])).config();
+        assert_eq!(env.acme_domains, ["a.example", "b.example"]);
+        let (_dir, singular) = config_file("acme-domain = \"a.example\"\n");
+        let error = message(resolve_in(&["--config", singular.to_str().unwrap()], &[]));
+        assert!(error.contains("written 'acme-domains'"), "{error}");
+    }
+
+    #[test]
     fn a_tls_table_without_a_key_or_with_an_unknown_one_names_its_line() {
         for (table, why) in [
             ("[[tls]]\ncert = \"a.pem\"\n", "missing field `key`"),

@@ -207,7 +207,9 @@ fn the_ca_unreachable_at_start_is_retried_with_backoff_and_served_once_it_answer
     let site = Site::new();
     let state = tempfile::tempdir().unwrap();
     let directory = format!("https://127.0.0.1:{}/dir", ports.acme);
-    let args = server_args(&site, &ports, "d.test", &directory, state.path(), "thread");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut args = server_args(&site, &ports, "d.test", &directory, state.path(), "thread");
+    args.extend(binary::args(&["--metrics", &metrics]));
     let server = binary::start(&args, None);
     let attempts = |server: &Bingfa| server.stderr_now().matches("cannot reach the CA").count();
     poll_until(SAFETY, || (attempts(&server) >= 2).then_some(()))
@@ -215,6 +217,11 @@ fn the_ca_unreachable_at_start_is_retried_with_backoff_and_served_once_it_answer
     let refused = served_certificate(ports.https, "d.test", &tls_fixture("ca.pem"));
     let refused = refused.expect_err("no certificate yet: the handshake fails");
     assert!(refused.contains("AccessDenied"), "an alert: {refused}");
+    let scrape = get(&metrics, "/metrics");
+    let expiry = r#"bingfa_certificate_expiry_seconds{model="thread",name="d.test"}"#;
+    assert_eq!(series(&scrape, expiry), 0.0, "no certificate yet");
+    let failures = r#"bingfa_certificate_renewal_failures_total{model="thread",name="d.test"}"#;
+    assert!(series(&scrape, failures) >= 2.0, "{scrape}");
     let pebble = Pebble::start(&ports, ports.closed, ports.https, 3600);
     wait_served(&server, ports.https, "d.test", &pebble.root());
     let stderr = server.stderr_now();
@@ -267,6 +274,35 @@ fn instances_sharing_a_state_dir_order_once() {
             .any(|log| log.contains("another process stored a new one")),
         "{logs:#?}"
     );
+}
+
+#[test]
+fn what_automatic_https_cannot_use_stops_the_start_in_one_line() {
+    let site = Site::new();
+    let root = site.root();
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("root.txt");
+    fs::write(&not_pem, "not a certificate").unwrap();
+    let file_as_state_dir = not_pem.to_str().unwrap();
+    let base = [
+        root.to_str().unwrap(),
+        "-b",
+        "127.0.0.1:0",
+        "--acme-domain",
+        "a.test",
+    ];
+    let with = |more: &[&str]| binary::args(&[&base[..], more].concat());
+    binary::fails_in_one_line(
+        &with(&["--state-dir", file_as_state_dir]),
+        "automatic HTTPS: cannot use the state directory",
+    );
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    binary::fails_in_one_line(
+        &with(&["--state-dir", state, "--acme-ca-root", not_pem.to_str().unwrap()]),
+        "holds no PEM certificate",
+    );
+    binary::fails_in_one_line(&with(&["--acme-domain", "*.a.test"]), "wildcard");
 }
 
 /// The seconds a failure line names: `..., next attempt in 2s`.
