@@ -8,7 +8,7 @@
 //! process that also answers HTTP-01 (see `server/endpoint.rs`), until that stops.
 
 use super::challenge::Http01Tokens;
-use super::order::{obtain, Ca, Challenge, OrderError, Responders};
+use super::order::{obtain, Ca, Challenge, OrderError, Responders, ORDER_LIMIT};
 use super::schedule::{Backoff, Failure, LEAST_GAP};
 use super::store::{Store, Stored};
 use crate::observe::CertificateMetrics;
@@ -237,7 +237,8 @@ impl Manager {
         let challenges = self.challenges();
         let mut failed = None;
         for (tried, challenge) in challenges.iter().enumerate() {
-            let Err(e) = self.order_by(name, *challenge).await else {
+            let ordered = tokio::time::timeout(ORDER_LIMIT, self.order_by(name, *challenge)).await;
+            let Err(e) = ordered.unwrap_or(Err(OrderError::TimedOut)) else {
                 failed = None;
                 break;
             };

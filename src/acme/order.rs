@@ -14,8 +14,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long an order may wait on the CA (its validation, then its certificate).
+/// How long an order may wait on the CA's validation, then on its certificate.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a whole order may take, requests and waits included: a CA that takes a
+/// connection and never answers is given up on, and tried again later.
+pub(super) const ORDER_LIMIT: Duration = Duration::from_secs(4 * 60);
 
 /// The challenges this server can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub(crate) enum OrderError {
     Account(#[from] serde_json::Error),
     #[error("making the challenge certificate: {0}")]
     ChallengeCertificate(#[from] rcgen::Error),
+    #[error("no answer within {} s", ORDER_LIMIT.as_secs())]
+    TimedOut,
 }
 
 impl OrderError {
@@ -65,7 +70,7 @@ impl OrderError {
         match self {
             OrderError::Acme(instant_acme::Error::Api(_))
             | OrderError::Acme(instant_acme::Error::Timeout(_)) => Failure::Refused,
-            OrderError::Acme(_) => Failure::Unreachable,
+            OrderError::Acme(_) | OrderError::TimedOut => Failure::Unreachable,
             _ => Failure::Refused,
         }
     }

@@ -88,8 +88,10 @@ pub(super) fn reload_on_hangup(
         let tell = report == Report::Tell;
         if let Some(acme) = &acme {
             let loaded = acme.reload(tls);
-            if tell {
-                tracing::info!("SIGHUP: serving the certificates of {}", loaded.join(", "));
+            match loaded.is_empty() {
+                _ if !tell => {}
+                true => tracing::info!("SIGHUP: no certificate stored yet"),
+                false => tracing::info!("SIGHUP: serving the certificates of {}", loaded.join(", ")),
             }
             return;
         }

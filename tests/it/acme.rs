@@ -9,7 +9,9 @@
 //! - TLS-ALPN-01 (no plaintext listener) in `prefork`, whose workers hear of the certificate
 //!   by SIGHUP; renewed early (the hidden `--acme-renew-before`): a new connection sees the
 //!   new certificate, while a connection opened before keeps its own and goes on working.
-//! - HTTP-01 failing (pebble's validator sent to a closed port): TLS-ALPN-01 is tried next.
+//! - HTTP-01 failing (pebble's validator sent to a closed port): TLS-ALPN-01 is tried next
+//!   (in `process`, whose loop runs beside the redirect in a process of its own).
+//! - Two instances sharing a state directory: one orders, the other serves what it stored.
 //! - The CA unreachable at start, nothing stored: a handshake for the name fails cleanly,
 //!   each attempt is one line, the delays grow, and once pebble answers the name is served.
 //!
@@ -174,13 +176,15 @@ fn http01_failing_falls_back_to_tls_alpn01() {
     let pebble = Pebble::start(&ports, ports.closed, ports.https, 3600);
     let site = Site::new();
     let state = tempfile::tempdir().unwrap();
+    // `process`: the loop runs beside the redirect in a process of its own, and tells the
+    // parent (which forks a child per connection) by SIGHUP.
     let mut args = server_args(
         &site,
         &ports,
         "c.test",
         &pebble.directory,
         state.path(),
-        "reactor",
+        "process",
     );
     args.extend(binary::args(&[
         "--redirect-http",
@@ -199,6 +203,10 @@ fn http01_failing_falls_back_to_tls_alpn01() {
         "the CA's problem: {fell_back}"
     );
     assert_eq!(stderr.matches("obtained").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("SIGHUP: serving the certificates of c.test"),
+        "{stderr}"
+    );
 }
 
 #[test]
