@@ -630,6 +630,40 @@ mod tests {
         panic!("the conversation never settled");
     }
 
+    /// Challenge certificates for automatic HTTPS: the test certificate, for `localhost`.
+    #[derive(Debug)]
+    struct Challenges;
+
+    impl crate::seam::ChallengeCertificates for Challenges {
+        fn for_name(&self, name: &str) -> Option<Vec<u8>> {
+            let pki = pki();
+            (name == "localhost").then(|| format!("{}{}", pki.cert_pem, pki.key_pem).into_bytes())
+        }
+    }
+
+    #[test]
+    fn a_validator_gets_the_challenge_certificate_then_the_end_and_others_get_an_alert() {
+        // Automatic HTTPS before anything is obtained: no certificate for any name.
+        let nothing = crate::seam::Certificates::by_name_only(&[]).unwrap();
+        let tls = TlsConfig::with_challenges(nothing, Arc::new(Challenges)).unwrap();
+        let new_link = || Link::new(Settings::default(), Instant::now(), Some(&tls));
+
+        // A TLS-ALPN-01 validator: `acme-tls/1` alone.
+        let mut validator = client_of(rustls::DEFAULT_VERSIONS, b"acme-tls/1", true);
+        let (plaintext, closed) = converse(&mut new_link(), &mut validator, &Watcher::default());
+        assert!(
+            !validator.is_handshaking(),
+            "the challenge certificate was accepted"
+        );
+        assert_eq!(validator.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+        assert!(plaintext.is_empty() && closed, "no HTTP over a validation");
+
+        // Anyone else gets no certificate yet: a handshake failure.
+        let mut browser = client();
+        let (_, closed) = converse(&mut new_link(), &mut browser, &Watcher::default());
+        assert!(closed && browser.is_handshaking());
+    }
+
     #[test]
     fn a_file_is_read_encrypted_and_sent_in_pieces() {
         let dir = tempfile::tempdir().unwrap();
