@@ -8,7 +8,7 @@ pub mod health;
 use crate::models::Model;
 use crate::net::Address;
 use crate::observe::{LogFormat, LogLevel};
-use crate::server::{check_index_name, AllowOrigin, Cidr, Config, Cors, HeaderField};
+use crate::server::{check_index_name, AllowOrigin, Cidr, Config, Cors, HeaderField, HostName, LETS_ENCRYPT};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 use std::io::{self, Write};
@@ -42,6 +42,7 @@ file; --print-config prints the result as TOML that --config reads back.";
 /// A static-file HTTP/1.1 server whose concurrency model you choose.
 #[derive(Debug, Parser)]
 #[command(name = "bingfa", version, about, after_help = AFTER_HELP)]
+#[command(group = clap::ArgGroup::new("https").args(["tls_cert", "acme_domain"]).multiple(true))]
 pub struct Args {
     /// The folder to serve
     #[arg(default_value = ".")]
@@ -192,12 +193,44 @@ pub struct Args {
     pub tls_key: Option<PathBuf>,
 
     /// Strict-Transport-Security: max-age=SECONDS on every HTTPS response
-    #[arg(long, value_name = "SECONDS", requires = "tls_cert")]
+    #[arg(long, value_name = "SECONDS", requires = "https")]
     pub hsts: Option<u64>,
 
-    /// Listen for plaintext HTTP here too, answering each request with 308 to https
-    #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address, requires = "tls_cert")]
+    /// Listen for plaintext HTTP here too, answering each request with 308 to https (and ACME's HTTP-01 challenges)
+    #[arg(long, value_name = "ADDR", value_parser = parse_tcp_address, requires = "https")]
     pub redirect_http: Option<SocketAddr>,
+
+    /// Automatic HTTPS: obtain a certificate for NAME from an ACME CA, renew it, and serve HTTPS with it on --bind; repeatable (a file lists them: acme-domains = [...])
+    #[arg(
+        long,
+        value_name = "NAME",
+        alias = "acme-domains",
+        value_delimiter = ',',
+        value_parser = parse_acme_domain,
+        conflicts_with_all = ["tls_cert", "tls_key"]
+    )]
+    pub acme_domain: Vec<String>,
+
+    /// The ACME account's contact address, for the CA's notices (expiry, policy)
+    #[arg(long, value_name = "ADDR", value_parser = parse_email, requires = "acme_domain")]
+    pub acme_email: Option<String>,
+
+    /// The ACME CA's directory URL; to try things out, Let's Encrypt's staging one: https://acme-staging-v02.api.letsencrypt.org/directory
+    #[arg(long, value_name = "URL", default_value = LETS_ENCRYPT, value_parser = parse_directory_url)]
+    pub acme_directory: String,
+
+    /// Trust the ACME CA's HTTPS by the root certificates in this PEM file (a private or test CA)
+    #[arg(long, value_name = "FILE", requires = "acme_domain")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Where automatic HTTPS keeps its account and certificates (made 0700) [default: $XDG_STATE_HOME/bingfa, else ~/.local/state/bingfa]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    // For the tests only, which cannot wait for a third of a certificate's lifetime: renew
+    // with this many seconds of it left instead.
+    #[arg(long, value_name = "SECS", hide = true, requires = "acme_domain", value_parser = parse_seconds)]
+    pub acme_renew_before: Option<Duration>,
 
     /// Every connection opens with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) naming the client; only from --trusted-proxies (and any Unix socket client), others are refused
     #[arg(long)]
@@ -274,6 +307,12 @@ impl Args {
         config.tls_key = self.tls_key.clone();
         config.hsts = self.hsts;
         config.redirect_http = self.redirect_http;
+        config.acme_domains = self.acme_domain.clone();
+        config.acme_email = self.acme_email.clone();
+        config.acme_directory = self.acme_directory.clone();
+        config.acme_ca_root = self.acme_ca_root.clone();
+        config.state_dir = self.state_dir.clone();
+        config.acme_renew_before = self.acme_renew_before;
         config.proxy_protocol = self.proxy_protocol;
         config.trusted_proxies = self.trusted_proxies.clone();
         config
@@ -427,6 +466,48 @@ fn parse_address(text: &str) -> Result<Address, String> {
 }
 
 /// A TCP address only (the metrics listener): IP:PORT, [IPv6]:PORT or HOST:PORT.
+/// `--acme-domain`: a DNS name (lowercased), which HTTP-01 or TLS-ALPN-01 can prove; not a
+/// wildcard (DNS-01 only) nor an IP address.
+fn parse_acme_domain(text: &str) -> Result<String, String> {
+    let name = HostName::new(text).map_err(|e| e.to_string())?;
+    let name = name.as_str();
+    if name.starts_with("*.") {
+        return Err(format!(
+            "'{text}' is a wildcard, which only ACME's DNS-01 challenge proves, and bingfa answers HTTP-01 and TLS-ALPN-01"
+        ));
+    }
+    if name.starts_with('[') || name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!(
+            "'{text}' is an IP address; automatic HTTPS is for DNS names"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `--acme-email`: an address the CA can write to (`mailto:` is added).
+fn parse_email(text: &str) -> Result<String, String> {
+    let valid = matches!(text.split_once('@'), Some((user, domain))
+        if !user.is_empty() && domain.contains('.') && !domain.contains('@'))
+        && !text.contains(|c: char| c.is_whitespace() || c == ',' || c.is_control());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!("expected an email address, got '{text}'"))
+    }
+}
+
+/// `--acme-directory`: an https URL (RFC 8555 speaks only HTTPS).
+fn parse_directory_url(text: &str) -> Result<String, String> {
+    let valid = text.strip_prefix("https://").is_some_and(|rest| {
+        !rest.is_empty() && !rest.contains(|c: char| c.is_whitespace() || c.is_control())
+    });
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!("expected an https:// URL, got '{text}'"))
+    }
+}
+
 fn parse_tcp_address(text: &str) -> Result<SocketAddr, String> {
     match parse_address(text)? {
         Address::Tcp(addr) => Ok(addr),
@@ -456,6 +537,7 @@ pub fn one_line(error: &clap::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::LETS_ENCRYPT_STAGING;
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("bingfa").chain(args.iter().copied()))
@@ -468,6 +550,68 @@ mod tests {
             one_line(&error),
             "the following required arguments were not provided: --tls-key <FILE>"
         );
+    }
+
+    #[test]
+    fn acme_domains_are_dns_names_and_stand_for_tls_cert() {
+        let args = parse(&[
+            "--acme-domain",
+            "Example.COM",
+            "--acme-domain=b.example,c.example",
+        ])
+        .unwrap();
+        let config = args.config();
+        assert_eq!(config.acme_domains, ["example.com", "b.example", "c.example"]);
+        assert_eq!(config.acme_directory, LETS_ENCRYPT);
+        for (name, why) in [
+            ("*.example.com", "wildcard"),
+            ("192.0.2.1", "IP address"),
+            ("[::1]", "IP address"),
+            ("a..b", "not a host name"),
+        ] {
+            let error = one_line(&parse(&["--acme-domain", name]).unwrap_err());
+            assert!(error.contains(why), "{name}: {error}");
+        }
+        // HTTPS by either means, never both.
+        assert!(parse(&[
+            "--acme-domain",
+            "a.example",
+            "--redirect-http",
+            "127.0.0.1:80",
+            "--hsts",
+            "60"
+        ])
+        .is_ok());
+        assert!(parse(&["--redirect-http", "127.0.0.1:80"]).is_err());
+        let both = parse(&["--acme-domain", "a.example", "--tls-cert", "c", "--tls-key", "k"]);
+        assert!(one_line(&both.unwrap_err()).contains("cannot be used with"));
+        assert!(
+            parse(&["--acme-email", "a@example.com"]).is_err(),
+            "no domain, no email"
+        );
+    }
+
+    #[test]
+    fn acme_email_and_directory_are_checked() {
+        let ok = |args: &[&str]| parse(&[&["--acme-domain", "a.example"], args].concat()).map(|a| a.config());
+        let config = ok(&[
+            "--acme-email",
+            "ops@example.com",
+            "--acme-directory",
+            LETS_ENCRYPT_STAGING,
+        ])
+        .unwrap();
+        assert_eq!(config.acme_email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.acme_directory, LETS_ENCRYPT_STAGING);
+        for bad in [
+            ["--acme-email", "ops"],
+            ["--acme-email", "a b@example.com"],
+            ["--acme-directory", "http://ca.example/dir"],
+        ] {
+            assert!(ok(&bad).is_err(), "{bad:?}");
+        }
+        let renew = ok(&["--acme-renew-before", "30"]).unwrap();
+        assert_eq!(renew.acme_renew_before, Some(Duration::from_secs(30)));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum Error {
     TlsFile { path: PathBuf, source: io::Error },
     #[error("cannot serve HTTPS with {}: {reason}", cert.display())]
     Tls { cert: PathBuf, reason: String },
+    /// Automatic HTTPS cannot start (its state directory, its CA's roots).
+    #[error("automatic HTTPS: {0}")]
+    Acme(String),
     #[error("cannot redirect HTTP on {addr}: {source}")]
     Redirect { addr: SocketAddr, source: io::Error },
     #[error("cannot serve metrics on {addr}: {source}")]

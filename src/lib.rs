@@ -5,6 +5,7 @@
 //! From the top down; each layer names only those below it (see ARCHITECTURE.md).
 //! - [`cli`]: the command line.
 //! - [`server`]: wiring: configuration, the site, observation, and a model to run.
+//! - `acme`: automatic HTTPS beside it: certificates from an ACME CA, obtained and renewed.
 //! - `models`: one file per concurrency model, moving bytes between sockets and the seam.
 //! - `engine`: what the models share: context, readiness driver, accept loops, event loop.
 //! - [`seam`]: the connection seam, one `Link` per connection: transport (plaintext or TLS)
@@ -19,6 +20,7 @@
 //!
 //! See ARCHITECTURE.md for the flow of one request and the invariants.
 
+mod acme;
 pub mod cli;
 mod engine;
 mod error;

@@ -5,6 +5,8 @@ mod certificates;
 mod endpoint;
 mod upgrade;
 
+pub use crate::acme::{default_state_dir, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+use crate::acme::{Acme, AcmeSettings, Publish};
 use crate::engine::{Context, OnHangup, OnUpgrade, Report};
 use crate::error::Error;
 /// For the command line to check `--index` names as the root will.
@@ -25,7 +27,7 @@ pub use crate::site::{
 };
 use crate::site::{Hosts, HttpsRedirect, Site, SiteOptions};
 use certificates::{load_tls, reload_on_hangup};
-use endpoint::Endpoint;
+use endpoint::{Companion, Endpoint};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -119,6 +121,20 @@ pub struct Config {
     pub hsts: Option<u64>,
     /// A plaintext listener here answers every request with a redirect to HTTPS.
     pub redirect_http: Option<SocketAddr>,
+    /// Automatic HTTPS: certificates for these names (checked host names, lowercase) are
+    /// obtained from an ACME CA and renewed, and HTTPS served with them.
+    pub acme_domains: Vec<String>,
+    /// The ACME account's contact address, for the CA's notices.
+    pub acme_email: Option<String>,
+    /// The ACME CA's directory URL (Let's Encrypt's production one by default).
+    pub acme_directory: String,
+    /// Trust the CA's HTTPS by the roots in this PEM file (a private or test CA).
+    pub acme_ca_root: Option<PathBuf>,
+    /// Where automatic HTTPS keeps its account and certificates; `None`: `bingfa` in the XDG
+    /// state directory.
+    pub state_dir: Option<PathBuf>,
+    /// Test only: renew a certificate with this much of its lifetime left instead of a third.
+    pub acme_renew_before: Option<Duration>,
     /// Every connection opens with a PROXY protocol header (v1 or v2) from one of the
     /// `trusted_proxies`, naming the client; connections from anyone else are refused.
     pub proxy_protocol: bool,
@@ -239,6 +255,12 @@ impl Config {
             sni_certificates: Vec::new(),
             hsts: None,
             redirect_http: None,
+            acme_domains: Vec::new(),
+            acme_email: None,
+            acme_directory: LETS_ENCRYPT.to_string(),
+            acme_ca_root: None,
+            state_dir: None,
+            acme_renew_before: None,
             proxy_protocol: false,
             trusted_proxies: TrustedProxies::default().blocks().to_vec(),
             hosts: Vec::new(),
@@ -287,6 +309,28 @@ impl Config {
             closing: Some(shutdown.closing()),
             ..self.settings()
         }
+    }
+
+    /// Automatic HTTPS's settings, with `acme_domains`; its state directory defaults to the
+    /// XDG one, from the process's environment.
+    fn acme_settings(&self) -> Result<Option<AcmeSettings>, Error> {
+        if self.acme_domains.is_empty() {
+            return Ok(None);
+        }
+        let state_dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                default_state_dir(|name| std::env::var_os(name)).map_err(|e| Error::Acme(e.to_string()))?
+            }
+        };
+        Ok(Some(AcmeSettings {
+            names: self.acme_domains.clone(),
+            email: self.acme_email.clone(),
+            directory: self.acme_directory.clone(),
+            ca_root: self.acme_ca_root.clone(),
+            state_dir,
+            renew_before: self.acme_renew_before,
+        }))
     }
 
     /// With `--proxy-protocol`, the sources whose connections open with a PROXY header.
@@ -354,6 +398,7 @@ pub struct Server {
     ready: Option<Ready>,
     /// On SIGUSR2, start this again and hand it the sockets (the binary only).
     relaunch: Option<Relaunch>,
+    acme: Option<Acme>,
 }
 
 /// Listeners handed over by the server this one upgrades, used instead of binding.
@@ -413,13 +458,20 @@ impl Server {
     fn open(listener: Listener, handed: Handed, config: &Config) -> Result<Server, Error> {
         config.model.check_available()?;
         config.check_drain_delay()?;
-        let (tls, chains) = load_tls(config)?.unzip();
+        let acme = open_acme(config)?;
+        let (tls, chains) = match &acme {
+            Some(acme) => (Some(acme_tls(acme, config)?), None),
+            None => load_tls(config)?.unzip(),
+        };
         let redirect = match config.redirect_http {
             Some(addr) => Some(redirect_to_https(
                 addr,
                 handed.redirect,
                 &listener,
-                chains.as_deref(),
+                |port| match &acme {
+                    Some(acme) => Some(HttpsRedirect::for_names(acme.names(), port)),
+                    None => HttpsRedirect::new(chains.as_deref()?, port),
+                },
             )?),
             None => None,
         };
@@ -431,6 +483,7 @@ impl Server {
             config.log_format,
             metrics_for,
             trusted,
+            acme.as_ref().map_or(&[], |acme| acme.names()),
         )?;
         let metrics_listener = match (config.metrics, handed.metrics) {
             (Some(_), Some(listener)) => Some(listener),
@@ -450,6 +503,7 @@ impl Server {
             redirect,
             ready: handed.ready,
             relaunch: None,
+            acme,
         })
     }
 
@@ -506,25 +560,50 @@ impl Server {
                 listener,
                 handler,
                 METRICS_CONNECTIONS,
+                None,
                 model.forks(),
                 server_listener,
             )?;
             endpoints.push(endpoint);
             tracing::info!("metrics at http://{addr}/metrics, health at http://{addr}/healthz");
         }
+        let mut ordering = match (&self.acme, &self.tls) {
+            (Some(acme), Some(tls)) => Some(ordering(
+                acme,
+                tls,
+                &self.config,
+                &shutdown,
+                self.observer.as_deref(),
+            )),
+            _ => None,
+        };
         if let Some((listener, handler)) = self.redirect {
             let addr = local_addr(&listener)?;
             let most = self.config.max_connections;
-            endpoints.push(Endpoint::start(
-                listener,
-                handler,
-                most,
-                model.forks(),
-                server_listener,
-            )?);
+            let endpoint = match (&self.acme, ordering.take()) {
+                // HTTP-01 is answered here, from the memory of the process that orders.
+                (Some(acme), Some(ordering)) => Endpoint::start(
+                    listener,
+                    acme.answer_http01(handler),
+                    most,
+                    Some(ordering(true)),
+                    model.forks(),
+                    server_listener,
+                )?,
+                _ => Endpoint::start(listener, handler, most, None, model.forks(), server_listener)?,
+            };
+            endpoints.push(endpoint);
             tracing::info!("http://{addr}/ redirects to https");
         }
-        let on_hangup = reload_on_hangup(&self.config, self.tls.clone(), self.observer.clone());
+        if let Some(ordering) = ordering {
+            endpoints.push(Endpoint::alone(ordering(false), model.forks(), server_listener)?);
+        }
+        let on_hangup = reload_on_hangup(
+            &self.config,
+            self.tls.clone(),
+            self.observer.clone(),
+            self.acme.clone(),
+        );
         let upgrade = self.relaunch.map(|relaunch| Upgradable {
             relaunch,
             metrics: handed_endpoints.0,
@@ -549,6 +628,57 @@ impl Server {
             tracing::info!("stopped");
         }
         served
+    }
+}
+
+/// Automatic HTTPS, if asked for: its state directory open, its CA's roots read.
+fn open_acme(config: &Config) -> Result<Option<Acme>, Error> {
+    let Some(settings) = config.acme_settings()? else {
+        return Ok(None);
+    };
+    Acme::open(&settings)
+        .map(Some)
+        .map_err(|e| Error::Acme(e.to_string()))
+}
+
+/// The TLS configuration of automatic HTTPS: what is stored, and the challenge answers.
+fn acme_tls(acme: &Acme, config: &Config) -> Result<TlsConfig, Error> {
+    let tls = acme.tls().map_err(|e| Error::Acme(e.to_string()))?;
+    Ok(tls.with_hsts(config.hsts))
+}
+
+/// Automatic HTTPS's ordering loop, made into a companion of an endpoint once it is known
+/// whether that endpoint answers HTTP-01 (the argument). Each certificate it obtains reaches
+/// the serving processes: reloaded into `tls` in place when the loop runs in this process;
+/// for the forking models, whose loop runs in a process of its own, by SIGHUP to this one,
+/// which reads it in its loop and passes it on to its workers (only where the binary's
+/// signal handling blocks SIGHUP; elsewhere they serve what was stored at start).
+fn ordering(
+    acme: &Acme,
+    tls: &TlsConfig,
+    config: &Config,
+    shutdown: &Shutdown,
+    observer: Option<&Observer>,
+) -> impl FnOnce(bool) -> Companion {
+    let publish = if !config.model.forks() {
+        let (acme, tls) = (acme.clone(), tls.clone());
+        Some(Publish::Reload(Arc::new(move || {
+            acme.reload(&tls);
+        })))
+    } else if shutdown.watches_signals() {
+        Some(Publish::Signal(nix::unistd::getpid()))
+    } else {
+        tracing::warn!(
+            "the {} model serves new certificates from its next start",
+            config.model.name()
+        );
+        None
+    };
+    let metrics = observer.and_then(Observer::certificate_metrics);
+    let acme = acme.clone();
+    move |http01| {
+        let manager = acme.manager(http01, publish, metrics);
+        Box::new(move |stop: &Shutdown| manager.run(stop))
     }
 }
 
@@ -692,14 +822,14 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
         .map_err(Error::io("reading a listening address"))
 }
 
-/// `--redirect-http ADDR`: its listener (`handed` over, or bound here), and the handler that sends every request to the
-/// same place on `https_listener`, for names one of the certificates (PEM `chains`) is valid
-/// for.
+/// `--redirect-http ADDR`: its listener (`handed` over, or bound here), and the handler that
+/// sends every request to the same place on `https_listener`, for the names HTTPS serves
+/// (`to`, given its port: `None` without HTTPS).
 fn redirect_to_https(
     addr: SocketAddr,
     handed: Option<TcpListener>,
     https_listener: &Listener,
-    chains: Option<&[Vec<u8>]>,
+    to: impl FnOnce(u16) -> Option<HttpsRedirect>,
 ) -> Result<(TcpListener, HttpsRedirect), Error> {
     let refused = |reason: &str| Error::Redirect {
         addr,
@@ -709,9 +839,7 @@ fn redirect_to_https(
         .local_addr()
         .map_err(|_| refused("HTTPS must listen on a TCP port"))?
         .port();
-    let handler = chains
-        .and_then(|chains| HttpsRedirect::new(chains, port))
-        .ok_or_else(|| refused("it needs --tls-cert"))?;
+    let handler = to(port).ok_or_else(|| refused("it needs --tls-cert or --acme-domain"))?;
     let listener = match handed {
         Some(listener) => listener,
         None => TcpListener::bind(addr).map_err(|source| Error::Redirect { addr, source })?,
@@ -726,9 +854,9 @@ pub fn serve(listener: Listener, config: &Config, shutdown: Arc<Shutdown>) -> Re
 
 /// Serves `listener` with `config.model` until `shutdown` is triggered, every request answered
 /// by `handler` instead of a folder: the same models, core and connection policy (timeouts,
-/// workers, `--max-connections`, TLS and HSTS) as [`serve`], for a program that answers on its
-/// own terms. The site's own options (`root`, listing, caching, logs, metrics, the redirect
-/// listener) do not apply.
+/// workers, `--max-connections`, TLS and HSTS, automatic HTTPS by TLS-ALPN-01) as [`serve`],
+/// for a program that answers on its own terms. The site's own options (`root`, listing,
+/// caching, logs, metrics, the redirect listener) do not apply.
 pub fn serve_handler<H>(
     listener: Listener,
     config: &Config,
@@ -739,9 +867,22 @@ where
     H: http::Handler + Send + Sync + 'static,
 {
     config.model.check_available()?;
-    let tls = load_tls(config)?.map(|(tls, _)| tls);
-    let on_hangup = reload_on_hangup(config, tls.clone(), None);
+    let acme = open_acme(config)?;
+    let tls = match &acme {
+        Some(acme) => Some(acme_tls(acme, config)?),
+        None => load_tls(config)?.map(|(tls, _)| tls),
+    };
+    let on_hangup = reload_on_hangup(config, tls.clone(), None, acme.clone());
     config.check_drain_delay()?;
+    let mut endpoints = Vec::new();
+    if let (Some(acme), Some(tls)) = (&acme, &tls) {
+        let companion = ordering(acme, tls, config, &shutdown, None)(false);
+        endpoints.push(Endpoint::alone(
+            companion,
+            config.model.forks(),
+            listener.as_raw_fd(),
+        )?);
+    }
     let serving = Serving {
         config,
         listener,
@@ -749,7 +890,7 @@ where
         tls,
         observer: None,
         on_hangup,
-        endpoints: Vec::new(),
+        endpoints,
         ready: None,
         upgrade: None,
     };

@@ -36,6 +36,11 @@ const META: &[&str] = &[
     "version",
 ];
 
+/// Repeatable options whose file key (and environment variable) names the list, as the
+/// option's contract spells it; each is also an alias of its option, so that the key's
+/// `--KEY=VALUE` reads back.
+const LIST_KEYS: &[(&str, &str)] = &[("acme-domain", "acme-domains")];
+
 /// Names the config file when `--config` is not given.
 pub const CONFIG_VAR: &str = "BINGFA_CONFIG";
 
@@ -295,9 +300,13 @@ fn settings(command: &Command) -> Vec<Setting<'_>> {
     command
         .get_arguments()
         .filter(|arg| !META.contains(&arg.get_id().as_str()))
-        .map(|arg| Setting {
-            arg,
-            key: arg.get_long().unwrap_or(arg.get_id().as_str()),
+        .map(|arg| {
+            let long = arg.get_long().unwrap_or(arg.get_id().as_str());
+            let list = LIST_KEYS.iter().find(|(option, _)| *option == long);
+            Setting {
+                arg,
+                key: list.map_or(long, |(_, key)| key),
+            }
         })
         .collect()
 }
@@ -537,7 +546,10 @@ impl File {
         let Some((key, (_, line))) = unknown else {
             return Ok(());
         };
-        let why = if command.get_arguments().any(|a| a.get_long() == Some(key)) {
+        let list = LIST_KEYS.iter().find(|(option, _)| option == key);
+        let why = if let Some((_, list)) = list {
+            format!("'{key}' is written '{list}' in a file, as a list")
+        } else if command.get_arguments().any(|a| a.get_long() == Some(key)) {
             format!("'{key}' can only be given on the command line")
         } else {
             format!("unknown key '{key}' (keys are the long option names of bingfa --help, and root)")
@@ -1136,6 +1148,12 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
         sni_certificates: _,
         hsts,
         redirect_http,
+        acme_domains,
+        acme_email,
+        acme_directory,
+        acme_ca_root,
+        state_dir,
+        acme_renew_before,
         proxy_protocol,
         trusted_proxies,
         // Not options: rendered as `[[hosts]]` tables after them.
@@ -1205,6 +1223,12 @@ fn effective(args: &Args, config: &Config) -> Result<Vec<(&'static str, Option<V
             "redirect-http",
             redirect_http.map(|addr| Value::String(addr.to_string())),
         ),
+        ("acme-domains", list(acme_domains.iter().cloned())),
+        ("acme-email", acme_email.clone().map(Value::String)),
+        ("acme-directory", Some(Value::String(acme_directory.clone()))),
+        ("acme-ca-root", path("acme-ca-root", acme_ca_root)?),
+        ("state-dir", path("state-dir", state_dir)?),
+        ("acme-renew-before", acme_renew_before.map(seconds)),
         ("proxy-protocol", Some(Value::Boolean(*proxy_protocol))),
         (
             "trusted-proxies",
@@ -1691,6 +1715,40 @@ idle-timeout = 0.5
         let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
         assert_eq!(reread.tls_cert, config.tls_cert);
         assert_eq!(reread.sni_certificates, config.sni_certificates);
+    }
+
+    #[test]
+    fn acme_domains_are_a_list_in_a_file_and_printed_back() {
+        let text = "\
+acme-domains = [\"example.com\", \"WWW.example.com\"]
+acme-email = \"ops@example.com\"
+state-dir = \"/var/lib/bingfa\"
+redirect-http = \"127.0.0.1:8080\"
+";
+        let (_dir, path) = config_file(text);
+        let resolved = ok(resolve_in(&["--config", path.to_str().unwrap()], &[]));
+        let config = resolved.config();
+        assert_eq!(config.acme_domains, ["example.com", "www.example.com"]);
+        assert_eq!(config.acme_email.as_deref(), Some("ops@example.com"));
+        assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/bingfa")));
+        let printed = render(&resolved, &config).unwrap();
+        assert!(
+            printed.contains("acme-domains = [\"example.com\", \"www.example.com\"]"),
+            "{printed}"
+        );
+        let (_again_dir, again) = config_file(&printed);
+        let reread = ok(resolve_in(&["--config", again.to_str().unwrap()], &[])).config();
+        assert_eq!(reread.acme_domains, config.acme_domains);
+        assert_eq!(reread.acme_email, config.acme_email);
+        assert_eq!(reread.acme_directory, config.acme_directory);
+        assert_eq!(reread.state_dir, config.state_dir);
+
+        // The environment names the list too; the singular key is pointed to the list.
+        let env = ok(resolve_in(&[], &[("BINGFA_ACME_DOMAINS", "a.example,b.example")])).config();
+        assert_eq!(env.acme_domains, ["a.example", "b.example"]);
+        let (_dir, singular) = config_file("acme-domain = \"a.example\"\n");
+        let error = message(resolve_in(&["--config", singular.to_str().unwrap()], &[]));
+        assert!(error.contains("written 'acme-domains'"), "{error}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! refuses any escape, whatever the spelling (`..`, encoded dots or slashes,
 //! symlinks). Where `openat2` is not available a checked resolver (canonicalize, then
 //! prefix check) takes its place. The one file written, the access log, is the exception
-//! the operator names (`log_file`), and the TLS certificate and key it reads (`named`).
+//! the operator names (`log_file`), and the TLS certificate and key it reads (`named`); and
+//! the state directory of automatic HTTPS (`state`), also the operator's, where the server
+//! keeps its ACME account and the certificates it obtained.
 
 mod cache;
 mod listing;
@@ -16,6 +18,7 @@ mod log_file;
 mod named;
 mod path;
 mod root;
+mod state;
 
 pub use cache::{content_if_unchanged, CachedFile, SmallFileCache};
 pub use listing::{Directory, Entry};
@@ -23,3 +26,4 @@ pub use log_file::{append_once, open_log};
 pub use named::load_named;
 pub use path::{decode_path, PathError, SitePath};
 pub use root::{check_index_name, FileIdentity, Lookup, OpenFile, Resolver, Root, DEFAULT_INDEX};
+pub use state::{StateDir, StateLock};

@@ -386,7 +386,7 @@ mod tests {
         let log = AccessLog::open(&dir.path().join("a.log"), LogFormat::Combined).unwrap();
         // A writer that never writes: mark one as running without starting it.
         log.shared.lock().writing = true;
-        let metrics = Metrics::new("epoll").unwrap();
+        let metrics = Metrics::with_certificates("epoll", &[]).unwrap();
         let long = vec![b'a'; 64 * 1024];
         let fit = MAX_PENDING / (long.len() + 100);
         for _ in 0..fit + 10 {

@@ -51,17 +51,60 @@ struct Counters {
     proxy_refused: AtomicU64,
 }
 
+/// What is kept of each name whose certificate automatic HTTPS obtains. Zero is valid.
+#[repr(C)]
+#[derive(Debug)]
+struct CertificateCounters {
+    /// When the certificate served expires, in Unix seconds; 0 until there is one.
+    expiry: AtomicI64,
+    /// Orders for it that failed.
+    failures: AtomicU64,
+}
+
 /// The counters of one server, labelled with its model.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     model: &'static str,
-    counters: SharedCounters,
+    counters: Shared<Counters>,
+    /// The names of automatic HTTPS, and their counters (the same order).
+    certificate_names: Vec<String>,
+    certificates: Option<Shared<CertificateCounters>>,
 }
 
 impl Metrics {
-    pub fn new(model: &'static str) -> io::Result<Arc<Metrics>> {
-        let counters = SharedCounters::new()?;
-        Ok(Arc::new(Metrics { model, counters }))
+    /// The counters, and for each of `names` (automatic HTTPS's), its certificate's expiry
+    /// and the orders for it that failed.
+    pub fn with_certificates(model: &'static str, names: &[String]) -> io::Result<Arc<Metrics>> {
+        let counters = Shared::new(1)?;
+        let certificates = match names.len() {
+            0 => None,
+            n => Some(Shared::new(n)?),
+        };
+        Ok(Arc::new(Metrics {
+            model,
+            counters,
+            certificate_names: names.to_vec(),
+            certificates,
+        }))
+    }
+
+    fn certificate(&self, name: &str) -> Option<&CertificateCounters> {
+        let at = self.certificate_names.iter().position(|n| n == name)?;
+        self.certificates.as_ref().map(|slots| &slots.all()[at])
+    }
+
+    /// The certificate served for `name` now expires at `unix_seconds`.
+    pub fn certificate_expires(&self, name: &str, unix_seconds: i64) {
+        if let Some(counters) = self.certificate(name) {
+            counters.expiry.store(unix_seconds, Relaxed);
+        }
+    }
+
+    /// An order for `name`'s certificate failed.
+    pub fn certificate_order_failed(&self, name: &str) {
+        if let Some(counters) = self.certificate(name) {
+            counters.failures.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn accepted(&self) {
@@ -176,7 +219,30 @@ impl Metrics {
             c.log_dropped.load(Relaxed),
         );
         self.render_handshakes(out);
+        self.render_certificates(out);
         text
+    }
+
+    fn render_certificates(&self, out: &mut String) {
+        let Some(slots) = &self.certificates else {
+            return;
+        };
+        let model = self.model;
+        let series = self.certificate_names.iter().zip(slots.all());
+        let name = "bingfa_certificate_expiry_seconds";
+        let help = "When the certificate served for a name (--acme-domain) expires, in Unix time; 0 until one is obtained.";
+        header(out, name, "gauge", help);
+        for (domain, counters) in series.clone() {
+            let expiry = counters.expiry.load(Relaxed);
+            let _ = writeln!(out, "{name}{{model=\"{model}\",name=\"{domain}\"}} {expiry}");
+        }
+        let name = "bingfa_certificate_renewal_failures_total";
+        let help = "Orders for a name's certificate (--acme-domain) that failed.";
+        header(out, name, "counter", help);
+        for (domain, counters) in series {
+            let failures = counters.failures.load(Relaxed);
+            let _ = writeln!(out, "{name}{{model=\"{model}\",name=\"{domain}\"}} {failures}");
+        }
     }
 
     fn render_handshakes(&self, out: &mut String) {
@@ -248,49 +314,63 @@ impl OpenGauge {
     }
 }
 
-/// [`Counters`] in an anonymous shared mapping: processes forked after it is made see the
-/// same memory. Each process unmaps its own view when it drops it.
+/// `len` values of `T` in an anonymous shared mapping: processes forked after it is made see
+/// the same memory. Each process unmaps its own view when it drops it. `T` must be valid as
+/// all zero bytes (the counters: only atomic integers).
 #[derive(Debug)]
-struct SharedCounters(NonNull<Counters>);
+struct Shared<T> {
+    start: NonNull<T>,
+    len: usize,
+}
 
 // SAFETY: the mapping holds only atomics, which any thread may use through a shared reference.
-unsafe impl Send for SharedCounters {}
+unsafe impl<T> Send for Shared<T> {}
 // SAFETY: as for Send.
-unsafe impl Sync for SharedCounters {}
+unsafe impl<T> Sync for Shared<T> {}
 
-impl SharedCounters {
-    fn new() -> io::Result<SharedCounters> {
+impl<T> Shared<T> {
+    fn new(len: usize) -> io::Result<Shared<T>> {
         use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
         // SAFETY: a fresh anonymous mapping aliases nothing; it is zero-filled, which is a
-        // valid `Counters`, and page-aligned, which is aligned enough for it.
+        // valid `T` (see above), and page-aligned, which is aligned enough for it.
         let memory = unsafe {
             mmap_anonymous(
                 std::ptr::null_mut(),
-                size_of::<Counters>(),
+                Shared::<T>::bytes(len),
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
             )?
         };
-        NonNull::new(memory.cast::<Counters>())
-            .map(SharedCounters)
-            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+        let start = NonNull::new(memory.cast::<T>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Shared { start, len })
+    }
+
+    fn bytes(len: usize) -> usize {
+        size_of::<T>() * len.max(1)
+    }
+
+    fn all(&self) -> &[T] {
+        // SAFETY: the mapping holds `len` initialized values from `new` until `drop`.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
     }
 }
 
-impl std::ops::Deref for SharedCounters {
-    type Target = Counters;
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
 
-    fn deref(&self) -> &Counters {
-        // SAFETY: the mapping is valid and initialized from `new` until `drop`.
-        unsafe { self.0.as_ref() }
+    fn deref(&self) -> &T {
+        // SAFETY: the mapping is valid and initialized from `new` until `drop`, and holds at
+        // least one value.
+        unsafe { self.start.as_ref() }
     }
 }
 
-impl Drop for SharedCounters {
+impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `new` with this length, and no reference to it
-        // outlives `self` (every user borrows through `Deref`).
-        let _ = unsafe { rustix::mm::munmap(self.0.as_ptr().cast(), size_of::<Counters>()) };
+        // outlives `self` (every user borrows through `Deref` or `all`).
+        let _ = unsafe { rustix::mm::munmap(self.start.as_ptr().cast(), Shared::<T>::bytes(self.len)) };
     }
 }
 
@@ -328,7 +408,7 @@ mod tests {
 
     #[test]
     fn requests_count_by_protocol_when_they_have_a_request_line() {
-        let metrics = Metrics::new("epoll").unwrap();
+        let metrics = Metrics::with_certificates("epoll", &[]).unwrap();
         metrics.exchanged(&exchange(400, 1), Duration::from_micros(50));
         let line = crate::http::RequestLine {
             method: b"GET",
@@ -353,7 +433,7 @@ mod tests {
 
     #[test]
     fn counts_render_as_prometheus_text() {
-        let metrics = Metrics::new("epoll").unwrap();
+        let metrics = Metrics::with_certificates("epoll", &[]).unwrap();
         metrics.accepted();
         metrics.accepted();
         metrics.exchanged(&exchange(200, 100), Duration::from_micros(50));
@@ -393,7 +473,7 @@ mod tests {
 
     #[test]
     fn handshakes_count_by_version_and_failures_by_reason() {
-        let metrics = Metrics::new("epoll").unwrap();
+        let metrics = Metrics::with_certificates("epoll", &[]).unwrap();
         let session = |version| TlsSession {
             version,
             cipher: "TLS13_AES_128_GCM_SHA256",
@@ -429,10 +509,38 @@ mod tests {
     }
 
     #[test]
+    fn certificates_show_their_expiry_and_failed_orders_by_name() {
+        let names = ["a.test".to_string(), "b.test".to_string()];
+        let metrics = Metrics::with_certificates("epoll", &names).unwrap();
+        metrics.certificate_expires("b.test", 1_900_000_000);
+        metrics.certificate_order_failed("a.test");
+        metrics.certificate_order_failed("a.test");
+        metrics.certificate_order_failed("unknown.test");
+        let text = metrics.render();
+        let series = |s: &str| value(&text, s);
+        let expiry = |n: &str| {
+            series(&format!(
+                r#"bingfa_certificate_expiry_seconds{{model="epoll",name="{n}"}}"#
+            ))
+        };
+        assert_eq!((expiry("a.test"), expiry("b.test")), (0.0, 1.9e9));
+        let failures = |n: &str| {
+            series(&format!(
+                r#"bingfa_certificate_renewal_failures_total{{model="epoll",name="{n}"}}"#
+            ))
+        };
+        assert_eq!((failures("a.test"), failures("b.test")), (2.0, 0.0));
+        assert!(!Metrics::with_certificates("epoll", &[])
+            .unwrap()
+            .render()
+            .contains("certificate"));
+    }
+
+    #[test]
     fn the_counters_are_shared_with_a_forked_child() {
         // Forking a multi-threaded test process is safe here: the child only adds to an
         // atomic and exits, touching no lock.
-        let metrics = Metrics::new("prefork").unwrap();
+        let metrics = Metrics::with_certificates("prefork", &[]).unwrap();
         // SAFETY: the child calls only async-signal-safe operations (an atomic add, _exit).
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {

@@ -51,11 +51,14 @@ impl Observer {
     /// `format`, and the counters of `metrics_for` (a model's name) if metrics are on. `None`
     /// when neither is. A request from one of the `trusted` proxies is logged under the client
     /// its `Forwarded` or `X-Forwarded-For` names.
+    ///
+    /// With metrics, the certificates of `certificate_names` (automatic HTTPS) are watched too.
     pub fn open(
         log: Option<&Path>,
         format: LogFormat,
         metrics_for: Option<&'static str>,
         trusted: TrustedProxies,
+        certificate_names: &[String],
     ) -> Result<Option<Arc<Observer>>, Error> {
         if log.is_none() && metrics_for.is_none() {
             return Ok(None);
@@ -68,7 +71,10 @@ impl Observer {
             None => None,
         };
         let metrics = match metrics_for {
-            Some(model) => Some(Metrics::new(model).map_err(Error::io("setting up the metrics"))?),
+            Some(model) => Some(
+                Metrics::with_certificates(model, certificate_names)
+                    .map_err(Error::io("setting up the metrics"))?,
+            ),
             None => None,
         };
         if let Some(log) = &log {
@@ -154,6 +160,11 @@ impl Observer {
         }
     }
 
+    /// What automatic HTTPS tells the metrics of its certificates, if metrics are on.
+    pub fn certificate_metrics(&self) -> Option<CertificateMetrics> {
+        self.metrics.clone().map(CertificateMetrics)
+    }
+
     /// The open-connections gauge, if metrics are on.
     pub fn open_gauge(&self) -> Option<OpenGauge> {
         self.metrics.as_ref().map(Metrics::open_gauge)
@@ -168,6 +179,25 @@ impl Observer {
                 tracing::error!("cannot start the access-log writer, writing each line at once: {e}")
             })
             .ok()
+    }
+}
+
+/// The metrics of the certificates automatic HTTPS obtains, by name (in memory shared with
+/// every process of the server, the one that orders included).
+#[derive(Debug, Clone)]
+pub(crate) struct CertificateMetrics(Arc<Metrics>);
+
+impl CertificateMetrics {
+    /// The certificate served for `name` now expires at `expiry`.
+    pub fn expires(&self, name: &str, expiry: SystemTime) {
+        let seconds = expiry.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.0
+            .certificate_expires(name, i64::try_from(seconds).unwrap_or(i64::MAX));
+    }
+
+    /// An order for `name`'s certificate failed.
+    pub fn order_failed(&self, name: &str) {
+        self.0.certificate_order_failed(name);
     }
 }
 

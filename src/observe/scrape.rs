@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn answers_metrics_healthz_and_nothing_else() {
-        let metrics = Metrics::new("thread").unwrap();
+        let metrics = Metrics::with_certificates("thread", &[]).unwrap();
         metrics.accepted();
         let handler = MetricsHandler::new(metrics);
         let scrape = answer(&handler, "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -134,7 +134,7 @@ mod tests {
             (Healthy::Draining, Status::ServiceUnavailable, &b"draining\n"[..]),
         ];
         for (healthy, status, text) in cases {
-            let handler = MetricsHandler::new(Metrics::new("thread").unwrap())
+            let handler = MetricsHandler::new(Metrics::with_certificates("thread", &[]).unwrap())
                 .with_health(Health::new(move || healthy));
             let health = answer(&handler, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
             assert_eq!((health.status, body(&health)), (status, text), "{healthy:?}");

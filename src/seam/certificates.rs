@@ -5,8 +5,16 @@
 //! Several certificates: each handshake's SNI name picks the first certificate valid for it
 //! (by the rules a browser checks a name with, wildcards included); a client that names none,
 //! or a name no certificate covers, gets the first one, the default, as nginx's default server
-//! answers. Replacing them ([`TlsConfig::replace`], on SIGHUP) changes what new handshakes get;
-//! a connection keeps the certificate it started with.
+//! answers. Replacing them ([`TlsConfig::replace`], on SIGHUP, or when automatic HTTPS has
+//! obtained one) changes what new handshakes get; a connection keeps the certificate it started
+//! with.
+//!
+//! Certificates obtained by ACME are offered by name only: a name none covers (yet) gets no
+//! certificate, and its handshake fails with an alert, rather than one for another name. While
+//! an order is in flight, a validator's handshake that offers ALPN `acme-tls/1` alone gets the
+//! TLS-ALPN-01 challenge certificate for its name (RFC 8737), asked for from the server's
+//! [`ChallengeCertificates`] at that moment (such a hello is rare, and other processes may have
+//! put the certificate there); the connection then ends with the handshake.
 
 use crate::http::Settings;
 use rustls::crypto::CryptoProvider;
@@ -15,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection};
+use std::fmt::Debug;
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// The longest session a ticket carries, with room to spare: what a session holds besides its
@@ -51,33 +60,64 @@ pub(crate) struct Pem<'a> {
     pub key: &'a [u8],
 }
 
-/// The certificates offered, in order: the first is the default.
+/// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The certificates offered, in order; with `fallback`, the first is the default.
 #[derive(Debug)]
-pub(crate) struct Certificates(Vec<Arc<CertifiedKey>>);
+pub(crate) struct Certificates {
+    keys: Vec<Arc<CertifiedKey>>,
+    /// A client whose name none covers gets the first (files the operator names); without,
+    /// none (certificates obtained by ACME, each for its own name).
+    fallback: bool,
+}
 
 impl Certificates {
     /// Parses every chain and key, checking that each key is its certificate's; on error,
-    /// which one failed (its index in `pems`) and why.
+    /// which one failed (its index in `pems`) and why. The first is the default.
     pub fn from_pem(pems: &[Pem<'_>]) -> Result<Certificates, (usize, TlsError)> {
-        let provider = provider();
-        let parsed = pems
-            .iter()
-            .enumerate()
-            .map(|(at, pem)| certified_key(pem, &provider).map_err(|e| (at, e)));
-        let keys = parsed.collect::<Result<Vec<_>, _>>()?;
+        let keys = parse_all(pems)?;
         if keys.is_empty() {
             return Err((0, TlsError::NoCertificate));
         }
-        Ok(Certificates(keys))
+        Ok(Certificates { keys, fallback: true })
     }
 
-    /// The certificate for a client that asked for `name`.
-    fn choose(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+    /// As [`from_pem`](Certificates::from_pem), but offered only to the names they cover,
+    /// with no default; none at all is fine (nothing obtained yet).
+    pub fn by_name_only(pems: &[Pem<'_>]) -> Result<Certificates, (usize, TlsError)> {
+        Ok(Certificates {
+            keys: parse_all(pems)?,
+            fallback: false,
+        })
+    }
+
+    /// The certificate for a client that asked for `name`, if there is one.
+    fn choose(&self, name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         let covering = name
             .and_then(|name| ServerName::try_from(name).ok())
-            .and_then(|name| self.0.iter().find(|key| covers(key, &name)));
-        covering.unwrap_or(&self.0[0])
+            .and_then(|name| self.keys.iter().find(|key| covers(key, &name)));
+        match covering {
+            Some(key) => Some(key),
+            None if self.fallback => self.keys.first(),
+            None => None,
+        }
     }
+}
+
+fn parse_all(pems: &[Pem<'_>]) -> Result<Vec<Arc<CertifiedKey>>, (usize, TlsError)> {
+    let provider = provider();
+    pems.iter()
+        .enumerate()
+        .map(|(at, pem)| certified_key(pem, &provider).map_err(|e| (at, e)))
+        .collect()
+}
+
+/// Where the TLS-ALPN-01 challenge certificates of the orders in flight are found.
+pub(crate) trait ChallengeCertificates: Send + Sync + Debug {
+    /// The challenge certificate and its key for `name` (PEM, both in one), while an order
+    /// for it waits on its validation.
+    fn for_name(&self, name: &str) -> Option<Vec<u8>>;
 }
 
 /// Whether `key`'s certificate is valid for `name`.
@@ -99,6 +139,16 @@ fn certified_key(pem: &Pem<'_>, provider: &CryptoProvider) -> Result<Arc<Certifi
     Ok(Arc::new(CertifiedKey::from_der(chain, key, provider)?))
 }
 
+/// A TLS-ALPN-01 challenge certificate and its key (one PEM). Unlike [`certified_key`], the
+/// key is not checked against the certificate: that check parses the certificate with webpki,
+/// which refuses the critical acmeIdentifier extension every challenge certificate carries.
+fn challenge_key(pem: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = vec![CertificateDer::from_pem_slice(pem).map_err(TlsError::Certificate)?];
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(TlsError::Key)?;
+    let signing = provider().key_provider.load_private_key(key)?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
 fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
@@ -110,13 +160,31 @@ fn provider() -> CryptoProvider {
 /// forks runs a thread that could hold it: the forking models' parents are single-threaded
 /// and reload on their own thread.
 #[derive(Debug)]
-struct ChooseByName(RwLock<Arc<Certificates>>);
+struct ChooseByName {
+    current: RwLock<Arc<Certificates>>,
+    /// With automatic HTTPS: the challenge certificates for `acme-tls/1` handshakes.
+    challenges: Option<Arc<dyn ChallengeCertificates>>,
+}
 
 impl ResolvesServerCert for ChooseByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let certificates = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        Some(Arc::clone(certificates.choose(hello.server_name())))
+        if let Some(challenges) = &self.challenges {
+            if offers_only_acme_tls(&hello) {
+                let pem = challenges.for_name(hello.server_name()?)?;
+                return challenge_key(&pem).ok();
+            }
+        }
+        let certificates = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        certificates.choose(hello.server_name()).map(Arc::clone)
     }
+}
+
+/// A TLS-ALPN-01 validator offers `acme-tls/1` and nothing else (RFC 8737, section 3).
+fn offers_only_acme_tls(hello: &ClientHello<'_>) -> bool {
+    let Some(mut offered) = hello.alpn() else {
+        return false;
+    };
+    offered.next() == Some(ACME_TLS_ALPN) && offered.next().is_none()
 }
 
 /// What every TLS link of a server shares: its certificates, the session state, and the
@@ -133,13 +201,37 @@ impl TlsConfig {
     /// rustls's defaults (TLS 1.3 and 1.2, its cipher suites), ALPN `h2` and `http/1.1`, session
     /// resumption by ticket (keys rotated every few hours) and by a session cache; no 0-RTT.
     pub(crate) fn new(certificates: Certificates) -> Result<TlsConfig, TlsError> {
-        let chooser = Arc::new(ChooseByName(RwLock::new(Arc::new(certificates))));
+        TlsConfig::answering(certificates, None)
+    }
+
+    /// As [`new`](TlsConfig::new), also answering TLS-ALPN-01 validation with the challenge
+    /// certificates `challenges` holds (automatic HTTPS).
+    pub(crate) fn with_challenges(
+        certificates: Certificates,
+        challenges: Arc<dyn ChallengeCertificates>,
+    ) -> Result<TlsConfig, TlsError> {
+        TlsConfig::answering(certificates, Some(challenges))
+    }
+
+    fn answering(
+        certificates: Certificates,
+        challenges: Option<Arc<dyn ChallengeCertificates>>,
+    ) -> Result<TlsConfig, TlsError> {
+        let validated = challenges.is_some();
+        let chooser = Arc::new(ChooseByName {
+            current: RwLock::new(Arc::new(certificates)),
+            challenges,
+        });
         let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&chooser) as Arc<dyn ResolvesServerCert>);
-        // HTTP/2 first: a client offering both gets it.
+        // HTTP/2 first: a client offering both gets it. A validator offers `acme-tls/1` alone,
+        // so no other client ever gets it.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if validated {
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         config.ticketer = shared_ticketer()?;
         let config = Arc::new(config);
         // What every connection will do: fail here, at start, rather than on each of them.
@@ -172,7 +264,7 @@ impl TlsConfig {
     pub(crate) fn replace(&self, certificates: Certificates) {
         let mut current = self
             .certificates
-            .0
+            .current
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         *current = Arc::new(certificates);
@@ -222,8 +314,12 @@ mod tests {
         ])
         .unwrap();
         let chosen = |name| {
-            let key = certificates.choose(name);
-            certificates.0.iter().position(|k| Arc::ptr_eq(k, key)).unwrap()
+            let key = certificates.choose(name).unwrap();
+            certificates
+                .keys
+                .iter()
+                .position(|k| Arc::ptr_eq(k, key))
+                .unwrap()
         };
         assert_eq!(chosen(Some("example.com")), 1);
         assert_eq!(chosen(Some("WWW.Example.COM")), 1, "names are case-insensitive");
@@ -252,12 +348,30 @@ mod tests {
         let config = TlsConfig::new(certificates(&[made_for(&["old.test"])]).unwrap()).unwrap();
         let clone = config.clone();
         let new = certificates(&[made_for(&["new.test"])]).unwrap();
-        let new_key = Arc::clone(&new.0[0]);
+        let new_key = Arc::clone(&new.keys[0]);
         config.replace(new);
-        let current = clone.certificates.0.read().unwrap();
+        let current = clone.certificates.current.read().unwrap();
         assert!(
-            Arc::ptr_eq(current.choose(None), &new_key),
+            Arc::ptr_eq(current.choose(None).unwrap(), &new_key),
             "clones share the set"
         );
+    }
+
+    #[test]
+    fn by_name_only_a_name_none_covers_gets_nothing() {
+        let made = [made_for(&["a.test"])];
+        let pems: Vec<_> = made
+            .iter()
+            .map(|(chain, key)| Pem {
+                chain: chain.as_bytes(),
+                key: key.as_bytes(),
+            })
+            .collect();
+        let certificates = Certificates::by_name_only(&pems).unwrap();
+        assert!(certificates.choose(Some("a.test")).is_some());
+        assert!(certificates.choose(Some("b.test")).is_none());
+        assert!(certificates.choose(None).is_none(), "no SNI: no certificate");
+        let none = Certificates::by_name_only(&[]).unwrap();
+        assert!(none.choose(Some("a.test")).is_none(), "nothing obtained yet");
     }
 }

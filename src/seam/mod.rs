@@ -42,7 +42,7 @@ mod tls;
 
 use crate::http;
 pub(crate) use crate::http::{Clock, Handler, Settings, Transmit, TrustedProxies};
-pub(crate) use certificates::{Certificates, Pem};
+pub(crate) use certificates::{Certificates, ChallengeCertificates, Pem, ACME_TLS_ALPN};
 pub use certificates::{TlsConfig, TlsError};
 use protocol::Protocol;
 use proxy::{Carried, ProxyHeader, State};

@@ -19,7 +19,7 @@
 //! (`Handler::handshake`), and to the protocol, the session it gave (`set_tls`), in the core's
 //! plain values.
 
-use super::{Protocol, Step};
+use super::{Protocol, Step, ACME_TLS_ALPN};
 use crate::http::{Action, Arrival, Clock, Handler, Handshake, HandshakeFailure, Settings, Transmit};
 use crate::http::{TlsSession, TlsVersion};
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
@@ -131,6 +131,11 @@ impl Tls {
             if self.alpn_untold && !self.conn.is_handshaking() {
                 self.alpn_untold = false;
                 protocol.negotiated(self.conn.alpn_protocol(), clock.now());
+                // A TLS-ALPN-01 validator has seen the challenge certificate, which is all
+                // such a connection is for (RFC 8737): no HTTP over it.
+                if self.conn.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                    self.end(Ending::Close);
+                }
             }
             // Checked here as well as inside: a call is spared on every turn after the handshake.
             if self.untold {
@@ -623,6 +628,40 @@ mod tests {
             }
         }
         panic!("the conversation never settled");
+    }
+
+    /// Challenge certificates for automatic HTTPS: the test certificate, for `localhost`.
+    #[derive(Debug)]
+    struct Challenges;
+
+    impl crate::seam::ChallengeCertificates for Challenges {
+        fn for_name(&self, name: &str) -> Option<Vec<u8>> {
+            let pki = pki();
+            (name == "localhost").then(|| format!("{}{}", pki.cert_pem, pki.key_pem).into_bytes())
+        }
+    }
+
+    #[test]
+    fn a_validator_gets_the_challenge_certificate_then_the_end_and_others_get_an_alert() {
+        // Automatic HTTPS before anything is obtained: no certificate for any name.
+        let nothing = crate::seam::Certificates::by_name_only(&[]).unwrap();
+        let tls = TlsConfig::with_challenges(nothing, Arc::new(Challenges)).unwrap();
+        let new_link = || Link::new(Settings::default(), Instant::now(), Some(&tls));
+
+        // A TLS-ALPN-01 validator: `acme-tls/1` alone.
+        let mut validator = client_of(rustls::DEFAULT_VERSIONS, b"acme-tls/1", true);
+        let (plaintext, closed) = converse(&mut new_link(), &mut validator, &Watcher::default());
+        assert!(
+            !validator.is_handshaking(),
+            "the challenge certificate was accepted"
+        );
+        assert_eq!(validator.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+        assert!(plaintext.is_empty() && closed, "no HTTP over a validation");
+
+        // Anyone else gets no certificate yet: a handshake failure.
+        let mut browser = client();
+        let (_, closed) = converse(&mut new_link(), &mut browser, &Watcher::default());
+        assert!(closed && browser.is_handshaking());
     }
 
     #[test]

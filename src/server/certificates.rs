@@ -2,6 +2,7 @@
 //! again on SIGHUP.
 
 use super::Config;
+use crate::acme::Acme;
 use crate::engine::{OnHangup, Report};
 use crate::error::Error;
 use crate::fs;
@@ -67,10 +68,14 @@ fn read_certificates(files: &[(PathBuf, PathBuf)]) -> Result<(Certificates, Chai
 
 /// What SIGHUP does: the access log's file is opened again, and the certificates are read
 /// again; new handshakes get them, and if one does not load, the ones in use stay.
+///
+/// With automatic HTTPS, the certificates are those stored for its names (SIGHUP is also how
+/// the process that orders tells a forking model's processes of a new one).
 pub(super) fn reload_on_hangup(
     config: &Config,
     tls: Option<TlsConfig>,
     observer: Option<Arc<Observer>>,
+    acme: Option<Acme>,
 ) -> OnHangup {
     let files = certificate_files(config).unwrap_or_default();
     OnHangup::new(move |report| {
@@ -80,8 +85,17 @@ pub(super) fn reload_on_hangup(
         let Some(tls) = &tls else {
             return;
         };
-        let read = read_certificates(&files);
         let tell = report == Report::Tell;
+        if let Some(acme) = &acme {
+            let loaded = acme.reload(tls);
+            match loaded.is_empty() {
+                _ if !tell => {}
+                true => tracing::info!("SIGHUP: no certificate stored yet"),
+                false => tracing::info!("SIGHUP: serving the certificates of {}", loaded.join(", ")),
+            }
+            return;
+        }
+        let read = read_certificates(&files);
         match read {
             Ok((certificates, _)) => {
                 tls.replace(certificates);

@@ -7,6 +7,11 @@
 //! forked before the model starts, since their parent must stay single-threaded to fork (the
 //! metrics counters are shared by every process: see `observe::metrics`). Each answers until
 //! the server has stopped, draining included.
+//!
+//! An endpoint may have a companion: work that runs on a thread beside its loop, in the same
+//! process, until it stops — automatic HTTPS's ordering loop, which answers HTTP-01 from the
+//! memory it shares with the `--redirect-http` listener. Without that listener the companion
+//! runs alone, on a thread or in a process of its own.
 
 use crate::engine::Context;
 use crate::error::Error;
@@ -39,15 +44,20 @@ enum Running {
     Process(Pid),
 }
 
+/// Work run beside an endpoint until the endpoint is stopped (its argument says when).
+pub(super) type Companion = Box<dyn FnOnce(&Shutdown) + Send>;
+
 impl Endpoint {
     /// Serves `handler` on `listener`, at most `max_connections` at once (beyond, a 503):
     /// from a child process if `in_process` (the caller must then be single-threaded), else
     /// from a thread. `server_listener`, the server's own listener, is closed in such a
-    /// child, so that the port stops listening when the server closes it.
+    /// child, so that the port stops listening when the server closes it. `companion`, if
+    /// any, runs on a thread beside it, in the same process.
     pub fn start<H>(
         listener: TcpListener,
         handler: H,
         max_connections: usize,
+        companion: Option<Companion>,
         in_process: bool,
         server_listener: RawFd,
     ) -> Result<Endpoint, Error>
@@ -66,17 +76,51 @@ impl Endpoint {
             None,
         );
         let listener = Listener::from(listener);
-        let running = if in_process {
-            Running::Process(serve_in_process(listener, context, server_listener)?)
-        } else {
-            let thread = std::thread::Builder::new()
-                .name("bingfa-endpoint".into())
-                .spawn(move || serve(listener, context))
-                .map_err(Error::io("starting an endpoint"))?;
-            Running::Thread(Some(thread))
+        let stopping = Arc::clone(&stop);
+        let body = move || {
+            let beside = companion.and_then(|companion| beside(companion, stopping));
+            serve(listener, context);
+            if let Some(beside) = beside {
+                let _ = beside.join();
+            }
         };
+        let running = launch(body, in_process, server_listener)?;
         Ok(Endpoint { stop, running })
     }
+
+    /// Runs `companion` alone until it is stopped, as [`start`](Endpoint::start) runs an
+    /// endpoint: in a child process if `in_process`, else on a thread.
+    pub fn alone(companion: Companion, in_process: bool, server_listener: RawFd) -> Result<Endpoint, Error> {
+        let stop = Shutdown::new().map_err(Error::io("starting an endpoint"))?;
+        let stopping = Arc::clone(&stop);
+        let running = launch(move || companion(&stopping), in_process, server_listener)?;
+        Ok(Endpoint { stop, running })
+    }
+}
+
+/// Starts `companion` on a thread of its own; `None` (after a line) if it cannot.
+fn beside(companion: Companion, stop: Arc<Shutdown>) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("bingfa-acme".into())
+        .spawn(move || companion(&stop))
+        .map_err(|e| tracing::error!("cannot start automatic HTTPS: {e}"))
+        .ok()
+}
+
+/// Runs `body` in a child process if `in_process`, else on a thread.
+fn launch(
+    body: impl FnOnce() + Send + 'static,
+    in_process: bool,
+    server_listener: RawFd,
+) -> Result<Running, Error> {
+    if in_process {
+        return Ok(Running::Process(run_in_process(body, server_listener)?));
+    }
+    let thread = std::thread::Builder::new()
+        .name("bingfa-endpoint".into())
+        .spawn(body)
+        .map_err(Error::io("starting an endpoint"))?;
+    Ok(Running::Thread(Some(thread)))
 }
 
 impl Endpoint {
@@ -93,12 +137,8 @@ fn serve<H: Handler + Send + Sync + 'static>(listener: Listener, context: Contex
     }
 }
 
-/// Forks the endpoint's process, which serves and exits; returns its pid.
-fn serve_in_process<H: Handler + Send + Sync + 'static>(
-    listener: Listener,
-    context: Context<H>,
-    server_listener: RawFd,
-) -> Result<Pid, Error> {
+/// Forks the endpoint's process, which runs `body` and exits; returns its pid.
+fn run_in_process(body: impl FnOnce(), server_listener: RawFd) -> Result<Pid, Error> {
     let server = nix::unistd::getpid();
     // SAFETY: the caller is single-threaded (the forking models run only in such a process,
     // see `Model::forks`), so the child may run ordinary Rust code.
@@ -112,11 +152,11 @@ fn serve_in_process<H: Handler + Send + Sync + 'static>(
             // before that was asked for, the endpoint has no one left to serve).
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
             if nix::unistd::getppid() == server {
-                serve(listener, context);
+                body();
             }
             std::process::exit(0)
         }
-        // The parent's copies of the listener and the context close as they drop here.
+        // The parent's copies of what `body` holds close as it drops here.
         ForkResult::Parent { child } => Ok(child),
     }
 }

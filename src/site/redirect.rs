@@ -16,12 +16,19 @@ use std::fmt::Write;
 /// Answers every request with the way to it over HTTPS.
 #[derive(Debug)]
 pub struct HttpsRedirect {
-    /// The DER of each served certificate, one of whose names a host must match. Those the
-    /// server started with: a certificate reloaded with new names needs a restart for the
-    /// redirect to send clients to them.
-    certificates: Vec<CertificateDer<'static>>,
+    to: Served,
     /// The HTTPS listener's port.
     port: u16,
+}
+
+/// The names HTTPS serves, one of which a host must be.
+#[derive(Debug)]
+enum Served {
+    /// The DER of each served certificate. Those the server started with: a certificate
+    /// reloaded with new names needs a restart for the redirect to send clients to them.
+    Certificates(Vec<CertificateDer<'static>>),
+    /// The names of automatic HTTPS (lowercase), served as soon as each has its certificate.
+    Names(Vec<String>),
 }
 
 impl HttpsRedirect {
@@ -32,15 +39,30 @@ impl HttpsRedirect {
             .iter()
             .map(|pem| CertificateDer::pem_slice_iter(pem).next()?.ok())
             .collect::<Option<Vec<_>>>()?;
-        Some(HttpsRedirect { certificates, port })
+        Some(HttpsRedirect {
+            to: Served::Certificates(certificates),
+            port,
+        })
     }
 
-    /// Whether a certificate is valid for `name` (a DNS name or an IP address).
+    /// Redirects to `names` (lowercase host names) on `port`.
+    pub fn for_names(names: &[String], port: u16) -> HttpsRedirect {
+        HttpsRedirect {
+            to: Served::Names(names.to_vec()),
+            port,
+        }
+    }
+
+    /// Whether HTTPS serves `name` (a DNS name or an IP address).
     fn covers(&self, name: &str) -> bool {
+        let certificates = match &self.to {
+            Served::Names(names) => return names.iter().any(|ours| ours.eq_ignore_ascii_case(name)),
+            Served::Certificates(certificates) => certificates,
+        };
         let Ok(name) = ServerName::try_from(name) else {
             return false;
         };
-        self.certificates.iter().any(|certificate| {
+        certificates.iter().any(|certificate| {
             webpki::EndEntityCert::try_from(certificate)
                 .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
         })

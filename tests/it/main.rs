@@ -155,6 +155,7 @@ mod support;
 mod binary;
 mod pki;
 
+mod acme;
 mod auth;
 mod cli;
 mod clients;

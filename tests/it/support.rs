@@ -421,6 +421,12 @@ pub fn flags(config: &Config) -> Vec<String> {
         sni_certificates,
         hsts,
         redirect_http,
+        acme_domains,
+        acme_email,
+        acme_directory,
+        acme_ca_root,
+        state_dir,
+        acme_renew_before,
         proxy_protocol,
         trusted_proxies,
         // Written as `[[hosts]]` tables with the rules.
@@ -525,6 +531,23 @@ pub fn flags(config: &Config) -> Vec<String> {
             flags.push(flag.into());
             flags.push(path.to_str().expect("UTF-8 TLS path").to_string());
         }
+    }
+    for name in acme_domains {
+        flags.push(format!("--acme-domain={name}"));
+    }
+    if let Some(email) = acme_email {
+        flags.push(format!("--acme-email={email}"));
+    }
+    flags.push(format!("--acme-directory={acme_directory}"));
+    for (flag, path) in [("--acme-ca-root", acme_ca_root), ("--state-dir", state_dir)] {
+        if let Some(path) = path {
+            flags.push(flag.into());
+            flags.push(path.to_str().expect("UTF-8 path").to_string());
+        }
+    }
+    if let Some(before) = acme_renew_before {
+        flags.push("--acme-renew-before".into());
+        flags.push(seconds(*before));
     }
     let rules = bingfa::cli::config::rule_tables(config).expect("rule tables as TOML");
     if !sni_certificates.is_empty() {

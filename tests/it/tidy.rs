@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// ```text
 /// main.rs        the binary (checked by `the_binary_names_only_the_top_layers`)
 ///  └ cli
-///    └ server
+///    └ server ─ acme (automatic HTTPS: wiring and a network client, beside the server)
 ///      └ models
 ///        └ engine
 ///          └ seam
@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 #[rustfmt::skip]
 const LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["models", "server", "net", "observe"]), // the command line, --config, completions, man page
-    ("server", &["engine", "models", "seam", "http", "net", "observe", "shutdown", "site", "fs", "error"]), // wiring only
+    ("server", &["acme", "engine", "models", "seam", "http", "net", "observe", "shutdown", "site", "fs", "error"]), // wiring only
+    ("acme", &["seam", "http", "fs", "observe", "shutdown"]), // beside server: automatic HTTPS, wiring and an ACME client
     ("models", &["engine", "seam", "net", "shutdown", "observe", "error"]), // one file per concurrency model
     ("engine", &["seam", "net", "shutdown", "observe", "error"]), // what the models share
     ("seam", &["http"]), // the connection seam: a model's one door to the protocol
