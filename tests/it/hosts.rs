@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bingfa::server::{HeaderRule, HostName, RedirectRule, VirtualHost};
+use base64::Engine as _;
+use bingfa::server::{AuthRule, HeaderRule, HostName, RedirectRule, VirtualHost};
 use bingfa::Config;
 
 use crate::support::*;
@@ -167,6 +168,30 @@ model_tests! {
             assert_eq!(fetch(&s, host, "/deep/route").status, 404, "{host}");
         }
         assert_eq!(fetch(&s, "b.example", "/").header("x-top"), None);
+    }
+
+    #[tls]
+    /// A host's `[[hosts.auth]]` guards that host's paths alone: the default site and the
+    /// other hosts serve the same path without asking.
+    fn a_hosts_basic_auth_guards_only_that_host(model m) {
+        let users = [format!("bob:{}", bcrypt::hash("builder", 4).unwrap())];
+        let s = start_hosts(m, |config| {
+            config.hosts[0].auth = vec![AuthRule::new("/only-a.txt", "a-staff", &users).unwrap()];
+        });
+        let refused = fetch(&s, "a.example", "/only-a.txt");
+        assert_eq!(refused.status, 401, "{}", refused.summary());
+        let challenge = refused.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("realm=\"a-staff\""), "{}", refused.summary());
+        let credential = base64::engine::general_purpose::STANDARD.encode("bob:builder");
+        let mut c = Client::connect_named(s.addr, "a.example");
+        c.send(format!(
+            "GET /only-a.txt HTTP/1.1\r\nHost: a.example\r\nAuthorization: Basic {credential}\r\nConnection: close\r\n\r\n"
+        ));
+        assert_body(&c.read_response(), b"a\n");
+        for host in ["b.example", "localhost"] {
+            let resp = fetch(&s, host, "/only-a.txt");
+            assert_eq!(resp.status, 404, "{host}: not its file, and no password asked: {}", resp.summary());
+        }
     }
 
     #[tls]
