@@ -112,7 +112,13 @@ pub fn spawn_limited(args: &[String], cwd: Option<&Path>, nofile: Option<u64>) -
 
 /// Starts `cmd`, which runs `bingfa ARGS` (or execs it, from a wrapper),
 /// and waits as `spawn` does.
-pub fn launch(mut cmd: Command, args: &[String]) -> Started {
+pub fn launch(cmd: Command, args: &[String]) -> Started {
+    launch_within(cmd, args, SAFETY)
+}
+
+/// `launch`, waiting up to `patience` for the start line: a server under valgrind starts
+/// tens of times slower, the more so on a machine busy with the rest of the suite.
+pub fn launch_within(mut cmd: Command, args: &[String], patience: Duration) -> Started {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -146,7 +152,7 @@ pub fn launch(mut cmd: Command, args: &[String]) -> Started {
         status: None,
         stopping: None,
     };
-    match rx.recv_timeout(SAFETY) {
+    match rx.recv_timeout(patience) {
         Ok(line) if !line.is_empty() => {
             // A server on a Unix socket or on IPv6 only has no such URL.
             if line.contains(" at http://127.0.0.1:") || line.contains(" at https://127.0.0.1:") {
@@ -168,7 +174,7 @@ pub fn launch(mut cmd: Command, args: &[String]) -> Started {
             ),
         },
         Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-            "bingfa {args:?} printed no start line within {SAFETY:?}; stderr: {:?}",
+            "bingfa {args:?} printed no start line within {patience:?}; stderr: {:?}",
             running.stderr_now()
         ),
     }

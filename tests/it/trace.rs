@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use bingfa::{Config, Model};
 use nix::sys::signal::Signal;
@@ -242,7 +243,7 @@ fn trace_instructions(valgrind: &Path, site: &Site, out: &Path, requests: usize,
     args.extend(flags(&config));
     let mut command = Command::new(valgrind);
     command.args(&args);
-    let mut server = match binary::launch(command, &args) {
+    let mut server = match binary::launch_within(command, &args, Duration::from_secs(120)) {
         binary::Started::Serving(server) => server,
         binary::Started::Failed { status, stderr } => {
             let log = fs::read_to_string(format!("{}.log", profile.display())).unwrap_or_default();
