@@ -3,12 +3,14 @@
 //!   ceiling --addr 127.0.0.1:PORT [--threads N] [--body-bytes B]
 //!
 //! Every request gets the same canned response (`200 OK`, `Content-Length: B`, a body of B
-//! bytes held in memory): no parsing beyond finding each request's end (`\r\n\r\n`), no files,
-//! no headers looked at but `Connection: close` (answered with the same response marked
-//! `Connection: close`, then a close: without it the churn workload would not churn). One
-//! thread per core (the default), each with its own `SO_REUSEPORT` listener and its own epoll
-//! (mio, edge-triggered); pipelined requests are answered together, in one `writev` of up to
-//! 64 copies of the response. Whatever a real server does beyond this (parse, route, look up
+//! bytes made at start): no parsing beyond finding each request's end (`\r\n\r\n`), no file
+//! looked up, no headers looked at but `Connection: close` (answered with the same response
+//! marked `Connection: close`, then a close: without it the churn workload would not churn).
+//! One thread per core (the default), each with its own `SO_REUSEPORT` listener and its own
+//! epoll (mio, edge-triggered). A small response is held in memory and pipelined requests are
+//! answered together, in one `writev` of up to 64 copies; a body of 64 KiB or more is held in
+//! an unlinked file in /dev/shm (memory) and sent with `sendfile` after its headers, as the
+//! servers send a file, since copying it from user space would cost the probe more than them. Whatever a real server does beyond this (parse, route, look up
 //! and open a file, build headers) is what separates its rate from the probe's: bench/run
 //! measures the probe with the same wrk workloads, and BENCHMARKS.md gives each server's rate
 //! as a fraction of it.
@@ -20,6 +22,8 @@
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
+use nix::sys::sendfile::sendfile;
+use std::fs::File;
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,27 +32,51 @@ const LISTENER: Token = Token(usize::MAX);
 /// The most responses one `writev` carries.
 const BATCH: usize = 64;
 
-/// The two canned responses: kept alive, and with `Connection: close`.
+/// From this size on the body is sent with `sendfile` from memory.
+const SENDFILE_FROM: usize = 64 * 1024;
+
+/// The two canned responses: kept alive, and with `Connection: close`. Below SENDFILE_FROM
+/// each holds its body; from it on, each is the headers alone and `body` holds the body.
 struct Canned {
     keep: Vec<u8>,
     close: Vec<u8>,
+    body: Option<(File, usize)>,
 }
 
 impl Canned {
-    fn new(body_bytes: usize) -> Canned {
+    fn new(body_bytes: usize) -> std::io::Result<Canned> {
         let body = vec![b'x'; body_bytes];
+        let big = body_bytes >= SENDFILE_FROM;
         let with = |extra: &str| {
             let mut r = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {body_bytes}\r\n{extra}\r\n"
             )
             .into_bytes();
-            r.extend_from_slice(&body);
+            if !big {
+                r.extend_from_slice(&body);
+            }
             r
         };
-        Canned {
+        let body = if big {
+            // Unlinked at once: the open file is all that is left of it.
+            let path = format!("/dev/shm/bingfa-ceiling-{}", std::process::id());
+            let mut file = File::options().read(true).write(true).create_new(true).open(&path)?;
+            std::fs::remove_file(&path)?;
+            file.write_all(&body)?;
+            Some((file, body_bytes))
+        } else {
+            None
+        };
+        Ok(Canned {
             keep: with(""),
             close: with("Connection: close\r\n"),
-        }
+            body,
+        })
+    }
+
+    /// A whole response's length: headers, and the body if it is sent from the file.
+    fn len(&self, i: usize, owed: usize, closing: bool) -> usize {
+        self.nth(i, owed, closing).len() + self.body.as_ref().map_or(0, |b| b.1)
     }
 
     /// The `i`th of `owed` responses: the last is the close one if a request asked for it.
@@ -107,6 +135,36 @@ impl Conn {
 
     /// Writes what is owed until done or the socket would block; false to close.
     fn write(&mut self, canned: &Canned) -> bool {
+        match &canned.body {
+            Some((file, size)) => self.send_files(canned, file, *size),
+            None => self.write_inline(canned),
+        }
+    }
+
+    /// Each response in turn: its headers written, then its body sent from the file.
+    fn send_files(&mut self, canned: &Canned, file: &File, size: usize) -> bool {
+        while self.owed > 0 {
+            let head = canned.nth(0, self.owed, self.closing);
+            let sent = if self.written < head.len() {
+                self.stream.write(&head[self.written..])
+            } else {
+                let mut offset = (self.written - head.len()) as libc::off_t;
+                let left = size - (self.written - head.len());
+                sendfile(&self.stream, file, Some(&mut offset), left).map_err(std::io::Error::from)
+            };
+            match sent {
+                Ok(0) => return false,
+                Ok(n) => self.advance(n, canned),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        !self.closing
+    }
+
+    /// Up to BATCH whole responses at a time, in one `writev`.
+    fn write_inline(&mut self, canned: &Canned) -> bool {
         while self.owed > 0 {
             let count = self.owed.min(BATCH);
             let (owed, closing, written) = (self.owed, self.closing, self.written);
@@ -130,7 +188,7 @@ impl Conn {
     /// Counts `n` bytes written off the responses owed.
     fn advance(&mut self, mut n: usize, canned: &Canned) {
         while n > 0 && self.owed > 0 {
-            let left = canned.nth(0, self.owed, self.closing).len() - self.written;
+            let left = canned.len(0, self.owed, self.closing) - self.written;
             if n < left {
                 self.written += n;
                 return;
@@ -256,7 +314,13 @@ fn main() {
         }
     }
     let Some(addr) = addr else { usage() };
-    let canned = Arc::new(Canned::new(body_bytes));
+    let canned = match Canned::new(body_bytes) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("ceiling: the body in /dev/shm: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut handles = Vec::new();
     for _ in 0..threads.max(1) {
         let l = match listener(addr) {
@@ -312,9 +376,18 @@ mod tests {
 
     #[test]
     fn canned_responses_carry_the_body_length() {
-        let c = Canned::new(10);
+        let c = Canned::new(10).unwrap();
         assert!(c.keep.starts_with(b"HTTP/1.1 200 OK\r\n"));
         assert!(c.keep.ends_with(b"\r\n\r\nxxxxxxxxxx"));
         assert!(find(&c.close, b"Connection: close\r\n").is_some());
+        assert_eq!(c.len(0, 1, false), c.keep.len());
+    }
+
+    #[test]
+    fn a_big_body_is_sent_from_memory_after_the_headers() {
+        let c = Canned::new(SENDFILE_FROM).unwrap();
+        assert!(c.keep.ends_with(b"\r\n\r\n"));
+        assert_eq!(c.body.as_ref().map(|b| b.1), Some(SENDFILE_FROM));
+        assert_eq!(c.len(0, 1, false), c.keep.len() + SENDFILE_FROM);
     }
 }
