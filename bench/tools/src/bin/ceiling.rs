@@ -9,8 +9,9 @@
 //! One thread per core (the default), each with its own `SO_REUSEPORT` listener and its own
 //! epoll (mio, edge-triggered). A small response is held in memory and pipelined requests are
 //! answered together, in one `writev` of up to 64 copies; a body of 64 KiB or more is held in
-//! an unlinked file in /dev/shm (memory) and sent with `sendfile` after its headers, as the
-//! servers send a file, since copying it from user space would cost the probe more than them. Whatever a real server does beyond this (parse, route, look up
+//! an unlinked file in /dev/shm (memory) and sent with `sendfile` after its headers (sent with
+//! `MSG_MORE`, so that they share a packet with the body), as the servers send a file, since
+//! copying it from user space would cost the probe more than them. Whatever a real server does beyond this (parse, route, look up
 //! and open a file, build headers) is what separates its rate from the probe's: bench/run
 //! measures the probe with the same wrk workloads, and BENCHMARKS.md gives each server's rate
 //! as a fraction of it.
@@ -21,8 +22,8 @@
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, Socket, Type};
 use nix::sys::sendfile::sendfile;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::fs::File;
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::SocketAddr;
@@ -60,7 +61,11 @@ impl Canned {
         let body = if big {
             // Unlinked at once: the open file is all that is left of it.
             let path = format!("/dev/shm/bingfa-ceiling-{}", std::process::id());
-            let mut file = File::options().read(true).write(true).create_new(true).open(&path)?;
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
             std::fs::remove_file(&path)?;
             file.write_all(&body)?;
             Some((file, body_bytes))
@@ -146,7 +151,8 @@ impl Conn {
         while self.owed > 0 {
             let head = canned.nth(0, self.owed, self.closing);
             let sent = if self.written < head.len() {
-                self.stream.write(&head[self.written..])
+                // MSG_MORE: the headers wait to share a packet with the body's first bytes.
+                SockRef::from(&self.stream).send_with_flags(&head[self.written..], libc::MSG_MORE)
             } else {
                 let mut offset = (self.written - head.len()) as libc::off_t;
                 let left = size - (self.written - head.len());
