@@ -197,6 +197,7 @@ struct H2Meta {
     h2load: String,
     h2o: String,
     nginx: String,
+    caddy: String,
     secs: u32,
     /// h2load's connections and streams in flight on each, on the small and the 1 MiB file.
     small_conns: u32,
@@ -2196,15 +2197,15 @@ fn h2_section(w: &mut String, r: &Results, h2: &H2Meta, charts_rel: &str) {
         w,
         "The HTTP/2 part of the run{}, measured on {} from commit `{}`{} (`bench/run --only h2` \
          measures it again alone and keeps the tables above, so its date may differ from \
-         theirs). Ratios compare with the best peer in this part, nginx or h2o, whichever did \
-         better on that line (the higher req/s, the lower CPU time), except memory, which \
-         compares with nginx's.\n",
+         theirs). Ratios compare with the best peer in this part ({}), whichever did better on \
+         that line (the higher req/s, the lower CPU time, the less memory).\n",
         if h2.quick { " (a `--quick` smoke run)" } else { "" },
         h2.date,
         h2.commit,
         r.h2_duration_s
             .map(|d| format!(" in {} min {} s", d / 60, d % 60))
             .unwrap_or_default(),
+        h2.peers.iter().map(|p| name(p)).collect::<Vec<_>>().join(", "),
     );
     h2_method(w, r, h2);
     h2_targets(w, r, h2);
@@ -2328,6 +2329,16 @@ fn h2_method(w: &mut String, r: &Results, h2: &H2Meta) {
             h2.h2o, h2.workers
         );
     }
+    if h2.peers.iter().any(|p| p == "caddy") {
+        let _ = writeln!(
+            w,
+            "- **Caddy** ({}, Debian's package): as on the plaintext workloads, plus \
+             `protocols h1 h2 h2c` (h2c by prior knowledge on the plaintext listener); over \
+             TLS a `tls` directive with the run's certificate and `protocols tls1.3`, ALPN \
+             offering `h2` and `http/1.1`.",
+            h2.caddy
+        );
+    }
     let _ = writeln!(
         w,
         "- **bingfa**: `-w {}`; h2c is recognised by its preface on the same port as \
@@ -2381,14 +2392,14 @@ fn h2_targets(w: &mut String, r: &Results, h2: &H2Meta) {
     }
     for (wl, title) in H2_IDLE {
         let ours = r.idle_target(model, wl, idle_mem);
-        let nginx = r.idle_target("nginx", wl, idle_mem);
-        let rt = ratio(ours, nginx);
+        let best = r.best_idle(wl);
+        let rt = ratio(ours, best.as_ref().map(|b| b.1));
         let _ = writeln!(
             w,
-            "| memory with {} idle {title} connections ≤ nginx's | {} | {} | {} | {} |",
+            "| memory with {} idle {title} connections ≤ best peer's | {} | {} | {} | {} |",
             thousands(h2.idle_conns as f64),
             opt(ours.map(|v| v as u64), mib),
-            opt(nginx, |v| format!("{} (nginx)", mib(v as u64))),
+            opt(best, |(p, v)| format!("{} ({})", mib(v as u64), name(&p))),
             opt(rt, times),
             mark(rt.map(|x| x <= 1.0))
         );
@@ -2480,14 +2491,26 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
         }
     }
     let _ = writeln!(w);
+    h2_idle_rounds(w, r, h2, &servers);
+}
+
+/// The HTTP/2 idle tests' rounds, from results whose rounds had them (bench/run no longer
+/// runs them again: their memory hardly moves with the machine's load).
+fn h2_idle_rounds(w: &mut String, r: &Results, h2: &H2Meta, servers: &[&str]) {
+    if !H2_IDLE
+        .iter()
+        .any(|(wl, _)| r.idle_rounds("reactor", wl).is_some())
+    {
+        return;
+    }
     let _ = writeln!(
         w,
         "And the idle tests ({} connections held), in the same rounds ({}):\n",
         thousands(h2.idle_conns as f64),
         servers.iter().map(|s| name(s)).collect::<Vec<_>>().join(" / ")
     );
-    let _ = writeln!(w, "| connections | round | memory | × nginx |");
-    let _ = writeln!(w, "|---|---:|---:|---:|");
+    let _ = writeln!(w, "| connections | round | memory |");
+    let _ = writeln!(w, "|---|---:|---:|");
     for (wl, title) in H2_IDLE {
         for round in 1..=h2.rounds {
             let of_round = |s: &str| {
@@ -2499,12 +2522,7 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
                 .iter()
                 .map(|s| opt(of_round(s), |v| mib(v as u64)))
                 .collect();
-            let _ = writeln!(
-                w,
-                "| {title} | {round} | {} | {} |",
-                cells.join(" / "),
-                opt(ratio(of_round(model), of_round("nginx")), times)
-            );
+            let _ = writeln!(w, "| {title} | {round} | {} |", cells.join(" / "));
         }
     }
     let _ = writeln!(w);
@@ -2515,10 +2533,10 @@ fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: 
     let _ = writeln!(w, "### {title}\n");
     let _ = writeln!(
         w,
-        "| server | req/s | × best peer | CPU per request | × best peer | mean latency | max | \
-         errors | peak memory |"
+        "| server | req/s | × best peer | CPU per request | × best peer | syscalls per request | \
+         mean latency | max | errors | peak memory |"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let best_rps = best_peer(h2, false, |p| r.rps(p, wl)).map(|b| b.1);
     let best_cpu = best_peer(h2, true, |p| r.load(p, wl).and_then(cpu_per_request)).map(|b| b.1);
     for s in &r.h2_servers() {
@@ -2527,17 +2545,18 @@ fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: 
             let why = l
                 .and_then(|l| l.error.clone())
                 .unwrap_or_else(|| "not run".into());
-            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(8));
+            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(9));
             continue;
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             name(s),
             opt(l.rps, thousands),
             opt(ratio(l.rps, best_rps), times),
             opt(cpu_per_request(l), micros),
             opt(ratio(cpu_per_request(l), best_cpu), times),
+            opt(syscalls_per_request(l), calls),
             opt(l.mean_ms, ms),
             opt(l.max_ms, ms),
             opt(l.errors, |e| thousands(e as f64)),
@@ -2586,6 +2605,7 @@ fn html_page(markdown: &str, charts_rel: &str, out_dir: &Path, quick: bool) -> S
             other => events.push(other),
         }
     }
+    name_headings(&mut events);
     let mut body = String::new();
     html::push_html(&mut body, events.into_iter());
     format!(
@@ -2594,6 +2614,38 @@ fn html_page(markdown: &str, charts_rel: &str, out_dir: &Path, quick: bool) -> S
          <title>bingfa benchmarks{}</title><style>{CSS}</style></head>\n<body>\n{body}</body></html>\n",
         if quick { " (quick run)" } else { "" }
     )
+}
+
+/// Gives each heading the id GitHub gives it (its text, lower case, spaces as dashes, only
+/// letters, digits, dashes and underscores kept), so that the report's links to its own
+/// sections work in the page too.
+fn name_headings(events: &mut [Event<'_>]) {
+    for i in 0..events.len() {
+        if let Event::Start(Tag::Heading { .. }) = &events[i] {
+            let mut text = String::new();
+            for e in &events[i + 1..] {
+                match e {
+                    Event::End(TagEnd::Heading(_)) => break,
+                    Event::Text(t) | Event::Code(t) => text.push_str(t),
+                    _ => {}
+                }
+            }
+            if let Event::Start(Tag::Heading { id, .. }) = &mut events[i] {
+                *id = Some(slug(&text).into());
+            }
+        }
+    }
+}
+
+fn slug(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A chart's SVG for inlining, if it is one of ours (under the charts' folder) and readable.
@@ -2724,6 +2776,7 @@ mod tests {
         assert!(!page.contains("<?xml"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(page.contains("<td><code>x</code></td>"), "{page}");
+        assert!(page.contains("<h1 id=\"benchmarks\">"), "{page}");
         for attr in ["src=\"http", "href=\"http", "@import", "url("] {
             assert!(!page.contains(attr), "{attr} in {page}");
         }
