@@ -812,10 +812,12 @@ fn report(r: &Results, charts_rel: &str) -> String {
             "- **System calls per request**: every system call the server's process tree made \
              over the same measurement, counted by the kernel (`perf stat -e \
              raw_syscalls:sys_enter -p` on every process and thread of the tree, inheriting \
-             into the children it forks; no ptrace, so the server runs at nearly its usual \
-             speed), divided by the requests answered. Idle wake-ups count too (a timer tick, \
-             an `epoll_wait` that times out), so a server that batches more under load makes \
-             fewer per request at a higher rate."
+             into the children it forks; no ptrace), divided by the requests answered. Idle \
+             wake-ups count too (a timer tick, an `epoll_wait` that times out), so a server \
+             that batches more under load makes fewer per request at a higher rate. Counted \
+             in the main pass only: the count costs a little CPU of its own (a tracepoint on \
+             every system call), which the main pass's CPU times include and the rounds', \
+             behind the targets, do not."
         );
     } else if !m.syscalls_note.is_empty() {
         let _ = writeln!(w, "- **System calls** were not counted: {}.", m.syscalls_note);
@@ -1457,10 +1459,11 @@ fn targets(w: &mut String, r: &Results) {
         let best_rps = r.best_target(wl, false, |l| l.rps);
         let cpu_ratio = ratio(cpu, best_cpu.as_ref().map(|b| b.1));
         let rps_ratio = ratio(rps, best_rps.as_ref().map(|b| b.1));
-        let sys = r.target_value(model, wl, syscalls_per_request);
+        // Counted in the main pass alone (the count costs a little CPU; the rounds go without).
+        let sys = r.load(model, wl).and_then(syscalls_per_request);
         let peer_sys = best_cpu
             .as_ref()
-            .and_then(|(p, _)| r.target_value(p, wl, syscalls_per_request));
+            .and_then(|(p, _)| r.load(p, wl).and_then(syscalls_per_request));
         let ceiling = if wl.starts_with("tls-") {
             None
         } else {
@@ -1643,11 +1646,8 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
             format!("{count} rounds")
         }
     );
-    let _ = writeln!(
-        w,
-        "| workload | round | server | req/s | CPU per request | syscalls per request | p99 |"
-    );
-    let _ = writeln!(w, "|---|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(w, "| workload | round | server | req/s | CPU per request | p99 |");
+    let _ = writeln!(w, "|---|---:|---|---:|---:|---:|");
     for (wl, title) in WORKLOADS.iter().chain(TLS_WORKLOADS.iter()) {
         let mut all: Vec<&Load> = r
             .rounds
@@ -1662,11 +1662,10 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
                 |v: Option<f64>, f: &dyn Fn(f64) -> String| if l.ok { opt(v, f) } else { DASH.to_string() };
             let _ = writeln!(
                 w,
-                "| {title} | {round} | {} | {} | {} | {} | {} |",
+                "| {title} | {round} | {} | {} | {} | {} |",
                 name(&l.server),
                 cell(l.rps, &thousands),
                 cell(cpu_per_request(l), &micros),
-                cell(syscalls_per_request(l), &calls),
                 at_most(l.p99_ms.is_none(), cell(p99_or_bound(l), &ms)),
             );
         }
