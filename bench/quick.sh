@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick side-by-side: req/s for a ~600-byte page, every bingfa model beside nginx in the same
-# run, with keep-alive and with connection churn (`Connection: close`).
+# run, with keep-alive and with connection churn (`Connection: close`). nginx keeps its
+# default `tcp_nopush off`, its better setting for a small page (bench/run measures both).
 #
 #   bench/quick.sh [SECONDS] [CONNECTIONS] [MODEL...]     defaults: 5 100, all models
 #
@@ -41,7 +42,6 @@ events { worker_connections 10240; }
 http {
     access_log off;
     sendfile on;
-    tcp_nopush on;
     open_file_cache max=1000;
     keepalive_requests 1000000;
     server {

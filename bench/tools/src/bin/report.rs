@@ -1,17 +1,29 @@
-//! report: turns the results of bench/run into BENCHMARKS.md and SVG charts.
+//! report: turns the results of bench/run into BENCHMARKS.md, SVG charts and one HTML page.
 //!
 //!   report [--results bench/results/latest.jsonl] [--out BENCHMARKS.md] [--charts bench/charts]
+//!          [--html BENCHMARKS.html]
+//!   report [--results FILE] --best WORKLOAD
+//!
+//! `--best` prints, for bench/run's rounds, the peers that did best on WORKLOAD in the main pass
+//! (the most req/s and the least CPU per request; on an idle test the least memory), one or
+//! two names on a line.
 //!
 //! The results file has one JSON object a line, told apart by `kind`: one `meta` (the machine,
 //! versions and settings of the run), then `load` (a wrk workload, or TLS handshakes, on one
 //! server), `round` (the same, in the rounds of the targets), `idle` (the idle-connections test,
 //! plaintext or TLS) and `sweep` (one step of the connections sweep) records, and an `end`
-//! record with the run's duration. The HTTP/2 part (which `bench/run --only h2` can measure
+//! record with the run's duration; a `peer` record holds each peer's version and configuration
+//! as it ran. The peers (nginx, measured with `tcp_nopush` off and on as `nginx` and
+//! `nginx-nopush`, h2o, lighttpd, Caddy, static-web-server, miniserve) and the `ceiling` probe
+//! (a canned response to every request: this machine's limit) are servers like the models;
+//! every comparison is with the best peer on that line, never with one peer chosen in advance.
+//! The HTTP/2 part (which `bench/run --only h2` can measure
 //! again on its own) has an `h2meta` record of its own, `load`, `round` and `idle` records
 //! whose workloads start with `h2` (h2load's, with a mean latency and no percentiles; h2o among
 //! the servers), and an `h2end`. Missing or failed measurements show as `—`.
 //!
-//! Writes the report and, under the charts folder, `models.svg`, `tls.svg` and `h2.svg` (req/s
+//! Writes the report, the same report as one self-contained HTML page (the charts inlined, no
+//! network), and, under the charts folder, `models.svg`, `tls.svg` and `h2.svg` (req/s
 //! per workload, plaintext, over TLS and over HTTP/2, every server side by side),
 //! `sweep-rps.svg` and `sweep-memory.svg` (req/s and memory against the number of concurrent
 //! connections, log scales). Chart paths in the report are relative to the report's folder.
@@ -19,6 +31,7 @@
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,6 +68,16 @@ struct Meta {
     /// The system's OpenSSL (nginx's and wrk's TLS), and the rustls bingfa was built with.
     openssl: String,
     rustls: String,
+    /// The peers of the main pass (`nginx-nopush` among them), those measured over TLS and
+    /// HTTP/2, the models measured there, and the peers left out (with why).
+    peers: Vec<String>,
+    tls_peers: Vec<String>,
+    tls_models: Vec<String>,
+    skipped: Vec<String>,
+    /// Whether system calls were counted (perf), and if not why not.
+    syscalls: bool,
+    syscalls_note: String,
+    perf: String,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -77,6 +100,8 @@ struct Load {
     mem_kib: Option<u64>,
     /// The server's CPU time (user + system, whole process tree) over the measurement, µs.
     cpu_us: Option<u64>,
+    /// The system calls the server's process tree made over the measurement (perf).
+    syscalls: Option<u64>,
     error: Option<String>,
     /// Set on the rounds of the targets (`kind: round`).
     round: Option<u32>,
@@ -147,6 +172,15 @@ struct Sweep {
     error: Option<String>,
 }
 
+/// A peer as it ran: its version and its configuration file or command line.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct Peer {
+    server: String,
+    version: String,
+    config: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct End {
@@ -163,6 +197,7 @@ struct H2Meta {
     h2load: String,
     h2o: String,
     nginx: String,
+    caddy: String,
     secs: u32,
     /// h2load's connections and streams in flight on each, on the small and the 1 MiB file.
     small_conns: u32,
@@ -196,6 +231,7 @@ enum Record {
     Idle(Idle),
     Sweep(Sweep),
     Callgrind(Callgrind),
+    Peer(Peer),
     End(End),
     H2meta(H2Meta),
     H2end(End),
@@ -213,6 +249,7 @@ struct Results {
     idle_rounds: BTreeMap<(String, String), Vec<Idle>>,
     sweep: BTreeMap<(String, u32), Sweep>,
     callgrind: Vec<Callgrind>,
+    peer_configs: Vec<Peer>,
     duration_s: Option<u64>,
     h2: Option<H2Meta>,
     h2_duration_s: Option<u64>,
@@ -249,6 +286,7 @@ impl Results {
                     r.sweep.insert((s.server.clone(), s.conns), s);
                 }
                 Record::Callgrind(c) => r.callgrind.push(c),
+                Record::Peer(p) => r.peer_configs.push(p),
                 Record::End(e) => r.duration_s = Some(e.duration_s),
                 Record::H2meta(m) => r.h2 = Some(m),
                 Record::H2end(e) => r.h2_duration_s = Some(e.duration_s),
@@ -257,11 +295,153 @@ impl Results {
         Ok(r)
     }
 
-    /// nginx first, then the models in the order of the run.
+    /// The peers of the main pass (results from before the peers had nginx alone).
+    fn peers(&self) -> Vec<String> {
+        if self.meta.peers.is_empty() {
+            vec!["nginx".to_string()]
+        } else {
+            self.meta.peers.clone()
+        }
+    }
+
+    /// The peers measured on `workload`: over TLS, over HTTP/2, or those of the main pass.
+    fn peers_for(&self, workload: &str) -> Vec<String> {
+        if workload.starts_with("h2") {
+            self.h2.as_ref().map(|h| h.peers.clone()).unwrap_or_default()
+        } else if workload.starts_with("tls-") && !self.meta.tls_peers.is_empty() {
+            self.meta.tls_peers.clone()
+        } else {
+            self.peers()
+        }
+    }
+
+    /// The servers the connections sweep measured, in the order of the run.
+    fn sweep_servers(&self) -> Vec<String> {
+        self.servers()
+            .into_iter()
+            .filter(|s| self.sweep.keys().any(|(x, _)| x == s))
+            .collect()
+    }
+
+    /// Whether the ceiling probe was measured.
+    fn has_ceiling(&self) -> bool {
+        self.load.keys().any(|(s, _)| s == CEILING)
+    }
+
+    /// The peers, the ceiling probe, then the models in the order of the run.
     fn servers(&self) -> Vec<String> {
-        let mut s = vec!["nginx".to_string()];
-        s.extend(self.meta.models.iter().filter(|m| *m != "nginx").cloned());
+        let mut s = self.peers();
+        if self.has_ceiling() {
+            s.push(CEILING.to_string());
+        }
+        let models: Vec<String> = self
+            .meta
+            .models
+            .iter()
+            .filter(|m| !s.contains(m))
+            .cloned()
+            .collect();
+        s.extend(models);
         s
+    }
+
+    /// The servers measured over TLS: its peers, then its models.
+    fn tls_servers(&self) -> Vec<String> {
+        if self.meta.tls_peers.is_empty() {
+            return self.servers();
+        }
+        let mut s = self.meta.tls_peers.clone();
+        s.extend(self.meta.tls_models.iter().cloned());
+        s
+    }
+
+    /// The best of `peers` on `workload` in the main pass, by `of` (the highest, or with
+    /// `lowest` the lowest), and which peer it was.
+    fn best_main(
+        &self,
+        workload: &str,
+        lowest: bool,
+        of: impl Fn(&Load) -> Option<f64>,
+    ) -> Option<(String, f64)> {
+        let values = self
+            .peers_for(workload)
+            .into_iter()
+            .filter_map(|p| Some((p.clone(), self.load(&p, workload).and_then(&of)?)))
+            .collect();
+        best_of(values, lowest)
+    }
+
+    /// The best peer on `workload` for the targets: over the medians of the rounds among the
+    /// peers that had rounds there, else over the main pass.
+    fn best_target(
+        &self,
+        workload: &str,
+        lowest: bool,
+        of: impl Fn(&Load) -> Option<f64>,
+    ) -> Option<(String, f64)> {
+        let peers = self.peers_for(workload);
+        let with_rounds: Vec<(String, f64)> = peers
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.clone(),
+                    median(self.rounds(p, workload).into_iter().filter_map(&of).collect())?,
+                ))
+            })
+            .collect();
+        if with_rounds.is_empty() {
+            return self.best_main(workload, lowest, of);
+        }
+        best_of(with_rounds, lowest)
+    }
+
+    /// The peer whose idle test `workload` used the least memory: over the rounds' medians if
+    /// there were rounds, else the main pass.
+    fn best_idle(&self, workload: &str) -> Option<(String, f64)> {
+        let peers = self.peers_for(workload);
+        let rounds: Vec<(String, f64)> = peers
+            .iter()
+            .filter_map(|p| {
+                let all = self.idle_rounds(p, workload)?;
+                Some((
+                    p.clone(),
+                    median(all.iter().filter(|d| d.ok).filter_map(idle_mem).collect())?,
+                ))
+            })
+            .collect();
+        if !rounds.is_empty() {
+            return best_of(rounds, true);
+        }
+        best_of(
+            peers
+                .iter()
+                .filter_map(|p| Some((p.clone(), self.idle_ok(p, workload).and_then(idle_mem)?)))
+                .collect(),
+            true,
+        )
+    }
+
+    /// For bench/run's rounds: the best peers of the main pass on `workload`, deduplicated.
+    fn best_for_rounds(&self, workload: &str) -> Vec<String> {
+        let mut best: Vec<String> = if is_idle(workload) {
+            let main = self
+                .peers_for(workload)
+                .into_iter()
+                .filter_map(|p| Some((p.clone(), self.idle_ok(&p, workload).and_then(idle_mem)?)))
+                .collect();
+            best_of(main, true).into_iter().map(|b| b.0).collect()
+        } else {
+            [
+                self.best_main(workload, false, |l| l.rps),
+                self.best_main(workload, true, cpu_per_request),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|b| b.0)
+            .collect()
+        };
+        best.dedup();
+        best
     }
 
     fn load(&self, server: &str, workload: &str) -> Option<&Load> {
@@ -272,10 +452,6 @@ impl Results {
 
     fn rps(&self, server: &str, workload: &str) -> Option<f64> {
         self.load(server, workload).and_then(|l| l.rps)
-    }
-
-    fn p99(&self, server: &str, workload: &str) -> Option<f64> {
-        self.load(server, workload).and_then(|l| l.p99_ms)
     }
 
     /// Whether `server`'s p99 on `workload` in the targets is a bound (some measurement
@@ -377,6 +553,27 @@ const H2_WORKLOADS: [(&str, &str); 4] = [
 /// The HTTP/2 idle tests.
 const H2_IDLE: [(&str, &str); 2] = [("h2c-idle", "h2c"), ("h2-idle", "h2 over TLS")];
 
+/// The ceiling probe's name among the servers.
+const CEILING: &str = "ceiling";
+
+/// bingfa's models: shown as code in the tables, every other server by its name.
+const MODELS: [&str; 10] = [
+    "process",
+    "thread",
+    "pool",
+    "async",
+    "nonblocking",
+    "poll",
+    "epoll",
+    "reactor",
+    "prefork",
+    "uring",
+];
+
+fn is_idle(workload: &str) -> bool {
+    workload.ends_with("idle")
+}
+
 fn is_handshake(workload: &str) -> bool {
     matches!(workload, "tls-full" | "tls-resumed")
 }
@@ -384,6 +581,14 @@ fn is_handshake(workload: &str) -> bool {
 /// The server's CPU time per request (per handshake on the handshake workloads), in µs.
 fn cpu_per_request(l: &Load) -> Option<f64> {
     match (l.cpu_us, l.requests) {
+        (Some(c), Some(n)) if n > 0 => Some(c as f64 / n as f64),
+        _ => None,
+    }
+}
+
+/// The server's system calls per request (per handshake on the handshake workloads).
+fn syscalls_per_request(l: &Load) -> Option<f64> {
+    match (l.syscalls, l.requests) {
         (Some(c), Some(n)) if n > 0 => Some(c as f64 / n as f64),
         _ => None,
     }
@@ -503,15 +708,17 @@ fn mark(ok: Option<bool>) -> &'static str {
 
 fn report(r: &Results, charts_rel: &str) -> String {
     let m = &r.meta;
-    let servers = r.servers();
     let mut o = String::new();
     let w = &mut o;
     let _ = writeln!(w, "# Benchmarks\n");
     let _ = writeln!(
         w,
         "Generated by `bench/run`{} on {} from commit `{}`{}. Every server ran on this machine in \
-         the same run, one at a time, over loopback; ratios compare with nginx in that run. \
-         Numbers from a shared {}-core machine are noisy: compare within one run.\n",
+         the same run, one at a time, over loopback; ratios compare with the **best peer** on \
+         each line in that run (the peer with the most req/s for a rate, the least CPU time \
+         for a cost, the least memory for memory), never with one peer chosen in advance. \
+         Numbers from a shared {}-core machine are noisy: compare within one run; the CPU \
+         time per request moves far less than req/s.\n",
         if m.quick { " --quick" } else { "" },
         m.date,
         m.commit,
@@ -527,6 +734,15 @@ fn report(r: &Results, charts_rel: &str) -> String {
              `bench/run` for numbers worth quoting.\n"
         );
     }
+    if m.peers.is_empty() {
+        let _ = writeln!(
+            w,
+            "> **Measured before the harness had its other peers**: nginx (with `tcp_nopush \
+             on`) is the only peer here, with no ceiling probe and no system call counts. \
+             `bench/run` measures every model beside nginx (with `tcp_nopush` off and on), \
+             h2o, lighttpd, Caddy, static-web-server, miniserve and the probe.\n"
+        );
+    }
 
     let _ = writeln!(w, "## Machine and method\n");
     let _ = writeln!(
@@ -538,21 +754,19 @@ fn report(r: &Results, charts_rel: &str) -> String {
         m.mem_total_kib as f64 / 1048576.0,
         m.nofile
     );
-    let _ = writeln!(w, "- **Tools**: {}, {}, {}.", m.nginx, m.wrk, m.rustc);
     let _ = writeln!(
         w,
-        "- **nginx**: `worker_processes {}`, `worker_connections 20480`, `sendfile on`, \
-         `tcp_nopush on`, `open_file_cache`, `access_log off`, `keepalive_requests` unbounded, \
-         `listen … reuseport`. nginx allocates its connection table for `worker_connections` in every worker at \
-         start (about 0.4 KiB a slot), so much of its memory is there before the first \
-         connection: see the idle table's `at start`.",
-        m.nproc
+        "- **Tools**: {}, {}, {}{}.",
+        m.nginx,
+        m.wrk,
+        m.rustc,
+        if m.perf.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", m.perf)
+        }
     );
-    let _ = writeln!(
-        w,
-        "- **bingfa**: release build, `-w {} --max-connections 100000`, each model in turn.",
-        m.workers
-    );
+    peers_method(w, r);
     let _ = writeln!(
         w,
         "- **Load**: `wrk -t2 -c{} -d{}s --latency` per workload; fixture: a {}-byte `index.html`, \
@@ -601,6 +815,22 @@ fn report(r: &Results, charts_rel: &str) -> String {
          ends, divided by the requests answered (by the handshakes, on the handshake \
          workloads). The machine's load moves it far less than it moves req/s."
     );
+    if m.syscalls {
+        let _ = writeln!(
+            w,
+            "- **System calls per request**: every system call the server's process tree made \
+             over the same measurement, counted by the kernel (`perf stat -e \
+             raw_syscalls:sys_enter -p` on every process and thread of the tree, inheriting \
+             into the children it forks; no ptrace), divided by the requests answered. Idle \
+             wake-ups count too (a timer tick, an `epoll_wait` that times out), so a server \
+             that batches more under load makes fewer per request at a higher rate. Counted \
+             in the main pass only: the count costs a little CPU of its own (a tracepoint on \
+             every system call), which the main pass's CPU times include and the rounds', \
+             behind the targets, do not."
+        );
+    } else if !m.syscalls_note.is_empty() {
+        let _ = writeln!(w, "- **System calls** were not counted: {}.", m.syscalls_note);
+    }
     if r.has_tls() {
         tls_method(w, r);
     }
@@ -621,10 +851,14 @@ fn report(r: &Results, charts_rel: &str) -> String {
         w,
         "![req/s per workload, every server]({charts_rel}/models.svg)\n"
     );
-    let _ = writeln!(w, "Requests per second, and the ratio to nginx:\n");
-    summary_table(w, r, &WORKLOADS);
+    let _ = writeln!(
+        w,
+        "Requests per second, and the ratio to the best peer's on that workload:\n"
+    );
+    summary_table(w, r, &WORKLOADS, &r.servers());
+    ceiling_table(w, r);
     for (wl, title) in WORKLOADS {
-        workload_table(w, r, wl, title);
+        workload_table(w, r, wl, title, &r.servers());
     }
     idle_table(w, r, "idle");
 
@@ -640,6 +874,7 @@ fn report(r: &Results, charts_rel: &str) -> String {
         "![memory against connections]({charts_rel}/sweep-memory.svg)\n"
     );
     let head: Vec<String> = m.sweep.iter().map(|c| thousands(*c as f64)).collect();
+    let servers = r.sweep_servers();
     for (title, cell) in [
         (
             "req/s",
@@ -677,15 +912,140 @@ fn report(r: &Results, charts_rel: &str) -> String {
     if let Some(h2) = &r.h2 {
         h2_section(w, r, h2, charts_rel);
     }
+    peer_configs(w, r);
     o
 }
 
-/// A server's name in a table: the peers as they are, bingfa's models as code.
+/// A server's name in a table: bingfa's models as code, the peers and the probe as they are
+/// (nginx with tcp_nopush on says so).
 fn name(s: &str) -> String {
-    if s == "nginx" || s == "h2o" {
-        s.into()
-    } else {
+    if MODELS.contains(&s) {
         format!("`{s}`")
+    } else if s == "nginx-nopush" {
+        "nginx (tcp_nopush on)".into()
+    } else {
+        s.into()
+    }
+}
+
+/// What each peer is and how it was set up to do its best; the files themselves are in the
+/// report's last section.
+fn peers_method(w: &mut String, r: &Results) {
+    let m = &r.meta;
+    if m.peers.is_empty() {
+        let _ = writeln!(
+            w,
+            "- **nginx**, the one peer of this run: `worker_processes {}`, \
+             `worker_connections 20480`, `sendfile on`, `tcp_nopush on` (not measured off), \
+             `open_file_cache`, `access_log off`, `keepalive_requests` unbounded, `listen … \
+             reuseport`.\n- **bingfa**: release build, `-w {} --max-connections 100000`, each \
+             model in turn.",
+            m.nproc, m.workers
+        );
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "- **Peers**, each at its best for these workloads (configurations in full under \
+         [Peer configurations](#peer-configurations)): a worker per core where they have \
+         workers ({} here), access logs off, on-the-fly compression off, `sendfile` and an \
+         open-file cache where they have them, keep-alive requests unbounded where they bound \
+         them. A fresh server for every measurement.",
+        m.nproc
+    );
+    let about = [
+        (
+            "nginx",
+            "`worker_processes` = cores, `worker_connections 20480`, `sendfile on`, \
+             `open_file_cache`, `access_log off`, `keepalive_requests` unbounded, `listen … \
+             reuseport`; measured twice on every plaintext workload, `tcp_nopush off` (its \
+             default; `nginx`) and `tcp_nopush on` (`nginx (tcp_nopush on)`), and its better \
+             number counts as the best peer's. nginx allocates its connection table for \
+             `worker_connections` in every worker at start (about 0.4 KiB a slot): see the \
+             idle table's `at start`.",
+        ),
+        (
+            "h2o",
+            "Debian's; `num-threads` = cores, `file.dir`, no access log, no `compress`, \
+             `max-connections: 100000`.",
+        ),
+        (
+            "lighttpd",
+            "Debian's; `server.max-worker` = cores (one process per core), \
+             `server.network-backend = \"sendfile\"`, the stat cache, \
+             `server.max-keep-alive-requests` unbounded (its default of 1,000 closes \
+             connections under load), no mod_accesslog, no mod_deflate.",
+        ),
+        (
+            "caddy",
+            "Debian's; `file_server`, Go's runtime on every core (GOMAXPROCS), no `encode`, \
+             no `log`, admin endpoint and automatic HTTPS off.",
+        ),
+        (
+            "static-web-server",
+            "`cargo install --locked`; `--threads-multiplier 1` (a worker thread per core), \
+             `--compression false`, `--compression-static false`, error-level log (no access \
+             log).",
+        ),
+        (
+            "miniserve",
+            "`cargo install --locked`; actix-web with a worker per core (its default), no \
+             compression (its default), `--index index.html`.",
+        ),
+    ];
+    for (peer, text) in about {
+        if r.peers().iter().any(|p| p == peer) {
+            let version = r
+                .peer_configs
+                .iter()
+                .find(|c| c.server == peer && !c.version.is_empty())
+                .map(|c| format!(" ({})", c.version))
+                .unwrap_or_default();
+            let _ = writeln!(w, "  - **{peer}**{version}: {text}");
+        }
+    }
+    for skipped in &m.skipped {
+        let _ = writeln!(w, "  - left out: {skipped}");
+    }
+    let _ = writeln!(
+        w,
+        "- **bingfa**: release build, `-w {} --max-connections 100000`, each model in turn.",
+        m.workers
+    );
+}
+
+/// Each peer's configuration as it ran (`$WORK` is the run's temporary folder, `$PORT` its
+/// port), for a rival to check.
+fn peer_configs(w: &mut String, r: &Results) {
+    if r.peer_configs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## Peer configurations
+"
+    );
+    let _ = writeln!(
+        w,
+        "As each peer ran on the plaintext workloads (written by `bench/run`; `$WORK` is the \
+         run's temporary folder, `$PORT` the port of each measurement). Over TLS nginx adds \
+         `listen … ssl`, `ssl_protocols TLSv1.3`, `ssl_session_tickets on` and \
+         `ssl_session_cache shared:SSL:10m`; h2o an `ssl` block (TLS 1.3, OCSP stapling off); \
+         Caddy a `tls` directive with `protocols tls1.3`; the HTTP/2 part's changes are in its \
+         method.\n"
+    );
+    for c in &r.peer_configs {
+        let _ = writeln!(
+            w,
+            "<details><summary>{}{}</summary>\n\n```\n{}\n```\n\n</details>\n",
+            name(&c.server),
+            if c.version.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", c.version)
+            },
+            c.config.trim_end()
+        );
     }
 }
 
@@ -752,20 +1112,20 @@ fn tls_method(w: &mut String, r: &Results) {
     );
 }
 
-/// One line per server: the rate on each workload, and its ratio to nginx's.
-fn summary_table(w: &mut String, r: &Results, workloads: &[(&str, &str)]) {
+/// One line per server: the rate on each workload, and its ratio to the best peer's.
+fn summary_table(w: &mut String, r: &Results, workloads: &[(&str, &str)], servers: &[String]) {
     let titles: Vec<&str> = workloads.iter().map(|(_, t)| *t).collect();
     let _ = writeln!(w, "| server | {} |", titles.join(" | "));
     let _ = writeln!(w, "|---|{}", "---:|".repeat(workloads.len()));
-    for s in &r.servers() {
+    for s in servers {
         let cells: Vec<String> = workloads
             .iter()
             .map(|(wl, _)| {
                 let v = r.rps(s, wl);
-                let rt = ratio(v, r.rps("nginx", wl));
-                match (v, rt) {
-                    (Some(v), Some(rt)) if s != "nginx" => format!("{} ({})", thousands(v), times(rt)),
-                    (Some(v), _) => thousands(v),
+                let best = r.best_main(wl, false, |l| l.rps).map(|b| b.1);
+                match (v, ratio(v, best)) {
+                    (Some(v), Some(rt)) => format!("{} ({})", thousands(v), times(rt)),
+                    (Some(v), None) => thousands(v),
                     _ => DASH.to_string(),
                 }
             })
@@ -775,29 +1135,88 @@ fn summary_table(w: &mut String, r: &Results, workloads: &[(&str, &str)]) {
     let _ = writeln!(w);
 }
 
-/// Every server on one workload: rate, server CPU time per request, latency, errors, memory;
-/// on the handshake workloads, how many handshakes were resumed.
-fn workload_table(w: &mut String, r: &Results, wl: &str, title: &str) {
+/// Each server's rate as a share of the ceiling probe's on the same workload.
+fn ceiling_table(w: &mut String, r: &Results) {
+    if !r.has_ceiling() {
+        return;
+    }
+    let _ = writeln!(w, "### This machine's limit\n");
+    let _ = writeln!(
+        w,
+        "The `ceiling` probe (`bench/tools ceiling`) answers every request with a canned \
+         response of the workload's size from memory: it finds the end of each request and \
+         nothing more (no parsing, no file, no headers but `Connection: close`), one thread \
+         per core, each with its own `SO_REUSEPORT` listener and epoll, pipelined answers in \
+         one `writev`, a large body sent from memory with `sendfile`. What a server does \
+         beyond that is what separates it from the probe. Each server's req/s as a share of \
+         the probe's, then its CPU time per request as a multiple of the probe's (steadier: \
+         a rate measured once moves with the machine's load, and can pass the probe's when \
+         the probe's turn came at a worse moment; the targets above take the probe's median \
+         over the rounds). On the 1 MiB file the probe is no ceiling: the kernel's `sendfile` \
+         does most of the work for it and for the servers alike, and in trial runs `reactor` \
+         did better than the probe there (a share above 100%). The probe's own numbers \
+         first:\n"
+    );
+    let titles: Vec<&str> = WORKLOADS.iter().map(|(_, t)| *t).collect();
+    let _ = writeln!(w, "| server | {} |", titles.join(" | "));
+    let _ = writeln!(w, "|---|{}", "---:|".repeat(WORKLOADS.len()));
+    let probe: Vec<String> = WORKLOADS
+        .iter()
+        .map(|(wl, _)| {
+            let l = r.load(CEILING, wl);
+            match (l.and_then(|l| l.rps), l.and_then(cpu_per_request)) {
+                (Some(v), Some(c)) => format!("{} req/s, {}/req", thousands(v), micros(c)),
+                (Some(v), None) => format!("{} req/s", thousands(v)),
+                _ => DASH.to_string(),
+            }
+        })
+        .collect();
+    let _ = writeln!(w, "| **ceiling** | {} |", probe.join(" | "));
+    for s in r.servers().iter().filter(|s| *s != CEILING) {
+        let cells: Vec<String> = WORKLOADS
+            .iter()
+            .map(|(wl, _)| {
+                let share = opt(ratio(r.rps(s, wl), r.rps(CEILING, wl)), percent);
+                let cpu = |x: &str| r.load(x, wl).and_then(cpu_per_request);
+                match ratio(cpu(s), cpu(CEILING)) {
+                    Some(c) => format!("{share} · {} CPU", times(c)),
+                    None => share,
+                }
+            })
+            .collect();
+        let _ = writeln!(w, "| {} | {} |", name(s), cells.join(" | "));
+    }
+    let _ = writeln!(w);
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+/// Every server on one workload: rate, server CPU time and system calls per request, latency,
+/// errors, memory, each ratio to the best peer's; on the handshake workloads, how many
+/// handshakes were resumed.
+fn workload_table(w: &mut String, r: &Results, wl: &str, title: &str, servers: &[String]) {
     let handshakes = is_handshake(wl);
     let (rate, per) = if handshakes {
-        ("handshakes/s", "CPU per handshake")
+        ("handshakes/s", "per handshake")
     } else {
-        ("req/s", "CPU per request")
+        ("req/s", "per request")
     };
     let _ = writeln!(w, "### {title}\n");
     let extra = if handshakes { " resumed |" } else { "" };
     let _ = writeln!(
         w,
-        "| server | {rate} | × nginx | {per} | × nginx | p50 | p99 | p99 × nginx | errors | peak memory |{extra}"
+        "| server | {rate} | × best peer | CPU {per} | × best peer | syscalls {per} | p50 | p99 | errors | peak memory |{extra}"
     );
     let _ = writeln!(
         w,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
         if handshakes { "---:|" } else { "" }
     );
-    let nginx = r.load("nginx", wl);
-    let nginx_cpu = nginx.and_then(cpu_per_request);
-    for s in &r.servers() {
+    let best_rps = r.best_main(wl, false, |l| l.rps).map(|b| b.1);
+    let best_cpu = r.best_main(wl, true, cpu_per_request).map(|b| b.1);
+    for s in servers {
         let l = r.load.get(&(s.clone(), wl.to_string()));
         let Some(l) = l.filter(|l| l.ok) else {
             let why = l
@@ -820,12 +1239,12 @@ fn workload_table(w: &mut String, r: &Results, wl: &str, title: &str) {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{resumed}",
             name(s),
             opt(l.rps, thousands),
-            opt(ratio(l.rps, r.rps("nginx", wl)), times),
+            opt(ratio(l.rps, best_rps), times),
             opt(cpu_per_request(l), micros),
-            opt(ratio(cpu_per_request(l), nginx_cpu), times),
+            opt(ratio(cpu_per_request(l), best_cpu), times),
+            opt(syscalls_per_request(l), calls),
             opt(l.p50_ms, ms),
             at_most(bound, opt(p99_or_bound(l), ms)),
-            at_most(bound, opt(ratio(p99_or_bound(l), r.p99("nginx", wl)), times)),
             opt(l.errors, |e| thousands(e as f64)),
             opt(l.mem_kib, mib),
         );
@@ -833,14 +1252,35 @@ fn workload_table(w: &mut String, r: &Results, wl: &str, title: &str) {
     let _ = writeln!(w);
 }
 
-/// The HTTPS workloads: a chart, the rates beside nginx's, one table each, the idle test.
+/// System calls per request: a decimal below 10, where a tenth is still a tenth of the cost.
+fn calls(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        thousands(v)
+    }
+}
+
+/// The HTTPS workloads: a chart, the rates beside the best peer's, one table each, the idle test.
 fn tls_section(w: &mut String, r: &Results, charts_rel: &str) {
     let _ = writeln!(w, "## HTTPS\n");
     let _ = writeln!(
         w,
-        "The same site over TLS 1.3 (see the method above). Each server's CPU time per request \
-         or handshake moves far less with the machine's load than its rate does, and the \
-         handshake client takes its share of the two cores from the server it measures.\n"
+        "The same site over TLS 1.3 (see the method above), the peers that speak it ({}) and \
+         the models {}. Each server's CPU time per request or handshake moves far less with the \
+         machine's load than its rate does, and the handshake client takes its share of the \
+         two cores from the server it measures.\n",
+        r.peers_for("tls-small").join(", "),
+        if r.meta.tls_models.is_empty() {
+            "of the main pass".to_string()
+        } else {
+            r.meta
+                .tls_models
+                .iter()
+                .map(|m| name(m))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     let _ = writeln!(
         w,
@@ -848,11 +1288,12 @@ fn tls_section(w: &mut String, r: &Results, charts_rel: &str) {
     );
     let _ = writeln!(
         w,
-        "Requests per second (handshakes per second on the last two), and the ratio to nginx:\n"
+        "Requests per second (handshakes per second on the last two), and the ratio to the best peer:\n"
     );
-    summary_table(w, r, &TLS_WORKLOADS);
+    let servers = r.tls_servers();
+    summary_table(w, r, &TLS_WORKLOADS, &servers);
     for (wl, title) in TLS_WORKLOADS {
-        workload_table(w, r, wl, title);
+        workload_table(w, r, wl, title, &servers);
     }
     idle_table(w, r, "tls-idle");
 }
@@ -885,18 +1326,28 @@ fn idle_table(w: &mut String, r: &Results, workload: &str) {
              some of them before the end, the number still open is in brackets.\n"
         );
     }
-    idle_rows(w, r, workload, &r.servers());
+    let servers: Vec<String> = if tls { r.tls_servers() } else { r.servers() };
+    let servers: Vec<String> = servers.into_iter().filter(|s| s != CEILING).collect();
+    idle_rows(w, r, workload, &servers);
 }
 
-/// The idle test `workload` of each of `servers`, with memory compared with nginx's.
+/// The idle test `workload` of each of `servers`, with memory compared with the best peer's
+/// (the least, in the main pass).
 fn idle_rows(w: &mut String, r: &Results, workload: &str, servers: &[String]) {
     let _ = writeln!(
         w,
-        "| server | held | memory at start | memory, connections held | × nginx | per connection | \
+        "| server | held | memory at start | memory, connections held | × best peer | per connection | \
          RSS, held | new conn p50 | p99 | max | keep-alive p50 | p99 |"
     );
     let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let nginx_idle_mem = r.idle_ok("nginx", workload).and_then(|d| d.mem_kib);
+    let best_idle_mem = best_of(
+        r.peers_for(workload)
+            .iter()
+            .filter_map(|p| Some((p.clone(), r.idle_ok(p, workload).and_then(idle_mem)?)))
+            .collect(),
+        true,
+    )
+    .map(|b| b.1);
     for s in servers {
         let Some(d) = r.idle(s, workload) else {
             let _ = writeln!(w, "| {} | {DASH} (not run) | | | | | | | | | | |", name(s));
@@ -942,10 +1393,7 @@ fn idle_rows(w: &mut String, r: &Results, workload: &str, servers: &[String]) {
             held,
             opt(d.mem_base_kib, mib),
             opt(d.mem_kib, mib),
-            opt(
-                ratio(d.mem_kib.map(|v| v as f64), nginx_idle_mem.map(|v| v as f64)),
-                times
-            ),
+            opt(ratio(d.mem_kib.map(|v| v as f64), best_idle_mem), times),
             per_conn.unwrap_or_else(|| DASH.into()),
             opt(d.rss_kib, mib),
             opt(res.fresh.p50_us, us),
@@ -985,135 +1433,212 @@ fn instructions(w: &mut String, r: &Results) {
     let _ = writeln!(w);
 }
 
-/// The targets of the default model (issue 6), each with ✓ or ✗.
+/// The targets of the default model: on every workload, its CPU time per request (the
+/// headline) and its rate against the best peer's, its system calls per request and its
+/// share of the machine's limit; then memory and latency; then a plain list of where it is
+/// not ahead.
 fn targets(w: &mut String, r: &Results) {
     let model = "reactor";
     let _ = writeln!(
         w,
-        "## Targets for the default model (`{model}`), as ratios to nginx\n"
+        "## Targets: the default model (`{model}`) against the best peer\n"
     );
     if !r.meta.models.iter().any(|m| m == model) {
         let _ = writeln!(w, "`{model}` was not part of this run.\n");
         return;
     }
-    let _ = writeln!(w, "| target | {model} | nginx | ratio | met |");
-    let _ = writeln!(w, "|---|---:|---:|---:|:-:|");
-    let rps = |s: &str, wl: &str| r.target_value(s, wl, |l| l.rps);
-    let p99 = |s: &str, wl: &str| r.target_value(s, wl, |l| l.p99_ms);
-    // Where wrk lost count of our p99 its bound stands in: the median of bounds bounds the
-    // median, so a bound below nginx's p99 still proves the target.
-    let p99_bound = |s: &str, wl: &str| r.target_value(s, wl, p99_or_bound);
-    let rps_target = |w: &mut String, wl: &str, title: &str, at_least: f64| {
-        let (a, b) = (rps(model, wl), rps("nginx", wl));
-        let rt = ratio(a, b);
-        let unit = if is_handshake(wl) { "handshakes/s" } else { "req/s" };
-        let _ = writeln!(
-            w,
-            "| {title} {unit} ≥ {at_least:.1}× | {} | {} | {} | {} |",
-            opt(a, thousands),
-            opt(b, thousands),
-            opt(rt, times),
-            mark(rt.map(|x| x >= at_least))
-        );
-    };
-    let mem_target = |w: &mut String, workload: &str, what: &str| {
-        let (a, b) = (
-            r.idle_target(model, workload, idle_mem),
-            r.idle_target("nginx", workload, idle_mem),
-        );
-        let rt = ratio(a, b);
-        let _ = writeln!(
-            w,
-            "| memory with {} idle {what} ≤ nginx's | {} | {} | {} | {} |",
-            thousands(r.meta.idle_conns as f64),
-            opt(a.map(|v| v as u64), mib),
-            opt(b.map(|v| v as u64), mib),
-            opt(rt, times),
-            mark(rt.map(|x| x <= 1.0))
-        );
-    };
-    rps_target(w, "small", "small file", 1.5);
-    rps_target(w, "pipeline", "16-deep pipelining", 10.0);
-    rps_target(w, "1m", "1 MiB file", 1.0);
-    mem_target(w, "idle", "keep-alive connections");
-    for (wl, title) in WORKLOADS {
-        let (a, b) = (p99_bound(model, wl), p99("nginx", wl));
-        let bound = r.p99_is_bound(model, wl);
-        let rt = ratio(a, b);
-        let _ = writeln!(
-            w,
-            "| p99 latency no worse: {title} | {} | {} | {} | {} |",
-            at_most(bound, opt(a, ms)),
-            opt(b, ms),
-            at_most(bound, opt(rt, times)),
-            mark(rt.map(|x| x <= 1.0))
-        );
-    }
-    let (a, b) = (
-        r.idle_target(model, "idle", fresh_p99),
-        r.idle_target("nginx", "idle", fresh_p99),
-    );
-    let rt = ratio(a, b);
     let _ = writeln!(
         w,
-        "| p99 latency no worse: new connection beside the idle ones | {} | {} | {} | {} |",
-        opt(a, ms),
-        opt(b, ms),
-        opt(rt, times),
-        mark(rt.map(|x| x <= 1.0))
+        "Per workload, the server's **CPU time per request** (lower is better; per handshake \
+         on the handshake lines) beside the peer that spent least, then req/s beside the peer \
+         that served most (issue 6's goals for the rate in brackets), system calls per request \
+         and `{model}`'s share of the ceiling probe's rate. Best peer = the best of {} on that \
+         line{}.\n",
+        r.peers().iter().map(|p| name(p)).collect::<Vec<_>>().join(", "),
+        if r.peers().iter().any(|p| p == "nginx-nopush") {
+            "; nginx counts with its better number of `tcp_nopush` off and on"
+        } else {
+            ""
+        }
     );
-    if r.has_tls() {
-        rps_target(w, "tls-full", "TLS: new connections, full handshake,", 1.0);
-        rps_target(w, "tls-resumed", "TLS: new connections, resumed handshake,", 1.0);
-        rps_target(w, "tls-small", "TLS: small file", 1.5);
-        rps_target(w, "tls-1m", "TLS: 1 MiB file", 1.0);
-        mem_target(w, "tls-idle", "TLS connections");
-    }
     let _ = writeln!(
         w,
-        "\nEach line compares the two servers' numbers from this one run, strictly (no margin); \
-         on a shared machine, run again before drawing conclusions from a near miss. A p99 \
-         marked ≤ is wrk's maximum latency: wrk 4.1 lost count of its percentiles (it prints \
-         0 for them when its correction for coordinated omission adds samples below the \
-         lowest it saw, as with pipelining), and the maximum is a real sample, so an upper \
-         bound.\n"
+        "| workload | CPU/req `{model}` | best peer | × | req/s `{model}` | best peer | × (goal) | syscalls/req `{model}` / that peer | % of ceiling | ahead |"
     );
-    cpu_table(w, r, model);
-    rounds(w, r, model);
-}
-
-/// The server's CPU time per request beside nginx's, the same medians as the targets.
-fn cpu_table(w: &mut String, r: &Results, model: &str) {
-    let cpu = |s: &str, wl: &str| r.target_value(s, wl, cpu_per_request);
-    let rows: Vec<(&str, &str)> = WORKLOADS
-        .iter()
-        .chain(TLS_WORKLOADS.iter())
-        .filter(|(wl, _)| cpu(model, wl).is_some() || cpu("nginx", wl).is_some())
-        .copied()
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        w,
-        "The servers' CPU time per request (per handshake on the handshake workloads): user \
-         and system time of the whole process tree over the measurement, from /proc, divided \
-         by the requests answered. Unlike a rate, it does not fall when another process takes \
-         the cores, so it moves far less with the machine's load; lower is better.\n"
-    );
-    let _ = writeln!(w, "| workload | {model} | nginx | ratio |");
-    let _ = writeln!(w, "|---|---:|---:|---:|");
-    for (wl, title) in rows {
-        let (a, b) = (cpu(model, wl), cpu("nginx", wl));
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
+    let goals: [(&str, Option<f64>); 8] = [
+        ("small", Some(1.5)),
+        ("pipeline", Some(10.0)),
+        ("1m", Some(1.0)),
+        ("churn", None),
+        ("tls-small", Some(1.5)),
+        ("tls-1m", Some(1.0)),
+        ("tls-full", Some(1.0)),
+        ("tls-resumed", Some(1.0)),
+    ];
+    let mut behind: Vec<String> = Vec::new();
+    for (wl, title) in WORKLOADS.iter().chain(TLS_WORKLOADS.iter()) {
+        if wl.starts_with("tls-") && !r.has_tls() {
+            continue;
+        }
+        let goal = goals.iter().find(|g| g.0 == *wl).and_then(|g| g.1);
+        let cpu = r.target_value(model, wl, cpu_per_request);
+        let best_cpu = r.best_target(wl, true, cpu_per_request);
+        let rps = r.target_value(model, wl, |l| l.rps);
+        let best_rps = r.best_target(wl, false, |l| l.rps);
+        let cpu_ratio = ratio(cpu, best_cpu.as_ref().map(|b| b.1));
+        let rps_ratio = ratio(rps, best_rps.as_ref().map(|b| b.1));
+        // Counted in the main pass alone (the count costs a little CPU; the rounds go without).
+        let sys = r.load(model, wl).and_then(syscalls_per_request);
+        let peer_sys = best_cpu
+            .as_ref()
+            .and_then(|(p, _)| r.load(p, wl).and_then(syscalls_per_request));
+        let ceiling = if wl.starts_with("tls-") {
+            None
+        } else {
+            ratio(rps, r.target_value(CEILING, wl, |l| l.rps))
+        };
+        let ahead = match (cpu_ratio, rps_ratio) {
+            (Some(c), Some(q)) => Some(c <= 1.0 && q >= 1.0),
+            _ => None,
+        };
+        if ahead == Some(false) {
+            let mut why = Vec::new();
+            if let (Some(c), Some((p, _))) = (cpu_ratio, &best_cpu) {
+                if c > 1.0 {
+                    why.push(format!("{} the CPU per request of {}", times(c), name(p)));
+                }
+            }
+            if let (Some(q), Some((p, _))) = (rps_ratio, &best_rps) {
+                if q < 1.0 {
+                    why.push(format!("{} the req/s of {}", times(q), name(p)));
+                }
+            }
+            behind.push(format!("{title}: {}", why.join(", ")));
+        }
+        let goal_text = match (goal, rps_ratio) {
+            (Some(g), Some(q)) => format!("{} (≥ {g:.1}× {})", times(q), if q >= g { "✓" } else { "✗" }),
+            (None, Some(q)) => times(q),
+            _ => DASH.to_string(),
+        };
         let _ = writeln!(
             w,
-            "| {title} | {} | {} | {} |",
-            opt(a, micros),
-            opt(b, micros),
-            opt(ratio(a, b), times)
+            "| {title} | **{}** | {} | **{}** | {} | {} | {} | {} / {} | {} | {} |",
+            opt(cpu, micros),
+            opt(best_cpu, |(p, v)| format!("{} ({})", micros(v), name(&p))),
+            opt(cpu_ratio, times),
+            opt(rps, thousands),
+            opt(best_rps, |(p, v)| format!("{} ({})", thousands(v), name(&p))),
+            goal_text,
+            opt(sys, calls),
+            opt(peer_sys, calls),
+            opt(ceiling, percent),
+            mark(ahead)
         );
     }
     let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "`ahead` ✓: no more CPU per request than the thriftiest peer and at least the rate of \
+         the fastest, strictly (no margin), from this one run; on a shared machine, run again \
+         before drawing conclusions from a near miss.\n"
+    );
+    memory_and_latency_targets(w, r, model, &mut behind);
+    if behind.is_empty() {
+        let _ = writeln!(w, "**Where `{model}` is not ahead**: nowhere in this run.\n");
+    } else {
+        let _ = writeln!(
+            w,
+            "**Where `{model}` is not ahead** of the best peer in this run:\n"
+        );
+        for b in &behind {
+            let _ = writeln!(w, "- {b}");
+        }
+        let _ = writeln!(w);
+    }
+    rounds(w, r, model);
+}
+
+/// Memory with the idle connections held, and the p99 latencies, against the best peer.
+fn memory_and_latency_targets(w: &mut String, r: &Results, model: &str, behind: &mut Vec<String>) {
+    let _ = writeln!(w, "| target | `{model}` | best peer | ratio | met |");
+    let _ = writeln!(w, "|---|---:|---:|---:|:-:|");
+    let mut line = |w: &mut String,
+                    title: String,
+                    ours: Option<f64>,
+                    best: Option<(String, f64)>,
+                    f: &dyn Fn(f64) -> String| {
+        let rt = ratio(ours, best.as_ref().map(|b| b.1));
+        let met = rt.map(|x| x <= 1.0);
+        if met == Some(false) {
+            if let (Some(x), Some((p, _))) = (rt, &best) {
+                behind.push(format!("{title}: {} {}'s", times(x), name(p)));
+            }
+        }
+        let _ = writeln!(
+            w,
+            "| {title} | {} | {} | {} | {} |",
+            opt(ours, f),
+            opt(best, |(p, v)| format!("{} ({})", f(v), name(&p))),
+            opt(rt, times),
+            mark(met)
+        );
+    };
+    let mib_of = |v: f64| mib(v as u64);
+    let mut idle_lines = vec![("idle", "keep-alive connections")];
+    if r.has_tls() {
+        idle_lines.push(("tls-idle", "TLS connections"));
+    }
+    for (wl, what) in idle_lines {
+        line(
+            w,
+            format!(
+                "memory with {} idle {what} ≤ best peer's",
+                thousands(r.meta.idle_conns as f64)
+            ),
+            r.idle_target(model, wl, idle_mem),
+            r.best_idle(wl),
+            &mib_of,
+        );
+    }
+    for (wl, title) in WORKLOADS {
+        let bound = r.p99_is_bound(model, wl);
+        let ours = r.target_value(model, wl, p99_or_bound);
+        let best = r.best_target(wl, true, |l| l.p99_ms);
+        let fmt = |v: f64| ms(v);
+        if bound {
+            line(
+                w,
+                format!("p99 latency no worse: {title} (≤: wrk's maximum)"),
+                ours,
+                best,
+                &fmt,
+            );
+        } else {
+            line(w, format!("p99 latency no worse: {title}"), ours, best, &fmt);
+        }
+    }
+    let best_fresh = best_of(
+        r.peers()
+            .iter()
+            .filter_map(|p| Some((p.clone(), r.idle_target(p, "idle", fresh_p99)?)))
+            .collect(),
+        true,
+    );
+    line(
+        w,
+        "p99 latency no worse: new connection beside the idle ones".into(),
+        r.idle_target(model, "idle", fresh_p99),
+        best_fresh,
+        &|v| ms(v),
+    );
+    let _ = writeln!(
+        w,
+        "\nA p99 marked ≤ is wrk's maximum latency: wrk 4.1 lost count of its percentiles (it \
+         prints 0 for them when its correction for coordinated omission adds samples below the \
+         lowest it saw, as with pipelining), and the maximum is a real sample, so an upper \
+         bound.\n"
+    );
 }
 
 /// The idle test's memory, in KiB, as a number the targets can take a median of.
@@ -1137,72 +1662,71 @@ fn rounds(w: &mut String, r: &Results, model: &str) {
         return;
     }
     let count = r.rounds.values().map(Vec::len).max().unwrap_or(0);
-    let rounds = if count == 1 {
-        "1 round"
-    } else {
-        &format!("{count} rounds")
-    };
-    // Results from before the idle test had rounds take memory and latency from the main pass.
-    let (medians, steps) = if r.idle_rounds.is_empty() {
-        ("Throughput and p99 above are medians", "each workload")
-    } else if r.has_tls() {
-        (
-            "Every number above is a median",
-            "each workload (plaintext, then over TLS) and then the idle tests",
-        )
-    } else {
-        (
-            "Every number above is a median",
-            "each workload and then the idle test",
-        )
-    };
     let _ = writeln!(
         w,
-        "{medians} over {rounds} run after the tables below: in each, nginx and `{model}` took \
-         {steps} back to back, a fresh server each time, so that the two are measured minutes, \
-         not the whole run, apart. Every round (`{model}` / nginx, and the ratio):\n"
+        "Every number above is a median over {} run after the tables below: in each, `{model}` \
+         and the peers that did best on that workload in the main pass (the most req/s, the \
+         least CPU per request; on the idle tests the least memory) took it back to back, a \
+         fresh server each time, so that they are measured minutes, not the whole run, apart. \
+         Every round:\n",
+        if count == 1 {
+            "1 round".to_string()
+        } else {
+            format!("{count} rounds")
+        }
     );
-    let _ = writeln!(
-        w,
-        "| workload | round | req/s | ratio | CPU per request | ratio | p99 | ratio |"
-    );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "| workload | round | server | req/s | CPU per request | p99 |");
+    let _ = writeln!(w, "|---|---:|---|---:|---:|---:|");
     for (wl, title) in WORKLOADS.iter().chain(TLS_WORKLOADS.iter()) {
-        let all = |s: &str| r.rounds.get(&(s.to_string(), wl.to_string()));
-        let (Some(ours), Some(theirs)) = (all(model), all("nginx")) else {
-            continue;
-        };
-        for a in ours {
-            let Some(b) = theirs.iter().find(|b| b.round == a.round) else {
-                continue;
-            };
-            let pair = |x: Option<f64>, y: Option<f64>, f: &dyn Fn(f64) -> String| {
-                (format!("{} / {}", opt(x, f), opt(y, f)), opt(ratio(x, y), times))
-            };
-            let (rps, rps_ratio) = pair(a.rps, b.rps, &thousands);
-            let (cpu, cpu_ratio) = pair(cpu_per_request(a), cpu_per_request(b), &micros);
-            let (p99, p99_ratio) = pair(p99_or_bound(a), b.p99_ms, &ms);
-            let bound = a.p99_ms.is_none();
-            let (p99, p99_ratio) = (at_most(bound, p99), at_most(bound, p99_ratio));
-            let round = a.round.map_or(DASH.to_string(), |n| n.to_string());
+        let mut all: Vec<&Load> = r
+            .rounds
+            .iter()
+            .filter(|((_, w), _)| w == wl)
+            .flat_map(|(_, v)| v.iter())
+            .collect();
+        all.sort_by_key(|l| (l.round, l.server != model, l.server.clone()));
+        for l in all {
+            let round = l.round.map_or(DASH.to_string(), |n| n.to_string());
+            let cell =
+                |v: Option<f64>, f: &dyn Fn(f64) -> String| if l.ok { opt(v, f) } else { DASH.to_string() };
             let _ = writeln!(
                 w,
-                "| {title} | {round} | {rps} | {rps_ratio} | {cpu} | {cpu_ratio} | {p99} | {p99_ratio} |"
+                "| {title} | {round} | {} | {} | {} | {} |",
+                name(&l.server),
+                cell(l.rps, &thousands),
+                cell(cpu_per_request(l), &micros),
+                at_most(l.p99_ms.is_none(), cell(p99_or_bound(l), &ms)),
             );
         }
     }
     let _ = writeln!(w);
-    idle_rounds(w, r, model);
+    idle_rounds(w, r);
 }
 
-/// The idle tests' rounds: memory and the new-connection p99, each server's in turn.
-fn idle_rounds(w: &mut String, r: &Results, model: &str) {
+/// The idle tests' rounds: memory and the new-connection p99 of each server in them.
+fn idle_rounds(w: &mut String, r: &Results) {
     let tests = [("idle", "plaintext"), ("tls-idle", "TLS")];
-    let pairs: Vec<(&str, &Vec<Idle>, &Vec<Idle>)> = tests
-        .iter()
-        .filter_map(|(wl, title)| Some((*title, r.idle_rounds(model, wl)?, r.idle_rounds("nginx", wl)?)))
-        .collect();
-    if pairs.is_empty() {
+    let mut rows = Vec::new();
+    for (wl, title) in tests {
+        let mut all: Vec<&Idle> = r
+            .idle_rounds
+            .iter()
+            .filter(|((_, w), _)| w == wl)
+            .flat_map(|(_, v)| v.iter())
+            .collect();
+        all.sort_by_key(|d| (d.round, d.server.clone()));
+        for d in all {
+            let of = |f: fn(&Idle) -> Option<f64>| if d.ok { f(d) } else { None };
+            rows.push(format!(
+                "| {title} | {} | {} | {} | {} |",
+                d.round.map_or(DASH.to_string(), |n| n.to_string()),
+                name(&d.server),
+                opt(of(idle_mem), |v| mib(v as u64)),
+                opt(of(fresh_p99), ms)
+            ));
+        }
+    }
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(
@@ -1212,42 +1736,32 @@ fn idle_rounds(w: &mut String, r: &Results, model: &str) {
     );
     let _ = writeln!(
         w,
-        "| connections | round | memory | ratio | p99, new connection | ratio |"
+        "| connections | round | server | memory | p99, new connection |"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|");
-    for (title, ours, theirs) in pairs {
-        idle_round_rows(w, title, ours, theirs);
+    let _ = writeln!(w, "|---|---:|---|---:|---:|");
+    for row in rows {
+        let _ = writeln!(w, "{row}");
     }
     let _ = writeln!(w);
 }
 
-fn idle_round_rows(w: &mut String, title: &str, ours: &[Idle], theirs: &[Idle]) {
-    for a in ours {
-        let Some(b) = theirs.iter().find(|b| b.round == a.round) else {
-            continue;
-        };
-        let of = |d: &Idle, f: fn(&Idle) -> Option<f64>| if d.ok { f(d) } else { None };
-        let (mem_a, mem_b) = (of(a, idle_mem), of(b, idle_mem));
-        let (p99_a, p99_b) = (of(a, fresh_p99), of(b, fresh_p99));
-        let mib_of = |v: f64| mib(v as u64);
-        let _ = writeln!(
-            w,
-            "| {title} | {} | {} / {} | {} | {} / {} | {} |",
-            a.round.map_or(DASH.to_string(), |n| n.to_string()),
-            opt(mem_a, mib_of),
-            opt(mem_b, mib_of),
-            opt(ratio(mem_a, mem_b), times),
-            opt(p99_a, ms),
-            opt(p99_b, ms),
-            opt(ratio(p99_a, p99_b), times)
-        );
-    }
-}
-
 // --- charts ----------------------------------------------------------------------------------
 
-const COLORS: [RGBColor; 11] = [
-    RGBColor(0x22, 0x22, 0x22), // nginx
+/// The peers in greys and browns, the probe in black, the models in bright colours: each
+/// server keeps its colour from one chart to the next.
+const PEER_COLORS: [(&str, RGBColor); 8] = [
+    ("nginx", RGBColor(0x44, 0x44, 0x44)),
+    ("nginx-nopush", RGBColor(0x88, 0x88, 0x88)),
+    ("h2o", RGBColor(0x8b, 0x6d, 0x00)),
+    ("lighttpd", RGBColor(0xa0, 0x52, 0x2d)),
+    ("caddy", RGBColor(0x2f, 0x4f, 0x4f)),
+    ("static-web-server", RGBColor(0x6b, 0x8e, 0x23)),
+    ("miniserve", RGBColor(0xb0, 0x8d, 0x57)),
+    (CEILING, RGBColor(0x00, 0x00, 0x00)),
+];
+
+/// The models' colours, in the order of MODELS.
+const MODEL_COLORS: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
@@ -1260,20 +1774,14 @@ const COLORS: [RGBColor; 11] = [
     RGBColor(0x17, 0xbe, 0xcf),
 ];
 
-/// h2o (in the HTTP/2 chart alone) has a colour of its own, so that each model keeps its colour
-/// from one chart to the next.
-const H2O_COLOR: RGBColor = RGBColor(0x8b, 0x6d, 0x00);
-
-fn color(servers: &[String], s: &str) -> RGBColor {
-    if s == "h2o" {
-        return H2O_COLOR;
+fn color(s: &str) -> RGBColor {
+    if let Some((_, c)) = PEER_COLORS.iter().find(|(p, _)| *p == s) {
+        return *c;
     }
-    let i = servers
+    MODELS
         .iter()
-        .filter(|x| *x != "h2o")
-        .position(|x| x == s)
-        .unwrap_or(0);
-    COLORS[i % COLORS.len()]
+        .position(|m| *m == s)
+        .map_or(RGBColor(0x33, 0x33, 0x33), |i| MODEL_COLORS[i])
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -1346,7 +1854,7 @@ fn models_chart(r: &Results, path: &Path, bars: &Bars<'_>) -> DrawResult {
             };
             let mut bar = Rectangle::new(
                 [(0.0, SegmentValue::Exact(row)), (v, upper(row + 1))],
-                color(servers, s).filled(),
+                color(s).filled(),
             );
             bar.set_margin(4, 4, 0, 0);
             chart.draw_series(std::iter::once(bar))?;
@@ -1386,7 +1894,7 @@ fn sweep_chart(
     value: &dyn Fn(&Sweep) -> Option<f64>,
     log_y: bool,
 ) -> DrawResult {
-    let servers = r.servers();
+    let servers = r.sweep_servers();
     let steps = &r.meta.sweep;
     let root = SVGBackend::new(path, (1100, 650)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -1452,7 +1960,7 @@ fn sweep_chart(
             .light_line_style(TRANSPARENT)
             .label_style(("sans-serif", 14))
             .draw()?;
-        draw_lines(&mut chart, &lines, &servers)?;
+        draw_lines(&mut chart, &lines)?;
     } else {
         let mut chart = builder.build_cartesian_2d(x_range, 0.0..ymax * 1.15)?;
         chart
@@ -1464,7 +1972,7 @@ fn sweep_chart(
             .light_line_style(TRANSPARENT)
             .label_style(("sans-serif", 14))
             .draw()?;
-        draw_lines(&mut chart, &lines, &servers)?;
+        draw_lines(&mut chart, &lines)?;
     }
     legend(&root, &servers, 1100 - 160, 70)?;
     root.present()?;
@@ -1476,14 +1984,13 @@ type Lines = [(String, Vec<(f64, f64)>)];
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     lines: &Lines,
-    servers: &[String],
 ) -> DrawResult
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
     for (s, pts) in lines {
-        let c = color(servers, s);
+        let c = color(s);
         chart.draw_series(LineSeries::new(pts.iter().cloned(), c.stroke_width(width(s))).point_size(4))?;
     }
     Ok(())
@@ -1502,7 +2009,7 @@ fn width(server: &str) -> u32 {
 fn legend(root: &DrawingArea<SVGBackend<'_>, Shift>, servers: &[String], x: i32, y: i32) -> DrawResult {
     for (i, s) in servers.iter().enumerate() {
         let y = y + 22 * i as i32;
-        let c = color(servers, s);
+        let c = color(s);
         root.draw(&PathElement::new(
             vec![(x, y), (x + 24, y)],
             c.stroke_width(width(s)),
@@ -1517,6 +2024,8 @@ fn main() {
     let mut results = PathBuf::from("bench/results/latest.jsonl");
     let mut out = PathBuf::from("BENCHMARKS.md");
     let mut charts = PathBuf::from("bench/charts");
+    let mut html = PathBuf::from("BENCHMARKS.html");
+    let mut best: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let Some(v) = it.next() else {
@@ -1527,8 +2036,13 @@ fn main() {
             "--results" => results = v.into(),
             "--out" => out = v.into(),
             "--charts" => charts = v.into(),
+            "--html" => html = v.into(),
+            "--best" => best = Some(v),
             _ => {
-                eprintln!("usage: report [--results FILE] [--out BENCHMARKS.md] [--charts DIR]");
+                eprintln!(
+                    "usage: report [--results FILE] [--out BENCHMARKS.md] [--charts DIR] [--html FILE]\n       \
+                     report [--results FILE] --best WORKLOAD"
+                );
                 std::process::exit(2);
             }
         }
@@ -1540,6 +2054,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(workload) = best {
+        println!("{}", r.best_for_rounds(&workload).join(" "));
+        return;
+    }
     if let Err(e) = std::fs::create_dir_all(&charts) {
         eprintln!("report: {}: {e}", charts.display());
         std::process::exit(1);
@@ -1617,13 +2135,22 @@ fn main() {
             true,
         ),
     );
-    if let Err(e) = std::fs::write(&out, report(&r, &charts_rel)) {
+    let markdown = report(&r, &charts_rel);
+    if let Err(e) = std::fs::write(&out, &markdown) {
         eprintln!("report: {}: {e}", out.display());
         std::process::exit(1);
     }
+    let page = html_page(&markdown, &charts_rel, out_dir, r.meta.quick);
+    if let Err(e) = std::fs::create_dir_all(html.parent().unwrap_or(Path::new(".")))
+        .and_then(|()| std::fs::write(&html, page))
+    {
+        eprintln!("report: {}: {e}", html.display());
+        std::process::exit(1);
+    }
     println!(
-        "report: wrote {} and {}/{{{}}}.svg",
+        "report: wrote {}, {} and {}/{{{}}}.svg",
         out.display(),
+        html.display(),
         charts.display(),
         written.join(",")
     );
@@ -1698,15 +2225,15 @@ fn h2_section(w: &mut String, r: &Results, h2: &H2Meta, charts_rel: &str) {
         w,
         "The HTTP/2 part of the run{}, measured on {} from commit `{}`{} (`bench/run --only h2` \
          measures it again alone and keeps the tables above, so its date may differ from \
-         theirs). Ratios compare with the best peer in this part, nginx or h2o, whichever did \
-         better on that line (the higher req/s, the lower CPU time), except memory, which \
-         compares with nginx's.\n",
+         theirs). Ratios compare with the best peer in this part ({}), whichever did better on \
+         that line (the higher req/s, the lower CPU time, the less memory).\n",
         if h2.quick { " (a `--quick` smoke run)" } else { "" },
         h2.date,
         h2.commit,
         r.h2_duration_s
             .map(|d| format!(" in {} min {} s", d / 60, d % 60))
             .unwrap_or_default(),
+        h2.peers.iter().map(|p| name(p)).collect::<Vec<_>>().join(", "),
     );
     h2_method(w, r, h2);
     h2_targets(w, r, h2);
@@ -1830,6 +2357,16 @@ fn h2_method(w: &mut String, r: &Results, h2: &H2Meta) {
             h2.h2o, h2.workers
         );
     }
+    if h2.peers.iter().any(|p| p == "caddy") {
+        let _ = writeln!(
+            w,
+            "- **Caddy** ({}, Debian's package): as on the plaintext workloads, plus \
+             `protocols h1 h2 h2c` (h2c by prior knowledge on the plaintext listener); over \
+             TLS a `tls` directive with the run's certificate and `protocols tls1.3`, ALPN \
+             offering `h2` and `http/1.1`.",
+            h2.caddy
+        );
+    }
     let _ = writeln!(
         w,
         "- **bingfa**: `-w {}`; h2c is recognised by its preface on the same port as \
@@ -1883,14 +2420,14 @@ fn h2_targets(w: &mut String, r: &Results, h2: &H2Meta) {
     }
     for (wl, title) in H2_IDLE {
         let ours = r.idle_target(model, wl, idle_mem);
-        let nginx = r.idle_target("nginx", wl, idle_mem);
-        let rt = ratio(ours, nginx);
+        let best = r.best_idle(wl);
+        let rt = ratio(ours, best.as_ref().map(|b| b.1));
         let _ = writeln!(
             w,
-            "| memory with {} idle {title} connections ≤ nginx's | {} | {} | {} | {} |",
+            "| memory with {} idle {title} connections ≤ best peer's | {} | {} | {} | {} |",
             thousands(h2.idle_conns as f64),
             opt(ours.map(|v| v as u64), mib),
-            opt(nginx, |v| format!("{} (nginx)", mib(v as u64))),
+            opt(best, |(p, v)| format!("{} ({})", mib(v as u64), name(&p))),
             opt(rt, times),
             mark(rt.map(|x| x <= 1.0))
         );
@@ -1982,14 +2519,26 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
         }
     }
     let _ = writeln!(w);
+    h2_idle_rounds(w, r, h2, &servers);
+}
+
+/// The HTTP/2 idle tests' rounds, from results whose rounds had them (bench/run no longer
+/// runs them again: their memory hardly moves with the machine's load).
+fn h2_idle_rounds(w: &mut String, r: &Results, h2: &H2Meta, servers: &[&str]) {
+    if !H2_IDLE
+        .iter()
+        .any(|(wl, _)| r.idle_rounds("reactor", wl).is_some())
+    {
+        return;
+    }
     let _ = writeln!(
         w,
         "And the idle tests ({} connections held), in the same rounds ({}):\n",
         thousands(h2.idle_conns as f64),
         servers.iter().map(|s| name(s)).collect::<Vec<_>>().join(" / ")
     );
-    let _ = writeln!(w, "| connections | round | memory | × nginx |");
-    let _ = writeln!(w, "|---|---:|---:|---:|");
+    let _ = writeln!(w, "| connections | round | memory |");
+    let _ = writeln!(w, "|---|---:|---:|");
     for (wl, title) in H2_IDLE {
         for round in 1..=h2.rounds {
             let of_round = |s: &str| {
@@ -2001,12 +2550,7 @@ fn h2_rounds(w: &mut String, r: &Results, h2: &H2Meta) {
                 .iter()
                 .map(|s| opt(of_round(s), |v| mib(v as u64)))
                 .collect();
-            let _ = writeln!(
-                w,
-                "| {title} | {round} | {} | {} |",
-                cells.join(" / "),
-                opt(ratio(of_round(model), of_round("nginx")), times)
-            );
+            let _ = writeln!(w, "| {title} | {round} | {} |", cells.join(" / "));
         }
     }
     let _ = writeln!(w);
@@ -2017,10 +2561,10 @@ fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: 
     let _ = writeln!(w, "### {title}\n");
     let _ = writeln!(
         w,
-        "| server | req/s | × best peer | CPU per request | × best peer | mean latency | max | \
-         errors | peak memory |"
+        "| server | req/s | × best peer | CPU per request | × best peer | syscalls per request | \
+         mean latency | max | errors | peak memory |"
     );
-    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let best_rps = best_peer(h2, false, |p| r.rps(p, wl)).map(|b| b.1);
     let best_cpu = best_peer(h2, true, |p| r.load(p, wl).and_then(cpu_per_request)).map(|b| b.1);
     for s in &r.h2_servers() {
@@ -2029,17 +2573,18 @@ fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: 
             let why = l
                 .and_then(|l| l.error.clone())
                 .unwrap_or_else(|| "not run".into());
-            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(8));
+            let _ = writeln!(w, "| {} | {DASH} ({why}) |{}", name(s), " |".repeat(9));
             continue;
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             name(s),
             opt(l.rps, thousands),
             opt(ratio(l.rps, best_rps), times),
             opt(cpu_per_request(l), micros),
             opt(ratio(cpu_per_request(l), best_cpu), times),
+            opt(syscalls_per_request(l), calls),
             opt(l.mean_ms, ms),
             opt(l.max_ms, ms),
             opt(l.errors, |e| thousands(e as f64)),
@@ -2047,4 +2592,221 @@ fn h2_workload_table(w: &mut String, r: &Results, h2: &H2Meta, wl: &str, title: 
         );
     }
     let _ = writeln!(w);
+}
+
+// --- the HTML page ---------------------------------------------------------------------------
+
+/// The style of the HTML page: readable tables that scroll sideways on a narrow screen.
+const CSS: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:1200px;margin:2em auto;\
+padding:0 1em;color:#222}table{border-collapse:collapse;display:block;overflow-x:auto;\
+margin:1em 0}th,td{border:1px solid #ccc;padding:.25em .5em;white-space:nowrap}\
+th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}code{background:#f3f3f3;\
+padding:0 .2em}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}svg{max-width:100%;\
+height:auto;display:block;margin:1em 0}blockquote{border-left:4px solid #e0a000;margin:1em 0;\
+padding:.2em 1em;background:#fff8e0}details{margin:.5em 0}";
+
+/// The report as one HTML page that needs nothing else: the Markdown rendered (tables too),
+/// each chart's SVG inlined where the Markdown links it (a chart that cannot be read is left
+/// as its alt text). `charts_rel` is the charts' folder as the Markdown names it, relative to
+/// `out_dir`, the report's folder.
+fn html_page(markdown: &str, charts_rel: &str, out_dir: &Path, quick: bool) -> String {
+    let mut events = Vec::new();
+    let mut in_image = false;
+    for event in Parser::new_ext(markdown, Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::Image { dest_url, .. }) => {
+                match inline_svg(&out_dir.join(dest_url.as_ref()), charts_rel) {
+                    Some(svg) => {
+                        events.push(Event::Html(svg.into()));
+                        in_image = true;
+                    }
+                    None => events.push(Event::Start(Tag::Image {
+                        link_type: pulldown_cmark::LinkType::Inline,
+                        dest_url,
+                        title: "".into(),
+                        id: "".into(),
+                    })),
+                }
+            }
+            Event::End(TagEnd::Image) if in_image => in_image = false,
+            _ if in_image => {}
+            other => events.push(other),
+        }
+    }
+    name_headings(&mut events);
+    let mut body = String::new();
+    html::push_html(&mut body, events.into_iter());
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>bingfa benchmarks{}</title><style>{CSS}</style></head>\n<body>\n{body}</body></html>\n",
+        if quick { " (quick run)" } else { "" }
+    )
+}
+
+/// Gives each heading the id GitHub gives it (its text, lower case, spaces as dashes, only
+/// letters, digits, dashes and underscores kept), so that the report's links to its own
+/// sections work in the page too.
+fn name_headings(events: &mut [Event<'_>]) {
+    for i in 0..events.len() {
+        if let Event::Start(Tag::Heading { .. }) = &events[i] {
+            let mut text = String::new();
+            for e in &events[i + 1..] {
+                match e {
+                    Event::End(TagEnd::Heading(_)) => break,
+                    Event::Text(t) | Event::Code(t) => text.push_str(t),
+                    _ => {}
+                }
+            }
+            if let Event::Start(Tag::Heading { id, .. }) = &mut events[i] {
+                *id = Some(slug(&text).into());
+            }
+        }
+    }
+}
+
+fn slug(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A chart's SVG for inlining, if it is one of ours (under the charts' folder) and readable.
+fn inline_svg(path: &Path, charts_rel: &str) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if !name.ends_with(".svg")
+        || !path
+            .to_string_lossy()
+            .contains(charts_rel.trim_start_matches("./"))
+    {
+        return None;
+    }
+    let svg = std::fs::read_to_string(path).ok()?;
+    let start = svg.find("<svg")?;
+    Some(svg[start..].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A results file: the meta record, then one main-pass load record per (server, workload,
+    /// req/s, CPU µs per request, system calls per request).
+    fn results(loads: &[(&str, &str, f64, f64, f64)]) -> Results {
+        let mut lines = vec![serde_json::json!({
+            "kind": "meta", "nproc": 2, "models": ["reactor"], "idle_conns": 9000,
+            "peers": ["nginx", "nginx-nopush", "h2o"], "syscalls": true,
+        })
+        .to_string()];
+        for (server, workload, rps, cpu, calls) in loads {
+            let requests = 100_000.0;
+            lines.push(
+                serde_json::json!({
+                    "kind": "load", "server": server, "workload": workload, "ok": true,
+                    "rps": rps, "requests": requests as u64, "cpu_us": (cpu * requests) as u64,
+                    "syscalls": (calls * requests) as u64, "p99_ms": 5.0,
+                })
+                .to_string(),
+            );
+        }
+        lines.push(
+            serde_json::json!({
+                "kind": "peer", "server": "h2o", "version": "h2o version 2.2.5",
+                "config": "num-threads: 2\nhosts: {}",
+            })
+            .to_string(),
+        );
+        let dir = std::env::temp_dir().join(format!("report-test-{}-{}", std::process::id(), lines.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("results.jsonl");
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let r = Results::read(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn the_best_peer_is_the_best_of_every_peer_nginx_counting_its_better_variant() {
+        let r = results(&[
+            ("nginx", "1m", 2000.0, 150.0, 5.0),
+            ("nginx-nopush", "1m", 2500.0, 120.0, 4.0),
+            ("h2o", "1m", 2200.0, 300.0, 30.0),
+            ("reactor", "1m", 2400.0, 110.0, 6.0),
+        ]);
+        assert_eq!(
+            r.best_main("1m", false, |l| l.rps).map(|b| b.0),
+            Some("nginx-nopush".into())
+        );
+        assert_eq!(
+            r.best_main("1m", true, cpu_per_request).map(|b| b.0),
+            Some("nginx-nopush".into())
+        );
+        let md = report(&r, "bench/charts");
+        // reactor spends less CPU but serves less than nginx with tcp_nopush on: not ahead.
+        assert!(
+            md.contains("| 1 MiB file | **110 µs** | 120 µs (nginx (tcp_nopush on)) | **0.92×** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- 1 MiB file: 0.96× the req/s of nginx (tcp_nopush on)"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_rounds_take_the_fastest_and_the_thriftiest_peer_once_each() {
+        let r = results(&[
+            ("nginx", "small", 50_000.0, 12.0, 3.0),
+            ("nginx-nopush", "small", 48_000.0, 13.0, 3.0),
+            ("h2o", "small", 80_000.0, 10.0, 3.0),
+            ("nginx", "pipeline", 40_000.0, 6.0, 2.0),
+            ("h2o", "pipeline", 120_000.0, 7.0, 2.0),
+        ]);
+        assert_eq!(r.best_for_rounds("small"), vec!["h2o".to_string()]);
+        assert_eq!(
+            r.best_for_rounds("pipeline"),
+            vec!["h2o".to_string(), "nginx".to_string()]
+        );
+    }
+
+    #[test]
+    fn system_calls_and_the_ceiling_are_reported_per_request() {
+        let r = results(&[
+            ("h2o", "small", 80_000.0, 10.0, 3.25),
+            ("ceiling", "small", 100_000.0, 7.0, 2.0),
+            ("reactor", "small", 90_000.0, 8.0, 2.0),
+        ]);
+        let md = report(&r, "bench/charts");
+        assert!(md.contains("| 2.00 / 3.25 | 90% | ✓ |"), "{md}");
+        assert!(md.contains("| `reactor` | 90% · 1.14× CPU |"), "{md}");
+        assert!(md.contains("num-threads: 2\nhosts: {}"), "{md}");
+    }
+
+    #[test]
+    fn the_html_page_inlines_the_charts_and_needs_no_network() {
+        let dir = std::env::temp_dir().join(format!("report-html-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("charts")).unwrap();
+        std::fs::write(
+            dir.join("charts/models.svg"),
+            "<?xml version=\"1.0\"?>\n<svg width=\"10\" height=\"10\" xmlns=\"http://www.w3.org/2000/svg\"><rect/></svg>",
+        )
+        .unwrap();
+        let md = "# Benchmarks\n\n![chart](charts/models.svg)\n\n| a | b |\n|---|---:|\n| `x` | 1 |\n";
+        let page = html_page(md, "charts", &dir, false);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("<svg width=\"10\""), "{page}");
+        assert!(!page.contains("<?xml"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("<td><code>x</code></td>"), "{page}");
+        assert!(page.contains("<h1 id=\"benchmarks\">"), "{page}");
+        for attr in ["src=\"http", "href=\"http", "@import", "url("] {
+            assert!(!page.contains(attr), "{attr} in {page}");
+        }
+    }
 }
