@@ -6,7 +6,6 @@
 # header and request in one write, as HAProxy sends them).
 #
 #   bench/proxy.sh [SECONDS] [ROUNDS] [MODELS] [THREADS]     defaults: 5 5 "reactor epoll thread" 16
-#   CALLGRIND=1 bench/proxy.sh ...      also counts user-space instructions per connection
 #
 # Each round runs every model in every configuration, back to back (interleaved, so that a
 # moment of load on the shared machine does not fall on one configuration alone), in the
@@ -18,11 +17,6 @@
 # client is a direct one, not HAProxy with `send-proxy-v2`: on two cores HAProxy would take
 # about as much CPU as bingfa and its own connection handling would sit in both runs,
 # diluting the difference being measured. Writes the table to stdout.
-#
-# With CALLGRIND=1, first: `reactor -w 1` under `valgrind --tool=callgrind`, one client thread
-# for 2 s and then for 6 s, and (Ir(6 s) - Ir(2 s)) / (requests(6 s) - requests(2 s)): the
-# instructions of one connection, start-up cancelled out, unmoved by the machine's load
-# (the kernel's share, most of a connection's cost, is not counted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -72,30 +66,6 @@ run() { # model config: one measurement, appended to the results as "MODEL CONFI
     wait "$pid" 2>/dev/null || true
 }
 
-instructions() { # config secs: "REQUESTS IR" of one run under callgrind
-    local config=$1 option=() proxy=none pid json out=$work/callgrind
-    [[ $config == off ]] || option=(--proxy-protocol) proxy=$config
-    valgrind --tool=callgrind --callgrind-out-file="$out" ./target/release/bingfa "$work/site" \
-        -b "127.0.0.1:$port" -m reactor -w 1 "${option[@]}" >"$out.stdout" 2>"$out.log" &
-    pid=$!
-    for _ in $(seq 100); do
-        grep -q serving "$out.stdout" && break
-        sleep 0.1
-    done
-    json=$("$tools/churn" --addr "127.0.0.1:$port" --proxy "$proxy" --secs "$2" --threads 1)
-    kill -TERM "$pid"
-    wait "$pid" 2>/dev/null || true
-    echo "$(json_num requests "$json") $(awk '/^summary:/ {print $2}' "$out")"
-}
-
-if [[ ${CALLGRIND:-} == 1 ]]; then
-    for config in off v1 v2; do
-        read -r n1 i1 < <(instructions "$config" 2)
-        read -r n2 i2 < <(instructions "$config" 6)
-        echo "$config $(((i2 - i1) / (n2 - n1)))" >>"$work/instructions"
-    done
-fi
-
 started=$(date -u '+%F %H:%M UTC')
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$rounds"); do
@@ -125,15 +95,6 @@ for model in $models; do
             "$(column "$model" "$config" 4 | median)" "$(ratio "$model" "$config" 4)"
     done
 done
-if [[ -s $work/instructions ]]; then
-    echo
-    echo "User-space instructions per connection (callgrind, reactor -w 1, one client thread):"
-    echo
-    echo "| PROXY header | instructions | vs off |"
-    echo "|---|---:|---:|"
-    off=$(awk '$1 == "off" { print $2 }' "$work/instructions")
-    awk -v off="$off" '{ printf "| %s | %d | %+d |\n", $1, $2, $2 - off }' "$work/instructions"
-fi
 echo
 echo "every round (model, configuration, req/s, CPU µs/request):"
 echo
