@@ -1,5 +1,6 @@
 //! An io_uring as the `uring` model uses it: set up with every operation it needs checked,
-//! entries pushed (submitting when the queue is full), completions taken in batches.
+//! entries pushed (submitting when the queue is full), completions taken in batches; the
+//! tags (`user_data`) its completions carry, and how a connection's buffer grows.
 
 use crate::error::Error;
 use crate::observe::trace::{Kind, Trace};
@@ -118,4 +119,45 @@ pub(crate) fn outcome(result: i32) -> String {
         Ok(bytes) => format!("{bytes} bytes"),
         Err(_) => std::io::Error::from_raw_os_error(-result).to_string(),
     }
+}
+
+// `user_data` of the ring's own operations. A connection's operation carries its slab key
+// shifted left by two bits, with the `Op` in the low bits; no key reaches these values.
+pub(crate) const ACCEPT: u64 = u64::MAX;
+pub(crate) const SHUTDOWN: u64 = u64::MAX - 1;
+pub(crate) const TIMER: u64 = u64::MAX - 2;
+/// An `AsyncCancel`: its own completion says nothing we need.
+pub(crate) const CANCEL: u64 = u64::MAX - 3;
+
+/// The operation a connection has in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Receive = 0,
+    Send = 1,
+    ReadFile = 2,
+}
+
+impl Op {
+    pub(crate) fn user_data(self, key: usize) -> u64 {
+        (key as u64) << 2 | self as u64
+    }
+
+    pub(crate) fn decode(user_data: u64) -> Option<(usize, Op)> {
+        let op = match user_data & 3 {
+            0 => Op::Receive,
+            1 => Op::Send,
+            2 => Op::ReadFile,
+            _ => return None,
+        };
+        Some(((user_data >> 2) as usize, op))
+    }
+}
+
+/// The first `len` bytes of `buffer`, grown to hold them. Growing is rare: a buffer ends up
+/// as large as the largest piece its connection moved.
+pub(crate) fn grown(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len {
+        buffer.resize(len, 0);
+    }
+    &mut buffer[..len]
 }

@@ -53,8 +53,8 @@
 //! `io_uring_enter` per round saves most of the kernel entries.
 
 use crate::engine::{
-    clock_now, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick, Admission, Context,
-    Ring, SendWatch,
+    clock_now, grown, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick, Admission,
+    Context, Op, Ring, SendWatch, ACCEPT, CANCEL, SHUTDOWN, TIMER,
 };
 use crate::error::Error;
 use crate::net::{Listener, Stream};
@@ -73,38 +73,6 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 64 * 1024;
 /// How long shutdown waits for cancelled operations to complete.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
-
-// `user_data` of the ring's own operations. A connection's operation carries its slab key
-// shifted left by two bits, with the `Op` in the low bits; no key reaches these values.
-const ACCEPT: u64 = u64::MAX;
-const SHUTDOWN: u64 = u64::MAX - 1;
-const TIMER: u64 = u64::MAX - 2;
-/// An `AsyncCancel`: its own completion says nothing we need.
-const CANCEL: u64 = u64::MAX - 3;
-
-/// The operation a connection has in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Receive = 0,
-    Send = 1,
-    ReadFile = 2,
-}
-
-impl Op {
-    fn user_data(self, key: usize) -> u64 {
-        (key as u64) << 2 | self as u64
-    }
-
-    fn decode(user_data: u64) -> Option<(usize, Op)> {
-        let op = match user_data & 3 {
-            0 => Op::Receive,
-            1 => Op::Send,
-            2 => Op::ReadFile,
-            _ => return None,
-        };
-        Some(((user_data >> 2) as usize, op))
-    }
-}
 
 pub(super) fn run<H: Handler + Sync>(listener: Listener, context: &Context<H>) -> Result<(), Error> {
     // Every ring is set up before any serving starts, so a kernel without io_uring makes the
@@ -581,13 +549,4 @@ impl RingClient {
             _ => false,
         }
     }
-}
-
-/// The first `len` bytes of `buffer`, grown to hold them. Growing is rare: a buffer ends up
-/// as large as the largest piece its connection moved.
-fn grown(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if buffer.len() < len {
-        buffer.resize(len, 0);
-    }
-    &mut buffer[..len]
 }
