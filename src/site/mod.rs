@@ -182,7 +182,11 @@ impl Site {
         if let Some((compressor, coding)) = on_the_fly {
             match compressor.cached(&file.identity, coding) {
                 Cached::Compressed(bytes) => {
-                    return self.compressed_reply(path, &file, content_type, coding, bytes)
+                    let reply = self.compressed_reply(path, &file, content_type, coding, bytes);
+                    if let Some(fields) = hot_fields {
+                        self.remember_hot(path, request, &reply, Settled::Yes, fields);
+                    }
+                    return reply;
                 }
                 Cached::Missing => to_compress = on_the_fly,
                 Cached::Incompressible => {}
@@ -198,43 +202,68 @@ impl Site {
             cache_control: self.cache_control_for(path),
             ..Reply::ok(content_type, self.body(file, request.method))
         };
-        if let Some((compressor, coding)) = to_compress {
-            compressor.request(&identity, coding, || source_of(&reply.body));
-        }
+        let settled = match to_compress {
+            Some((compressor, coding)) => {
+                compressor.request(&identity, coding, || source_of(&reply.body));
+                Settled::No
+            }
+            None => Settled::Yes,
+        };
         if let Some(fields) = hot_fields {
-            self.remember_hot(path, request, encoding, &reply, fields);
+            self.remember_hot(path, request, &reply, settled, fields);
         }
         reply
     }
 
-    /// Keeps an identity answer from memory as the answer for the request's raw path, or
-    /// forgets the path once its file is too large for that (see hot.rs).
+    /// Keeps an answer from memory for the request's raw path (see hot.rs): as the plain
+    /// answer when it is the file as it is, and as the answer to this `Accept-Encoding` when
+    /// the file negotiates and the choice is `settled`. Forgets the path once its file is too
+    /// large to answer from memory.
     fn remember_hot(
         &self,
         path: &SitePath,
         request: &Request<'_>,
-        encoding: Option<&str>,
         reply: &Reply,
+        settled: Settled,
         fields: &Arc<PathFields>,
     ) {
-        match (encoding, &reply.body, reply.validators) {
-            (None, Body::Shared(bytes), Some(validators)) if self.hot.is_on() => {
-                let content_type = reply.content_type.clone().unwrap_or_default();
-                let hot = HotFile {
-                    negotiates: self.negotiates(path, &content_type, bytes.len() as u64),
-                    content_type,
-                    validators,
-                    bytes: Arc::clone(bytes),
-                    cache_control: reply.cache_control.clone(),
-                    checked_at: request.now,
-                    revalidating: AtomicBool::new(false),
-                    fields: Arc::clone(fields),
-                };
-                self.hot.insert(request.path, hot);
-            }
+        if !self.hot.is_on() {
+            return;
+        }
+        let (Body::Shared(bytes), Some(validators)) = (&reply.body, reply.validators) else {
             // Grown past the small-file size: no longer answered from memory.
-            (None, Body::File { .. }, _) if request.method == Method::Get => self.hot.remove(request.path),
-            _ => {}
+            let grown = matches!(reply.body, Body::File { .. }) && reply.content_encoding.is_none();
+            if grown && request.method == Method::Get {
+                self.hot.remove(request.path);
+            }
+            return;
+        };
+        // A large file's compressed copy stays in the compressor's cache, which bounds it.
+        if bytes.len() as u64 > SMALL_FILE {
+            return;
+        }
+        let content_type = reply.content_type.clone().unwrap_or_default();
+        let negotiates =
+            reply.content_encoding.is_some() || self.negotiates(path, &content_type, bytes.len() as u64);
+        let hot = || HotFile {
+            negotiates,
+            content_type: content_type.clone(),
+            content_encoding: reply.content_encoding,
+            validators,
+            bytes: Arc::clone(bytes),
+            cache_control: reply.cache_control.clone(),
+            checked_at: request.now,
+            revalidating: AtomicBool::new(false),
+            fields: Arc::clone(fields),
+        };
+        if reply.content_encoding.is_none() {
+            self.hot.insert(request.path, hot());
+        }
+        let accept = request.field(Field::AcceptEncoding);
+        // A range may be answered from another representation than the whole (see on_the_fly).
+        let chosen = negotiates && settled == Settled::Yes && request.field(Field::Range).is_none();
+        if let Some(accept) = accept.filter(|_| chosen) {
+            self.hot.insert_chosen(request.path, &accept, hot());
         }
     }
 
@@ -494,6 +523,14 @@ fn with_fields(reply: Reply, fields: &PathFields, request: &Request<'_>) -> Repl
         extra_fields,
         ..reply
     }
+}
+
+/// Whether an answer is the one the same request will get next time: not while `--compress`
+/// is still making the copy the client would rather have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Yes,
+    No,
 }
 
 /// A file that is itself compressed (`x.js.gz`) is never looked up again (`x.js.gz.gz`).

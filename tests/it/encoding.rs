@@ -5,6 +5,7 @@
 //! Bodies are compared byte for byte with the sidecar files.
 
 use crate::support::*;
+use std::time::Duration;
 
 /// The sidecar of `app.js` for a content-coding.
 fn sidecar(coding: &str) -> &'static str {
@@ -69,6 +70,11 @@ const COMPRESSIBLE: [(&str, usize); 3] = [("bundle.js", 200_000), ("site.css", 4
 /// has the files of `COMPRESSIBLE`, `large.png` (a compressible-looking
 /// image) and `noise.txt` (text that compression makes no smaller).
 fn compress_server(model: bingfa::Model, compress: bool) -> TestServer {
+    compress_server_with(model, |config| config.compress = compress)
+}
+
+/// A server with `--compress` and the files above, its configuration changed by `adjust`.
+fn compress_server_with(model: bingfa::Model, adjust: impl FnOnce(&mut bingfa::Config)) -> TestServer {
     TestServer::start_prepared(
         model,
         |site| {
@@ -78,7 +84,10 @@ fn compress_server(model: bingfa::Model, compress: bool) -> TestServer {
             site.write("large.png", &source_text(8192));
             site.write("noise.txt", &pseudo_random(8192));
         },
-        |config| config.compress = compress,
+        |config| {
+            config.compress = true;
+            adjust(config);
+        },
     )
 }
 
@@ -120,7 +129,7 @@ fn poll_compressed(c: &mut Client, s: &TestServer, path: &str, coding: &str) -> 
             }
             None => assert_body(&resp, &original),
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
     panic!(
         "[{}] {path} never came back {coding}-coded in {POLLS} requests",
@@ -346,10 +355,11 @@ model_tests! {
         assert_eq!(head.header("content-encoding"), None, "{}", head.summary());
     }
 
-    // The compressed copy belongs to one version of the file: an edited file
-    // is never answered with the copy of its old content.
+    // The compressed copy belongs to one version of the file: with every
+    // request looking the file up, an edited file is never answered with the
+    // copy of its old content.
     fn compress_follows_an_edited_file(model m) {
-        let s = compress_server(m, true);
+        let s = compress_server_with(m, |config| config.file_cache_valid = Duration::ZERO);
         let mut c = s.connect();
         let old = poll_compressed(&mut c, &s, "/bundle.js", "br");
         let edited = source_text(150_000);
@@ -357,6 +367,33 @@ model_tests! {
         let new = poll_compressed(&mut c, &s, "/bundle.js", "br");
         assert_eq!(decode("br", &new.body), edited);
         assert_ne!(strong_etag(&new), strong_etag(&old));
+    }
+
+    // Within --file-cache-valid a coded answer comes from memory, as the
+    // plain one does: an edit shows once the validity is over (whole, never a
+    // mix of the two versions).
+    fn a_coded_answer_from_memory_follows_an_edit(model m) {
+        let s = compress_server_with(m, |config| config.file_cache_valid = Duration::from_millis(200));
+        let mut c = s.connect();
+        let old_text = s.site.read("site.css");
+        let old = poll_compressed(&mut c, &s, "/site.css", "gzip");
+        assert_eq!(decode("gzip", &old.body), old_text);
+        let edited = source_text(5000);
+        s.site.write("site.css", &edited);
+        for _ in 0..POLLS {
+            let resp = on(&mut c, "GET", "/site.css", "Accept-Encoding: gzip\r\n");
+            let body = match resp.header("content-encoding") {
+                Some(coding) => decode(coding, &resp.body),
+                None => resp.body.clone(),
+            };
+            if resp.header("content-encoding").is_some() && body == edited {
+                assert_ne!(strong_etag(&resp), strong_etag(&old));
+                return;
+            }
+            assert!(body == old_text || body == edited, "[{}] neither version: {}", s.model, resp.summary());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("[{}] the edit never came back gzip-coded in {POLLS} requests", s.model);
     }
 
     // Without --compress nothing is coded but the precompressed siblings.
