@@ -218,9 +218,13 @@ impl Listener {
     }
 
     /// Accepts one connection (blocking unless the listener is non-blocking).
-    pub(crate) fn accept(&self) -> io::Result<(Stream, SockAddr)> {
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
         let (socket, peer) = self.socket.accept()?;
-        Ok((Stream::new(socket), peer))
+        let peer = match peer.as_socket() {
+            Some(peer) => Peer::Ip(peer.ip().to_canonical()),
+            None => Peer::Local,
+        };
+        Ok(Stream::accepted(socket, peer))
     }
 }
 
@@ -269,13 +273,17 @@ impl Peer {
     /// The peer of `socket`: one `getpeername`.
     pub fn of(socket: BorrowedFd<'_>) -> Peer {
         match rustix::net::getpeername(socket) {
-            Ok(Some(peer)) => match SocketAddr::try_from(peer) {
-                Ok(peer) => Peer::Ip(peer.ip().to_canonical()),
-                Err(_) => Peer::Local,
-            },
-            // An unnamed Unix socket's client has no address at all.
-            Ok(None) => Peer::Local,
+            Ok(address) => Peer::at(address),
             Err(_) => Peer::Unknown,
+        }
+    }
+
+    /// The peer at `address`, as `accept4` or `getpeername` gave it.
+    pub fn at(address: Option<rustix::net::SocketAddrAny>) -> Peer {
+        match address.map(SocketAddr::try_from) {
+            Some(Ok(peer)) => Peer::Ip(peer.ip().to_canonical()),
+            // A Unix socket's client; an unnamed one has no address at all.
+            Some(Err(_)) | None => Peer::Local,
         }
     }
 
@@ -291,6 +299,8 @@ impl Peer {
 #[derive(Debug)]
 pub(crate) struct Stream {
     socket: Socket,
+    /// Who connected, when the accept said (it saves a `getpeername`).
+    peer: Option<Peer>,
 }
 
 impl Stream {
@@ -298,7 +308,21 @@ impl Stream {
     pub fn new(socket: impl Into<Socket>) -> Stream {
         Stream {
             socket: socket.into(),
+            peer: None,
         }
+    }
+
+    /// A connection from `peer`, as the accept that took it said.
+    pub fn accepted(socket: impl Into<Socket>, peer: Peer) -> Stream {
+        Stream {
+            socket: socket.into(),
+            peer: Some(peer),
+        }
+    }
+
+    /// Who is at the other end: as accepted, or asked of the socket.
+    pub fn peer(&self) -> Peer {
+        self.peer.unwrap_or_else(|| Peer::of(self.as_fd()))
     }
 
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! accept, and a listener per worker for the models that run several loops.
 
 use crate::error::Error;
-use crate::net::{Listener, Stream};
+use crate::net::{Listener, Peer, Stream};
 use crate::shutdown::{readable_unless_shutdown, Shutdown};
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
@@ -12,8 +12,8 @@ use std::time::Duration;
 /// Accepts one connection as a non-blocking socket (accept4 sets the flag: no extra fcntl).
 pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
     loop {
-        match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
-            Ok(fd) => return Ok(Stream::new(fd)),
+        match rustix::net::acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok((fd, peer)) => return Ok(Stream::accepted(fd, Peer::at(peer))),
             // A signal, or a client that gave up while waiting in the backlog: next one.
             Err(Errno::INTR | Errno::CONNABORTED) => continue,
             Err(e) => return Err(e.into()),
@@ -38,7 +38,7 @@ pub(crate) fn accept_until_shutdown(
         .map_err(Error::io("setting up the listener"))?;
     while readable_unless_shutdown(listener, shutdown, None).map_err(Error::io("waiting for connections"))? {
         match listener.accept() {
-            Ok((stream, _peer)) => serve(stream),
+            Ok(stream) => serve(stream),
             // The peer gave up before we accepted, a signal interrupted us, or another
             // process took the connection: wait again.
             Err(e)

@@ -10,7 +10,7 @@ use crate::seam::{Clock, Link, Settings, TlsConfig, TrustedProxies};
 use crate::shutdown::{Shutdown, SignalReader};
 use slab::Slab;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -143,7 +143,7 @@ impl<H> Context<H> {
 
     /// The link for a newly accepted connection on `socket`, with its place under the
     /// connection limit; beyond the limit, a link that only answers 503.
-    pub fn accept(&self, clock: &Clock, socket: impl AsFd) -> (Link, Option<Admission>) {
+    pub fn accept(&self, clock: &Clock, socket: &Stream) -> (Link, Option<Admission>) {
         match self.limit.admit() {
             Some(admission) => (
                 self.placed(
@@ -158,7 +158,7 @@ impl<H> Context<H> {
     }
 
     /// A link that only answers 503, for a model that refuses a connection itself.
-    pub fn overloaded(&self, clock: &Clock, socket: impl AsFd) -> Link {
+    pub fn overloaded(&self, clock: &Clock, socket: &Stream) -> Link {
         self.placed(
             Link::overloaded(self.settings, clock, self.tls.as_ref()),
             clock,
@@ -169,12 +169,12 @@ impl<H> Context<H> {
     /// Tells a new link who is at the other end, if anyone asks: the observer (which counts
     /// it, and logs the peer's address), and `--proxy-protocol` (a trusted source's link
     /// first reads the PROXY header; any other source's is refused, closed unanswered).
-    fn placed(&self, mut link: Link, clock: &Clock, socket: impl AsFd) -> Link {
+    fn placed(&self, mut link: Link, clock: &Clock, socket: &Stream) -> Link {
         let logs_peer = self.observer.as_ref().is_some_and(|observer| observer.accepted());
         if !logs_peer && self.proxy_protocol.is_none() {
             return link;
         }
-        let peer = Peer::of(socket.as_fd());
+        let peer = socket.peer();
         if logs_peer {
             link.set_peer(peer.ip());
         }

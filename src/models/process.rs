@@ -95,7 +95,7 @@ fn accept_and_fork<H: Handler>(
 
 fn accept_one<H: Handler>(listener: &Listener, context: &Context<H>, children: &mut Children) {
     let stream = match listener.accept() {
-        Ok((stream, _peer)) => stream,
+        Ok(stream) => stream,
         // Or another process took it (see `engine::accept_until_shutdown`).
         Err(e)
             if matches!(

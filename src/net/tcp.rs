@@ -78,7 +78,7 @@ mod tests {
     fn accepted_sockets_inherit_no_delay() {
         let listener = listen_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
+        let accepted = listener.accept().unwrap();
         let fd = std::os::fd::AsFd::as_fd(&accepted);
         assert!(rustix::net::sockopt::tcp_nodelay(fd).unwrap());
     }
