@@ -217,6 +217,30 @@ impl Listener {
         self.socket.set_nonblocking(nonblocking)
     }
 
+    /// A TCP listener reports a new connection only once its first bytes have arrived
+    /// (`TCP_DEFER_ACCEPT`), so a loop that reads right after accepting finds the request
+    /// there instead of an empty socket. A client that connects and says nothing is accepted
+    /// all the same, after about `wait` (the kernel's next SYN-ACK retransmission), and its
+    /// header timeout runs from then. A Unix listener has no such option: left as it is.
+    pub(crate) fn defer_accept(&self, wait: Duration) {
+        if self.kind != Kind::Tcp {
+            return;
+        }
+        let seconds = nix::libc::c_int::try_from(wait.as_secs()).unwrap_or(nix::libc::c_int::MAX);
+        // SAFETY: a valid descriptor, and a pointer to an `int` that lives through the call,
+        // with its size: what TCP_DEFER_ACCEPT takes. (Neither rustix, socket2 nor nix wraps
+        // this option.)
+        unsafe {
+            nix::libc::setsockopt(
+                self.socket.as_raw_fd(),
+                nix::libc::IPPROTO_TCP,
+                nix::libc::TCP_DEFER_ACCEPT,
+                std::ptr::from_ref(&seconds).cast(),
+                std::mem::size_of_val(&seconds) as nix::libc::socklen_t,
+            );
+        }
+    }
+
     /// Accepts one connection (blocking unless the listener is non-blocking).
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         let (socket, peer) = self.socket.accept()?;

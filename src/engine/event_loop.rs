@@ -2,7 +2,10 @@
 //! `prefork` once per worker process (see those models for why each wins when).
 //!
 //! The listener, the shutdown descriptor and every connection are registered with one epoll
-//! instance. Connections are registered once, edge-triggered, for both reading and writing;
+//! instance. The listener reports a connection once its request has arrived
+//! (`TCP_DEFER_ACCEPT`), and it is served as soon as it is accepted: one that is over by then
+//! (`Connection: close`) is never registered. The others are registered once, edge-triggered,
+//! for both reading and writing;
 //! on each event the connection is pumped — write what the link has queued, read what has
 //! arrived, repeat — until the socket would block. Timeouts are found by a sweep of all
 //! connections a few times per timeout period. With steering (`reactor` on its own
@@ -29,6 +32,9 @@ const LISTENER: u64 = u64::MAX;
 const SHUTDOWN: u64 = u64::MAX - 1;
 /// `reactor`: the doorbell another worker rings when it hands connections over (`steer`).
 const HANDED: u64 = u64::MAX - 2;
+/// How long the kernel may hold a new connection that has sent nothing before reporting it
+/// all the same (see `Listener::defer_accept`): its first SYN-ACK retransmission.
+const DEFER_ACCEPT: Duration = Duration::from_secs(1);
 /// Events taken from the kernel per `epoll_wait`.
 const EVENT_BATCH: usize = 1024;
 
@@ -70,6 +76,9 @@ impl<'a, H: Handler> EventLoop<'a, H> {
         listen_flags: EventFlags,
     ) -> io::Result<EventLoop<'a, H>> {
         listener.set_nonblocking(true)?;
+        // New connections are served as they are accepted (`register`): have them reported
+        // once their request is there.
+        listener.defer_accept(DEFER_ACCEPT);
         let epoll = epoll::create(CreateFlags::CLOEXEC)?;
         epoll::add(&epoll, &listener, EventData::new_u64(LISTENER), listen_flags)?;
         epoll::add(
@@ -220,9 +229,19 @@ impl<'a, H: Handler> EventLoop<'a, H> {
         }
     }
 
+    /// Serves a new connection at once, and adds it to the epoll set only if it is not over
+    /// then. A client usually sends its request right after connecting, so by the time it is
+    /// accepted the request is there: a connection that asks for one response and closes
+    /// (`Connection: close`) is read, answered and closed in this call, with no
+    /// `epoll_ctl` and no wait for the event that adding it would report. The read trusts
+    /// what it finds (a read that does not fill the buffer is the last) because the
+    /// `epoll_ctl` that follows reports whatever arrived since.
     fn register(&mut self, socket: Stream) {
-        let client = Client::new(socket, self.context, &self.clock);
-        self.watch(client);
+        let mut client = Client::new(socket, self.context, &self.clock);
+        let first = Reads::Reported { readable: true };
+        if let Pumped::Blocked { .. } = client.pump(&self.clock, self.context, first) {
+            self.watch(client);
+        }
     }
 
     /// Adds `client`'s socket to the epoll set; the key to its events is its slot. Adding

@@ -9,6 +9,10 @@
 //! What it costs: one thread, so one core; a few hundred bytes of state per connection (plus
 //! its input buffer while a request is arriving), and one `epoll_wait` for any number of
 //! ready sockets. Anything slow inside the loop — a cold disk read — stalls every client.
+//! Measured (`bench/run --models "reactor epoll" --peers h2o --no-tls --no-h2`, one pass): the
+//! small page with keep-alive, 8.5 µs of CPU and 2.1 system calls per request (h2o: 9.0 µs,
+//! 3.2, on both cores); `Connection: close` churn, 20 µs and 4.0: `accept4`, `recv`, `send`,
+//! `close` (h2o: 28 µs, 10).
 //!
 //! Slowloris: a silent slow client costs its entry in the interest list and its input
 //! buffer; a normal client is served at once.
