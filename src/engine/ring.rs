@@ -15,34 +15,6 @@ const RING_ENTRIES: u32 = 1024;
 pub(crate) struct Ring {
     ring: IoUring,
     completions: Vec<cqueue::Entry>,
-    /// Set up with `DEFER_TASKRUN`: disabled until [`Ring::start`] on the thread that uses it.
-    deferred: bool,
-}
-
-/// A ring set up as cheaply as the kernel allows, and whether its task running is deferred.
-///
-/// Best (6.1+): `SINGLE_ISSUER | DEFER_TASKRUN`. The kernel then finishes operations (the
-/// work a socket's wake-up queues) only when the loop asks for completions, all at once,
-/// instead of waking the thread for each; and it may skip the locking that several
-/// submitting threads would need. The one thread allowed to submit is the one that enables
-/// the ring, so the ring starts disabled (`R_DISABLED`) and the worker's thread enables it.
-/// Next (5.19+): cooperative task running, which finishes operations when the loop enters the
-/// ring instead of interrupting whatever system call the thread is in. Else the plain ring.
-fn built() -> std::io::Result<(IoUring, bool)> {
-    let mut builder = IoUring::builder();
-    builder.setup_cqsize(RING_ENTRIES * 4);
-    let deferred = builder
-        .clone()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_r_disabled()
-        .build(RING_ENTRIES);
-    if let Ok(ring) = deferred {
-        return Ok((ring, true));
-    }
-    let ring = builder.clone().setup_coop_taskrun().build(RING_ENTRIES);
-    ring.or_else(|_| builder.build(RING_ENTRIES))
-        .map(|ring| (ring, false))
 }
 
 /// Fails with one clear line where io_uring cannot be used, before the server says it is up.
@@ -57,7 +29,18 @@ impl Ring {
             model: "uring",
             reason,
         };
-        let (ring, deferred) = built().map_err(|e| unavailable(format!("io_uring_setup failed: {e}")))?;
+        // Cooperative task running (5.19+): the kernel finishes operations when the loop
+        // enters the ring, instead of interrupting whatever system call the thread is in.
+        let ring = IoUring::builder()
+            .setup_cqsize(RING_ENTRIES * 4)
+            .setup_coop_taskrun()
+            .build(RING_ENTRIES)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(RING_ENTRIES * 4)
+                    .build(RING_ENTRIES)
+            })
+            .map_err(|e| unavailable(format!("io_uring_setup failed: {e}")))?;
         let mut probe = Probe::new();
         ring.submitter()
             .register_probe(&mut probe)
@@ -76,19 +59,8 @@ impl Ring {
             None => Ok(Ring {
                 ring,
                 completions: Vec::new(),
-                deferred,
             }),
         }
-    }
-
-    /// Enables a ring that [`built`] left disabled, making the calling thread the only one
-    /// that may submit to it. Called first thing on the worker's thread.
-    pub fn start(&self) -> Result<(), Error> {
-        if self.deferred {
-            let enabled = self.ring.submitter().register_enable_rings();
-            enabled.map_err(Error::io("enabling the io_uring"))?;
-        }
-        Ok(())
     }
 
     /// Submits what is queued and waits for at least one completion; takes all there are.

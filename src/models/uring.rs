@@ -155,7 +155,6 @@ impl<'a, H: Handler> Worker<'a, H> {
     }
 
     fn run(mut self) -> Result<(), Error> {
-        self.ring.start()?;
         self.accept()?;
         let shutdown = self.context.shutdown.fd().as_raw_fd();
         let poll = opcode::PollAdd::new(types::Fd(shutdown), PollFlags::IN.bits().into());
