@@ -48,6 +48,34 @@
 //! Slowloris: a slow client costs a pending receive and its buffer; others are served as
 //! usual.
 //!
+//! Measured (kernel 6.18, `-w 2`, `wrk -t2 -c100 -d5s`, a fresh server per run, rounds
+//! interleaved with `reactor`; CPU is the server's utime+stime over its requests; on the
+//! shared 2-core machine, loaded by other builds, so medians of several rounds):
+//!
+//! - Small page, keep-alive: 7.2 µs of CPU and 0.3 system calls per request (reactor 7.3 µs
+//!   and 2.1). Churn, a connection per request: 31 µs and 1.9 system calls (reactor 29 µs and
+//!   5.8): per connection its `close` is a direct call. Requests per second, same rounds:
+//!   small 0.73x `reactor`'s, churn 0.86x (the lead's full `bench/run` on a quiet machine:
+//!   0.97x and 0.79x): with the same CPU per request, uring serves fewer when the CPUs are
+//!   contended.
+//!   1 MiB file: 43% of the CPU is the two copies (`_copy_to_iter` reading into the buffer,
+//!   `_copy_from_iter` sending from it, `perf record -e cpu-clock`), which `sendfile` spares
+//!   `reactor`: the lead's full `bench/run` had 479 µs per request against 150.
+//! - Where churn's CPU goes (`perf record -e cpu-clock -g` on the workers): 88% in the
+//!   kernel, nearly all TCP, accepting and scheduling, the work `reactor`'s system calls do
+//!   too; io_uring's own part (submitting, arming polls, task work, completions) about 5%; no
+//!   io-wq worker threads are started (no `iou-wrk` thread under churn). Voluntary context
+//!   switches per request are `reactor`'s or fewer (churn 0.63 against 0.65, small 0.09
+//!   against 0.12). In one run user space took 2.6 µs per churn request against
+//!   `reactor`'s 1.2 (the copies, the slab, a buffer per connection).
+//! - Tried and reverted: `SINGLE_ISSUER | DEFER_TASKRUN` (the ring enabled by its worker's
+//!   thread) in place of `COOP_TASKRUN`: the same CPU per request (small 7.15 µs both, 8
+//!   rounds; churn 30.4 against 31.6, 6 rounds, inside the rounds' spread), and small's req/s
+//!   lower in 7 of 8 rounds (median 0.87x). Not tried: `SEND_ZC`, since zero-copy pages sent
+//!   to a socket on the same host are copied when they arrive (the kernel's
+//!   `msg_zerocopy.rst`, "Loopback"), as in this benchmark, and each send would hold its
+//!   buffer until a second completion.
+//!
 //! When it wins: many busy connections per core, where the system calls of a readiness loop
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
