@@ -71,7 +71,9 @@
 //! - Tried and reverted: `SINGLE_ISSUER | DEFER_TASKRUN` (the ring enabled by its worker's
 //!   thread) in place of `COOP_TASKRUN`: the same CPU per request (small 7.15 µs both, 8
 //!   rounds; churn 30.4 against 31.6, 6 rounds, inside the rounds' spread), and small's req/s
-//!   lower in 7 of 8 rounds (median 0.87x). Not tried: `SEND_ZC`, since zero-copy pages sent
+//!   lower in 7 of 8 rounds (median 0.87x). Also reverted: `IORING_RECVSEND_POLL_FIRST` on a
+//!   receive after a response (wait for the next request instead of trying at once): small's
+//!   CPU per request 1.08x (median of 6 rounds' ratios), req/s 0.91x. Not tried: `SEND_ZC`, since zero-copy pages sent
 //!   to a socket on the same host are copied when they arrive (the kernel's
 //!   `msg_zerocopy.rst`, "Loopback"), as in this benchmark, and each send would hold its
 //!   buffer until a second completion.
