@@ -48,6 +48,39 @@
 //! Slowloris: a slow client costs a pending receive and its buffer; others are served as
 //! usual.
 //!
+//! Measured (kernel 6.18, `-w 2`, `wrk -t2 -c100 -d5s`, a fresh server per run, rounds
+//! interleaved with `reactor`; CPU is the server's utime+stime over its requests; on the
+//! shared 2-core machine, loaded by other builds, so medians of several rounds):
+//!
+//! - Small page, keep-alive: 0.3 system calls per request (reactor 2.1) and reactor's CPU:
+//!   medians of three sessions 7.15, 6.75 and 6.9 µs (reactor 7.25, 6.85, 6.8); req/s 0.73x,
+//!   0.89x and 0.86x reactor's (the lead's full `bench/run` on a quiet machine: 0.97x).
+//! - Churn, a connection per request: 1.9 system calls (reactor 5.8; per connection its
+//!   `close` is a direct call) and 8% more CPU: 31.6 and 26.0 µs in two sessions (reactor 29.3
+//!   and 24.0); req/s 0.86x and 0.91x (the lead's: 0.79x). On both, req/s falls further
+//!   behind than CPU does when the machine is loaded.
+//! - 1 MiB file: 43% of the CPU is the two copies (`_copy_to_iter` reading into the buffer,
+//!   `_copy_from_iter` sending from it, `perf record -e cpu-clock`), which `sendfile` spares
+//!   `reactor`: the lead's full `bench/run` had 479 µs per request against 150.
+//! - Where churn's CPU goes (`perf record -e cpu-clock -g` on the workers): 88% in the
+//!   kernel, nearly all TCP, accepting and scheduling, the work `reactor`'s system calls do
+//!   too; io_uring's own part (submitting, arming polls, task work, completions) about 5%; no
+//!   io-wq worker threads are started (no `iou-wrk` thread under churn). Voluntary context
+//!   switches per request are `reactor`'s or fewer (churn 0.63 against 0.65, small 0.09
+//!   against 0.12). In one run user space took 2.6 µs per churn request against
+//!   `reactor`'s 1.2 (the copies, the slab, a buffer per connection).
+//! - Tried and reverted: `SINGLE_ISSUER | DEFER_TASKRUN` (the ring enabled by its worker's
+//!   thread) in place of `COOP_TASKRUN`. Medians of each round's ratio to uring without it,
+//!   two sessions pooled: churn req/s 1.10x and CPU per request 0.98x (11 rounds, 8 of them
+//!   faster), small req/s 0.94x and CPU 1.06x (13 rounds): a gain on churn as large as the
+//!   rounds' spread, and a loss on small.
+//! - Tried and reverted: `IORING_RECVSEND_POLL_FIRST` on a receive after a response (wait for
+//!   the next request instead of trying at once): small's CPU per request 1.08x, req/s 0.91x
+//!   (medians of 6 rounds' ratios).
+//! - Not tried: `SEND_ZC`. Zero-copy pages sent to a socket on the same host are copied when
+//!   they arrive (the kernel's `msg_zerocopy.rst`, "Loopback"), as in this benchmark, and
+//!   each send would hold its buffer until a second completion.
+//!
 //! When it wins: many busy connections per core, where the system calls of a readiness loop
 //! (`epoll_wait`, then `read` and `write` per socket) dominate; batching them into one
 //! `io_uring_enter` per round saves most of the kernel entries.
