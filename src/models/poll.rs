@@ -13,6 +13,12 @@
 //! Slowloris: slow clients cost nothing while silent, but each one lengthens every `poll`
 //! call; a normal client is still served, a little later per thousand slow ones.
 //!
+//! Measured (the full `bench/run` of 2026-12-02 22:57 UTC, commit 8b33600, on a quiet 2-core
+//! machine: `-w 2`, `wrk -t2 -c100`; CPU is the server's utime+stime over its requests, system
+//! calls counted by `perf`): a small page over keep-alive costs 8.9 µs and 3.0 system calls per
+//! request (`reactor`: 8.4 µs, 2.1); `Connection: close` churn 22.3 µs and 4.4 (`reactor`: 31.2 µs,
+//! 6.6): at 100 connections the O(n) walk is still short.
+//!
 //! When it wins: a few hundred connections or fewer, where the O(n) is small; and
 //! portability (poll is POSIX; epoll is Linux-only).
 

@@ -16,6 +16,13 @@
 //! closed at once — but until then the server is unavailable. Raising `--workers` raises the
 //! number of slow clients needed; only the event-driven models remove the problem.
 //!
+//! Measured (the full `bench/run` of 2026-12-02 22:57 UTC, commit 8b33600, on a quiet 2-core
+//! machine: `-w 2`, `wrk -t2 -c100`; CPU is the server's utime+stime over its requests, system
+//! calls counted by `perf`): a small page over keep-alive costs 18.8 µs and 3.0 system calls per
+//! request (`reactor`: 8.4 µs, 2.1); `Connection: close` churn 37.9 µs and 7.0 (`reactor`: 31.2 µs,
+//! 6.6): no thread is made per connection (`thread`: 155 µs), and each hand-over through the queue
+//! wakes a thread.
+//!
 //! When it wins: bounded memory and threads with blocking, easy-to-read code, for short
 //! requests from well-behaved clients (a classic Java servlet container design).
 

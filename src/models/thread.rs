@@ -10,6 +10,12 @@
 //! mostly idle keep-alive connections mean thousands of sleeping threads, and every slow
 //! client holds one until a timeout frees it.
 //!
+//! Measured (the full `bench/run` of 2026-12-02 22:57 UTC, commit 8b33600, on a quiet 2-core
+//! machine: `-w 2`, `wrk -t2 -c100`; CPU is the server's utime+stime over its requests, system
+//! calls counted by `perf`): a small page over keep-alive costs 22.2 µs and 3.0 system calls per
+//! request (`reactor`: 8.4 µs, 2.1); `Connection: close` churn 155 µs and 26 (`reactor`: 31.2 µs,
+//! 6.6): a thread created and ended per connection; 7,000 connections a second.
+//!
 //! When it wins: the code is the easiest to read and debug (a connection's story is one
 //! stack), and with few busy connections it is as fast as anything, since the kernel's
 //! scheduler does the multiplexing.
