@@ -34,6 +34,6 @@ pub(crate) use event_loop::EventLoop;
 pub(crate) use hangups::{pending, OnHangup, OnUpgrade, Pending, Report};
 pub(crate) use limit::{Admission, SharedTally};
 pub(crate) use readiness::{isolated, refuse, transmit, Client, Interest, Pumped, Reads, SendWatch};
-pub(crate) use ring::{check_uring, grown, outcome, Op, Ring, ACCEPT, CANCEL, SHUTDOWN, TIMER};
+pub(crate) use ring::{check_uring, feed, grown, outcome, Op, Ring, ACCEPT, CANCEL, SHUTDOWN, TIMER};
 pub(crate) use steer::Steering;
 pub(crate) use workers::run_workers;

@@ -17,15 +17,26 @@
 //! - A connection has at most one operation in flight: the link's single next step (receive,
 //!   send, or read the next piece of a file). Its completion is reported to the link, which
 //!   then gives the next step.
-//! - The kernel only ever touches memory this model owns: each connection has one buffer (one
-//!   is enough, as only one operation is in flight). Received bytes are copied into the link's
-//!   buffer, bytes to send are copied out of the link's, and file bodies are read a piece at a
-//!   time into it and sent from it. The copies are a few hundred bytes per request for heads,
-//!   and keep the memory safety of this model independent of how the link manages its memory.
+//! - The kernel only ever touches memory this model owns. Receives take a buffer from the
+//!   ring's provided buffers (`engine/ring.rs`: 128 of 4 KiB per ring, 5.19+), which the
+//!   kernel picks only once data has arrived: a receive waiting for a request holds no buffer.
+//!   The completion names the buffer; its bytes are copied into the link's buffer and it is
+//!   given back at once. Each connection has one buffer of its own for what it sends (one is
+//!   enough, as only one operation is in flight): bytes to send are copied out of the link's,
+//!   and file bodies are read a piece at a time into it and sent from it. It is let go when
+//!   the link next waits for input, and so is the link's (`Link::rest`), so an idle connection
+//!   costs its slab entry, its link and its socket, as in `reactor`. The copies are a few
+//!   hundred bytes per request for heads, and keep the memory safety of this model
+//!   independent of how the link manages its memory. Where the kernel has no provided
+//!   buffers, a connection's own buffer takes its receives too, and is kept.
+//! - A receive may bring more than the link, having let its buffer go, then asks for: the
+//!   rest waits in the connection (`unread`) and is handed over before anything is received
+//!   again. When a turn's receives find no provided buffer left, they fail with `ENOBUFS` and
+//!   are submitted again: by the next turn every buffer has been given back.
 //! - A connection is dropped only when it has no operation in flight. A timed-out one gets an
 //!   `AsyncCancel` and is dropped when its (cancelled) operation completes. At shutdown every
 //!   operation is cancelled and its completion awaited; a buffer still in the kernel's hands
-//!   after that is leaked, never freed.
+//!   after that is leaked, never freed (the provided buffers, if a receive is).
 //!
 //! Files are read into the connection's buffer, then sent: one copy from the page cache
 //! through user space, which `sendfile` avoids. The zero-copy alternative, `Splice` (file to
@@ -40,13 +51,14 @@
 //! other can join (a Unix socket, or one passed in by systemd), every ring accepts on a copy
 //! of the one listener, and each new connection completes the accept of one of them.
 //!
-//! What it costs: what `reactor` costs, plus a buffer per connection (as large as the largest
-//! piece it moved, at most `CHUNK`) and a copy of every byte of a file body. io_uring is also
+//! What it costs: what `reactor` costs, plus a buffer per connection while it sends (as large
+//! as the largest piece it moved, at most `CHUNK`), 512 KiB of provided buffers per ring, and
+//! a copy of every byte received and of every byte of a file body. io_uring is also
 //! often disabled (containers' seccomp profiles, the `io_uring_disabled` sysctl), and
 //! the code needs `unsafe` to hand buffers to the kernel.
 //!
-//! Slowloris: a slow client costs a pending receive and its buffer; others are served as
-//! usual.
+//! Slowloris: a slow client costs a pending receive (and the link's buffer for its partial
+//! head); others are served as usual.
 //!
 //! Measured (kernel 6.18, `-w 2`, `wrk -t2 -c100 -d5s`, a fresh server per run, rounds
 //! interleaved with `reactor`; CPU is the server's utime+stime over its requests; on the
@@ -86,17 +98,16 @@
 //! `io_uring_enter` per round saves most of the kernel entries.
 
 use crate::engine::{
-    clock_now, grown, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick, Admission,
-    Context, Op, Ring, SendWatch, ACCEPT, CANCEL, SHUTDOWN, TIMER,
+    clock_now, feed, grown, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick,
+    Admission, Context, Op, Ring, SendWatch, ACCEPT, CANCEL, SHUTDOWN, TIMER,
 };
 use crate::error::Error;
 use crate::net::{Listener, Stream};
 use crate::observe::trace::{trace_event, Kind};
 use crate::seam::{Clock, Handler, Link, Step, Transmit};
 use io_uring::{cqueue, opcode, squeue, types};
-use rustix::event::PollFlags;
 use rustix::io::Errno;
-use rustix::net::{SendFlags, SocketFlags};
+use rustix::net::SendFlags;
 use slab::Slab;
 use std::net::Shutdown as Direction;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -131,8 +142,6 @@ struct Worker<'a, H> {
     accepting: bool,
     /// Accepting stopped for lack of descriptors or memory; resumed by the next sweep.
     accept_paused: bool,
-    /// The sweep interval, boxed so that its address is stable while the kernel reads it.
-    sweep: Box<types::Timespec>,
     /// Set once shutdown is triggered: serving ends when the last connection has, or then.
     draining_until: Option<Instant>,
     /// Everything still in flight is being cancelled: no new operations.
@@ -147,6 +156,9 @@ struct RingClient {
     /// The memory the kernel reads from and writes to; see the header. It changes (grows) only
     /// while no operation is in flight.
     buffer: Vec<u8>,
+    /// Received bytes the link has not asked for yet (it asked for less than came), handed
+    /// to it before anything more is received.
+    unread: Vec<u8>,
     /// `buffer[sent..staged]` is output taken from the link and not yet written. The link is
     /// told it was sent once all of it has been.
     staged: usize,
@@ -170,10 +182,8 @@ struct RingClient {
 
 impl<'a, H: Handler> Worker<'a, H> {
     fn new(listener: Listener, context: &'a Context<H>) -> Result<Worker<'a, H>, Error> {
-        let ring = Ring::new()?;
-        let sweep = sweep_interval(&context.settings);
         Ok(Worker {
-            ring,
+            ring: Ring::new()?.sweeping_every(sweep_interval(&context.settings)),
             context,
             listener: Some(listener),
             connections: Slab::new(),
@@ -181,7 +191,6 @@ impl<'a, H: Handler> Worker<'a, H> {
             multishot: true,
             accepting: false,
             accept_paused: false,
-            sweep: Box::new(sweep.into()),
             draining_until: None,
             stopping: false,
         })
@@ -190,10 +199,8 @@ impl<'a, H: Handler> Worker<'a, H> {
     fn run(mut self) -> Result<(), Error> {
         self.accept()?;
         let shutdown = self.context.shutdown.fd().as_raw_fd();
-        let poll = opcode::PollAdd::new(types::Fd(shutdown), PollFlags::IN.bits().into());
-        // SAFETY: a poll refers to no memory of ours.
-        unsafe { self.ring.push(poll.build().user_data(SHUTDOWN))? };
-        self.arm_timer()?;
+        self.ring.poll_readable(shutdown, SHUTDOWN)?;
+        self.ring.arm_timer()?;
         while !self.stopping {
             self.turn()?;
             if let Some(until) = self.draining_until {
@@ -229,8 +236,9 @@ impl<'a, H: Handler> Worker<'a, H> {
             CANCEL => {}
             user_data => {
                 if let Some((key, op)) = Op::decode(user_data) {
-                    self.on_operation(key, op, result)?;
+                    self.on_operation(key, op, result, completion.flags())?;
                 }
+                self.ring.give_back(completion.flags());
             }
         }
         Ok(())
@@ -240,17 +248,7 @@ impl<'a, H: Handler> Worker<'a, H> {
         let Some(listener) = &self.listener else {
             return Ok(());
         };
-        let fd = types::Fd(listener.as_raw_fd());
-        let flags = SocketFlags::CLOEXEC.bits() as i32;
-        let entry = if self.multishot {
-            opcode::AcceptMulti::new(fd).flags(flags).build()
-        } else {
-            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-                .flags(flags)
-                .build()
-        };
-        // SAFETY: no peer address is asked for, so the accept refers to no memory of ours.
-        unsafe { self.ring.push(entry.user_data(ACCEPT))? };
+        self.ring.accept(listener.as_raw_fd(), self.multishot)?;
         self.accepting = true;
         Ok(())
     }
@@ -297,7 +295,7 @@ impl<'a, H: Handler> Worker<'a, H> {
     fn start_draining(&mut self) -> Result<(), Error> {
         self.draining_until = Some(self.clock.now() + self.context.shutdown_timeout);
         if self.accepting {
-            self.cancel(ACCEPT)?;
+            self.ring.cancel(ACCEPT)?;
         }
         let waiting: Vec<usize> = self
             .connections
@@ -313,7 +311,7 @@ impl<'a, H: Handler> Worker<'a, H> {
             })
             .collect();
         for key in waiting {
-            self.cancel(Op::Receive.user_data(key))?;
+            self.ring.cancel(Op::Receive.user_data(key))?;
         }
         Ok(())
     }
@@ -324,6 +322,7 @@ impl<'a, H: Handler> Worker<'a, H> {
             socket,
             link,
             buffer: Vec::new(),
+            unread: Vec::new(),
             staged: 0,
             sent: 0,
             in_flight: None,
@@ -338,7 +337,7 @@ impl<'a, H: Handler> Worker<'a, H> {
     }
 
     /// A connection's operation completed: tells the link, then starts the next step.
-    fn on_operation(&mut self, key: usize, op: Op, result: i32) -> Result<(), Error> {
+    fn on_operation(&mut self, key: usize, op: Op, result: i32, flags: u32) -> Result<(), Error> {
         let Some(client) = self.connections.get_mut(key) else {
             return Ok(()); // Cannot happen: a connection with an operation in flight is kept.
         };
@@ -354,10 +353,11 @@ impl<'a, H: Handler> Worker<'a, H> {
             return Ok(()); // Shutting down: no new operations; the connection goes with the worker.
         }
         let now = self.clock.now();
+        let provided = self.ring.provided(result, flags);
         // A panic in the link or the handler (a bug) ends only this connection.
         let progressed = !client.expired
             && isolated(false, || match op {
-                Op::Receive => client.received(result, &self.clock, &self.context.handler),
+                Op::Receive => client.received(result, provided, &self.clock, &self.context.handler),
                 Op::Send => client.wrote(result, now),
                 Op::ReadFile => client.read_file(result),
             });
@@ -380,14 +380,16 @@ impl<'a, H: Handler> Worker<'a, H> {
         let (clock, handler) = (&self.clock, &self.context.handler);
         // Nothing is in flight while the link decides, so a panic there (a bug) can end the
         // connection safely.
-        match isolated(None, || client.next_operation(clock, handler)) {
+        let ring = &self.ring;
+        match isolated(None, || client.next_operation(ring, clock, handler)) {
             Some((entry, op)) => {
                 client.in_flight = Some(op);
-                // SAFETY: the entry points into `client.buffer`, or names a file the link keeps
-                // open until told the file was sent. The buffer's heap memory does not move
-                // when the slab does, is not resized while an operation is in flight, and is
-                // freed only once none is (see `on_operation`, `close_expired` and `drop`).
-                // The link is not told of anything until the completion.
+                // SAFETY: the entry points into `client.buffer`, or into the ring's provided
+                // buffers (which it owns), or names a file the link keeps open until told the
+                // file was sent. The buffer's heap memory does not move when the slab does, is
+                // not resized or replaced while an operation is in flight, and is freed only once
+                // none is (see `on_operation`, `close_expired` and `drop`). The link is not told
+                // of anything until the completion.
                 unsafe { self.ring.push(entry.user_data(op.user_data(key))) }
             }
             None => {
@@ -406,14 +408,7 @@ impl<'a, H: Handler> Worker<'a, H> {
                 self.accept()?;
             }
         }
-        self.arm_timer()
-    }
-
-    fn arm_timer(&mut self) -> Result<(), Error> {
-        let entry = opcode::Timeout::new(&*self.sweep).build().user_data(TIMER);
-        // SAFETY: the timespec is boxed and lives as long as the worker, which outlives the
-        // ring's use of it (the kernel copies it when the entry is submitted).
-        unsafe { self.ring.push(entry) }
+        self.ring.arm_timer()
     }
 
     /// Cancels the operation of every connection past its deadline; each is dropped when its
@@ -430,22 +425,11 @@ impl<'a, H: Handler> Worker<'a, H> {
             client.last_words = client.in_flight == Some(Op::Receive) && client.link.expire(now);
             client.expired = !client.last_words;
             match client.in_flight {
-                Some(op) => self.cancel(op.user_data(key))?,
+                Some(op) => self.ring.cancel(op.user_data(key))?,
                 None => drop(self.connections.remove(key)),
             }
         }
         Ok(())
-    }
-
-    /// Asks the kernel to cancel the operation tagged `user_data`. It then completes with
-    /// `-ECANCELED`, or with its own result if it was finishing anyway. The cancellation cannot
-    /// hit a later connection that reuses the key: a key is reused only after its operation's
-    /// completion has been seen, so the reuser's operation is queued after this cancellation,
-    /// and the kernel takes submissions in order.
-    fn cancel(&mut self, user_data: u64) -> Result<(), Error> {
-        let entry = opcode::AsyncCancel::new(user_data).build().user_data(CANCEL);
-        // SAFETY: a cancellation refers to no memory of ours.
-        unsafe { self.ring.push(entry) }
     }
 
     fn cancel_everything(&mut self) -> Result<(), Error> {
@@ -455,11 +439,11 @@ impl<'a, H: Handler> Worker<'a, H> {
             .filter_map(|(key, client)| Some(client.in_flight?.user_data(key)))
             .collect();
         for user_data in in_flight {
-            self.cancel(user_data)?;
+            self.ring.cancel(user_data)?;
         }
         // The accept holds the listening socket open: the port must close with the server.
         if self.accepting {
-            self.cancel(ACCEPT)?;
+            self.ring.cancel(ACCEPT)?;
         }
         Ok(())
     }
@@ -475,6 +459,9 @@ impl<H> Drop for Worker<'_, H> {
     /// write to is leaked rather than freed. After a clean shutdown there is none.
     fn drop(&mut self) {
         for (_, client) in self.connections.iter_mut() {
+            if client.in_flight == Some(Op::Receive) {
+                self.ring.leak_buffers();
+            }
             if client.in_flight.is_some() {
                 std::mem::forget(std::mem::take(&mut client.buffer));
             }
@@ -498,7 +485,12 @@ impl RingClient {
 
     /// Drives the link until it needs the kernel: the operation to submit, or `None` when the
     /// connection is over.
-    fn next_operation(&mut self, clock: &Clock, handler: &impl Handler) -> Option<(squeue::Entry, Op)> {
+    fn next_operation(
+        &mut self,
+        ring: &Ring,
+        clock: &Clock,
+        handler: &impl Handler,
+    ) -> Option<(squeue::Entry, Op)> {
         let socket = types::Fd(self.socket.as_raw_fd());
         loop {
             if self.sent < self.staged {
@@ -523,10 +515,18 @@ impl RingClient {
                     let read = opcode::Read::new(fd, buffer.as_mut_ptr(), buffer.len() as u32).offset(offset);
                     return Some((read.build(), Op::ReadFile));
                 }
+                Step::Receive { .. } if !self.unread.is_empty() => {
+                    let taken = self.unread.len() - feed(&mut self.link, &self.unread, clock, handler).len();
+                    self.unread = self.unread.split_off(taken); // (freed once all is taken)
+                }
                 Step::Receive { buf, .. } => {
-                    let buffer = grown(&mut self.buffer, buf.len().min(CHUNK));
-                    let recv = opcode::Recv::new(socket, buffer.as_mut_ptr(), buffer.len() as u32);
-                    return Some((recv.build(), Op::Receive));
+                    let len = buf.len().min(CHUNK);
+                    if ring.provides_buffers() {
+                        // Waiting for input costs no buffer: the kernel picks one when it comes.
+                        self.link.rest();
+                        self.buffer = Vec::new();
+                    }
+                    return Some((ring.receive(socket, len, &mut self.buffer), Op::Receive));
                 }
                 // `shutdown` never blocks, so it is simply called.
                 Step::Finish => self.socket.shutdown(Direction::Write).ok()?,
@@ -535,23 +535,18 @@ impl RingClient {
         }
     }
 
-    /// A receive completed with `result`; false if the connection is over.
-    fn received(&mut self, result: i32, clock: &Clock, handler: &impl Handler) -> bool {
+    /// A receive completed with `result`, its bytes in the provided buffer it `got` or else in
+    /// the connection's own; false if the connection is over.
+    fn received(&mut self, result: i32, got: Option<&[u8]>, clock: &Clock, handler: &impl Handler) -> bool {
         let Ok(n) = usize::try_from(result) else {
-            return std::mem::take(&mut self.last_words); // cancelled for a last word, or failed
+            // Cancelled for a last word; or no provided buffer was left: receive again.
+            return std::mem::take(&mut self.last_words) || -result == Errno::NOBUFS.raw_os_error();
         };
-        if n > 0 {
-            // The link asked for bytes and has not been called since, so asking again gives
-            // the same buffer, at least as long as the receive was.
-            let Step::Receive { buf, .. } = self.link.poll(clock, handler) else {
-                return false;
-            };
-            let Some(space) = buf.get_mut(..n) else {
-                return false;
-            };
-            space.copy_from_slice(&self.buffer[..n]);
-        }
-        self.link.received(n, clock.now());
+        let Some(input) = got.or(self.buffer.get(..n)) else {
+            return false;
+        };
+        let left = feed(&mut self.link, input, clock, handler);
+        self.unread.extend_from_slice(left);
         true
     }
 

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use bingfa::{Config, Model};
+use nix::sys::signal::Signal;
+
+use crate::binary;
 use crate::support::*;
 
 model_tests! {
@@ -206,4 +210,46 @@ model_tests! {
         assert_body(&resp, &s.site.read("readme.txt"));
         assert_eq!(resp.minor, 1, "{}", resp.summary());
     }
+}
+
+/// Idle connections that send a request at the same moment, more of them than `uring` has
+/// provided buffers (128 per ring, `engine/ring.rs`).
+const AT_ONCE: usize = 300;
+
+/// `uring` receives into buffers the kernel picks from the ring's provided buffers when data
+/// comes. When more requests arrive in one turn of its loop than there are buffers, the
+/// receives left without one fail (`ENOBUFS`) and are made again: every request is
+/// answered. The server is stopped (SIGSTOP) while `AT_ONCE` idle connections each send a
+/// request, so that all of them are there when it goes on (on the release build, `perf record
+/// -e io_uring:io_uring_complete` saw 14 receives complete with -105, ENOBUFS, in one run).
+#[test]
+fn uring_receives_again_when_more_requests_come_at_once_than_it_has_buffers() {
+    if skip(Model::Uring, module_path!()) {
+        return;
+    }
+    let site = Site::new();
+    let mut config = Config::new(site.root());
+    config.model = Model::Uring;
+    config.workers = 1;
+    let mut server = binary::start(&flags(&config), None);
+    let readme = site.read("readme.txt");
+    let mut clients: Vec<Client> = (0..AT_ONCE)
+        .map(|_| {
+            let mut c = Client::connect(server.addr);
+            c.send(get_req("/readme.txt"));
+            assert_body(&c.read_response(), &readme);
+            c
+        })
+        .collect();
+    server.signal(Signal::SIGSTOP);
+    for c in &mut clients {
+        c.send(get_req("/readme.txt"));
+    }
+    server.signal(Signal::SIGCONT);
+    for c in &mut clients {
+        assert_body(&c.read_response(), &readme);
+    }
+    server
+        .stop_with(Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
