@@ -9,6 +9,10 @@ use rustix::net::SocketFlags;
 use std::io::{self, ErrorKind};
 use std::time::Duration;
 
+/// How long the kernel may hold a new connection that has sent nothing before reporting it
+/// all the same (see `Listener::defer_accept`): its first SYN-ACK retransmission.
+pub(crate) const DEFER_ACCEPT: Duration = Duration::from_secs(1);
+
 /// Accepts one connection as a non-blocking socket (accept4 sets the flag: no extra fcntl).
 pub(crate) fn accept_nonblocking(listener: &Listener) -> io::Result<Stream> {
     loop {

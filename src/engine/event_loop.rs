@@ -12,7 +12,7 @@
 //! listeners), the loop also reports its connections at each sweep and hands some to, or
 //! takes some from, the other loops (see `steer`).
 
-use super::accept::accept_nonblocking;
+use super::accept::{accept_nonblocking, DEFER_ACCEPT};
 use super::context::{clock_now, sweep_interval, tick, Context};
 use super::readiness::{Client, Pumped, Reads};
 use super::steer::{Handover, WorkerSteering};
@@ -32,9 +32,6 @@ const LISTENER: u64 = u64::MAX;
 const SHUTDOWN: u64 = u64::MAX - 1;
 /// `reactor`: the doorbell another worker rings when it hands connections over (`steer`).
 const HANDED: u64 = u64::MAX - 2;
-/// How long the kernel may hold a new connection that has sent nothing before reporting it
-/// all the same (see `Listener::defer_accept`): its first SYN-ACK retransmission.
-const DEFER_ACCEPT: Duration = Duration::from_secs(1);
 /// Events taken from the kernel per `epoll_wait`.
 const EVENT_BATCH: usize = 1024;
 

@@ -27,7 +27,7 @@ mod ring;
 mod steer;
 mod workers;
 
-pub(crate) use accept::{accept_nonblocking, accept_until_shutdown, listener_per_worker};
+pub(crate) use accept::{accept_nonblocking, accept_until_shutdown, listener_per_worker, DEFER_ACCEPT};
 pub(crate) use children::Children;
 pub(crate) use context::{clock_now, sweep_interval, tick, Context};
 pub(crate) use event_loop::EventLoop;

@@ -106,6 +106,16 @@
 //! - The second run's medians (rounds 2 and 3), uring beside reactor: small 7.9 µs and 0.32
 //!   system calls per request (reactor 7.1 µs, 2.1), 0.92x its req/s; churn 28.5 µs and 1.92
 //!   (reactor 23.4 µs, 4.7), 0.93x; idle PSS 13.0 MiB (reactor 11.3).
+//! - `TCP_DEFER_ACCEPT` on the listener (kept), as the readiness loops have it: an accept
+//!   completes once the request is there, so the first receive completes as it is submitted
+//!   instead of arming a poll and waking the ring again. Churn, per request (`perf stat`):
+//!   polls armed 0.75 -> 0, context switches 0.53 -> 0.24. `bench/uring.sh 5 5`, medians of
+//!   rounds 2-5: churn CPU per request 30.2 -> 27.7 µs (each round's ratio 0.84 to 0.97; reactor
+//!   beside it 22.4), req/s 23,139 -> 22,692 (ratios 0.93 to 1.07; reactor 27,681); small,
+//!   pipeline, 1 MiB and idle memory within the rounds' spread (small's CPU ratios 0.90 to 1.21).
+//!   What is left of churn's gap is mostly user space: `perf record -e cpu-clock` put it at
+//!   ~3.9 µs per request against reactor's ~2.7 (allocation, copies into and out of the
+//!   connection's buffers, the slab), with the kernel's share level.
 //! - Not tried: registered (fixed) files. They spare each operation the lookup of its
 //!   descriptor (`fget`, `fput`): 0.5% of the server's CPU under churn (`perf record -e
 //!   cpu-clock`, 4 s), below what rounds here can tell apart. Accepting straight into the
@@ -121,7 +131,7 @@
 
 use crate::engine::{
     clock_now, feed, grown, isolated, listener_per_worker, outcome, run_workers, sweep_interval, tick,
-    Admission, Context, Op, Ring, SendWatch, ACCEPT, CANCEL, SHUTDOWN, TIMER,
+    Admission, Context, Op, Ring, SendWatch, ACCEPT, CANCEL, DEFER_ACCEPT, SHUTDOWN, TIMER,
 };
 use crate::error::Error;
 use crate::net::{Listener, Stream};
@@ -204,6 +214,9 @@ struct RingClient {
 
 impl<'a, H: Handler> Worker<'a, H> {
     fn new(listener: Listener, context: &'a Context<H>) -> Result<Worker<'a, H>, Error> {
+        // A connection's first receive then finds its request there and completes as it is
+        // submitted, instead of arming a poll and waking the ring once more.
+        listener.defer_accept(DEFER_ACCEPT);
         Ok(Worker {
             ring: Ring::new()?.sweeping_every(sweep_interval(&context.settings)),
             context,
