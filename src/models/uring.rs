@@ -116,6 +116,10 @@
 //!   What is left of churn's gap is mostly user space: `perf record -e cpu-clock` put it at
 //!   ~3.9 µs per request against reactor's ~2.7 (allocation, copies into and out of the
 //!   connection's buffers, the slab), with the kernel's share level.
+//! - The full `bench/run` of 4882cde (quiet machine, main pass, no rounds), uring against
+//!   reactor: small 1.08x its req/s at 0.88x its CPU per request, churn 1.09x at 0.91x, 1 MiB
+//!   0.58x at 3.1x (BENCHMARKS.md). The run before it, without `TCP_DEFER_ACCEPT` or
+//!   provided buffers, had churn at 0.79x and 1.29x.
 //! - Not tried: registered (fixed) files. They spare each operation the lookup of its
 //!   descriptor (`fget`, `fput`): 0.5% of the server's CPU under churn (`perf record -e
 //!   cpu-clock`, 4 s), below what rounds here can tell apart. Accepting straight into the
