@@ -89,9 +89,12 @@
 //! - Tried and reverted: `IORING_RECVSEND_POLL_FIRST` on a receive after a response (wait for
 //!   the next request instead of trying at once): small's CPU per request 1.08x, req/s 0.91x
 //!   (medians of 6 rounds' ratios).
-//! - Not tried: `SEND_ZC`. Zero-copy pages sent to a socket on the same host are copied when
-//!   they arrive (the kernel's `msg_zerocopy.rst`, "Loopback"), as in this benchmark, and
-//!   each send would hold its buffer until a second completion.
+//! - Tried and reverted: `SEND_ZC` for file pieces of 16 KiB or more, the send kept in flight
+//!   until its second completion (the notification that the kernel is done with the buffer).
+//!   On this machine (kernel 6.18 in a Firecracker VM, TCP on loopback) every such send
+//!   completed with `EPERM`, with or without `MSG_NOSIGNAL`, so there was nothing to measure.
+//!   Where it works, zero-copy pages sent to a socket on the same host are copied when they
+//!   arrive (the kernel's `msg_zerocopy.rst`, "Loopback"), as in this benchmark.
 //! - Provided buffers for receives (kept), with the connection's and the link's buffers let
 //!   go while it waits for input: `bench/uring.sh 5 3 reactor=NEW:reactor before=OLD:uring
 //!   after=NEW:uring`, twice (six rounds, on the shared machine). PSS with 9,000 idle
