@@ -78,27 +78,26 @@ fn parse_v1(bytes: &[u8]) -> Parsed {
     if !line.ends_with(b"\r\n") {
         return Parsed::Invalid;
     }
-    if let Some(carried) = plain_tcp_v1(line) {
-        return Parsed::Complete {
+    match plain_tcp_v1(line).or_else(|| ppp_v1(line)) {
+        Some(carried) => Parsed::Complete {
             carried,
             len: line.len(),
-        };
+        },
+        None => Parsed::Invalid,
     }
-    let Ok(header) = ppp::v1::Header::try_from(line) else {
-        return Parsed::Invalid;
-    };
+}
+
+/// What `ppp` makes of a whole version 1 line; `None` if it is not one header exactly.
+fn ppp_v1(line: &[u8]) -> Option<Carried> {
+    let header = ppp::v1::Header::try_from(line).ok()?;
     if header.header.len() != line.len() {
-        return Parsed::Invalid;
+        return None;
     }
-    let carried = match header.addresses {
+    Some(match header.addresses {
         V1::Tcp4(ip) => Carried::Client(Some(ip.source_address.into())),
         V1::Tcp6(ip) => Carried::Client(Some(IpAddr::V6(ip.source_address).to_canonical())),
         V1::Unknown => Carried::Proxy,
-    };
-    Parsed::Complete {
-        carried,
-        len: line.len(),
-    }
+    })
 }
 
 /// The line every load balancer sends, `PROXY TCP4|TCP6 SOURCE DESTINATION SPORT DPORT\r\n`
@@ -300,17 +299,6 @@ mod tests {
                 len: unknown.len()
             }
         );
-    }
-
-    /// What `ppp` makes of a version 1 line, as `parse_v1` would take it.
-    fn ppp_v1(line: &[u8]) -> Option<Carried> {
-        let header = ppp::v1::Header::try_from(line).ok()?;
-        (header.header.len() == line.len()).then_some(())?;
-        Some(match header.addresses {
-            V1::Tcp4(ip) => Carried::Client(Some(ip.source_address.into())),
-            V1::Tcp6(ip) => Carried::Client(Some(IpAddr::V6(ip.source_address).to_canonical())),
-            V1::Unknown => Carried::Proxy,
-        })
     }
 
     #[test]
